@@ -1,0 +1,536 @@
+//! Command lines of the two binaries. Each `*_main` parses the arguments once with clap,
+//! turns them into a validated config, calls into the library, and maps the outcome to an
+//! exit code: 0 success, 1 a task failed, 2 usage or plan error, 3 maestro itself failed.
+//! The binaries in `src/bin/` are one line each.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{Error, Result};
+use crate::launch::LauncherKind;
+use crate::orchestrator::{Orchestrator, ResumeConfig, RunConfig};
+use crate::plan::Plan;
+use crate::primitives::{self, TaskRef};
+use crate::proto::SessionState;
+use crate::session::{self, Session};
+use crate::status;
+use crate::watch::WatchMode;
+use crate::worker::{self, WorkerConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "orchestrator",
+    version,
+    about = "Run a plan's tasks in parallel terminals, coordinated through a session directory"
+)]
+struct OrchestratorArgs {
+    /// Where sessions live (default: $MAESTRO_SESSIONS, else ./sessions).
+    #[arg(long, global = true, value_name = "DIR")]
+    sessions_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: OrchestratorCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum OrchestratorCommand {
+    /// Validate a plan and print its waves and critical path.
+    Plan {
+        plan: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long, conflicts_with = "dot")]
+        json: bool,
+        /// Print a Graphviz graph.
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Create a session and run the plan to its end.
+    Run {
+        plan: PathBuf,
+        /// Workers at once (overrides the plan's `workers`).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Where workers run: auto, background or tmux.
+        #[arg(long, default_value = "auto")]
+        launcher: String,
+        /// How changes are noticed: native, poll or off (default: $MAESTRO_WATCH, else native).
+        #[arg(long)]
+        watch: Option<String>,
+        /// fsync every file and directory written (power-loss safety; slower).
+        #[arg(long)]
+        durable: bool,
+        /// Print only the session path and the final line.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Take over a session whose orchestrator died, and finish it.
+    Resume {
+        session: String,
+        /// Workers at once (default: the session's).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Where new workers run (default: the session's launcher).
+        #[arg(long)]
+        launcher: Option<String>,
+        #[arg(long)]
+        watch: Option<String>,
+        #[arg(long)]
+        durable: bool,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Re-run a failed, skipped or cancelled task (and its skipped dependents) in a
+    /// finished session.
+    Retry {
+        session: String,
+        #[arg(required = true)]
+        tasks: Vec<String>,
+        #[arg(long)]
+        workers: Option<usize>,
+        #[arg(long)]
+        launcher: Option<String>,
+        #[arg(long)]
+        watch: Option<String>,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Stop a running task's current attempt and give it to another worker.
+    Reassign { session: String, task: String },
+    /// Cancel one task and its dependents, or the whole session.
+    Cancel {
+        session: String,
+        task: Option<String>,
+    },
+    /// Show a session's tasks and workers (default: the newest session).
+    Status {
+        session: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List sessions.
+    List,
+    /// Print (or follow) a task's log.
+    Logs {
+        session: String,
+        task: String,
+        /// Keep printing as the task writes, until it has an outcome.
+        #[arg(long, short)]
+        follow: bool,
+        /// Show stderr instead of stdout.
+        #[arg(long)]
+        stderr: bool,
+        /// Which attempt (default: the latest).
+        #[arg(long)]
+        attempt: Option<u32>,
+    },
+}
+
+fn report(e: &Error) -> i32 {
+    eprintln!("error: {e}");
+    e.exit_code()
+}
+
+fn parse_or_exit<P: Parser>(
+    args: impl IntoIterator<Item = OsString>,
+) -> std::result::Result<P, i32> {
+    P::try_parse_from(args).map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() { 2 } else { 0 }
+    })
+}
+
+/// `orchestrator` entry point; returns the process exit code.
+pub fn orchestrator_main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    init_tracing();
+    let args: OrchestratorArgs = match parse_or_exit(args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    match orchestrator(args) {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}
+
+fn cwd() -> Result<PathBuf> {
+    std::env::current_dir().map_err(|e| Error::io(".", "read the current directory", e))
+}
+
+fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
+    let root = session::sessions_root(args.sessions_dir.as_deref());
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        OrchestratorCommand::Plan { plan, json, dot } => {
+            let p = Plan::load(&plan, &cwd()?)?;
+            let text = if json {
+                format!("{:#}\n", p.describe_json())
+            } else if dot {
+                p.to_dot()
+            } else {
+                p.describe()
+            };
+            let _ = out.write_all(text.as_bytes());
+            Ok(0)
+        }
+        OrchestratorCommand::Run {
+            plan,
+            workers,
+            launcher,
+            watch,
+            durable,
+            quiet,
+        } => {
+            // Validate everything before anything is created (issue 2: exit 2, no directory).
+            let launcher: LauncherKind = launcher.parse()?;
+            let watch = match watch {
+                Some(w) => w.parse()?,
+                None => WatchMode::from_env()?,
+            };
+            if workers == Some(0) {
+                return Err(Error::Usage("--workers must be at least 1".into()));
+            }
+            let p = Plan::load(&plan, &cwd()?)?;
+            let launcher = launcher.resolve();
+            if launcher == LauncherKind::Tmux && !crate::launch::tmux_installed() {
+                return Err(Error::Usage(
+                    "--launcher tmux: tmux is not installed (use --launcher background)".into(),
+                ));
+            }
+            let cfg = RunConfig {
+                workers: workers.unwrap_or(p.workers),
+                plan: p,
+                plan_file: plan,
+                sessions_root: root,
+                launcher,
+                watch,
+                durable,
+            };
+            let orch = Orchestrator::create(cfg)?;
+            // First line of stdout: the session path, for scripts.
+            let _ = writeln!(out, "{}", orch.session().root().display());
+            let _ = out.flush();
+            drop(out);
+            drive(orch, quiet)
+        }
+        OrchestratorCommand::Resume {
+            session,
+            workers,
+            launcher,
+            watch,
+            durable,
+            quiet,
+        } => {
+            let cfg = resume_config(
+                &root,
+                &session,
+                workers,
+                launcher,
+                watch,
+                durable,
+                Vec::new(),
+            )?;
+            let orch = Orchestrator::resume(cfg)?;
+            let _ = writeln!(out, "{}", orch.session().root().display());
+            let _ = out.flush();
+            drop(out);
+            drive(orch, quiet)
+        }
+        OrchestratorCommand::Retry {
+            session,
+            tasks,
+            workers,
+            launcher,
+            watch,
+            quiet,
+        } => {
+            let cfg = resume_config(&root, &session, workers, launcher, watch, false, tasks)?;
+            let orch = Orchestrator::resume(cfg)?;
+            let _ = writeln!(out, "{}", orch.session().root().display());
+            let _ = out.flush();
+            drop(out);
+            drive(orch, quiet)
+        }
+        OrchestratorCommand::Reassign { session, task } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            check_task(&s, &task)?;
+            control(&s, "reassign", Some(&task))
+        }
+        OrchestratorCommand::Cancel { session, task } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            if let Some(t) = &task {
+                check_task(&s, t)?;
+            }
+            control(&s, "cancel", task.as_deref())
+        }
+        OrchestratorCommand::Status { session, json } => {
+            let s = Session::resolve(&root, session.as_deref())?;
+            let snap = status::snapshot(&s)?;
+            let text = if json {
+                format!("{:#}\n", status::to_json(&snap))
+            } else {
+                status::render(&snap)
+            };
+            let _ = out.write_all(text.as_bytes());
+            Ok(0)
+        }
+        OrchestratorCommand::List => {
+            let sessions = Session::list(&root)?;
+            let _ = out.write_all(status::render_list(&sessions)?.as_bytes());
+            Ok(0)
+        }
+        OrchestratorCommand::Logs {
+            session,
+            task,
+            follow,
+            stderr,
+            attempt,
+        } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            drop(out);
+            status::logs(&s, &task, attempt, stderr, follow)?;
+            Ok(0)
+        }
+    }
+}
+
+/// Run an orchestrator to the session's end and report; the exit code says how it went.
+fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
+    if !quiet {
+        if let Some(h) = orch.hint() {
+            eprintln!("{h}");
+        }
+        orch.set_progress(true);
+    }
+    let session = orch.session().clone();
+    let state = orch.run()?;
+    let snap = status::snapshot(&session)?;
+    if !quiet {
+        eprint!("\n{}", status::render(&snap));
+    }
+    let done = snap.tasks.iter().filter(|t| t.state == "succeeded").count();
+    eprintln!(
+        "session {} {}: {}/{} tasks succeeded",
+        session.id(),
+        state.as_str(),
+        done,
+        snap.tasks.len()
+    );
+    Ok(if state == SessionState::Succeeded {
+        0
+    } else {
+        1
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resume_config(
+    root: &std::path::Path,
+    session: &str,
+    workers: Option<usize>,
+    launcher: Option<String>,
+    watch: Option<String>,
+    durable: bool,
+    retry: Vec<String>,
+) -> Result<ResumeConfig> {
+    if workers == Some(0) {
+        return Err(Error::Usage("--workers must be at least 1".into()));
+    }
+    let launcher = match launcher {
+        Some(l) => Some(l.parse::<LauncherKind>()?.resolve()),
+        None => None,
+    };
+    let watch = match watch {
+        Some(w) => w.parse()?,
+        None => WatchMode::from_env()?,
+    };
+    let session = Session::resolve(root, Some(session))?;
+    for t in &retry {
+        check_task(&session, t)?;
+    }
+    Ok(ResumeConfig {
+        session,
+        launcher,
+        workers,
+        watch,
+        durable,
+        retry,
+    })
+}
+
+/// A usage error unless the session's plan has `task`.
+fn check_task(s: &Session, task: &str) -> Result<()> {
+    let plan: Option<Plan> = crate::fsio::read_json(&s.plan_json())?;
+    if plan.is_some_and(|p| p.tasks.iter().any(|t| t.id == task)) {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "session {} has no task {task:?}",
+            s.id()
+        )))
+    }
+}
+
+fn control(s: &Session, action: &str, task: Option<&str>) -> Result<i32> {
+    let reply = crate::orchestrator::send_control(s, action, task)?;
+    if reply.ok {
+        println!("{}", reply.message);
+        Ok(0)
+    } else {
+        eprintln!("error: {}", reply.message);
+        Ok(1)
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "worker",
+    version,
+    about = "A maestro worker: runs the tasks the orchestrator assigns to it; inside a task, the verbs below"
+)]
+struct WorkerArgs {
+    /// The session directory (default: $MAESTRO_SESSION).
+    #[arg(long, global = true, env = "MAESTRO_SESSION")]
+    session: Option<PathBuf>,
+    /// This worker's id (required to run a worker).
+    #[arg(long)]
+    id: Option<String>,
+    /// native, poll or off (default: $MAESTRO_WATCH, else native).
+    #[arg(long)]
+    watch: Option<String>,
+    /// The launcher that started us (recorded in worker.json).
+    #[arg(long, default_value = "manual")]
+    launcher: String,
+    /// After a task fails, stay until the session ends (keeps a tmux window open).
+    #[arg(long)]
+    hold_failed: bool,
+    /// fsync every file written.
+    #[arg(long)]
+    durable: bool,
+    #[command(subcommand)]
+    verb: Option<WorkerVerb>,
+}
+
+#[derive(Subcommand, Debug)]
+enum WorkerVerb {
+    /// Save a value for this task's next attempts (tasks/<id>/state.json).
+    Save {
+        key: String,
+        /// The value, stored as a string (or use --json).
+        #[arg(required_unless_present = "json")]
+        value: Option<String>,
+        /// Read a JSON value from FILE (`-` for stdin) instead.
+        #[arg(long, value_name = "FILE", conflicts_with = "value")]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        task: TaskFlags,
+    },
+    /// Print a value saved by an earlier attempt (exit 1 when there is none).
+    Load {
+        key: String,
+        #[command(flatten)]
+        task: TaskFlags,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct TaskFlags {
+    /// The task (default: $MAESTRO_TASK).
+    #[arg(long, env = "MAESTRO_TASK")]
+    task: Option<String>,
+    /// This task's attempt (default: $MAESTRO_ATTEMPT).
+    #[arg(long, env = "MAESTRO_ATTEMPT")]
+    attempt: Option<u32>,
+}
+
+/// `worker` entry point; returns the process exit code.
+pub fn worker_main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    init_tracing();
+    let args: WorkerArgs = match parse_or_exit(args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    match worker_cmd(args) {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}
+
+fn worker_cmd(args: WorkerArgs) -> Result<i32> {
+    let session_dir = args.session.ok_or_else(|| {
+        Error::Usage("no session: run this inside a maestro task or pass --session DIR".into())
+    })?;
+    let Some(verb) = args.verb else {
+        let id = args
+            .id
+            .ok_or_else(|| Error::Usage("--id is required to run a worker".into()))?;
+        let watch = match args.watch {
+            Some(w) => w.parse()?,
+            None => WatchMode::from_env()?,
+        };
+        return worker::run(WorkerConfig {
+            session_dir,
+            id,
+            watch,
+            launcher: args.launcher,
+            hold_failed: args.hold_failed,
+            durable: args.durable,
+        });
+    };
+    let session = Session::open(&session_dir)?;
+    match verb {
+        WorkerVerb::Save {
+            key,
+            value,
+            json,
+            task,
+        } => {
+            let t = TaskRef::new(task.task, task.attempt)?;
+            let v = match (value, json) {
+                (Some(v), None) => serde_json::Value::String(v),
+                (_, Some(file)) => read_json_arg(&file)?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            primitives::save(&session, &t, &key, v)?;
+            Ok(0)
+        }
+        WorkerVerb::Load { key, task } => {
+            let t = TaskRef::new(task.task, task.attempt)?;
+            match primitives::load(&session, &t, &key)? {
+                Some(v) => {
+                    println!("{}", primitives::display_value(&v));
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("no saved value for {key:?} in task {}", t.task);
+                    Ok(1)
+                }
+            }
+        }
+    }
+}
+
+/// Read a JSON value from a file, or stdin for `-`.
+fn read_json_arg(file: &std::path::Path) -> Result<serde_json::Value> {
+    let (name, bytes) = if file == std::path::Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .map_err(|e| Error::io("<stdin>", "read", e))?;
+        ("<stdin>".to_string(), buf)
+    } else {
+        let b = crate::fsio::read_capped(file, crate::fsio::JSON_CAP)?
+            .ok_or_else(|| Error::Usage(format!("{}: no such file", file.display())))?;
+        (file.display().to_string(), b)
+    };
+    serde_json::from_slice(&bytes).map_err(|e| Error::Usage(format!("{name}: invalid JSON: {e}")))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAESTRO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,77 @@
+//! The library's typed errors. Every I/O error carries the path and the operation that failed
+//! (pueue's `IoPathError` style) so that a user reading a message knows which file to look at.
+//! Binaries map these to exit codes with [`Error::exit_code`].
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::plan::PlanError;
+
+/// Everything that can go wrong in maestro's library code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation on a named path failed.
+    #[error("{}: cannot {op}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// A JSON file in the session could not be parsed (e.g. truncated by hand).
+    #[error("{}: invalid JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A JSON file is larger than the cap we accept from a session directory.
+    #[error("{}: file is too large ({size} bytes; the limit is {limit})", path.display())]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    /// The plan is invalid; the message names the file, line and column.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The command line or its arguments are wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// The session directory is not in a state that allows the operation.
+    #[error("{0}")]
+    Session(String),
+    /// A launcher (tmux, ...) failed to start a worker.
+    #[error("{0}")]
+    Launch(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wrap an `io::Error` with the path and the verb of the failed operation.
+    pub fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            op,
+            source,
+        }
+    }
+
+    /// The process exit code for this error: 2 for usage and plan errors (nothing was done),
+    /// 3 for everything else (maestro itself could not go on). 1 is reserved for "a task failed".
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Plan(_) | Error::Usage(_) => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// `result.map_err(io_err(path, "read"))` shorthand.
+pub fn io_err<'a>(
+    path: &'a std::path::Path,
+    op: &'static str,
+) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::io(path, op, source)
+}

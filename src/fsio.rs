@@ -1,0 +1,281 @@
+//! The one file helper: every file maestro publishes in a session goes through here.
+//!
+//! DESIGN.md invariant 2: a reader never sees half a file. We write to a unique temp file
+//! in the same directory (`.tmp-*`, created O_EXCL so a planted symlink is never followed),
+//! then rename it over the target. A write error publishes nothing (the temp file is removed
+//! on drop). `create_once` publishes with link(2) instead of rename, so it fails when the
+//! target exists: that is how "written once" files (outcomes, ready markers) are created
+//! without a check-then-create race (invariant 1).
+//!
+//! fsync is off by default: a process crash loses nothing once rename returned. `--durable`
+//! turns on fsync of the file and its directory for power-loss safety (issue 5).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result, io_err};
+
+/// Prefix of temp files; names in a session never start with a dot, so these never clash
+/// with real files and scanners skip them.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Default cap on JSON files read from a session (invariant 6).
+pub const JSON_CAP: u64 = 16 * 1024 * 1024;
+
+static DURABLE: AtomicBool = AtomicBool::new(false);
+
+/// Turn fsync of files and directories on or off for this process.
+pub fn set_durable(on: bool) {
+    DURABLE.store(on, Ordering::Relaxed);
+}
+
+fn durable() -> bool {
+    DURABLE.load(Ordering::Relaxed)
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn temp_in(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+    let dir = parent(path);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(io_err(dir, "create a temp file in"))?;
+    tmp.write_all(bytes).map_err(io_err(tmp.path(), "write"))?;
+    if durable() {
+        tmp.as_file()
+            .sync_all()
+            .map_err(io_err(tmp.path(), "fsync"))?;
+    }
+    Ok(tmp)
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    if durable() {
+        let dir = parent(path);
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir, "fsync"))?;
+    }
+    Ok(())
+}
+
+/// Atomically replace `path` with `bytes`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_in(path, bytes)?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(path, "rename a temp file onto", e.error))?;
+    sync_dir(path)
+}
+
+/// Atomically replace `path` with `value` as pretty JSON (people read these by hand).
+pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, &to_json(value))
+}
+
+/// Atomically create `path` with `bytes` unless it exists. Returns false when it existed
+/// (someone else won), true when we created it.
+pub fn create_once(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let tmp = temp_in(path, bytes)?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => {
+            sync_dir(path)?;
+            Ok(true)
+        }
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(path, "create", e.error)),
+    }
+}
+
+/// [`create_once`] for a JSON value.
+pub fn create_json_once<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<bool> {
+    create_once(path, &to_json(value))
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    // Serializing our own plain structs cannot fail (no maps with non-string keys).
+    let mut v = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"null".to_vec());
+    v.push(b'\n');
+    v
+}
+
+/// Read a file of at most `cap` bytes. `Ok(None)` when it does not exist.
+pub fn read_capped(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, "open", e)),
+    };
+    let mut buf = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path, "read"))?;
+    if buf.len() as u64 > cap {
+        let size = fs::metadata(path).map(|m| m.len()).unwrap_or(cap + 1);
+        return Err(Error::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: cap,
+        });
+    }
+    Ok(Some(buf))
+}
+
+/// Read and parse a JSON file (size-capped). `Ok(None)` when it does not exist; a malformed
+/// file is an error naming its path, never a panic.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match read_capped(path, JSON_CAP)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| Error::Json {
+                path: path.to_path_buf(),
+                source,
+            }),
+    }
+}
+
+/// Create a directory (and parents) with mode 0700.
+pub fn create_dir_private(path: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io_err(path, "create directory"))
+}
+
+/// Create a directory that must not exist yet (create-exclusive). Returns false if it existed.
+pub fn create_dir_new(path: &Path) -> Result<bool> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(path, "create directory", e)),
+    }
+}
+
+/// Open a log or journal for appending (created if missing, never through a symlink).
+pub fn open_append(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io_err(path, "open for appending"))
+}
+
+/// Append one line with a single write(2), so concurrent readers see whole lines except,
+/// after a crash, possibly a partial last one (which readers skip).
+pub fn append_line(file: &mut File, path: &Path, line: &str) -> Result<()> {
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+    file.write_all(&buf).map_err(io_err(path, "append to"))?;
+    if durable() {
+        file.sync_data().map_err(io_err(path, "fsync"))?;
+    }
+    Ok(())
+}
+
+/// Whether a directory entry name is one of our temp files (or any dot file a person left).
+pub fn is_hidden(name: &str) -> bool {
+    name.starts_with('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn create_once_refuses_second_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("outcome.json");
+        assert!(create_once(&p, b"first").unwrap());
+        assert!(!create_once(&p, b"second").unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn write_atomic_does_not_follow_planted_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let canary = d.path().join("canary");
+        fs::write(&canary, b"keep").unwrap();
+        let p = d.path().join("state.json");
+        std::os::unix::fs::symlink(&canary, &p).unwrap();
+        write_atomic(&p, b"new").unwrap();
+        assert_eq!(fs::read(&canary).unwrap(), b"keep");
+        assert!(!fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn read_json_reports_truncated_file_by_path() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("exit.json");
+        fs::write(&p, b"{\"exit_code\": 0,").unwrap();
+        let err = read_json::<serde_json::Value>(&p).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}: invalid JSON: ", p.display())),
+            "{err}"
+        );
+        assert_eq!(
+            read_json::<serde_json::Value>(&d.path().join("none")).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn read_capped_refuses_oversized_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("big");
+        fs::write(&p, vec![b'x'; 100]).unwrap();
+        let err = read_capped(&p, 10).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: file is too large (100 bytes; the limit is 10)",
+                p.display()
+            )
+        );
+    }
+
+    #[test]
+    fn write_into_missing_directory_names_the_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("nope").join("x.json");
+        let err = write_atomic(&p, b"x").unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}: cannot create a temp file in: ",
+                d.path().join("nope").display()
+            )),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! Launchers start worker processes somewhere a person can watch them: headless in the
+//! background, or one tmux window each. One trait, several implementations (later: terminal
+//! emulators, ssh, Slurm). The orchestrator never cares where a worker runs: it learns that
+//! a worker lives from its `alive` flock, not from the launcher.
+
+use std::fs::OpenOptions;
+use std::io::IsTerminal;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+
+use crate::error::{Error, Result, io_err};
+use crate::session::Session;
+use crate::watch::WatchMode;
+
+/// Which launcher the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LauncherKind {
+    Auto,
+    Background,
+    Tmux,
+}
+
+impl FromStr for LauncherKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<LauncherKind> {
+        match s {
+            "auto" => Ok(LauncherKind::Auto),
+            "background" => Ok(LauncherKind::Background),
+            "tmux" => Ok(LauncherKind::Tmux),
+            other => Err(Error::Usage(format!(
+                "invalid launcher {other:?}: expected auto, background or tmux"
+            ))),
+        }
+    }
+}
+
+impl LauncherKind {
+    /// Resolve `auto`: tmux when we are inside tmux, or when tmux is installed and a person
+    /// is at a terminal; otherwise headless (scripts, CI, machines without tmux).
+    pub fn resolve(self) -> LauncherKind {
+        match self {
+            LauncherKind::Auto => {
+                let inside = std::env::var_os("TMUX").is_some_and(|v| !v.is_empty());
+                let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+                if inside || (interactive && tmux_installed()) {
+                    LauncherKind::Tmux
+                } else {
+                    LauncherKind::Background
+                }
+            }
+            k => k,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LauncherKind::Auto => "auto",
+            LauncherKind::Background => "background",
+            LauncherKind::Tmux => "tmux",
+        }
+    }
+}
+
+/// Whether a working tmux binary is on PATH.
+pub fn tmux_installed() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// What every worker is started with.
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    pub worker_bin: PathBuf,
+    pub watch: WatchMode,
+    pub durable: bool,
+}
+
+impl WorkerCommand {
+    /// The worker binary beside the running executable (cargo puts both in one directory;
+    /// so does `cargo install`), overridable with `$MAESTRO_WORKER_BIN`.
+    pub fn locate(watch: WatchMode, durable: bool) -> Result<WorkerCommand> {
+        let worker_bin = match std::env::var_os("MAESTRO_WORKER_BIN") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => {
+                let exe = std::env::current_exe()
+                    .map_err(|e| Error::Launch(format!("cannot find our own executable: {e}")))?;
+                exe.with_file_name("worker")
+            }
+        };
+        if !worker_bin.is_file() {
+            return Err(Error::Launch(format!(
+                "{}: worker binary not found (build it, or set MAESTRO_WORKER_BIN)",
+                worker_bin.display()
+            )));
+        }
+        Ok(WorkerCommand {
+            worker_bin,
+            watch,
+            durable,
+        })
+    }
+
+    fn argv(&self, session: &Session, id: &str, hold_failed: bool) -> Vec<String> {
+        let mut v = vec![
+            self.worker_bin.to_string_lossy().into_owned(),
+            "--session".into(),
+            session.root().to_string_lossy().into_owned(),
+            "--id".into(),
+            id.into(),
+            "--watch".into(),
+            self.watch.as_str().into(),
+            "--launcher".into(),
+            if hold_failed { "tmux" } else { "background" }.into(),
+        ];
+        if self.durable {
+            v.push("--durable".into());
+        }
+        if hold_failed {
+            v.push("--hold-failed".into());
+        }
+        v
+    }
+}
+
+/// A started worker, as far as the launcher knows.
+pub struct Spawned {
+    /// The child process when the worker is our direct child (background launcher).
+    pub child: Option<Child>,
+    /// Where a person can find it (e.g. `tmux window maestro-x:w1`).
+    pub terminal: Option<String>,
+}
+
+/// Starts workers.
+pub trait Launcher: Send {
+    fn kind(&self) -> LauncherKind;
+    /// Start worker `id` for `session`.
+    fn spawn(&mut self, session: &Session, id: &str) -> Result<Spawned>;
+    /// A line for the user saying where to watch, if there is anything to watch.
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Make the launcher for `kind` (already resolved).
+pub fn make(
+    kind: LauncherKind,
+    cmd: WorkerCommand,
+    session: &Session,
+    keep_windows: bool,
+) -> Box<dyn Launcher> {
+    match kind {
+        LauncherKind::Tmux => Box::new(Tmux::new(cmd, session, keep_windows)),
+        _ => Box::new(Background { cmd }),
+    }
+}
+
+/// Headless workers: our children, in their own process group (so a Ctrl-C aimed at the
+/// orchestrator does not kill them: issue 3 wants them to outlive it), output in the
+/// worker's `console.log`.
+pub struct Background {
+    cmd: WorkerCommand,
+}
+
+impl Launcher for Background {
+    fn kind(&self) -> LauncherKind {
+        LauncherKind::Background
+    }
+
+    fn spawn(&mut self, session: &Session, id: &str) -> Result<Spawned> {
+        let argv = self.cmd.argv(session, id, false);
+        let log_path = session.worker_console(id);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path, "open"))?;
+        let log2 = log.try_clone().map_err(io_err(&log_path, "open"))?;
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::Launch(format!("{}: cannot start worker: {e}", argv[0])))?;
+        Ok(Spawned {
+            child: Some(child),
+            terminal: None,
+        })
+    }
+}
+
+/// One tmux window per worker, in a tmux session named after the maestro session (created
+/// detached, so this works inside and outside tmux; the user attaches or switches to it).
+/// `$MAESTRO_TMUX_SOCKET` selects a private tmux server (`tmux -L`), which tests use.
+pub struct Tmux {
+    cmd: WorkerCommand,
+    target: String,
+    socket: Option<String>,
+    keep_windows: bool,
+    created: bool,
+}
+
+/// tmux session names may not contain `.` or `:`.
+pub fn tmux_session_name(session_id: &str) -> String {
+    session_id.replace(['.', ':'], "_")
+}
+
+impl Tmux {
+    pub fn new(cmd: WorkerCommand, session: &Session, keep_windows: bool) -> Tmux {
+        Tmux {
+            cmd,
+            target: tmux_session_name(session.id()),
+            socket: std::env::var("MAESTRO_TMUX_SOCKET")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            keep_windows,
+            created: false,
+        }
+    }
+
+    fn tmux(&self, args: &[String]) -> Result<()> {
+        let mut c = Command::new("tmux");
+        if let Some(s) = &self.socket {
+            c.arg("-L").arg(s);
+        }
+        let out = c
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::Launch(format!("cannot run tmux: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::Launch(format!(
+                "tmux {} failed: {}",
+                args.first().map(String::as_str).unwrap_or(""),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Launcher for Tmux {
+    fn kind(&self) -> LauncherKind {
+        LauncherKind::Tmux
+    }
+
+    fn spawn(&mut self, session: &Session, id: &str) -> Result<Spawned> {
+        let argv = self.cmd.argv(session, id, true);
+        let mut args: Vec<String> = if self.created {
+            vec![
+                "new-window".into(),
+                "-d".into(),
+                "-t".into(),
+                format!("{}:", self.target),
+                "-n".into(),
+                id.into(),
+            ]
+        } else {
+            vec![
+                "new-session".into(),
+                "-d".into(),
+                "-s".into(),
+                self.target.clone(),
+                "-n".into(),
+                id.into(),
+                "-x".into(),
+                "200".into(),
+                "-y".into(),
+                "50".into(),
+            ]
+        };
+        // Several arguments after `--`: tmux runs the worker directly, no shell, so no
+        // path is ever interpolated into a shell string (invariant 6).
+        args.push("--".into());
+        args.extend(argv);
+        self.tmux(&args)?;
+        let window = format!("{}:{}", self.target, id);
+        if self.keep_windows {
+            self.tmux(&[
+                "set-option".into(),
+                "-w".into(),
+                "-t".into(),
+                window.clone(),
+                "remain-on-exit".into(),
+                "on".into(),
+            ])?;
+        }
+        self.created = true;
+        Ok(Spawned {
+            child: None,
+            terminal: Some(format!("tmux window {window}")),
+        })
+    }
+
+    fn hint(&self) -> Option<String> {
+        let sock = match &self.socket {
+            Some(s) => format!(" -L {s}"),
+            None => String::new(),
+        };
+        Some(format!(
+            "workers run in tmux session {t}: tmux{sock} attach -t {t} (inside tmux: tmux{sock} switch-client -t {t})",
+            t = self.target
+        ))
+    }
+}

@@ -1,0 +1,23 @@
+//! maestro: a file-based multi-process session coordinator.
+//!
+//! An orchestrator reads a plan, creates a session directory and spawns workers (tmux
+//! windows or headless processes) that coordinate with it only through files in that
+//! directory. See docs/PROTOCOL.md for the on-disk protocol and ../shared/DESIGN.md for the
+//! invariants the modules below uphold.
+
+pub mod cli;
+pub mod error;
+pub mod fsio;
+pub mod launch;
+pub mod names;
+pub mod orchestrator;
+pub mod plan;
+pub mod primitives;
+pub mod proto;
+pub mod scheduler;
+pub mod session;
+pub mod status;
+pub mod watch;
+pub mod worker;
+
+pub use error::{Error, Result};

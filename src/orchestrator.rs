@@ -1,0 +1,1454 @@
+//! The orchestrator's event loop: create (or resume) a session, spawn workers through a
+//! launcher, then repeat "wait for a hint, reconcile with the files, decide, act" until
+//! every task has an outcome. Decisions come from the pure [`Scheduler`]; everything the
+//! loop knows it can rebuild from the session directory, which is what `resume` does
+//! (issue 3).
+//!
+//! What wakes the loop (all funnel into one channel): notify events under `workers/` (a
+//! worker's `worker.json` or `status.json` changed) and `control/` (a person's request), a
+//! worker's death (a thread blocks on the worker's `alive` flock and gets it when the
+//! kernel releases it; the background launcher's child exits), and timers (rescan, retry
+//! backoff, heartbeat leases).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use fs2::FileExt;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use crate::error::{Error, Result, io_err};
+use crate::fsio;
+use crate::launch::{self, LauncherKind, WorkerCommand};
+use crate::plan::Plan;
+use crate::proto::{
+    self, Assignment, ControlReply, ControlRequest, ExitRecord, Heartbeat, KillRequest,
+    OrchestratorInfo, Outcome, RetryPlan, SessionInfo, SessionState, Shutdown, ShutdownReason,
+    Started, Summary, SummaryTask, TaskState, WorkerInfo,
+};
+use crate::scheduler::{self, Scheduler, State};
+use crate::session::{Journal, Session};
+use crate::watch::{self, WatchMode};
+use crate::worker::hostname;
+
+/// Workers that die before registering, in a row, before we give up on the launcher.
+const MAX_SPAWN_FAILURES: u32 = 5;
+/// How long a launched worker may take to register.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often heartbeats are read (leases are judged on our monotonic clock).
+const LEASE_CHECK: Duration = Duration::from_millis(500);
+
+/// A validated `orchestrator run` configuration.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub plan: Plan,
+    pub plan_file: PathBuf,
+    pub sessions_root: PathBuf,
+    /// Workers at once (the plan's `workers`, or `--workers`).
+    pub workers: usize,
+    /// Already resolved (never `Auto`).
+    pub launcher: LauncherKind,
+    pub watch: WatchMode,
+    pub durable: bool,
+}
+
+/// A validated `orchestrator resume` / `retry` configuration.
+#[derive(Debug, Clone)]
+pub struct ResumeConfig {
+    pub session: Session,
+    /// `None`: the launcher recorded in `session.json` (resolved anew if it was `auto`).
+    pub launcher: Option<LauncherKind>,
+    pub workers: Option<usize>,
+    pub watch: WatchMode,
+    pub durable: bool,
+    /// Tasks to re-run (with their skipped dependents) in a finished session.
+    pub retry: Vec<String>,
+}
+
+enum Wake {
+    Files,
+    Control,
+    Died(String, &'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WState {
+    Starting,
+    Idle,
+    Busy { task: usize, attempt: u32 },
+    Stopping,
+    Gone,
+}
+
+struct WorkerRt {
+    state: WState,
+    spawned_at: Instant,
+    heartbeat: Option<u64>,
+    heartbeat_changed: Instant,
+}
+
+impl WorkerRt {
+    fn new(state: WState) -> WorkerRt {
+        WorkerRt {
+            state,
+            spawned_at: Instant::now(),
+            heartbeat: None,
+            heartbeat_changed: Instant::now(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct TaskRt {
+    attempt: u32,
+    started_seen: bool,
+    /// Attempts lost with their worker (bounded by `max_reassign`).
+    reassigns: u32,
+    /// Failed attempts (bounded by `retries`).
+    failures: u32,
+    retry_at: Option<Instant>,
+    /// A worker this task should not go back to (after `reassign`).
+    avoid: Option<String>,
+    outcome: Option<Outcome>,
+}
+
+/// A running session's orchestrator.
+pub struct Orchestrator {
+    session: Session,
+    plan: Plan,
+    target_workers: usize,
+    watch: WatchMode,
+    sched: Scheduler,
+    tasks: Vec<TaskRt>,
+    workers: BTreeMap<String, WorkerRt>,
+    next_worker: u32,
+    spawn_failures: u32,
+    /// Attempts that are no longer current but may still report (journalled as stale).
+    stale: Vec<(usize, u32)>,
+    cancelled: bool,
+    lease: Duration,
+    last_lease_check: Instant,
+    launcher: Box<dyn launch::Launcher>,
+    journal: Journal,
+    tx: Sender<Wake>,
+    rx: Receiver<Wake>,
+    started: Instant,
+    started_at: String,
+    progress: bool,
+    _lock: File,
+}
+
+impl Orchestrator {
+    /// Create the session directory and everything written once. Nothing is created when
+    /// this fails before `Session::create` (the worker binary is located first).
+    pub fn create(cfg: RunConfig) -> Result<Orchestrator> {
+        fsio::set_durable(cfg.durable);
+        let cmd = WorkerCommand::locate(cfg.watch, cfg.durable)?;
+        let session = Session::create(&cfg.sessions_root, &cfg.plan.name)?;
+        let lock = take_lock(&session)?;
+        let started_at = proto::now_rfc3339();
+        fsio::write_json(
+            &session.session_json(),
+            &SessionInfo {
+                protocol: proto::PROTOCOL_VERSION,
+                id: session.id().to_string(),
+                plan_file: cfg.plan_file.clone(),
+                created_at: started_at.clone(),
+                launcher: cfg.launcher.as_str().into(),
+                workers: cfg.workers,
+                durable: cfg.durable,
+            },
+        )?;
+        fsio::write_json(&session.plan_json(), &cfg.plan)?;
+        for t in &cfg.plan.tasks {
+            fsio::create_dir_private(&session.task_dir(&t.id))?;
+        }
+        let launcher = launch::make(cfg.launcher, cmd, &session, cfg.plan.keep_windows);
+        let mut journal = Journal::open(&session)?;
+        journal.log(
+            "session_started",
+            json!({"session": session.id(), "tasks": cfg.plan.tasks.len(),
+                   "workers": cfg.workers, "launcher": cfg.launcher.as_str()}),
+        )?;
+        Ok(Orchestrator::assemble(
+            session,
+            cfg.plan,
+            cfg.workers,
+            cfg.watch,
+            launcher,
+            journal,
+            lock,
+        ))
+    }
+
+    fn assemble(
+        session: Session,
+        plan: Plan,
+        workers: usize,
+        watch: WatchMode,
+        launcher: Box<dyn launch::Launcher>,
+        journal: Journal,
+        lock: File,
+    ) -> Orchestrator {
+        let sched = Scheduler::new(plan.dep_indices());
+        let (tx, rx) = mpsc::channel();
+        let tasks = plan.tasks.iter().map(|_| TaskRt::default()).collect();
+        Orchestrator {
+            session,
+            target_workers: workers,
+            lease: Duration::from_millis(plan.lease_ms),
+            plan,
+            watch,
+            sched,
+            tasks,
+            workers: BTreeMap::new(),
+            next_worker: 1,
+            spawn_failures: 0,
+            stale: Vec::new(),
+            cancelled: false,
+            last_lease_check: Instant::now(),
+            launcher,
+            journal,
+            tx,
+            rx,
+            started: Instant::now(),
+            started_at: proto::now_rfc3339(),
+            progress: false,
+            _lock: lock,
+        }
+    }
+
+    /// Take over an existing session whose orchestrator is gone: rebuild the state from the
+    /// directory, adopt live workers and their running tasks, accept exits that happened
+    /// meanwhile, and queue again what was orphaned (issue 3).
+    pub fn resume(cfg: ResumeConfig) -> Result<Orchestrator> {
+        fsio::set_durable(cfg.durable);
+        let session = cfg.session;
+        let lock = take_lock(&session)?;
+        let info: SessionInfo = fsio::read_json(&session.session_json())?.ok_or_else(|| {
+            Error::Session(format!("{}: missing", session.session_json().display()))
+        })?;
+        let plan: Plan = fsio::read_json(&session.plan_json())?
+            .ok_or_else(|| Error::Session(format!("{}: missing", session.plan_json().display())))?;
+        let summary: Option<Summary> = fsio::read_json(&session.summary_json())?;
+        if let Some(sum) = &summary
+            && cfg.retry.is_empty()
+        {
+            return Err(Error::Session(format!(
+                "session {} already finished ({}); `orchestrator retry {} TASK` re-runs a failed task",
+                session.id(),
+                sum.state.as_str(),
+                session.id()
+            )));
+        }
+        if summary.is_none() && !cfg.retry.is_empty() {
+            return Err(Error::Session(format!(
+                "session {} has not finished; retry re-runs tasks of a finished session (use `orchestrator resume`)",
+                session.id()
+            )));
+        }
+        let cmd = WorkerCommand::locate(cfg.watch, cfg.durable)?;
+        let kind = cfg.launcher.unwrap_or_else(|| {
+            info.launcher
+                .parse::<LauncherKind>()
+                .unwrap_or(LauncherKind::Auto)
+                .resolve()
+        });
+        let launcher = launch::make(kind, cmd, &session, plan.keep_windows);
+        let journal = Journal::open(&session)?;
+        let workers = cfg.workers.unwrap_or(info.workers);
+        let mut o =
+            Orchestrator::assemble(session, plan, workers, cfg.watch, launcher, journal, lock);
+        if !cfg.retry.is_empty() {
+            o.prepare_retry(&cfg.retry)?;
+        }
+        o.journal.log(
+            if cfg.retry.is_empty() {
+                "session_resumed"
+            } else {
+                "session_retried"
+            },
+            json!({"session": o.session.id(), "retry": cfg.retry}),
+        )?;
+        o.rebuild()?;
+        Ok(o)
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Print a line to stderr as tasks start and end.
+    pub fn set_progress(&mut self, on: bool) {
+        self.progress = on;
+    }
+
+    fn say(&self, msg: std::fmt::Arguments) {
+        if self.progress {
+            eprintln!("[{:>7.1}s] {msg}", self.started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Where a person can watch the workers (tmux), if anywhere.
+    pub fn hint(&self) -> Option<String> {
+        self.launcher.hint()
+    }
+
+    fn index_of(&self, task: &str) -> Option<usize> {
+        self.plan.tasks.iter().position(|t| t.id == task)
+    }
+
+    /// Run the session to its end; returns its final state.
+    pub fn run(mut self) -> Result<SessionState> {
+        let tx = self.tx.clone();
+        let control = self.session.control_dir();
+        let _watch = watch::start(
+            &[self.session.workers_dir(), control.clone()],
+            self.watch,
+            tx,
+            move |ev| {
+                if let Ok(e) = &ev
+                    && e.paths.iter().any(|p| {
+                        p.parent() == Some(control.as_path())
+                            && !p
+                                .file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(fsio::is_hidden)
+                    })
+                {
+                    return Some(Wake::Control);
+                }
+                watch::event_touches(&ev, |p| {
+                    matches!(
+                        p.file_name().and_then(|n| n.to_str()),
+                        Some("worker.json" | "status.json")
+                    )
+                })
+                .then_some(Wake::Files)
+            },
+        )?;
+        self.fill_pool()?;
+        let mut died: Vec<(String, &'static str)> = Vec::new();
+        let mut control = true;
+        let mut last_control = Instant::now();
+        loop {
+            for (id, how) in died.drain(..) {
+                self.worker_gone(&id, how)?;
+            }
+            if control || last_control.elapsed() >= self.watch.rescan_interval() {
+                self.handle_control()?;
+                control = false;
+                last_control = Instant::now();
+            }
+            if self.last_lease_check.elapsed() >= LEASE_CHECK {
+                self.check_leases()?;
+                self.last_lease_check = Instant::now();
+            }
+            self.reconcile()?;
+            if self.sched.finished() {
+                break;
+            }
+            let mut wait = self.watch.rescan_interval().min(LEASE_CHECK);
+            let now = Instant::now();
+            for t in &self.tasks {
+                if let Some(at) = t.retry_at {
+                    wait = wait.min(at.saturating_duration_since(now));
+                }
+            }
+            let first = self.rx.recv_timeout(wait);
+            let mut note = |w: Wake| match w {
+                Wake::Died(id, how) => died.push((id, how)),
+                Wake::Control => control = true,
+                Wake::Files => {}
+            };
+            match first {
+                Ok(w) => note(w),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => unreachable!("we hold a sender"),
+            }
+            while let Ok(w) = self.rx.try_recv() {
+                note(w);
+            }
+        }
+        self.finish()
+    }
+
+    /// Start workers until the pool has the size the remaining work can use.
+    fn fill_pool(&mut self) -> Result<()> {
+        let busy = self
+            .workers
+            .values()
+            .filter(|w| matches!(w.state, WState::Busy { .. }))
+            .count();
+        let wanted = self.target_workers.min(self.sched.not_started() + busy);
+        while !self.sched.finished() && self.live_workers() < wanted {
+            self.spawn_worker()?;
+        }
+        Ok(())
+    }
+
+    fn spawn_worker(&mut self) -> Result<()> {
+        let id = format!("w{}", self.next_worker);
+        self.next_worker += 1;
+        fsio::create_dir_private(&self.session.assigned_dir(&id))?;
+        let spawned = self.launcher.spawn(&self.session, &id)?;
+        self.journal.log(
+            "worker_spawned",
+            json!({"worker": id, "launcher": self.launcher.kind().as_str(),
+                   "terminal": spawned.terminal}),
+        )?;
+        if let Some(mut child) = spawned.child {
+            // Reap our own children so they never linger as zombies, and learn of a death
+            // even before the worker managed to take its lock.
+            let tx = self.tx.clone();
+            let wid = id.clone();
+            thread::spawn(move || {
+                let _ = child.wait();
+                let _ = tx.send(Wake::Died(wid, "exited"));
+            });
+        }
+        self.workers.insert(id, WorkerRt::new(WState::Starting));
+        Ok(())
+    }
+
+    fn live_workers(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| !matches!(w.state, WState::Gone | WState::Stopping))
+            .count()
+    }
+
+    fn ids_in(&self, pred: impl Fn(WState) -> bool) -> Vec<String> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| pred(w.state))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Read what changed on disk and act on it.
+    fn reconcile(&mut self) -> Result<()> {
+        // 1. Registrations.
+        for id in self.ids_in(|s| s == WState::Starting) {
+            match fsio::read_json::<WorkerInfo>(&self.session.worker_json(&id)) {
+                Ok(Some(info)) => {
+                    self.spawn_failures = 0;
+                    self.journal.log(
+                        "worker_registered",
+                        json!({"worker": id, "pid": info.pid, "host": info.host,
+                               "terminal": info.terminal}),
+                    )?;
+                    self.watch_death(&id);
+                    if let Some(w) = self.workers.get_mut(&id) {
+                        w.state = WState::Idle;
+                        w.heartbeat_changed = Instant::now();
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    if self.workers[&id].spawned_at.elapsed() > REGISTER_TIMEOUT {
+                        self.worker_gone(&id, "never_registered")?;
+                    }
+                }
+            }
+        }
+
+        // 2. Running attempts: started? ended?
+        let busy: Vec<(String, usize, u32)> = self
+            .workers
+            .iter()
+            .filter_map(|(id, w)| match w.state {
+                WState::Busy { task, attempt } => Some((id.clone(), task, attempt)),
+                _ => None,
+            })
+            .collect();
+        for (wid, t, attempt) in busy {
+            self.check_attempt(&wid, t, attempt)?;
+        }
+        self.check_stale()?;
+
+        // 3. Retries whose backoff is over go back in the queue.
+        let now = Instant::now();
+        for t in 0..self.tasks.len() {
+            if self.tasks[t].retry_at.is_some_and(|at| at <= now) {
+                self.tasks[t].retry_at = None;
+                self.sched.requeue(t);
+            }
+        }
+
+        // 4. Hand ready tasks to idle workers.
+        loop {
+            let idle = self.ids_in(|s| s == WState::Idle);
+            if idle.is_empty() {
+                break;
+            }
+            let Some(t) = self.sched.pop_ready() else {
+                break;
+            };
+            let avoid = self.tasks[t].avoid.clone();
+            let wid = idle
+                .iter()
+                .find(|w| Some(*w) != avoid.as_ref())
+                .unwrap_or(&idle[0])
+                .clone();
+            self.assign(t, &wid)?;
+        }
+
+        // 5. Release idle workers the plan can no longer use (their windows close).
+        let idle = self.ids_in(|s| s == WState::Idle);
+        let waiting_retry = self.tasks.iter().filter(|t| t.retry_at.is_some()).count();
+        let excess = scheduler::excess_idle(idle.len(), self.sched.not_started() + waiting_retry);
+        for wid in idle.into_iter().take(excess) {
+            self.stop_worker(&wid, ShutdownReason::Idle)?;
+        }
+        Ok(())
+    }
+
+    fn watch_death(&self, id: &str) {
+        let path = self.session.worker_alive(id);
+        let tx = self.tx.clone();
+        let id = id.to_string();
+        // Blocks until the kernel releases the worker's flock, i.e. until it dies
+        // (invariant 4: no PID is trusted).
+        thread::spawn(move || {
+            if let Ok(f) = File::open(&path) {
+                let _ = f.lock_exclusive();
+            }
+            let _ = tx.send(Wake::Died(id, "died"));
+        });
+    }
+
+    fn assign(&mut self, t: usize, wid: &str) -> Result<()> {
+        let task = &self.plan.tasks[t];
+        let rt = &mut self.tasks[t];
+        rt.attempt += 1;
+        rt.started_seen = false;
+        let a = Assignment {
+            task: task.id.clone(),
+            attempt: rt.attempt,
+            command: task.command.clone(),
+            cwd: task.cwd.clone(),
+            env: task.env.clone(),
+            timeout_ms: task.timeout_ms,
+            kill_grace_ms: task.kill_grace_ms,
+            assigned_at: proto::now_rfc3339(),
+        };
+        let attempt = a.attempt;
+        fsio::write_json(&self.session.assignment(wid, &task.id, attempt), &a)?;
+        let retry = self.session.retry_json(&task.id);
+        if attempt > 1 && retry.exists() {
+            std::fs::remove_file(&retry).map_err(io_err(&retry, "remove"))?;
+        }
+        self.journal.log(
+            "task_assigned",
+            json!({"task": task.id, "attempt": attempt, "worker": wid}),
+        )?;
+        if let Some(w) = self.workers.get_mut(wid) {
+            w.state = WState::Busy { task: t, attempt };
+        }
+        Ok(())
+    }
+
+    /// Look at attempt `attempt` of task `t` that worker `wid` runs. Returns whether it
+    /// ended (the worker is then free).
+    fn check_attempt(&mut self, wid: &str, t: usize, attempt: u32) -> Result<bool> {
+        let id = self.plan.tasks[t].id.clone();
+        let current = attempt == self.tasks[t].attempt
+            && self.tasks[t].outcome.is_none()
+            && !self.stale.contains(&(t, attempt));
+        if current
+            && !self.tasks[t].started_seen
+            && self.session.started_json(&id, attempt).exists()
+        {
+            self.tasks[t].started_seen = true;
+            self.journal.log(
+                "task_started",
+                json!({"task": id, "attempt": attempt, "worker": wid}),
+            )?;
+            self.say(format_args!("{id}: started on {wid} (attempt {attempt})"));
+        }
+        let exit_path = self.session.exit_json(&id, attempt);
+        let exit = match fsio::read_json::<ExitRecord>(&exit_path) {
+            Ok(None) => return Ok(false),
+            Ok(Some(e)) if e.task == id && e.attempt == attempt => Ok(e),
+            Ok(Some(_)) => Err(format!(
+                "{}: record does not match task {id} attempt {attempt}",
+                exit_path.display()
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Some(w) = self.workers.get_mut(wid)
+            && w.state == (WState::Busy { task: t, attempt })
+        {
+            w.state = WState::Idle;
+        }
+        if current {
+            self.accept(t, attempt, wid, exit)?;
+        } else {
+            self.stale_result(t, attempt, exit.ok())?;
+        }
+        Ok(true)
+    }
+
+    /// Journal late results of attempts that are no longer current (invariant 3: kept on
+    /// disk, journalled, never the outcome).
+    fn check_stale(&mut self) -> Result<()> {
+        let mut i = 0;
+        while i < self.stale.len() {
+            let (t, attempt) = self.stale[i];
+            let id = &self.plan.tasks[t].id;
+            match fsio::read_json::<ExitRecord>(&self.session.exit_json(id, attempt)) {
+                Ok(None) => i += 1,
+                Ok(Some(e)) => {
+                    self.stale.swap_remove(i);
+                    self.stale_result(t, attempt, Some(e))?;
+                }
+                Err(_) => {
+                    self.stale.swap_remove(i);
+                    self.stale_result(t, attempt, None)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stale_result(&mut self, t: usize, attempt: u32, e: Option<ExitRecord>) -> Result<()> {
+        self.stale.retain(|&(x, a)| (x, a) != (t, attempt));
+        let id = self.plan.tasks[t].id.clone();
+        self.journal.log(
+            "stale_result",
+            json!({"task": id, "attempt": attempt, "worker": e.as_ref().map(|e| e.worker.clone()),
+                   "exit_code": e.as_ref().and_then(|e| e.exit_code),
+                   "current_attempt": self.tasks[t].attempt}),
+        )?;
+        self.journal.log(
+            "attempt_ended",
+            json!({"task": id, "attempt": attempt, "reason": "stale",
+                   "worker": e.as_ref().map(|e| e.worker.clone())}),
+        )?;
+        Ok(())
+    }
+
+    fn attempt_ended(&mut self, t: usize, attempt: u32, wid: &str, reason: &str) -> Result<()> {
+        let id = &self.plan.tasks[t].id;
+        self.journal.log(
+            "attempt_ended",
+            json!({"task": id, "attempt": attempt, "worker": wid, "reason": reason}),
+        )
+    }
+
+    /// Decide what the current attempt's exit means: success, a retry after a backoff, or
+    /// the task's final failure.
+    fn accept(
+        &mut self,
+        t: usize,
+        attempt: u32,
+        wid: &str,
+        exit: std::result::Result<ExitRecord, String>,
+    ) -> Result<()> {
+        let id = self.plan.tasks[t].id.clone();
+        let (state, reason, e) = match &exit {
+            Ok(e) if e.succeeded() => (TaskState::Succeeded, None, Some(e)),
+            Ok(e) => (TaskState::Failed, e.failure_reason(), Some(e)),
+            Err(msg) => (TaskState::Failed, Some(msg.clone()), None),
+        };
+        let how = match (state, e) {
+            (TaskState::Succeeded, _) => "exited",
+            (_, Some(e)) if e.timed_out => "timed_out",
+            _ => "failed",
+        };
+        self.attempt_ended(t, attempt, wid, how)?;
+        if state == TaskState::Failed && self.tasks[t].failures < self.plan.tasks[t].retries {
+            self.tasks[t].failures += 1;
+            let n = self.tasks[t].failures;
+            let delay = self.plan.tasks[t].backoff.delay_ms(n, jitter_unit());
+            let reason = reason.unwrap_or_default();
+            fsio::write_json(
+                &self.session.retry_json(&id),
+                &RetryPlan {
+                    failed_attempt: attempt,
+                    next_attempt: attempt + 1,
+                    not_before_unix_ms: proto::now_unix_ms() + delay,
+                    reason: reason.clone(),
+                },
+            )?;
+            self.journal.log(
+                "retry_scheduled",
+                json!({"task": id, "failed_attempt": attempt, "retry": n,
+                       "retries": self.plan.tasks[t].retries, "delay_ms": delay,
+                       "reason": reason}),
+            )?;
+            self.say(format_args!(
+                "{id}: attempt {attempt} failed ({reason}); retry {n} in {:.1}s",
+                delay as f64 / 1000.0
+            ));
+            self.tasks[t].retry_at = Some(Instant::now() + Duration::from_millis(delay));
+            return Ok(());
+        }
+        let result = if state == TaskState::Succeeded {
+            fsio::read_json::<serde_json::Value>(&self.session.result_json(&id, attempt))
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        let outcome = Outcome {
+            task: id.clone(),
+            state,
+            attempt,
+            worker: Some(wid.to_string()),
+            exit_code: e.and_then(|e| e.exit_code),
+            signal: e.and_then(|e| e.signal),
+            started_at: e.map(|e| e.started_at.clone()),
+            ended_at: e.map(|e| e.ended_at.clone()),
+            duration_ms: e.map(|e| e.duration_ms),
+            reason: reason.clone(),
+            result,
+            decided_at: proto::now_rfc3339(),
+        };
+        self.finish_task(t, outcome)
+    }
+
+    /// Record a task's final outcome and propagate it through the DAG.
+    fn finish_task(&mut self, t: usize, outcome: Outcome) -> Result<()> {
+        let id = outcome.task.clone();
+        let state = outcome.state;
+        self.journal.log(
+            "task_finished",
+            json!({"task": id, "attempt": outcome.attempt, "worker": outcome.worker,
+                   "state": state.as_str(), "exit_code": outcome.exit_code,
+                   "reason": outcome.reason}),
+        )?;
+        match &outcome.reason {
+            None => self.say(format_args!("{id}: {}", state.as_str())),
+            Some(r) => self.say(format_args!("{id}: {}: {r}", state.as_str())),
+        }
+        self.record_outcome(t, outcome)?;
+        let skipped = if state == TaskState::Succeeded {
+            self.sched.succeed(t);
+            Vec::new()
+        } else {
+            self.sched.fail(t)
+        };
+        let (dep_state, verb) = if state == TaskState::Cancelled {
+            (TaskState::Cancelled, "was cancelled")
+        } else {
+            (TaskState::Skipped, "did not succeed")
+        };
+        for s in skipped {
+            let sid = self.plan.tasks[s].id.clone();
+            let why = format!("dependency {id} {verb}");
+            self.journal.log(
+                if dep_state == TaskState::Cancelled {
+                    "task_cancelled"
+                } else {
+                    "task_skipped"
+                },
+                json!({"task": sid, "reason": why}),
+            )?;
+            self.say(format_args!("{sid}: {} ({why})", dep_state.as_str()));
+            self.tasks[s].retry_at = None;
+            let o = bare_outcome(&sid, dep_state, self.tasks[s].attempt, why);
+            self.record_outcome(s, o)?;
+        }
+        Ok(())
+    }
+
+    fn record_outcome(&mut self, t: usize, o: Outcome) -> Result<()> {
+        let path = self.session.outcome_json(&o.task);
+        // Invariant 3: created once; if one exists it is the accepted outcome.
+        if !fsio::create_json_once(&path, &o)? {
+            let existing: Option<Outcome> = fsio::read_json(&path)?;
+            self.tasks[t].outcome = existing;
+            return Ok(());
+        }
+        let retry = self.session.retry_json(&o.task);
+        if retry.exists() {
+            let _ = std::fs::remove_file(&retry);
+        }
+        self.tasks[t].outcome = Some(o);
+        Ok(())
+    }
+
+    fn stop_worker(&mut self, wid: &str, reason: ShutdownReason) -> Result<()> {
+        fsio::write_json(&self.session.worker_shutdown(wid), &Shutdown { reason })?;
+        if let Some(w) = self.workers.get_mut(wid)
+            && w.state != WState::Gone
+        {
+            w.state = WState::Stopping;
+        }
+        Ok(())
+    }
+
+    /// A worker died or exited. Its task, if it had one and did not finish, gets a new
+    /// attempt on another worker (issue 3: a crash does not use up `retries`).
+    fn worker_gone(&mut self, wid: &str, how: &'static str) -> Result<()> {
+        let Some(w) = self.workers.get(wid) else {
+            return Ok(());
+        };
+        let prev = w.state;
+        if prev == WState::Gone {
+            return Ok(());
+        }
+        if let WState::Busy { task, attempt } = prev {
+            // It may have recorded the exit just before dying.
+            if !self.check_attempt(wid, task, attempt)? {
+                // Its task runs in a session of its own and would outlive the worker: stop
+                // it (with anything it left behind in its group) before the task moves on.
+                self.kill_group_directly(task, attempt);
+                self.attempt_lost(task, attempt, wid)?;
+            }
+        }
+        if let Some(w) = self.workers.get_mut(wid) {
+            w.state = WState::Gone;
+        }
+        let expected = prev == WState::Stopping;
+        self.journal.log(
+            if expected {
+                "worker_exited"
+            } else {
+                "worker_lost"
+            },
+            json!({"worker": wid, "how": how}),
+        )?;
+        if expected {
+            return Ok(());
+        }
+        self.say(format_args!("worker {wid} lost ({how})"));
+        if prev == WState::Starting {
+            self.spawn_failures += 1;
+            if self.spawn_failures >= MAX_SPAWN_FAILURES {
+                return Err(Error::Launch(format!(
+                    "{MAX_SPAWN_FAILURES} workers in a row died before registering; see {}",
+                    self.session.worker_console(wid).display()
+                )));
+            }
+        }
+        // Keep the pool at the size the remaining work can use.
+        self.fill_pool()
+    }
+
+    fn attempt_lost(&mut self, t: usize, attempt: u32, wid: &str) -> Result<()> {
+        if attempt != self.tasks[t].attempt
+            || self.tasks[t].outcome.is_some()
+            || self.stale.contains(&(t, attempt))
+        {
+            return Ok(()); // already superseded (reassigned or cancelled)
+        }
+        self.tasks[t].reassigns += 1;
+        self.stale.push((t, attempt));
+        self.attempt_ended(t, attempt, wid, "worker_lost")?;
+        let n = self.tasks[t].reassigns;
+        let max = self.plan.tasks[t].max_reassign;
+        if n > max {
+            let msg = format!("worker lost {n} times (max_reassign is {max})");
+            let mut o = bare_outcome(&self.plan.tasks[t].id, TaskState::Failed, attempt, msg);
+            o.worker = Some(wid.to_string());
+            return self.finish_task(t, o);
+        }
+        self.sched.requeue(t);
+        Ok(())
+    }
+
+    /// Heartbeat leases: a registered worker whose counter has not moved for the lease
+    /// time (on our monotonic clock, never file mtimes) is alive but stuck: treat it as
+    /// lost and kill its task's process group, which it can no longer do itself.
+    fn check_leases(&mut self) -> Result<()> {
+        let mut stuck = Vec::new();
+        for (id, w) in self.workers.iter_mut() {
+            if !matches!(w.state, WState::Idle | WState::Busy { .. }) {
+                continue;
+            }
+            let hb = fsio::read_json::<Heartbeat>(&self.session.worker_heartbeat(id))
+                .ok()
+                .flatten()
+                .map(|h| h.counter);
+            if hb.is_some() && hb != w.heartbeat {
+                w.heartbeat = hb;
+                w.heartbeat_changed = Instant::now();
+            } else if w.heartbeat_changed.elapsed() > self.lease {
+                stuck.push(id.clone());
+            }
+        }
+        for id in stuck {
+            self.journal.log(
+                "worker_unresponsive",
+                json!({"worker": id, "lease_ms": self.lease.as_millis() as u64}),
+            )?;
+            if let Some(WState::Busy { task, attempt }) = self.workers.get(&id).map(|w| w.state) {
+                self.kill_group_directly(task, attempt);
+            }
+            fsio::write_json(
+                &self.session.worker_shutdown(&id),
+                &Shutdown {
+                    reason: ShutdownReason::Lost,
+                },
+            )?;
+            self.worker_gone(&id, "unresponsive")?;
+        }
+        Ok(())
+    }
+
+    /// Kill the process group of an attempt whose worker cannot (it is stuck). The group id
+    /// comes from `started.json`; we only signal it when that attempt ran on this host and
+    /// has not recorded its exit, and we signal the group, never a bare PID (invariant 5).
+    fn kill_group_directly(&mut self, t: usize, attempt: u32) {
+        let id = &self.plan.tasks[t].id;
+        if self.session.exit_json(id, attempt).exists() {
+            return;
+        }
+        if let Ok(Some(st)) = fsio::read_json::<Started>(&self.session.started_json(id, attempt))
+            && st.pgid > 1
+            && self.worker_host(&st.worker).as_deref() == Some(&hostname())
+        {
+            let _ = killpg(Pid::from_raw(st.pgid as i32), Signal::SIGKILL);
+        }
+    }
+
+    fn worker_host(&self, wid: &str) -> Option<String> {
+        fsio::read_json::<WorkerInfo>(&self.session.worker_json(wid))
+            .ok()
+            .flatten()
+            .map(|i| i.host)
+    }
+
+    /// Consume `control/` requests (written by `orchestrator reassign|cancel`).
+    fn handle_control(&mut self) -> Result<()> {
+        for rid in self.session.control_requests()? {
+            let path = self.session.control_request(&rid);
+            let reply = match fsio::read_json::<ControlRequest>(&path) {
+                Ok(Some(req)) => {
+                    self.journal.log(
+                        "control_request",
+                        json!({"id": rid, "action": req.action, "task": req.task}),
+                    )?;
+                    self.control(&req)
+                }
+                Ok(None) => continue,
+                Err(e) => Err(e.to_string()),
+            };
+            let reply = match reply {
+                Ok(message) => ControlReply { ok: true, message },
+                Err(message) => ControlReply { ok: false, message },
+            };
+            fsio::write_json(&self.session.control_reply(&rid), &reply)?;
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok(())
+    }
+
+    fn control(&mut self, req: &ControlRequest) -> std::result::Result<String, String> {
+        let task = match &req.task {
+            Some(name) => Some(
+                self.index_of(name)
+                    .ok_or_else(|| format!("session {} has no task {name:?}", self.session.id()))?,
+            ),
+            None => None,
+        };
+        let r = match (req.action.as_str(), task) {
+            ("reassign", Some(t)) => self.reassign(t),
+            ("cancel", Some(t)) => self.cancel_task(t),
+            ("cancel", None) => self.cancel_session(),
+            (other, _) => return Err(format!("unknown request {other:?}")),
+        };
+        r.map_err(|e| e.to_string())?
+    }
+
+    /// The running worker of task `t`'s current attempt, if any.
+    fn runner_of(&self, t: usize) -> Option<(String, u32)> {
+        let attempt = self.tasks[t].attempt;
+        self.workers.iter().find_map(|(id, w)| match w.state {
+            WState::Busy { task, attempt: a } if task == t && a == attempt => Some((id.clone(), a)),
+            _ => None,
+        })
+    }
+
+    fn request_kill(&mut self, wid: &str, t: usize, attempt: u32, reason: &str) -> Result<()> {
+        fsio::write_json(
+            &self.session.worker_kill(wid),
+            &KillRequest {
+                task: self.plan.tasks[t].id.clone(),
+                attempt,
+                reason: reason.into(),
+            },
+        )
+    }
+
+    fn reassign(&mut self, t: usize) -> Result<std::result::Result<String, String>> {
+        let id = self.plan.tasks[t].id.clone();
+        let Some((wid, attempt)) = self.runner_of(t) else {
+            return Ok(Err(format!(
+                "task {id} is not running (state: {})",
+                self.state_name(t)
+            )));
+        };
+        self.request_kill(&wid, t, attempt, "reassigned")?;
+        self.attempt_ended(t, attempt, &wid, "reassigned")?;
+        self.stale.push((t, attempt));
+        // Bump the epoch now: the old attempt's exit can no longer be accepted.
+        self.tasks[t].avoid = Some(wid.clone());
+        self.sched.requeue(t);
+        // The old worker stays busy until its attempt has ended; make sure another one can
+        // take the new attempt.
+        if !self.workers.values().any(|w| w.state == WState::Idle)
+            && self.live_workers() <= self.target_workers
+        {
+            self.spawn_worker()?;
+        }
+        let next = self.tasks[t].attempt + 1;
+        Ok(Ok(format!(
+            "task {id}: stopping attempt {attempt} on {wid}; attempt {next} goes to another worker"
+        )))
+    }
+
+    fn cancel_task(&mut self, t: usize) -> Result<std::result::Result<String, String>> {
+        let id = self.plan.tasks[t].id.clone();
+        if self.tasks[t].outcome.is_some() {
+            return Ok(Err(format!(
+                "task {id} already finished ({})",
+                self.state_name(t)
+            )));
+        }
+        let n = self.cancel_one(t, "cancelled by request".into())?;
+        Ok(Ok(format!(
+            "task {id} cancelled ({n} dependents cancelled too)"
+        )))
+    }
+
+    fn cancel_one(&mut self, t: usize, why: String) -> Result<usize> {
+        let attempt = self.tasks[t].attempt;
+        if let Some((wid, a)) = self.runner_of(t) {
+            self.request_kill(&wid, t, a, "cancelled")?;
+            self.attempt_ended(t, a, &wid, "cancelled")?;
+        }
+        self.tasks[t].retry_at = None;
+        let before = self.terminal_count();
+        let o = bare_outcome(&self.plan.tasks[t].id, TaskState::Cancelled, attempt, why);
+        self.finish_task(t, o)?;
+        Ok(self.terminal_count() - before - 1)
+    }
+
+    fn terminal_count(&self) -> usize {
+        self.tasks.iter().filter(|t| t.outcome.is_some()).count()
+    }
+
+    fn cancel_session(&mut self) -> Result<std::result::Result<String, String>> {
+        self.cancelled = true;
+        let mut n = 0;
+        for t in 0..self.tasks.len() {
+            if self.tasks[t].outcome.is_none() {
+                self.cancel_one(t, "session cancelled".into())?;
+                n += 1;
+            }
+        }
+        Ok(Ok(format!(
+            "session {} cancelled ({n} tasks stopped or dropped)",
+            self.session.id()
+        )))
+    }
+
+    fn state_name(&self, t: usize) -> &'static str {
+        if let Some(o) = &self.tasks[t].outcome {
+            return o.state.as_str();
+        }
+        match self.sched.state(t) {
+            State::Running if self.tasks[t].retry_at.is_some() => "retrying",
+            State::Running => "running",
+            _ => "pending",
+        }
+    }
+
+    /// Before resuming a finished session for `retry`: move aside the outcomes of the tasks
+    /// to re-run and of their dependents that never ran, and the summary.
+    fn prepare_retry(&mut self, names: &[String]) -> Result<()> {
+        let deps = self.plan.dep_indices();
+        let mut dependents = vec![Vec::new(); deps.len()];
+        for (i, ds) in deps.iter().enumerate() {
+            for &d in ds {
+                dependents[d].push(i);
+            }
+        }
+        let mut reset = Vec::new();
+        for name in names {
+            let t = self.index_of(name).ok_or_else(|| {
+                Error::Usage(format!(
+                    "session {} has no task {name:?}",
+                    self.session.id()
+                ))
+            })?;
+            let o: Option<Outcome> = fsio::read_json(&self.session.outcome_json(name))?;
+            match o.map(|o| o.state) {
+                Some(TaskState::Failed | TaskState::Skipped | TaskState::Cancelled) => {}
+                Some(s) => {
+                    return Err(Error::Usage(format!(
+                        "task {name} {}; only failed, skipped or cancelled tasks can be retried",
+                        s.as_str()
+                    )));
+                }
+                None => {
+                    return Err(Error::Usage(format!("task {name} has no outcome to retry")));
+                }
+            }
+            let mut stack = vec![t];
+            while let Some(u) = stack.pop() {
+                if reset.contains(&u) {
+                    continue;
+                }
+                reset.push(u);
+                for &d in &dependents[u] {
+                    let o: Option<Outcome> =
+                        fsio::read_json(&self.session.outcome_json(&self.plan.tasks[d].id))?;
+                    if o.is_some_and(|o| {
+                        matches!(o.state, TaskState::Skipped | TaskState::Cancelled)
+                    }) {
+                        stack.push(d);
+                    }
+                }
+            }
+        }
+        let stamp = proto::now_unix_ms();
+        for &t in &reset {
+            let id = &self.plan.tasks[t].id;
+            let from = self.session.outcome_json(id);
+            let to = self
+                .session
+                .task_dir(id)
+                .join(format!("outcome.superseded-{stamp}.json"));
+            std::fs::rename(&from, &to).map_err(io_err(&from, "move aside"))?;
+        }
+        let from = self.session.summary_json();
+        let to = self
+            .session
+            .root()
+            .join(format!("summary.superseded-{stamp}.json"));
+        std::fs::rename(&from, &to).map_err(io_err(&from, "move aside"))?;
+        let ids: Vec<&str> = reset
+            .iter()
+            .map(|&t| self.plan.tasks[t].id.as_str())
+            .collect();
+        self.journal.log("retry_requested", json!({"tasks": ids}))?;
+        Ok(())
+    }
+
+    /// Rebuild the in-memory state from the directory (resume).
+    fn rebuild(&mut self) -> Result<()> {
+        let s = self.session.clone();
+        // Outcomes first: they are final.
+        for t in 0..self.plan.tasks.len() {
+            let id = self.plan.tasks[t].id.clone();
+            self.tasks[t].attempt = s.attempts(&id)?.last().copied().unwrap_or(0);
+            if let Some(o) = fsio::read_json::<Outcome>(&s.outcome_json(&id))? {
+                if o.state == TaskState::Succeeded {
+                    self.sched.succeed(t);
+                } else {
+                    self.sched.fail(t);
+                }
+                self.tasks[t].outcome = Some(o);
+            }
+        }
+        // Workers: adopt the live ones.
+        let mut holders: BTreeMap<(usize, u32), String> = BTreeMap::new();
+        for wid in s.worker_ids()? {
+            if let Some(n) = wid.strip_prefix('w').and_then(|n| n.parse::<u32>().ok()) {
+                self.next_worker = self.next_worker.max(n + 1);
+            }
+            for (task, attempt) in s.assignments(&wid)? {
+                if let Some(t) = self.index_of(&task) {
+                    holders.insert((t, attempt), wid.clone());
+                    self.tasks[t].attempt = self.tasks[t].attempt.max(attempt);
+                }
+            }
+            let alive = worker_alive(&s, &wid);
+            let registered = s.worker_json(&wid).exists();
+            let stopped = s.worker_shutdown(&wid).exists();
+            if alive && registered && !stopped {
+                self.workers
+                    .insert(wid.clone(), WorkerRt::new(WState::Idle));
+                self.watch_death(&wid);
+                self.journal.log("worker_adopted", json!({"worker": wid}))?;
+            } else if alive && stopped {
+                // Told to stop (e.g. holding a failed window); let it hear the end.
+                self.workers
+                    .insert(wid.clone(), WorkerRt::new(WState::Stopping));
+                self.watch_death(&wid);
+            }
+        }
+        // Tasks in flight when the last orchestrator died.
+        for t in 0..self.plan.tasks.len() {
+            if self.tasks[t].outcome.is_some() {
+                continue;
+            }
+            let id = self.plan.tasks[t].id.clone();
+            // Failed attempts so far count against `retries`.
+            for a in s.attempts(&id)? {
+                if let Ok(Some(e)) = fsio::read_json::<ExitRecord>(&s.exit_json(&id, a))
+                    && !e.succeeded()
+                    && a < self.tasks[t].attempt
+                {
+                    self.tasks[t].failures += 1;
+                }
+            }
+            let n = self.tasks[t].attempt;
+            if n == 0 {
+                continue;
+            }
+            let holder = holders.get(&(t, n)).cloned();
+            let exit = s.exit_json(&id, n);
+            let holder_live = holder
+                .as_ref()
+                .is_some_and(|w| self.workers.get(w).is_some_and(|w| w.state == WState::Idle));
+            if exit.exists() || holder_live {
+                self.sched.adopt_running(t);
+                match holder {
+                    Some(w) if holder_live => {
+                        if let Some(r) = self.workers.get_mut(&w) {
+                            r.state = WState::Busy {
+                                task: t,
+                                attempt: n,
+                            };
+                        }
+                        self.tasks[t].started_seen = s.started_json(&id, n).exists();
+                        self.journal.log(
+                            "task_adopted",
+                            json!({"task": id, "attempt": n, "worker": w}),
+                        )?;
+                        // check_attempt in the first reconcile accepts an exit already there.
+                    }
+                    _ => {
+                        let wid = fsio::read_json::<ExitRecord>(&exit)
+                            .ok()
+                            .flatten()
+                            .map(|e| e.worker)
+                            .unwrap_or_default();
+                        let r = match fsio::read_json::<ExitRecord>(&exit) {
+                            Ok(Some(e)) => Ok(e),
+                            Ok(None) => Err(format!("{}: missing", exit.display())),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        self.accept(t, n, &wid, r)?;
+                    }
+                }
+            } else if self.sched.state(t) == State::Ready || self.sched.state(t) == State::Waiting {
+                // Orphaned: its worker is gone. The next assignment gets attempt n + 1.
+                let wid = holder.unwrap_or_default();
+                self.tasks[t].reassigns += 1;
+                self.stale.push((t, n));
+                self.attempt_ended(t, n, &wid, "worker_lost")?;
+            }
+        }
+        // Skipped outcomes a crash may have left unwritten.
+        for t in 0..self.plan.tasks.len() {
+            if self.tasks[t].outcome.is_none() && self.sched.state(t) == State::Skipped {
+                let id = self.plan.tasks[t].id.clone();
+                let o = bare_outcome(
+                    &id,
+                    TaskState::Skipped,
+                    0,
+                    "a dependency did not succeed".into(),
+                );
+                self.record_outcome(t, o)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<SessionState> {
+        let state = if self.cancelled {
+            SessionState::Cancelled
+        } else if self.sched.any_failed() {
+            SessionState::Failed
+        } else {
+            SessionState::Succeeded
+        };
+        let tasks: Vec<SummaryTask> = self
+            .plan
+            .tasks
+            .iter()
+            .zip(&self.tasks)
+            .map(|(t, rt)| {
+                let o = rt.outcome.as_ref();
+                SummaryTask {
+                    id: t.id.clone(),
+                    state: o.map(|o| o.state).unwrap_or(TaskState::Failed),
+                    attempts: rt.attempt,
+                    worker: o.and_then(|o| o.worker.clone()),
+                    exit_code: o.and_then(|o| o.exit_code),
+                    duration_ms: o.and_then(|o| o.duration_ms),
+                    reason: o.and_then(|o| o.reason.clone()),
+                    result: o.and_then(|o| o.result.clone()),
+                }
+            })
+            .collect();
+        let summary = Summary {
+            session: self.session.id().to_string(),
+            state,
+            started_at: self.started_at.clone(),
+            ended_at: proto::now_rfc3339(),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            tasks,
+        };
+        fsio::write_json(&self.session.summary_json(), &summary)?;
+        self.journal.log(
+            "session_finished",
+            json!({"session": self.session.id(), "state": state.as_str(),
+                   "duration_ms": summary.duration_ms}),
+        )?;
+        // Tell every worker, including idle-stopped ones holding a failed window open and
+        // ones a previous orchestrator started.
+        for id in self.session.worker_ids()? {
+            if worker_alive(&self.session, &id)
+                || self
+                    .workers
+                    .get(&id)
+                    .is_some_and(|w| w.state != WState::Gone)
+            {
+                self.stop_worker(&id, ShutdownReason::SessionEnd)?;
+            }
+        }
+        // Give them a moment to exit so the caller sees a quiet session.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let live: Vec<String> = self
+                .workers
+                .iter()
+                .filter(|(id, w)| w.state != WState::Gone && worker_alive(&self.session, id))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if live.is_empty() || left.is_zero() {
+                break;
+            }
+            if let Ok(Wake::Died(id, _)) =
+                self.rx.recv_timeout(left.min(Duration::from_millis(100)))
+                && let Some(w) = self.workers.get_mut(&id)
+            {
+                w.state = WState::Gone;
+            }
+        }
+        Ok(state)
+    }
+}
+
+fn bare_outcome(task: &str, state: TaskState, attempt: u32, why: String) -> Outcome {
+    Outcome {
+        task: task.to_string(),
+        state,
+        attempt,
+        worker: None,
+        exit_code: None,
+        signal: None,
+        started_at: None,
+        ended_at: None,
+        duration_ms: None,
+        reason: Some(why),
+        result: None,
+        decided_at: proto::now_rfc3339(),
+    }
+}
+
+/// A number in [-1, 1] for backoff jitter; the low bits of the clock are random enough to
+/// keep retries of many tasks from firing in lockstep.
+fn jitter_unit() -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos % 2001) as f64 / 1000.0 - 1.0
+}
+
+/// Take `orchestrator/lock` (held for the orchestrator's life) and write `info.json`.
+fn take_lock(session: &Session) -> Result<File> {
+    let path = session.orchestrator_lock();
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path, "open"))?;
+    if f.try_lock_exclusive().is_err() {
+        let pid = fsio::read_json::<OrchestratorInfo>(&session.orchestrator_info())
+            .ok()
+            .flatten()
+            .map(|i| format!(" (pid {} on {})", i.pid, i.host))
+            .unwrap_or_default();
+        return Err(Error::Session(format!(
+            "session {} already has a live orchestrator{pid}",
+            session.id()
+        )));
+    }
+    fsio::write_json(
+        &session.orchestrator_info(),
+        &OrchestratorInfo {
+            pid: std::process::id(),
+            host: hostname(),
+            started_at: proto::now_rfc3339(),
+        },
+    )?;
+    Ok(f)
+}
+
+/// Whether a worker holds its `alive` lock (a non-blocking probe; used by status too).
+pub fn worker_alive(session: &Session, id: &str) -> bool {
+    lock_held(&session.worker_alive(id))
+}
+
+/// Whether the session has a live orchestrator.
+pub fn orchestrator_alive(session: &Session) -> bool {
+    lock_held(&session.orchestrator_lock())
+}
+
+fn lock_held(path: &std::path::Path) -> bool {
+    match File::open(path) {
+        Ok(f) => match f.try_lock_shared() {
+            Ok(()) => {
+                let _ = fs2::FileExt::unlock(&f);
+                false
+            }
+            Err(_) => true,
+        },
+        Err(_) => false,
+    }
+}
+
+/// Send a control request to a session's live orchestrator and wait for its answer.
+pub fn send_control(session: &Session, action: &str, task: Option<&str>) -> Result<ControlReply> {
+    if !orchestrator_alive(session) {
+        return Err(Error::Session(format!(
+            "session {} has no live orchestrator (`orchestrator resume {}` first)",
+            session.id(),
+            session.id()
+        )));
+    }
+    let id = format!("{}-{}-{}", proto::now_unix_ms(), std::process::id(), action);
+    let req = ControlRequest {
+        id: id.clone(),
+        action: action.into(),
+        task: task.map(str::to_string),
+        requested_at: proto::now_rfc3339(),
+    };
+    if !fsio::create_json_once(&session.control_request(&id), &req)? {
+        return Err(Error::Session(format!(
+            "control request {id} already exists"
+        )));
+    }
+    let reply_path = session.control_reply(&id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(r) = fsio::read_json::<ControlReply>(&reply_path)? {
+            let _ = std::fs::remove_file(&reply_path);
+            return Ok(r);
+        }
+        if Instant::now() > deadline || !orchestrator_alive(session) {
+            let _ = std::fs::remove_file(session.control_request(&id));
+            return Err(Error::Session(format!(
+                "session {}: the orchestrator did not answer request {id}",
+                session.id()
+            )));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,326 @@
+//! The records maestro keeps in a session directory: one serde type per file kind.
+//! docs/PROTOCOL.md describes each one, who writes it and when; keep the two in step.
+//! Field names are part of the protocol (people and scripts read these files).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::TaskCommand;
+
+/// Version of the on-disk protocol, written into `session.json`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Wall-clock timestamp as RFC 3339 UTC with milliseconds (`2026-11-23T06:29:04.123Z`).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Milliseconds since the Unix epoch, for arithmetic on timestamps from different processes.
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}
+
+/// `session.json`: written once by the orchestrator that creates the session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub protocol: u32,
+    pub id: String,
+    pub plan_file: PathBuf,
+    pub created_at: String,
+    pub launcher: String,
+    pub workers: usize,
+    #[serde(default)]
+    pub durable: bool,
+}
+
+/// `orchestrator/info.json`: the live (or last) orchestrator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrchestratorInfo {
+    pub pid: u32,
+    pub host: String,
+    pub started_at: String,
+}
+
+/// `workers/<id>/worker.json`: written by the worker when it registers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub pid: u32,
+    pub host: String,
+    pub launcher: String,
+    /// The terminal the worker runs in (tty name or tmux window), if any.
+    pub terminal: Option<String>,
+    pub started_at: String,
+}
+
+/// `workers/<id>/assigned/<task>.<attempt>`: the orchestrator's assignment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Assignment {
+    pub task: String,
+    pub attempt: u32,
+    pub command: TaskCommand,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub timeout_ms: Option<u64>,
+    /// Time between SIGTERM and SIGKILL when the attempt is stopped.
+    pub kill_grace_ms: u64,
+    pub assigned_at: String,
+}
+
+/// `workers/<id>/kill`: the orchestrator asks the worker to stop one attempt (the worker
+/// owns the process, so it signals the group it started; no PID is read from a file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KillRequest {
+    pub task: String,
+    pub attempt: u32,
+    /// `reassigned`, `cancelled` or `lost`.
+    pub reason: String,
+}
+
+/// `workers/<id>/status.json`: what a worker is doing; written by the worker at every
+/// change. It doubles as the orchestrator's doorbell: the worker writes it right after
+/// `started.json` / `exit.json`, and the orchestrator watches only `workers/`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkerStatus {
+    /// `idle`, `running` or `stopped`.
+    pub state: String,
+    pub task: Option<String>,
+    pub attempt: Option<u32>,
+    pub since: String,
+}
+
+/// `workers/<id>/heartbeat`: a counter the worker bumps every second while alive.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub counter: u64,
+}
+
+/// Why the orchestrator tells a worker to stop.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ShutdownReason {
+    /// No work is left that this worker could take.
+    Idle,
+    /// The session is over.
+    SessionEnd,
+    /// The orchestrator declared this worker lost (stuck past its lease); its task moved on.
+    Lost,
+}
+
+/// `workers/<id>/shutdown`: written by the orchestrator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shutdown {
+    pub reason: ShutdownReason,
+}
+
+/// `tasks/<id>/attempt-<n>/started.json`: written by the worker when the process started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Started {
+    pub task: String,
+    pub attempt: u32,
+    pub worker: String,
+    pub pid: u32,
+    /// The task's process group (== pid: tasks run under setsid).
+    pub pgid: u32,
+    pub started_at: String,
+    pub started_unix_ms: u64,
+}
+
+/// `tasks/<id>/attempt-<n>/exit.json`: written by the worker when the attempt ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitRecord {
+    pub task: String,
+    pub attempt: u32,
+    pub worker: String,
+    /// Exit code when the process exited normally.
+    pub exit_code: Option<i32>,
+    /// Signal number when it was killed by a signal.
+    pub signal: Option<i32>,
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_ms: u64,
+    /// The attempt ran past the task's `timeout` and its process group was killed.
+    #[serde(default)]
+    pub timed_out: bool,
+    /// The orchestrator asked for this attempt to be stopped (`reassigned`, `cancelled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_by: Option<String>,
+    /// The process could not be started at all (bad cwd, missing program, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawn_error: Option<String>,
+    /// The task wrote a `result.json` that is not a JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_error: Option<String>,
+}
+
+impl ExitRecord {
+    /// Whether this attempt counts as a success.
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0)
+            && !self.timed_out
+            && self.killed_by.is_none()
+            && self.spawn_error.is_none()
+            && self.result_error.is_none()
+    }
+
+    /// A one-line reason for a failed attempt.
+    pub fn failure_reason(&self) -> Option<String> {
+        if let Some(e) = &self.spawn_error {
+            return Some(format!("could not start: {e}"));
+        }
+        if let Some(e) = &self.result_error {
+            return Some(e.clone());
+        }
+        if self.timed_out {
+            return Some(format!(
+                "timed out after {:.1}s",
+                self.duration_ms as f64 / 1000.0
+            ));
+        }
+        if let Some(k) = &self.killed_by {
+            return Some(format!("stopped: {k}"));
+        }
+        match (self.exit_code, self.signal) {
+            (Some(0), _) => None,
+            (Some(c), _) => Some(format!("exited with code {c}")),
+            (None, Some(s)) => Some(format!("killed by signal {s}")),
+            (None, None) => Some("ended without an exit status".into()),
+        }
+    }
+}
+
+/// Final state of a task.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    /// Cancelled by a person (`orchestrator cancel`), or a dependent of a cancelled task.
+    Cancelled,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Skipped => "skipped",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Skipped | TaskState::Cancelled
+        )
+    }
+}
+
+/// `tasks/<id>/outcome.json`: the accepted final outcome, created once by the orchestrator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outcome {
+    pub task: String,
+    pub state: TaskState,
+    /// The attempt whose exit was accepted (0 for a skipped task that never ran).
+    pub attempt: u32,
+    pub worker: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_ms: Option<u64>,
+    /// Why the task failed or was skipped.
+    pub reason: Option<String>,
+    /// The task's `result.json`, when it wrote one.
+    pub result: Option<serde_json::Value>,
+    pub decided_at: String,
+}
+
+/// Overall state of a session.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Running,
+    Succeeded,
+    Failed,
+    /// The orchestrator is gone and the session did not finish (resume it).
+    Interrupted,
+    /// `orchestrator cancel SESSION` stopped it.
+    Cancelled,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Running => "running",
+            SessionState::Succeeded => "succeeded",
+            SessionState::Failed => "failed",
+            SessionState::Interrupted => "interrupted",
+            SessionState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One task in `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SummaryTask {
+    pub id: String,
+    pub state: TaskState,
+    pub attempts: u32,
+    pub worker: Option<String>,
+    pub exit_code: Option<i32>,
+    pub duration_ms: Option<u64>,
+    pub reason: Option<String>,
+    pub result: Option<serde_json::Value>,
+}
+
+/// `summary.json`: written by the orchestrator when the session ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub session: String,
+    pub state: SessionState,
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_ms: u64,
+    pub tasks: Vec<SummaryTask>,
+}
+
+/// `tasks/<id>/retry.json`: a failed attempt will be retried after a backoff; written by the
+/// orchestrator, removed when the retry is assigned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetryPlan {
+    pub failed_attempt: u32,
+    pub next_attempt: u32,
+    pub not_before_unix_ms: u64,
+    pub reason: String,
+}
+
+/// What a person asks of a live orchestrator through `control/<id>.json` (written by the
+/// CLI, consumed and removed by the orchestrator).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlRequest {
+    pub id: String,
+    /// `reassign`, `cancel`.
+    pub action: String,
+    pub task: Option<String>,
+    pub requested_at: String,
+}
+
+/// `control/replies/<id>.json`: the orchestrator's answer to a request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlReply {
+    pub ok: bool,
+    pub message: String,
+}

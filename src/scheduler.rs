@@ -1,0 +1,392 @@
+//! Pure scheduling decisions: which task runs next, what a failure skips, when the session
+//! is done. No I/O and no clocks, so the rules are unit- and property-tested fast; the
+//! orchestrator feeds it facts read from the session directory and acts on its answers.
+//!
+//! Ready tasks are taken highest "height" first (the longest chain of dependents still to
+//! come), then in plan order: starting the critical path early shortens the whole run.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// A task's scheduling state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Some dependency has not succeeded yet.
+    Waiting,
+    /// All dependencies succeeded; queued for a worker.
+    Ready,
+    /// Handed to a worker.
+    Running,
+    Succeeded,
+    Failed,
+    /// Never ran because a dependency failed.
+    Skipped,
+}
+
+impl State {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, State::Succeeded | State::Failed | State::Skipped)
+    }
+}
+
+/// The scheduler for one plan's DAG.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    dependents: Vec<Vec<usize>>,
+    deps: Vec<Vec<usize>>,
+    unmet: Vec<usize>,
+    height: Vec<usize>,
+    state: Vec<State>,
+    ready: BinaryHeap<(usize, Reverse<usize>)>,
+    terminal: usize,
+    not_started: usize,
+}
+
+impl Scheduler {
+    /// `deps[i]` lists the tasks task `i` runs after. The graph must be acyclic (the plan
+    /// module guarantees it).
+    pub fn new(deps: Vec<Vec<usize>>) -> Scheduler {
+        let n = deps.len();
+        let mut dependents = vec![Vec::new(); n];
+        for (i, ds) in deps.iter().enumerate() {
+            for &d in ds {
+                dependents[d].push(i);
+            }
+        }
+        let height = heights(&deps, &dependents);
+        let mut s = Scheduler {
+            unmet: deps.iter().map(Vec::len).collect(),
+            dependents,
+            deps,
+            height,
+            state: vec![State::Waiting; n],
+            ready: BinaryHeap::new(),
+            terminal: 0,
+            not_started: n,
+        };
+        for i in 0..n {
+            if s.unmet[i] == 0 {
+                s.make_ready(i);
+            }
+        }
+        s
+    }
+
+    fn make_ready(&mut self, t: usize) {
+        self.state[t] = State::Ready;
+        self.ready.push((self.height[t], Reverse(t)));
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+
+    pub fn state(&self, t: usize) -> State {
+        self.state[t]
+    }
+
+    /// Take the next ready task and mark it running.
+    pub fn pop_ready(&mut self) -> Option<usize> {
+        while let Some((_, Reverse(t))) = self.ready.pop() {
+            // Entries can be stale when a task left Ready another way (cancel, resume).
+            if self.state[t] == State::Ready {
+                self.state[t] = State::Running;
+                self.not_started -= 1;
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// Whether a task is waiting in the ready queue.
+    pub fn has_ready(&self) -> bool {
+        self.ready
+            .iter()
+            .any(|&(_, Reverse(t))| self.state[t] == State::Ready)
+    }
+
+    /// Put a running task back in the queue (its worker was lost, or it will be retried).
+    pub fn requeue(&mut self, t: usize) {
+        if self.state[t] == State::Running {
+            self.not_started += 1;
+            self.make_ready(t);
+        }
+    }
+
+    /// Mark a running (or adopted) task succeeded; its dependents whose dependencies are
+    /// now all met become ready. Returns them.
+    pub fn succeed(&mut self, t: usize) -> Vec<usize> {
+        if self.state[t].is_terminal() {
+            return Vec::new();
+        }
+        if matches!(self.state[t], State::Waiting | State::Ready) {
+            self.not_started -= 1;
+        }
+        self.state[t] = State::Succeeded;
+        self.terminal += 1;
+        let mut newly = Vec::new();
+        for k in 0..self.dependents[t].len() {
+            let d = self.dependents[t][k];
+            self.unmet[d] -= 1;
+            if self.unmet[d] == 0 && self.state[d] == State::Waiting {
+                self.make_ready(d);
+                newly.push(d);
+            }
+        }
+        newly
+    }
+
+    /// Mark a task failed for good. Every transitive dependent that has not run is skipped;
+    /// returns the skipped tasks (each with the failed task as the reason).
+    pub fn fail(&mut self, t: usize) -> Vec<usize> {
+        if self.state[t].is_terminal() {
+            return Vec::new();
+        }
+        if matches!(self.state[t], State::Waiting | State::Ready) {
+            self.not_started -= 1;
+        }
+        self.state[t] = State::Failed;
+        self.terminal += 1;
+        let mut skipped = Vec::new();
+        let mut stack = vec![t];
+        while let Some(u) = stack.pop() {
+            for k in 0..self.dependents[u].len() {
+                let d = self.dependents[u][k];
+                if matches!(self.state[d], State::Waiting | State::Ready) {
+                    self.state[d] = State::Skipped;
+                    self.terminal += 1;
+                    self.not_started -= 1;
+                    skipped.push(d);
+                    stack.push(d);
+                }
+            }
+        }
+        skipped
+    }
+
+    /// Mark a not-yet-started task as running without taking it from the queue in order:
+    /// used on resume to adopt a task that a live worker is still running.
+    pub fn adopt_running(&mut self, t: usize) {
+        if matches!(self.state[t], State::Waiting | State::Ready) {
+            self.state[t] = State::Running;
+            self.not_started -= 1;
+        }
+    }
+
+    /// All tasks reached a final state.
+    pub fn finished(&self) -> bool {
+        self.terminal == self.state.len()
+    }
+
+    /// Tasks that have not started (waiting or ready): an upper bound on how many more
+    /// workers the plan could still use.
+    pub fn not_started(&self) -> usize {
+        self.not_started
+    }
+
+    /// Whether any task failed or was skipped.
+    pub fn any_failed(&self) -> bool {
+        self.state
+            .iter()
+            .any(|s| matches!(s, State::Failed | State::Skipped))
+    }
+
+    /// The dependencies of task `t`.
+    pub fn deps(&self, t: usize) -> &[usize] {
+        &self.deps[t]
+    }
+}
+
+/// How many idle workers can be released: those beyond the number of tasks not started yet,
+/// which each need at most one worker. Never releases a worker the plan could still use.
+pub fn excess_idle(idle: usize, not_started: usize) -> usize {
+    idle.saturating_sub(not_started)
+}
+
+/// Exponential backoff between retries of a failed task (issue 3).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Backoff {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    pub factor: f64,
+    /// Relative spread: 0.1 means ±10 %.
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            initial_ms: 1000,
+            max_ms: 60_000,
+            factor: 2.0,
+            jitter: 0.1,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before retry number `retry` (1 for the first retry). `unit` is a random
+    /// number in [-1, 1] supplied by the caller, so this stays pure and testable.
+    pub fn delay_ms(&self, retry: u32, unit: f64) -> u64 {
+        let exp = retry.saturating_sub(1).min(64) as i32;
+        let base = (self.initial_ms as f64 * self.factor.powi(exp)).min(self.max_ms as f64);
+        let spread = base * self.jitter * unit.clamp(-1.0, 1.0);
+        (base + spread).max(0.0).min(self.max_ms as f64) as u64
+    }
+}
+
+/// Longest chain of dependents below each task (1 for a sink), iteratively (100 000-task
+/// chains must not overflow the stack).
+fn heights(deps: &[Vec<usize>], dependents: &[Vec<usize>]) -> Vec<usize> {
+    let n = deps.len();
+    // Reverse topological order via Kahn on the dependents graph from the sinks.
+    let mut out_left: Vec<usize> = dependents.iter().map(Vec::len).collect();
+    let mut stack: Vec<usize> = (0..n).filter(|&i| out_left[i] == 0).collect();
+    let mut height = vec![1usize; n];
+    while let Some(u) = stack.pop() {
+        for &d in &deps[u] {
+            height[d] = height[d].max(height[u] + 1);
+            out_left[d] -= 1;
+            if out_left[d] == 0 {
+                stack.push(d);
+            }
+        }
+    }
+    height
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn diamond() -> Scheduler {
+        // a; b after a; c after a; d after b, c
+        Scheduler::new(vec![vec![], vec![0], vec![0], vec![1, 2]])
+    }
+
+    #[test]
+    fn diamond_runs_in_dependency_order() {
+        let mut s = diamond();
+        assert_eq!(s.pop_ready(), Some(0));
+        assert_eq!(s.pop_ready(), None);
+        assert_eq!(s.succeed(0), vec![1, 2]);
+        assert_eq!(s.pop_ready(), Some(1));
+        assert_eq!(s.pop_ready(), Some(2));
+        assert_eq!(s.succeed(1), Vec::<usize>::new());
+        assert_eq!(s.succeed(2), vec![3]);
+        assert_eq!(s.pop_ready(), Some(3));
+        assert!(!s.finished());
+        s.succeed(3);
+        assert!(s.finished());
+        assert!(!s.any_failed());
+    }
+
+    #[test]
+    fn failure_skips_dependents_but_not_independent_branch() {
+        // 0 -> 1 -> 2, and 3 independent
+        let mut s = Scheduler::new(vec![vec![], vec![0], vec![1], vec![]]);
+        let a = s.pop_ready().unwrap();
+        let b = s.pop_ready().unwrap();
+        assert_eq!((a, b), (0, 3)); // 0 has the taller chain
+        assert_eq!(s.fail(0), vec![1, 2]);
+        assert_eq!(s.state(1), State::Skipped);
+        assert_eq!(s.state(3), State::Running);
+        assert!(!s.finished());
+        s.succeed(3);
+        assert!(s.finished());
+        assert!(s.any_failed());
+    }
+
+    #[test]
+    fn critical_path_goes_first() {
+        // 0 is a lone task; 1 -> 2 -> 3 is a chain: 1 should start before 0.
+        let mut s = Scheduler::new(vec![vec![], vec![], vec![1], vec![2]]);
+        assert_eq!(s.pop_ready(), Some(1));
+        assert_eq!(s.pop_ready(), Some(0));
+    }
+
+    #[test]
+    fn requeue_puts_task_back() {
+        let mut s = diamond();
+        let t = s.pop_ready().unwrap();
+        assert_eq!(s.not_started(), 3);
+        s.requeue(t);
+        assert_eq!(s.not_started(), 4);
+        assert_eq!(s.pop_ready(), Some(t));
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_to_the_cap() {
+        let b = Backoff {
+            initial_ms: 1000,
+            max_ms: 5000,
+            factor: 2.0,
+            jitter: 0.0,
+        };
+        let d: Vec<u64> = (1..=5).map(|n| b.delay_ms(n, 0.7)).collect();
+        assert_eq!(d, vec![1000, 2000, 4000, 5000, 5000]);
+        let j = Backoff { jitter: 0.1, ..b };
+        assert_eq!(j.delay_ms(1, 1.0), 1100);
+        assert_eq!(j.delay_ms(1, -1.0), 900);
+        assert_eq!(j.delay_ms(1, 5.0), 1100, "unit is clamped");
+        assert_eq!(j.delay_ms(10, 1.0), 5000, "never above max");
+    }
+
+    #[test]
+    fn excess_idle_keeps_workers_the_plan_can_use() {
+        assert_eq!(excess_idle(3, 5), 0);
+        assert_eq!(excess_idle(3, 1), 2);
+        assert_eq!(excess_idle(0, 0), 0);
+    }
+
+    #[test]
+    fn long_chain_heights_do_not_overflow() {
+        let n = 100_000;
+        let deps: Vec<Vec<usize>> = (0..n)
+            .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
+            .collect();
+        let mut s = Scheduler::new(deps);
+        assert_eq!(s.pop_ready(), Some(0));
+        assert_eq!(s.height[0], n);
+    }
+
+    proptest! {
+        /// Model check: on a random DAG with random failures, every task ends terminal,
+        /// a task runs only after all its deps succeeded, and a skipped task has a
+        /// failed or skipped dependency.
+        #[test]
+        fn random_dags_respect_dependencies(
+            edges in proptest::collection::vec((0usize..30, 0usize..30), 0..80),
+            fails in proptest::collection::vec(any::<bool>(), 30),
+            n in 1usize..30,
+        ) {
+            let mut deps = vec![Vec::new(); n];
+            for (a, b) in edges {
+                let (a, b) = (a % n, b % n);
+                if a > b && !deps[a].contains(&b) { deps[a].push(b); }
+            }
+            let mut s = Scheduler::new(deps.clone());
+            let mut running = Vec::new();
+            loop {
+                while let Some(t) = s.pop_ready() {
+                    for &d in &deps[t] { prop_assert_eq!(s.state(d), State::Succeeded); }
+                    running.push(t);
+                }
+                let Some(t) = running.pop() else { break };
+                if fails[t] { s.fail(t); } else { s.succeed(t); }
+            }
+            prop_assert!(s.finished());
+            for t in 0..n {
+                if s.state(t) == State::Skipped {
+                    prop_assert!(deps[t].iter().any(|&d| matches!(s.state(d), State::Failed | State::Skipped)));
+                }
+            }
+            prop_assert_eq!(s.not_started(), 0);
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The session directory: where it lives, how it is named, and the path of every file in it.
+//!
+//! DESIGN.md: "the directory is the database". This module is the only one that knows the
+//! layout (docs/PROTOCOL.md documents it); everyone else asks it for paths. Reading and
+//! writing go through [`crate::fsio`].
+
+use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result, io_err};
+use crate::fsio;
+use crate::proto;
+
+/// Default root for sessions, relative to the current directory.
+pub const DEFAULT_ROOT: &str = "sessions";
+
+/// A session directory.
+#[derive(Debug, Clone)]
+pub struct Session {
+    root: PathBuf,
+    id: String,
+}
+
+/// Where sessions live: `--sessions-dir`, else `$MAESTRO_SESSIONS`, else `./sessions`.
+pub fn sessions_root(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("MAESTRO_SESSIONS") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_ROOT),
+    }
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC.
+fn stamp(now: SystemTime) -> String {
+    // humantime gives `2026-11-23T06:29:04Z`; keep the digits.
+    let s = humantime::format_rfc3339_seconds(now).to_string();
+    let digits: String = s.chars().filter(|c| c.is_ascii_digit()).collect();
+    format!("{}-{}", &digits[..8], &digits[8..14])
+}
+
+impl Session {
+    /// Create a new session directory `<root>/<name>-<YYYYMMDD-HHMMSS>-<seq>` (mode 0700)
+    /// with its fixed subdirectories. The sequence number makes concurrent runs of the same
+    /// plan in the same second get distinct directories (mkdir is the create-exclusive step).
+    pub fn create(root: &Path, name: &str) -> Result<Session> {
+        fsio::create_dir_private(root)?;
+        let stamp = stamp(SystemTime::now());
+        for seq in 1.. {
+            let id = format!("{name}-{stamp}-{seq}");
+            let dir = root.join(&id);
+            if fsio::create_dir_new(&dir)? {
+                let root = fs::canonicalize(&dir).map_err(io_err(&dir, "resolve"))?;
+                let s = Session { root, id };
+                for d in [
+                    s.orchestrator_dir(),
+                    s.control_replies(),
+                    s.workers_dir(),
+                    s.tasks_dir(),
+                ] {
+                    fsio::create_dir_private(&d)?;
+                }
+                return Ok(s);
+            }
+        }
+        unreachable!("the sequence is unbounded")
+    }
+
+    /// Open an existing session directory, checking that it is one of ours: a real directory
+    /// (not a symlink), owned by us, not writable by others, with a `session.json`.
+    pub fn open(dir: &Path) -> Result<Session> {
+        let meta = fs::symlink_metadata(dir).map_err(io_err(dir, "open session"))?;
+        if meta.file_type().is_symlink() {
+            return Err(Error::Session(format!(
+                "{}: is a symlink; refusing to use it as a session",
+                dir.display()
+            )));
+        }
+        if !meta.is_dir() {
+            return Err(Error::Session(format!(
+                "{}: is not a session directory",
+                dir.display()
+            )));
+        }
+        if meta.uid() != nix::unistd::geteuid().as_raw() {
+            return Err(Error::Session(format!(
+                "{}: is owned by another user",
+                dir.display()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(Error::Session(format!(
+                "{}: is writable by other users (mode {:o})",
+                dir.display(),
+                meta.mode() & 0o777
+            )));
+        }
+        let root = fs::canonicalize(dir).map_err(io_err(dir, "resolve"))?;
+        if !root.join("session.json").is_file() {
+            return Err(Error::Session(format!(
+                "{}: is not a maestro session (no session.json)",
+                dir.display()
+            )));
+        }
+        let id = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Session { root, id })
+    }
+
+    /// Find a session by path or by id under `root`; `None` means the newest one.
+    pub fn resolve(root: &Path, arg: Option<&str>) -> Result<Session> {
+        match arg {
+            Some(a) => {
+                let as_path = Path::new(a);
+                if as_path.is_dir() {
+                    return Session::open(as_path);
+                }
+                if crate::names::validate("session id", a).is_ok() {
+                    let under = root.join(a);
+                    if under.is_dir() {
+                        return Session::open(&under);
+                    }
+                }
+                Err(Error::Session(format!(
+                    "no session {a:?} (not a directory, and not an id under {})",
+                    root.display()
+                )))
+            }
+            None => Session::list(root)?
+                .pop()
+                .ok_or_else(|| Error::Session(format!("no sessions under {}", root.display()))),
+        }
+    }
+
+    /// Every session under `root`, oldest first (by creation time in `session.json`, then id).
+    pub fn list(root: &Path) -> Result<Vec<Session>> {
+        let entries = match fs::read_dir(root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(root, "list", e)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err(root, "list"))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if fsio::is_hidden(&name) {
+                continue;
+            }
+            if let Ok(s) = Session::open(&entry.path()) {
+                let created = fs::metadata(s.session_json())
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                found.push((created, s));
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        Ok(found.into_iter().map(|(_, s)| s).collect())
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    // ---- top level ----
+    pub fn session_json(&self) -> PathBuf {
+        self.root.join("session.json")
+    }
+    pub fn plan_json(&self) -> PathBuf {
+        self.root.join("plan.json")
+    }
+    pub fn events(&self) -> PathBuf {
+        self.root.join("events.jsonl")
+    }
+    pub fn summary_json(&self) -> PathBuf {
+        self.root.join("summary.json")
+    }
+    pub fn orchestrator_dir(&self) -> PathBuf {
+        self.root.join("orchestrator")
+    }
+    pub fn orchestrator_lock(&self) -> PathBuf {
+        self.orchestrator_dir().join("lock")
+    }
+    pub fn orchestrator_info(&self) -> PathBuf {
+        self.orchestrator_dir().join("info.json")
+    }
+    pub fn control_dir(&self) -> PathBuf {
+        self.root.join("control")
+    }
+    pub fn control_request(&self, id: &str) -> PathBuf {
+        self.control_dir().join(format!("{id}.json"))
+    }
+    pub fn control_replies(&self) -> PathBuf {
+        self.control_dir().join("replies")
+    }
+    pub fn control_reply(&self, id: &str) -> PathBuf {
+        self.control_replies().join(format!("{id}.json"))
+    }
+
+    /// Pending control requests (ids), oldest first (ids start with a timestamp).
+    pub fn control_requests(&self) -> Result<Vec<String>> {
+        Ok(list_names(&self.control_dir())?
+            .into_iter()
+            .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+            .collect())
+    }
+
+    // ---- workers ----
+    pub fn workers_dir(&self) -> PathBuf {
+        self.root.join("workers")
+    }
+    pub fn worker_dir(&self, worker: &str) -> PathBuf {
+        self.workers_dir().join(worker)
+    }
+    pub fn worker_json(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("worker.json")
+    }
+    pub fn worker_alive(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("alive")
+    }
+    pub fn worker_heartbeat(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("heartbeat")
+    }
+    pub fn worker_kill(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("kill")
+    }
+    pub fn worker_status(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("status.json")
+    }
+    pub fn worker_console(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("console.log")
+    }
+    pub fn worker_shutdown(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("shutdown")
+    }
+    pub fn assigned_dir(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("assigned")
+    }
+    pub fn assignment(&self, worker: &str, task: &str, attempt: u32) -> PathBuf {
+        self.assigned_dir(worker).join(format!("{task}.{attempt}"))
+    }
+
+    /// Ids of every worker directory in the session.
+    pub fn worker_ids(&self) -> Result<Vec<String>> {
+        list_names(&self.workers_dir())
+    }
+
+    /// The assignments in a worker's `assigned/` directory, as (task, attempt), sorted by
+    /// attempt then task.
+    pub fn assignments(&self, worker: &str) -> Result<Vec<(String, u32)>> {
+        let mut v: Vec<(String, u32)> = list_names(&self.assigned_dir(worker))?
+            .into_iter()
+            .filter_map(|n| parse_assignment_name(&n))
+            .collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(v)
+    }
+
+    // ---- tasks ----
+    pub fn tasks_dir(&self) -> PathBuf {
+        self.root.join("tasks")
+    }
+    pub fn task_dir(&self, task: &str) -> PathBuf {
+        self.tasks_dir().join(task)
+    }
+    pub fn outcome_json(&self, task: &str) -> PathBuf {
+        self.task_dir(task).join("outcome.json")
+    }
+    pub fn retry_json(&self, task: &str) -> PathBuf {
+        self.task_dir(task).join("retry.json")
+    }
+    pub fn state_json(&self, task: &str) -> PathBuf {
+        self.task_dir(task).join("state.json")
+    }
+    pub fn attempt_dir(&self, task: &str, attempt: u32) -> PathBuf {
+        self.task_dir(task).join(format!("attempt-{attempt}"))
+    }
+    pub fn started_json(&self, task: &str, attempt: u32) -> PathBuf {
+        self.attempt_dir(task, attempt).join("started.json")
+    }
+    pub fn exit_json(&self, task: &str, attempt: u32) -> PathBuf {
+        self.attempt_dir(task, attempt).join("exit.json")
+    }
+    pub fn result_json(&self, task: &str, attempt: u32) -> PathBuf {
+        self.attempt_dir(task, attempt).join("result.json")
+    }
+    pub fn stdout_log(&self, task: &str, attempt: u32) -> PathBuf {
+        self.attempt_dir(task, attempt).join("stdout.log")
+    }
+    pub fn stderr_log(&self, task: &str, attempt: u32) -> PathBuf {
+        self.attempt_dir(task, attempt).join("stderr.log")
+    }
+
+    /// The attempt numbers present on disk for a task, ascending.
+    pub fn attempts(&self, task: &str) -> Result<Vec<u32>> {
+        let mut v: Vec<u32> = list_names(&self.task_dir(task))?
+            .iter()
+            .filter_map(|n| n.strip_prefix("attempt-")?.parse().ok())
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    /// Classify a path inside this session, for filtering watcher events.
+    pub fn relative<'a>(&self, path: &'a Path) -> Option<&'a Path> {
+        path.strip_prefix(&self.root).ok()
+    }
+}
+
+/// Parse `<task>.<attempt>` (the task id may itself contain dots).
+pub fn parse_assignment_name(name: &str) -> Option<(String, u32)> {
+    if fsio::is_hidden(name) {
+        return None;
+    }
+    let (task, attempt) = name.rsplit_once('.')?;
+    let attempt: u32 = attempt.parse().ok()?;
+    crate::names::validate("task id", task).ok()?;
+    Some((task.to_string(), attempt))
+}
+
+/// Names of the entries of a directory, skipping hidden and temp files; empty if missing.
+fn list_names(dir: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, "list", e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir, "list"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !fsio::is_hidden(&name) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The append-only journal `events.jsonl`; only the orchestrator writes it.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    pub fn open(session: &Session) -> Result<Journal> {
+        let path = session.events();
+        let file = fsio::open_append(&path)?;
+        Ok(Journal { path, file })
+    }
+
+    /// Append one event: `{"ts": ..., "event": kind, ...fields}`.
+    pub fn log(&mut self, kind: &str, fields: Value) -> Result<()> {
+        let mut obj = Map::new();
+        obj.insert("ts".into(), Value::String(proto::now_rfc3339()));
+        obj.insert("event".into(), Value::String(kind.into()));
+        if let Value::Object(f) = fields {
+            obj.extend(f);
+        }
+        let line = Value::Object(obj).to_string();
+        fsio::append_line(&mut self.file, &self.path, &line)
+    }
+}
+
+/// Read the journal: each complete line as JSON; a malformed or partial line is skipped
+/// (a crash may leave a partial last line).
+pub fn read_events(session: &Session) -> Result<Vec<Value>> {
+    let path = session.events();
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&path, "read", e)),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignment_names_round_trip_with_dotted_ids() {
+        assert_eq!(parse_assignment_name("a.b.3"), Some(("a.b".into(), 3)));
+        assert_eq!(parse_assignment_name("x.1"), Some(("x".into(), 1)));
+        assert_eq!(parse_assignment_name(".tmp-abc"), None);
+        assert_eq!(parse_assignment_name("x"), None);
+        assert_eq!(parse_assignment_name("x.y"), None);
+    }
+
+    #[test]
+    fn create_makes_private_unique_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let a = Session::create(d.path(), "p").unwrap();
+        let b = Session::create(d.path(), "p").unwrap();
+        assert_ne!(a.id(), b.id());
+        assert!(a.id().starts_with("p-"));
+        let mode = fs::metadata(a.root()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(a.tasks_dir().is_dir() && a.workers_dir().is_dir());
+    }
+
+    #[test]
+    fn open_refuses_symlinked_session() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Session::create(d.path(), "p").unwrap();
+        fs::write(s.session_json(), b"{}").unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(s.root(), &link).unwrap();
+        let err = Session::open(&link).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: is a symlink; refusing to use it as a session",
+                link.display()
+            )
+        );
+        assert!(Session::open(s.root()).is_ok());
+    }
+
+    #[test]
+    fn stamp_has_date_and_time_digits() {
+        let s = stamp(SystemTime::UNIX_EPOCH);
+        assert_eq!(s, "19700101-000000");
+    }
+}

@@ -1,0 +1,123 @@
+//! File watching, watchexec-style: the notify callback only forwards a hint into a channel;
+//! the receiver then reconciles by reading the files. Events are never trusted to be
+//! complete (inotify drops events on overflow, misses new subdirectories for a moment, and
+//! sees nothing from other hosts), so every waiter also rescans on a timer: slow with the
+//! native watcher, fast when watching is off (DESIGN.md invariant 7).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use notify::{Config, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
+
+use crate::error::{Error, Result};
+
+/// How a process learns that files changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// inotify (the default): wake-ups within a millisecond, rescan every second.
+    Native,
+    /// notify's poll watcher, for network filesystems.
+    Poll,
+    /// No watcher; rescan on a short timer only. The test suite passes in this mode too.
+    Off,
+}
+
+impl FromStr for WatchMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<WatchMode> {
+        match s {
+            "native" => Ok(WatchMode::Native),
+            "poll" => Ok(WatchMode::Poll),
+            "off" => Ok(WatchMode::Off),
+            other => Err(Error::Usage(format!(
+                "invalid watch mode {other:?}: expected native, poll or off"
+            ))),
+        }
+    }
+}
+
+impl WatchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchMode::Native => "native",
+            WatchMode::Poll => "poll",
+            WatchMode::Off => "off",
+        }
+    }
+
+    /// The mode from `$MAESTRO_WATCH`, else native. Workers inherit it from the orchestrator.
+    pub fn from_env() -> Result<WatchMode> {
+        match std::env::var("MAESTRO_WATCH") {
+            Ok(v) if !v.is_empty() => v
+                .parse()
+                .map_err(|e: Error| Error::Usage(format!("MAESTRO_WATCH: {e}"))),
+            _ => Ok(WatchMode::Native),
+        }
+    }
+
+    /// How often a waiter rescans even without events.
+    pub fn rescan_interval(self) -> Duration {
+        match self {
+            WatchMode::Native => Duration::from_millis(1000),
+            WatchMode::Poll => Duration::from_millis(500),
+            WatchMode::Off => Duration::from_millis(100),
+        }
+    }
+}
+
+/// A running watcher; dropping it stops watching.
+pub struct Watch {
+    _inner: Option<Box<dyn Watcher + Send>>,
+}
+
+/// Watch `dirs` recursively. For each event, `map` decides what (if anything) to send; an
+/// error from notify (e.g. queue overflow) is passed to `map` too so the receiver rescans.
+pub fn start<T, F>(dirs: &[PathBuf], mode: WatchMode, tx: Sender<T>, map: F) -> Result<Watch>
+where
+    T: Send + 'static,
+    F: Fn(notify::Result<notify::Event>) -> Option<T> + Send + 'static,
+{
+    let handler = move |ev: notify::Result<notify::Event>| {
+        if let Some(msg) = map(ev) {
+            // The receiver may be gone during shutdown; nothing to do then.
+            let _ = tx.send(msg);
+        }
+    };
+    let first = dirs.first().map(PathBuf::as_path).unwrap_or(Path::new("."));
+    let mut watcher: Box<dyn Watcher + Send> = match mode {
+        WatchMode::Off => return Ok(Watch { _inner: None }),
+        WatchMode::Native => Box::new(
+            RecommendedWatcher::new(handler, Config::default()).map_err(|e| watch_err(first, e))?,
+        ),
+        WatchMode::Poll => Box::new(
+            PollWatcher::new(
+                handler,
+                Config::default().with_poll_interval(Duration::from_millis(200)),
+            )
+            .map_err(|e| watch_err(first, e))?,
+        ),
+    };
+    for dir in dirs {
+        watcher
+            .watch(dir, RecursiveMode::Recursive)
+            .map_err(|e| watch_err(dir, e))?;
+    }
+    Ok(Watch {
+        _inner: Some(watcher),
+    })
+}
+
+fn watch_err(dir: &Path, e: notify::Error) -> Error {
+    Error::Session(format!("{}: cannot watch: {e}", dir.display()))
+}
+
+/// Whether any path of an event has a file name for which `pred` holds. A notify error
+/// (overflow, lost watch) counts as "yes": the receiver must rescan.
+pub fn event_touches(ev: &notify::Result<notify::Event>, pred: impl Fn(&Path) -> bool) -> bool {
+    match ev {
+        Err(_) => true,
+        Ok(ev) => ev.need_rescan() || ev.paths.iter().any(|p| pred(p)),
+    }
+}

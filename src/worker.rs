@@ -1,0 +1,544 @@
+//! The worker: the loop that runs in each terminal. It registers (flock on `alive` for its
+//! whole life, then `worker.json`), waits for assignments in `workers/<id>/assigned/`
+//! (notify wake-ups plus a slow rescan), runs each task in its own process group with its
+//! output logged (and shown when a terminal is attached), records `exit.json`, and exits
+//! when the orchestrator writes `shutdown`.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{IsTerminal, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fs2::FileExt;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result, io_err};
+use crate::fsio;
+use crate::names;
+use crate::plan::TaskCommand;
+use crate::proto::{
+    self, Assignment, ExitRecord, Heartbeat, KillRequest, Shutdown, ShutdownReason, Started,
+    WorkerInfo, WorkerStatus,
+};
+use crate::session::Session;
+use crate::watch::{self, WatchMode};
+
+/// A validated worker configuration (from `worker --session DIR --id ID`).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub session_dir: PathBuf,
+    pub id: String,
+    pub watch: WatchMode,
+    /// Launcher name recorded in `worker.json`.
+    pub launcher: String,
+    /// Keep running (so a tmux window stays open) after a task failed, until the session
+    /// ends (issue 2).
+    pub hold_failed: bool,
+    pub durable: bool,
+}
+
+/// Host name for records, or "unknown".
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// What wakes a worker's loop.
+enum Wake {
+    /// Something changed in our directory (assignment, shutdown, kill request).
+    Files,
+    /// The running task's main process ended.
+    ChildExit(std::io::Result<std::process::ExitStatus>),
+}
+
+struct Worker {
+    cfg: WorkerConfig,
+    session: Session,
+    tee: bool,
+    done: HashSet<(String, u32)>,
+    failed: Vec<String>,
+    tx: mpsc::Sender<Wake>,
+    rx: mpsc::Receiver<Wake>,
+}
+
+/// Run a worker until the orchestrator tells it to stop. Returns the exit code.
+pub fn run(cfg: WorkerConfig) -> Result<i32> {
+    names::validate("worker id", &cfg.id).map_err(Error::Usage)?;
+    fsio::set_durable(cfg.durable);
+    let session = Session::open(&cfg.session_dir)?;
+    fsio::create_dir_private(&session.assigned_dir(&cfg.id))?;
+
+    // Liveness (invariant 4): the kernel drops this lock when we die, however we die. Rust
+    // opens files close-on-exec, so no task inherits it.
+    let alive_path = session.worker_alive(&cfg.id);
+    let alive = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&alive_path)
+        .map_err(io_err(&alive_path, "open"))?;
+    if alive.try_lock_exclusive().is_err() {
+        return Err(Error::Session(format!(
+            "worker {} is already running in {} (its alive lock is held)",
+            cfg.id,
+            session.root().display()
+        )));
+    }
+
+    let terminal = std::env::var("TMUX_PANE")
+        .ok()
+        .or_else(|| std::io::stdout().is_terminal().then(|| "tty".to_string()));
+    let info = WorkerInfo {
+        id: cfg.id.clone(),
+        pid: std::process::id(),
+        host: hostname(),
+        launcher: cfg.launcher.clone(),
+        terminal,
+        started_at: proto::now_rfc3339(),
+    };
+    let (tx, rx) = mpsc::channel();
+    let mut w = Worker {
+        tee: std::io::stdout().is_terminal(),
+        session,
+        cfg,
+        done: HashSet::new(),
+        failed: Vec::new(),
+        tx,
+        rx,
+    };
+    w.set_status("idle", None)?;
+    fsio::write_json(&w.session.worker_json(&w.cfg.id), &info)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let hb = heartbeat(w.session.worker_heartbeat(&w.cfg.id), stop.clone());
+    let result = w.main_loop();
+    stop.store(true, Ordering::Relaxed);
+    let _ = hb.join();
+    let _ = w.set_status("stopped", None);
+    drop(alive);
+    result
+}
+
+/// Bump the heartbeat counter every second until `stop` (issue 3 uses it to find workers
+/// that are alive but stuck).
+fn heartbeat(path: PathBuf, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut counter = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            counter += 1;
+            // A failed heartbeat write is not fatal: the orchestrator will judge us by it.
+            let _ = fsio::write_json(&path, &Heartbeat { counter });
+            for _ in 0..10 {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    })
+}
+
+impl Worker {
+    fn set_status(&self, state: &str, task: Option<(&str, u32)>) -> Result<()> {
+        fsio::write_json(
+            &self.session.worker_status(&self.cfg.id),
+            &WorkerStatus {
+                state: state.into(),
+                task: task.map(|t| t.0.to_string()),
+                attempt: task.map(|t| t.1),
+                since: proto::now_rfc3339(),
+            },
+        )
+    }
+
+    fn say(&self, msg: &str) {
+        if self.tee {
+            println!("\x1b[1m[maestro {}] {msg}\x1b[0m", self.cfg.id);
+        } else {
+            println!("[maestro {}] {msg}", self.cfg.id);
+        }
+    }
+
+    fn main_loop(&mut self) -> Result<i32> {
+        let dir = self.session.worker_dir(&self.cfg.id);
+        let _watch = watch::start(&[dir], self.cfg.watch, self.tx.clone(), |ev| {
+            // Our own heartbeat/status writes are not news; assignments, kill requests
+            // and shutdown are.
+            watch::event_touches(&ev, |p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                !fsio::is_hidden(name)
+                    && (name == "shutdown"
+                        || name == "kill"
+                        || p.parent()
+                            .and_then(|d| d.file_name())
+                            .is_some_and(|d| d == "assigned"))
+            })
+            .then_some(Wake::Files)
+        })?;
+        let mut held_said = false;
+        self.say(&format!("ready (pid {})", std::process::id()));
+        loop {
+            let mut ran = false;
+            for (task, attempt) in self.session.assignments(&self.cfg.id)? {
+                if self.done.contains(&(task.clone(), attempt)) {
+                    continue;
+                }
+                self.done.insert((task.clone(), attempt));
+                if self.session.exit_json(&task, attempt).exists() {
+                    continue;
+                }
+                self.run_assignment(&task, attempt)?;
+                ran = true;
+            }
+            if ran {
+                continue;
+            }
+            if let Some(sd) =
+                fsio::read_json::<Shutdown>(&self.session.worker_shutdown(&self.cfg.id))?
+            {
+                let hold = self.cfg.hold_failed
+                    && !self.failed.is_empty()
+                    && sd.reason == ShutdownReason::Idle;
+                if sd.reason == ShutdownReason::Lost {
+                    self.say(
+                        "the orchestrator gave up on this worker (it was unresponsive); exiting",
+                    );
+                    return Ok(0);
+                }
+                if !hold {
+                    self.say("session over; exiting");
+                    return Ok(0);
+                }
+                if !held_said {
+                    self.say(&format!(
+                        "task {} failed: this window stays open until the session ends",
+                        self.failed.join(", ")
+                    ));
+                    held_said = true;
+                }
+            }
+            match self.rx.recv_timeout(self.cfg.watch.rescan_interval()) {
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => unreachable!("we hold a sender"),
+            }
+            while self.rx.try_recv().is_ok() {}
+        }
+    }
+
+    fn run_assignment(&mut self, task: &str, attempt: u32) -> Result<()> {
+        let path = self.session.assignment(&self.cfg.id, task, attempt);
+        fsio::create_dir_private(&self.session.attempt_dir(task, attempt))?;
+        let started_at = proto::now_rfc3339();
+        let t0 = Instant::now();
+        let record = match fsio::read_json::<Assignment>(&path) {
+            Ok(Some(a)) if a.task == task && a.attempt == attempt => self.execute(&a)?,
+            Ok(Some(_)) => self.failed_record(
+                task,
+                attempt,
+                &started_at,
+                t0,
+                format!(
+                    "{}: assignment does not match its file name",
+                    path.display()
+                ),
+            ),
+            Ok(None) => return Ok(()), // withdrawn before we saw it
+            Err(e) => self.failed_record(task, attempt, &started_at, t0, e.to_string()),
+        };
+        if !record.succeeded() {
+            self.failed.push(task.to_string());
+        }
+        fsio::write_json(&self.session.exit_json(task, attempt), &record)?;
+        self.set_status("idle", None)?;
+        let how = match record.failure_reason() {
+            None => "succeeded".to_string(),
+            Some(r) => format!("failed: {r}"),
+        };
+        self.say(&format!(
+            "task {task} (attempt {attempt}) {how} after {:.1}s",
+            record.duration_ms as f64 / 1000.0
+        ));
+        Ok(())
+    }
+
+    fn failed_record(
+        &self,
+        task: &str,
+        attempt: u32,
+        started_at: &str,
+        t0: Instant,
+        error: String,
+    ) -> ExitRecord {
+        ExitRecord {
+            task: task.into(),
+            attempt,
+            worker: self.cfg.id.clone(),
+            exit_code: None,
+            signal: None,
+            started_at: started_at.into(),
+            ended_at: proto::now_rfc3339(),
+            duration_ms: t0.elapsed().as_millis() as u64,
+            timed_out: false,
+            killed_by: None,
+            spawn_error: Some(error),
+            result_error: None,
+        }
+    }
+
+    /// Run one attempt to its end and describe how it ended.
+    fn execute(&mut self, a: &Assignment) -> Result<ExitRecord> {
+        let s = &self.session.clone();
+        let (task, attempt) = (a.task.as_str(), a.attempt);
+        let started_at = proto::now_rfc3339();
+        let t0 = Instant::now();
+        self.say(&format!("task {task} (attempt {attempt}) starting"));
+
+        let mut cmd = match &a.command {
+            TaskCommand::Shell(script) => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(script);
+                c
+            }
+            TaskCommand::Argv(argv) if !argv.is_empty() => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+            TaskCommand::Argv(_) => {
+                return Ok(self.failed_record(task, attempt, &started_at, t0, "empty cmd".into()));
+            }
+        };
+        cmd.current_dir(&a.cwd)
+            .envs(&a.env)
+            .env("MAESTRO_SESSION", s.root())
+            .env("MAESTRO_TASK", task)
+            .env("MAESTRO_WORKER", &self.cfg.id)
+            .env("MAESTRO_ATTEMPT", attempt.to_string())
+            .env("MAESTRO_RESULT", s.result_json(task, attempt))
+            .env("PATH", path_with_our_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: setsid is async-signal-safe; the task gets its own session and process
+        // group so we can signal all of it and only it (invariant 5).
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!("cannot run in {}: {e}", a.cwd.display());
+                return Ok(self.failed_record(task, attempt, &started_at, t0, msg));
+            }
+        };
+        let pid = child.id();
+        fsio::write_json(
+            &s.started_json(task, attempt),
+            &Started {
+                task: task.into(),
+                attempt,
+                worker: self.cfg.id.clone(),
+                pid,
+                pgid: pid,
+                started_at: started_at.clone(),
+                started_unix_ms: proto::now_unix_ms(),
+            },
+        )?;
+        self.set_status("running", Some((task, attempt)))?;
+
+        let (done_tx, done_rx) = mpsc::channel();
+        let mut tees = 0;
+        if let Some(out) = child.stdout.take() {
+            tee(
+                out,
+                fsio::open_append(&s.stdout_log(task, attempt))?,
+                self.tee,
+                false,
+                done_tx.clone(),
+            );
+            tees += 1;
+        }
+        if let Some(err) = child.stderr.take() {
+            tee(
+                err,
+                fsio::open_append(&s.stderr_log(task, attempt))?,
+                self.tee,
+                true,
+                done_tx.clone(),
+            );
+            tees += 1;
+        }
+        drop(done_tx);
+
+        let waiter = self.tx.clone();
+        thread::spawn(move || {
+            let _ = waiter.send(Wake::ChildExit(child.wait()));
+        });
+        let (status, ended_by) = self.wait_task(
+            task,
+            attempt,
+            pid,
+            a.timeout_ms.map(Duration::from_millis),
+            Duration::from_millis(a.kill_grace_ms),
+        )?;
+        let timed_out = ended_by.as_deref() == Some("timed_out");
+        // Whatever the task left behind in its group (`sleep 1000 &`) goes with it, so no
+        // orphan holds our pipes or outlives the attempt (issue 3).
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        // A grandchild that escaped the group (its own setsid) may still hold the pipes;
+        // do not wait for it forever.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for _ in 0..tees {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if done_rx.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+
+        let result_error = check_result(&s.result_json(task, attempt));
+        Ok(ExitRecord {
+            task: task.into(),
+            attempt,
+            worker: self.cfg.id.clone(),
+            exit_code: status.code(),
+            signal: status.signal(),
+            started_at,
+            ended_at: proto::now_rfc3339(),
+            duration_ms: t0.elapsed().as_millis() as u64,
+            timed_out,
+            killed_by: ended_by.filter(|r| r != "timed_out"),
+            spawn_error: None,
+            result_error,
+        })
+    }
+
+    /// Wait for the running task's main process. Past its timeout, or when the orchestrator
+    /// asks (`kill` file naming this attempt), SIGTERM its group, then SIGKILL after the
+    /// grace. Returns the exit status and why we killed it, if we did.
+    fn wait_task(
+        &mut self,
+        task: &str,
+        attempt: u32,
+        pid: u32,
+        timeout: Option<Duration>,
+        grace: Duration,
+    ) -> Result<(std::process::ExitStatus, Option<String>)> {
+        let pgid = Pid::from_raw(pid as i32);
+        let start = Instant::now();
+        let mut ended_by: Option<String> = None;
+        let mut hard_kill_at: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let mut wait = self.cfg.watch.rescan_interval();
+            if ended_by.is_none()
+                && let Some(t) = timeout
+            {
+                wait = wait.min((start + t).saturating_duration_since(now));
+            }
+            if let Some(k) = hard_kill_at {
+                wait = wait.min(k.saturating_duration_since(now));
+            }
+            match self.rx.recv_timeout(wait) {
+                Ok(Wake::ChildExit(r)) => {
+                    let st = r.map_err(|e| {
+                        Error::Session(format!("cannot wait for task {task} (pid {pid}): {e}"))
+                    })?;
+                    return Ok((st, ended_by));
+                }
+                Ok(Wake::Files) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => unreachable!("we hold a sender"),
+            }
+            if ended_by.is_none() {
+                let why = if timeout.is_some_and(|t| start.elapsed() >= t) {
+                    Some("timed_out".to_string())
+                } else {
+                    fsio::read_json::<KillRequest>(&self.session.worker_kill(&self.cfg.id))
+                        .ok()
+                        .flatten()
+                        .filter(|k| k.task == task && k.attempt == attempt)
+                        .map(|k| k.reason)
+                };
+                if let Some(why) = why {
+                    self.say(&format!("task {task}: {why}; stopping its process group"));
+                    let _ = killpg(pgid, Signal::SIGTERM);
+                    hard_kill_at = Some(Instant::now() + grace);
+                    ended_by = Some(why);
+                }
+            }
+            if hard_kill_at.is_some_and(|k| Instant::now() >= k) {
+                let _ = killpg(pgid, Signal::SIGKILL);
+                hard_kill_at = None;
+            }
+        }
+    }
+}
+
+/// Our own directory first on PATH, so tasks can call `worker checkpoint ...` (issue 4).
+fn path_with_our_dir() -> std::ffi::OsString {
+    let mut parts: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        parts.push(dir);
+    }
+    if let Some(p) = std::env::var_os("PATH") {
+        parts.extend(std::env::split_paths(&p));
+    }
+    std::env::join_paths(parts).unwrap_or_default()
+}
+
+/// Copy a task's output stream into its log file, and to our terminal when there is one.
+fn tee(
+    mut from: impl Read + Send + 'static,
+    mut log: File,
+    to_terminal: bool,
+    is_stderr: bool,
+    done: mpsc::Sender<()>,
+) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = log.write_all(&buf[..n]);
+                    if to_terminal {
+                        if is_stderr {
+                            let _ = std::io::stderr().write_all(&buf[..n]);
+                        } else {
+                            let _ = std::io::stdout().write_all(&buf[..n]);
+                        }
+                    }
+                }
+            }
+        }
+        let _ = done.send(());
+    });
+}
+
+/// A task's result file, if present, must be a JSON object (issue 2).
+fn check_result(path: &Path) -> Option<String> {
+    match fsio::read_capped(path, fsio::JSON_CAP) {
+        Ok(None) => None,
+        Err(e) => Some(e.to_string()),
+        Ok(Some(bytes)) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(serde_json::Value::Object(_)) => None,
+            Ok(_) => Some(format!("{}: result is not a JSON object", path.display())),
+            Err(e) => Some(format!("{}: invalid JSON: {e}", path.display())),
+        },
+    }
+}

@@ -1,0 +1,409 @@
+//! Issue 2: plan → session → workers → status, end to end.
+
+use std::fs;
+use std::time::Duration;
+
+use crate::util::*;
+
+fn diamond(sb: &Sandbox, workers: usize) -> std::path::PathBuf {
+    sb.write(
+        "diamond.toml",
+        &format!(
+            r#"
+name = "diamond"
+workers = {workers}
+
+[[task]]
+id = "a"
+run = '{a}'
+
+[[task]]
+id = "b"
+run = '{b}'
+after = ["a"]
+
+[[task]]
+id = "c"
+run = '{c}'
+after = ["a"]
+
+[[task]]
+id = "d"
+run = '{d}'
+after = ["b", "c"]
+"#,
+            a = recorded("0.2"),
+            b = recorded("0.3"),
+            c = recorded("0.1"),
+            d = recorded("0.1"),
+        ),
+    )
+}
+
+#[test]
+fn diamond_dag_runs_in_dependency_order() {
+    let sb = Sandbox::new();
+    let plan = diamond(&sb, 3);
+    let o = sb.run(&["run", plan.to_str().unwrap(), "--launcher", "background"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let spans = spans(&sb.out());
+    let get = |id: &str| spans.iter().find(|s| s.0 == id).cloned().unwrap();
+    let (a, b, c, d) = (get("a"), get("b"), get("c"), get("d"));
+    assert!(a.2 <= b.1 && a.2 <= c.1, "b and c must start after a ends");
+    assert!(b.2 <= d.1 && c.2 <= d.1, "d must start after b and c end");
+    // b and c are independent: with 3 workers they overlap.
+    assert!(b.1 < c.2 && c.1 < b.2, "b and c should run in parallel");
+    assert_eq!(spans.len(), 4, "each task ran once");
+}
+
+#[test]
+fn parallel_limit_is_never_exceeded() {
+    let sb = Sandbox::new();
+    let mut plan = String::from("name = \"limit\"\nworkers = 2\n");
+    for i in 0..8 {
+        plan.push_str(&format!(
+            "[[task]]\nid = \"t{i}\"\nrun = '{}'\n",
+            recorded("0.2")
+        ));
+    }
+    let p = sb.write("limit.toml", &plan);
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let spans = spans(&sb.out());
+    assert_eq!(spans.len(), 8);
+    // Sweep over start/end events: the number running at once.
+    let mut events: Vec<(u128, i32)> = Vec::new();
+    for (_, s, e) in &spans {
+        events.push((*s, 1));
+        events.push((*e, -1));
+    }
+    events.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.cmp(&y.1)));
+    let (mut now, mut max) = (0, 0);
+    for (_, d) in events {
+        now += d;
+        max = max.max(now);
+    }
+    assert_eq!(max, 2, "two workers: exactly two tasks at once at the peak");
+}
+
+#[test]
+fn failed_task_skips_dependents_but_not_independent_branch() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "fail.toml",
+        r#"
+name = "fail"
+workers = 2
+[[task]]
+id = "bad"
+run = "echo boom >&2; exit 3"
+[[task]]
+id = "after-bad"
+run = "true"
+after = ["bad"]
+[[task]]
+id = "after-after"
+run = "true"
+after = ["after-bad"]
+[[task]]
+id = "solo"
+run = "sleep 0.3"
+[[task]]
+id = "after-solo"
+run = "true"
+after = ["solo"]
+"#,
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    let session = session_of(&o);
+    let st = status_json(&sb, &session);
+    assert_eq!(st["state"], "failed");
+    assert_eq!(task_state(&st, "bad"), "failed");
+    assert_eq!(task_state(&st, "after-bad"), "skipped");
+    assert_eq!(task_state(&st, "after-after"), "skipped");
+    assert_eq!(task_state(&st, "solo"), "succeeded");
+    assert_eq!(task_state(&st, "after-solo"), "succeeded");
+    let outcome = read_json(&session.join("tasks/bad/outcome.json")).unwrap();
+    assert_eq!(outcome["exit_code"], 3);
+    assert_eq!(outcome["reason"], "exited with code 3");
+    let skipped = read_json(&session.join("tasks/after-after/outcome.json")).unwrap();
+    assert_eq!(skipped["state"], "skipped");
+    assert_eq!(
+        fs::read_to_string(session.join("tasks/bad/attempt-1/stderr.log")).unwrap(),
+        "boom\n"
+    );
+    assert!(
+        !session.join("tasks/after-bad/attempt-1").exists(),
+        "a skipped task never runs"
+    );
+}
+
+#[test]
+fn status_json_on_finished_session() {
+    let sb = Sandbox::new();
+    let plan = diamond(&sb, 2);
+    let o = sb.run(&[
+        "run",
+        plan.to_str().unwrap(),
+        "--launcher",
+        "background",
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let session = session_of(&o);
+    let id = session.file_name().unwrap().to_str().unwrap();
+    assert!(id.starts_with("diamond-"), "{id}");
+    // By id under the root, and as the default (newest) session.
+    for args in [vec!["status", id, "--json"], vec!["status", "--json"]] {
+        let o = sb.run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(st["session"], id);
+        assert_eq!(st["state"], "succeeded");
+        let tasks = st["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), 4);
+        for t in tasks {
+            assert_eq!(t["state"], "succeeded");
+            assert_eq!(t["attempt"], 1);
+            assert_eq!(t["exit_code"], 0);
+            assert!(t["worker"].as_str().unwrap().starts_with('w'));
+            assert!(t["started_at"].as_str().unwrap().ends_with('Z'));
+            assert!(t["ended_at"].as_str().is_some());
+        }
+        let workers = st["workers"].as_array().unwrap();
+        assert!(!workers.is_empty() && workers.len() <= 2);
+        for w in workers {
+            assert_eq!(w["state"], "exited", "{w}");
+            assert!(w["pid"].as_u64().is_some());
+        }
+    }
+    // summary.json and the journal.
+    let summary = read_json(&session.join("summary.json")).unwrap();
+    assert_eq!(summary["state"], "succeeded");
+    let journal = fs::read_to_string(session.join("events.jsonl")).unwrap();
+    let kinds: Vec<String> = journal
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for k in [
+        "session_started",
+        "worker_spawned",
+        "worker_registered",
+        "task_assigned",
+        "task_started",
+        "task_finished",
+        "session_finished",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "journal lacks {k}: {kinds:?}");
+    }
+    assert_eq!(kinds.last().map(String::as_str), Some("session_finished"));
+    // The human table names every task.
+    let o = sb.run(&["status", id]);
+    let text = stdout(&o);
+    assert!(
+        text.starts_with(&format!("session {id} (succeeded): 4/4 tasks done")),
+        "{text}"
+    );
+    for t in ["a", "b", "c", "d"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{t} ")) && l.contains("succeeded")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn truncated_exit_json_is_an_error_naming_the_file() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "one.toml",
+        "name = \"one\"\nworkers = 1\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let session = session_of(&o);
+    // As if the orchestrator died before accepting it, and the record was cut short.
+    fs::remove_file(session.join("tasks/a/outcome.json")).unwrap();
+    let exit = session.join("tasks/a/attempt-1/exit.json");
+    let text = fs::read_to_string(&exit).unwrap();
+    fs::write(&exit, &text[..text.len() / 2]).unwrap();
+    let o = sb.run(&["status", session.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!("error: {}: invalid JSON: ", exit.display())),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn result_json_becomes_the_outcome_and_bad_json_fails_the_task() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "res.toml",
+        r#"
+name = "res"
+workers = 2
+[[task]]
+id = "good"
+run = 'echo "{\"rows\": 42}" > "$MAESTRO_RESULT"'
+[[task]]
+id = "bad"
+run = 'echo "{not json" > "$MAESTRO_RESULT"'
+"#,
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let session = session_of(&o);
+    let good = read_json(&session.join("tasks/good/outcome.json")).unwrap();
+    assert_eq!(good["state"], "succeeded");
+    assert_eq!(good["result"]["rows"], 42);
+    let bad = read_json(&session.join("tasks/bad/outcome.json")).unwrap();
+    assert_eq!(bad["state"], "failed");
+    let reason = bad["reason"].as_str().unwrap();
+    let path = session.join("tasks/bad/attempt-1/result.json");
+    assert!(
+        reason.starts_with(&format!("{}: invalid JSON: ", path.display())),
+        "{reason}"
+    );
+}
+
+#[test]
+fn task_environment_and_argv_commands() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "env.toml",
+        r#"
+name = "env"
+workers = 1
+[defaults]
+env = { GREETING = "hi" }
+[[task]]
+id = "shell"
+run = 'echo "$GREETING $MAESTRO_TASK $MAESTRO_WORKER $MAESTRO_ATTEMPT $(basename "$MAESTRO_SESSION")"'
+[[task]]
+id = "argv"
+cmd = ["printf", "%s|", "a b", "$HOME"]
+after = ["shell"]
+"#,
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let session = session_of(&o);
+    let id = session.file_name().unwrap().to_str().unwrap();
+    let out = fs::read_to_string(session.join("tasks/shell/attempt-1/stdout.log")).unwrap();
+    assert_eq!(out, format!("hi shell w1 1 {id}\n"));
+    // No shell: arguments arrive verbatim.
+    let out = fs::read_to_string(session.join("tasks/argv/attempt-1/stdout.log")).unwrap();
+    assert_eq!(out, "a b|$HOME|");
+}
+
+#[test]
+fn missing_cwd_fails_the_task_with_a_clear_reason() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "cwd.toml",
+        "name = \"cwd\"\n[[task]]\nid = \"a\"\nrun = \"true\"\ncwd = \"no/such/dir\"\n",
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let outcome = read_json(&session_of(&o).join("tasks/a/outcome.json")).unwrap();
+    let reason = outcome["reason"].as_str().unwrap();
+    let dir = sb.path().join("no/such/dir");
+    assert!(
+        reason.starts_with(&format!(
+            "could not start: cannot run in {}: ",
+            dir.display()
+        )),
+        "{reason}"
+    );
+}
+
+#[test]
+fn leftover_background_child_does_not_hold_the_task_open() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "bg.toml",
+        "name = \"bg\"\n[[task]]\nid = \"a\"\nrun = 'sleep 1000 & echo $! > \"$OUT/pid\"'\n",
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let pid = fs::read_to_string(sb.out().join("pid")).unwrap();
+    let proc = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
+    // The group was killed when the task's main process exited.
+    wait_until(
+        Duration::from_secs(5),
+        "the grandchild to be killed",
+        || !proc.exists() || fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z")),
+    );
+}
+
+#[test]
+fn list_and_logs() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "logs.toml",
+        "name = \"logs\"\n[[task]]\nid = \"a\"\nrun = 'echo line-one; echo line-two; echo err >&2'\n",
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let session = session_of(&o);
+    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let o = sb.run(&["list"]);
+    let text = stdout(&o);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .expect("session listed");
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&cols[1..3], &["succeeded", "1/1"], "{line}");
+    let o = sb.run(&["logs", &id, "a"]);
+    assert_eq!(stdout(&o), "line-one\nline-two\n");
+    let o = sb.run(&["logs", &id, "a", "--stderr"]);
+    assert_eq!(stdout(&o), "err\n");
+    // Following a finished task prints it and returns.
+    let o = sb.run(&["logs", &id, "a", "-f"]);
+    assert_eq!(stdout(&o), "line-one\nline-two\n");
+    let o = sb.run(&["logs", &id, "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!("error: session {id} has no task \"nope\"\n")
+    );
+    let o = sb.run(&["status", "no-such-session"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: no session \"no-such-session\" (not a directory, and not an id under {})\n",
+            sb.sessions().display()
+        )
+    );
+}
+
+#[test]
+fn run_refuses_bad_flags_before_creating_anything() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "one.toml",
+        "name = \"one\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--workers", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o), "error: --workers must be at least 1\n");
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "xterm"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: invalid launcher \"xterm\": expected auto, background or tmux\n"
+    );
+    assert!(!sb.sessions().exists());
+}

@@ -1,0 +1,9 @@
+//! Integration tests: they spawn the real `orchestrator` and `worker` binaries in a
+//! temporary directory. Set `MAESTRO_WATCH=off` (or `poll`) to run them all without the
+//! native watcher; CI does both.
+
+mod util;
+
+mod core;
+mod plan_errors;
+mod tmux;

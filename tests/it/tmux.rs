@@ -1,0 +1,95 @@
+//! The tmux launcher against a real (private) tmux server.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::*;
+
+fn tmux_windows(sock: &str, target: &str) -> Vec<String> {
+    let o = Command::new("tmux")
+        .args([
+            "-L",
+            sock,
+            "list-windows",
+            "-t",
+            target,
+            "-F",
+            "#{window_name}",
+        ])
+        .output()
+        .expect("tmux");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn tmux_launcher_shows_one_window_per_worker_and_completes() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        panic!("tmux is required for this test (CI installs it)");
+    }
+    let mut sb = Sandbox::new();
+    let sock = sb.tmux_socket();
+    let p = sb.write(
+        "tmux.toml",
+        r#"
+name = "tmux.demo"
+workers = 2
+[[task]]
+id = "a"
+run = "echo in-a; while [ ! -e \"$OUT/go\" ]; do sleep 0.05; done"
+[[task]]
+id = "b"
+run = "echo in-b; while [ ! -e \"$OUT/go\" ]; do sleep 0.05; done"
+[[task]]
+id = "c"
+run = "echo in-c"
+after = ["a", "b"]
+"#,
+    );
+    let out = sb.out();
+    let session = sb.start_with(
+        &["run", p.to_str().unwrap(), "--launcher", "tmux"],
+        &[("MAESTRO_TMUX_SOCKET", &sock)],
+    );
+    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let target = id.replace('.', "_");
+    // While a and b block, both workers' windows exist.
+    wait_until(Duration::from_secs(20), "two worker windows", || {
+        let w = tmux_windows(&sock, &target);
+        w.contains(&"w1".to_string()) && w.contains(&"w2".to_string())
+    });
+    // The task's output shows in its window (and in the log file).
+    wait_until(Duration::from_secs(20), "task output in a pane", || {
+        let o = Command::new("tmux")
+            .args([
+                "-L",
+                &sock,
+                "capture-pane",
+                "-p",
+                "-t",
+                &format!("{target}:w1"),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        text.contains("in-a") || text.contains("in-b")
+    });
+    std::fs::write(out.join("go"), "").unwrap();
+    let code = sb.wait_last(Duration::from_secs(60));
+    assert_eq!(code, 0);
+    let st = status_json(&sb, &session);
+    assert_eq!(st["state"], "succeeded");
+    for w in st["workers"].as_array().unwrap() {
+        assert!(w["terminal"].as_str().unwrap().starts_with('%'), "{w}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(session.join("tasks/c/attempt-1/stdout.log")).unwrap(),
+        "in-c\n"
+    );
+    // Windows of finished workers close.
+    wait_until(Duration::from_secs(10), "windows to close", || {
+        tmux_windows(&sock, &target).is_empty()
+    });
+}

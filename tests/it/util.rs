@@ -1,0 +1,270 @@
+//! Test helpers: a sandbox directory per test, commands for the real binaries with the
+//! sandbox's environment, polling with deadlines (never fixed sleeps), and a guard that
+//! kills everything a test started, even when it panics.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const ORCH: &str = env!("CARGO_BIN_EXE_orchestrator");
+pub const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+
+/// A temporary directory with a `sessions/` root; kills what it started on drop.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    children: Vec<Child>,
+    tmux_sockets: Vec<String>,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("tempdir"),
+            children: Vec::new(),
+            tmux_sockets: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn sessions(&self) -> PathBuf {
+        self.path().join("sessions")
+    }
+
+    /// A directory tasks can write their records into.
+    pub fn out(&self) -> PathBuf {
+        let p = self.path().join("out");
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `orchestrator ARGS` run in the sandbox with its environment.
+    pub fn orch(&self) -> Command {
+        let mut c = Command::new(ORCH);
+        c.current_dir(self.path())
+            .env("MAESTRO_SESSIONS", self.sessions())
+            .env("OUT", self.out())
+            .env_remove("TMUX")
+            .env_remove("MAESTRO_SESSION")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Run `orchestrator ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut c = self.orch();
+        c.args(args);
+        run_with_deadline(c, Duration::from_secs(120))
+    }
+
+    /// Start `orchestrator run ...` in the background; returns its session directory (the
+    /// first line of its stdout).
+    pub fn start(&mut self, args: &[&str]) -> PathBuf {
+        self.start_with(args, &[])
+    }
+
+    /// [`Sandbox::start`] with extra environment variables.
+    pub fn start_with(&mut self, args: &[&str], envs: &[(&str, &str)]) -> PathBuf {
+        let mut c = self.orch();
+        c.args(args)
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(self.path().join("orchestrator.stderr")).unwrap());
+        let mut child = c.spawn().expect("spawn orchestrator");
+        let stdout = child.stdout.take().unwrap();
+        self.children.push(child);
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "orchestrator printed no session path");
+        PathBuf::from(line.trim_end())
+    }
+
+    /// Wait for the last started orchestrator to exit; returns its exit code.
+    pub fn wait_last(&mut self, limit: Duration) -> i32 {
+        let child = self.children.last_mut().expect("a started child");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "orchestrator did not finish in {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn tmux_socket(&mut self) -> String {
+        let name = format!(
+            "maestro-test-{}-{}",
+            std::process::id(),
+            self.tmux_sockets.len()
+        );
+        self.tmux_sockets.push(name.clone());
+        name
+    }
+
+    /// The only session under the sandbox's root.
+    pub fn only_session(&self) -> PathBuf {
+        let entries: Vec<_> = fs::read_dir(self.sessions())
+            .expect("sessions dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert_eq!(entries.len(), 1, "expected exactly one session");
+        entries[0].path()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Workers run in their own process groups: kill every one a session recorded.
+        if let Ok(sessions) = fs::read_dir(self.sessions()) {
+            for s in sessions.flatten() {
+                kill_workers(&s.path());
+            }
+        }
+        for sock in &self.tmux_sockets {
+            let _ = Command::new("tmux")
+                .args(["-L", sock, "kill-server"])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// SIGKILL every worker of a session (and its task's process group).
+pub fn kill_workers(session: &Path) {
+    let Ok(workers) = fs::read_dir(session.join("workers")) else {
+        return;
+    };
+    for w in workers.flatten() {
+        if let Some(pid) = read_json(&w.path().join("worker.json")).and_then(|v| v["pid"].as_i64())
+        {
+            unsafe_kill(pid as i32);
+        }
+    }
+}
+
+fn unsafe_kill(pid: i32) {
+    let _ = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Run a command, killing it if it outlives `limit`.
+pub fn run_with_deadline(mut c: Command, limit: Duration) -> Output {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "command did not finish in {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Poll `cond` until it holds or `limit` passes (then panic with `what`).
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The session path a `run` printed on its first stdout line.
+pub fn session_of(o: &Output) -> PathBuf {
+    PathBuf::from(stdout(o).lines().next().expect("session path line"))
+}
+
+/// Records written by tasks: `<name> <start_ns> <end_ns>` lines in files under `out`.
+pub fn spans(out: &Path) -> Vec<(String, u128, u128)> {
+    let mut v = Vec::new();
+    for e in fs::read_dir(out).unwrap().flatten() {
+        let text = fs::read_to_string(e.path()).unwrap();
+        for line in text.lines() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            if parts.len() == 3 {
+                v.push((
+                    parts[0].to_string(),
+                    parts[1].parse().unwrap(),
+                    parts[2].parse().unwrap(),
+                ));
+            }
+        }
+    }
+    v
+}
+
+/// A shell snippet that sleeps `secs` and records the task's span in `$OUT/$MAESTRO_TASK`.
+pub fn recorded(secs: &str) -> String {
+    format!(
+        "s=$(date +%s%N); sleep {secs}; e=$(date +%s%N); echo \"$MAESTRO_TASK $s $e\" >> \"$OUT/$MAESTRO_TASK\""
+    )
+}
+
+/// `status --json` of a session, parsed.
+pub fn status_json(sb: &Sandbox, session: &Path) -> Value {
+    let o = sb.run(&["status", session.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "status failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("status --json is JSON")
+}
+
+/// The state of task `id` in a `status --json` value.
+pub fn task_state(status: &Value, id: &str) -> String {
+    status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("no task {id}"))["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
