@@ -264,9 +264,11 @@ impl Orchestrator {
         let workers = cfg.workers.unwrap_or(info.workers);
         let mut o =
             Orchestrator::assemble(session, plan, workers, cfg.watch, launcher, journal, lock);
-        if !cfg.retry.is_empty() {
-            o.prepare_retry(&cfg.retry)?;
-        }
+        let reset = if cfg.retry.is_empty() {
+            Vec::new()
+        } else {
+            o.prepare_retry(&cfg.retry)?
+        };
         o.journal.log(
             if cfg.retry.is_empty() {
                 "session_resumed"
@@ -275,7 +277,7 @@ impl Orchestrator {
             },
             json!({"session": o.session.id(), "retry": cfg.retry}),
         )?;
-        o.rebuild()?;
+        o.rebuild(&reset)?;
         Ok(o)
     }
 
@@ -1064,7 +1066,7 @@ impl Orchestrator {
 
     /// Before resuming a finished session for `retry`: move aside the outcomes of the tasks
     /// to re-run and of their dependents that never ran, and the summary.
-    fn prepare_retry(&mut self, names: &[String]) -> Result<()> {
+    fn prepare_retry(&mut self, names: &[String]) -> Result<Vec<usize>> {
         let deps = self.plan.dep_indices();
         let mut dependents = vec![Vec::new(); deps.len()];
         for (i, ds) in deps.iter().enumerate() {
@@ -1131,11 +1133,12 @@ impl Orchestrator {
             .map(|&t| self.plan.tasks[t].id.as_str())
             .collect();
         self.journal.log("retry_requested", json!({"tasks": ids}))?;
-        Ok(())
+        Ok(reset)
     }
 
-    /// Rebuild the in-memory state from the directory (resume).
-    fn rebuild(&mut self) -> Result<()> {
+    /// Rebuild the in-memory state from the directory (resume). Tasks in `fresh` are being
+    /// retried: their earlier attempts are history, not work in flight.
+    fn rebuild(&mut self, fresh: &[usize]) -> Result<()> {
         let s = self.session.clone();
         // Outcomes first: they are final.
         for t in 0..self.plan.tasks.len() {
@@ -1179,7 +1182,7 @@ impl Orchestrator {
         }
         // Tasks in flight when the last orchestrator died.
         for t in 0..self.plan.tasks.len() {
-            if self.tasks[t].outcome.is_some() {
+            if self.tasks[t].outcome.is_some() || fresh.contains(&t) {
                 continue;
             }
             let id = self.plan.tasks[t].id.clone();

@@ -6,4 +6,5 @@ mod util;
 
 mod core;
 mod plan_errors;
+mod recovery;
 mod tmux;

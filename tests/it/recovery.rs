@@ -1,0 +1,592 @@
+//! Issue 3: dead and stuck workers, epochs, retries, timeouts, resume, manual control.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// Kill (or stop/continue) a process by pid with `kill -SIG`.
+fn signal(pid: u64, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+fn worker_pid(session: &Path, wid: &str) -> u64 {
+    read_json(&session.join("workers").join(wid).join("worker.json")).unwrap()["pid"]
+        .as_u64()
+        .unwrap()
+}
+
+/// The worker that started `attempt` of `task`, once it has.
+fn started_by(session: &Path, task: &str, attempt: u32) -> Option<String> {
+    read_json(&session.join(format!("tasks/{task}/attempt-{attempt}/started.json")))
+        .map(|v| v["worker"].as_str().unwrap().to_string())
+}
+
+fn wait_started(session: &Path, task: &str, attempt: u32) -> String {
+    let mut w = None;
+    wait_until(
+        Duration::from_secs(30),
+        &format!("{task} attempt {attempt} to start"),
+        || {
+            w = started_by(session, task, attempt);
+            w.is_some()
+        },
+    );
+    w.unwrap()
+}
+
+fn events(session: &Path) -> Vec<Value> {
+    fs::read_to_string(session.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn has_event(session: &Path, kind: &str, task: &str, attempt: u64) -> bool {
+    events(session)
+        .iter()
+        .any(|e| e["event"] == kind && e["task"] == task && e["attempt"] == attempt)
+}
+
+/// A task that blocks until `$OUT/<file>` exists, recording each run.
+fn gated(file: &str) -> String {
+    format!(
+        "echo \"$MAESTRO_ATTEMPT\" >> \"$OUT/runs-$MAESTRO_TASK\"; while [ ! -e \"$OUT/{file}\" ]; do sleep 0.02; done"
+    )
+}
+
+fn outcome(session: &Path, task: &str) -> Value {
+    read_json(&session.join(format!("tasks/{task}/outcome.json"))).expect("outcome.json")
+}
+
+#[test]
+fn sigkilled_worker_task_completes_on_another_worker() {
+    let mut sb = Sandbox::new();
+    let p = sb.write(
+        "kill.toml",
+        &format!(
+            "name = \"kill\"\nworkers = 1\n[[task]]\nid = \"long\"\nrun = '{}'\n",
+            gated("go")
+        ),
+    );
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    let w1 = wait_started(&session, "long", 1);
+    signal(worker_pid(&session, &w1), "-KILL");
+    let w2 = wait_started(&session, "long", 2);
+    assert_ne!(w1, w2);
+    fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+    let o = outcome(&session, "long");
+    assert_eq!(o["state"], "succeeded");
+    assert_eq!(o["attempt"], 2, "the outcome is the new epoch's");
+    assert_eq!(o["worker"], w2.as_str());
+    assert!(!session.join("tasks/long/attempt-1/exit.json").exists());
+    assert!(has_event(&session, "attempt_ended", "long", 1));
+    let st = status_json(&sb, &session);
+    let attempts = &st["tasks"][0]["attempts"];
+    assert_eq!(attempts[0]["ended"], "worker_lost");
+    assert_eq!(attempts[1]["ended"], "exited");
+}
+
+#[test]
+fn stopped_worker_past_its_lease_loses_its_task_and_its_late_result_is_refused() {
+    let mut sb = Sandbox::new();
+    let p = sb.write(
+        "stop.toml",
+        &format!(
+            "name = \"stop\"\nworkers = 2\nlease = \"1s\"\n\
+             [[task]]\nid = \"long\"\nrun = '{}'\n\
+             [[task]]\nid = \"gate\"\nrun = '{}'\n",
+            gated("go"),
+            gated("end")
+        ),
+    );
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    let w1 = wait_started(&session, "long", 1);
+    let pid = worker_pid(&session, &w1);
+    signal(pid, "-STOP");
+    let w2 = wait_started(&session, "long", 2);
+    assert_ne!(w1, w2);
+    signal(pid, "-CONT");
+    // The stopped worker wakes, records its (killed) attempt late; it is journalled stale.
+    wait_until(
+        Duration::from_secs(20),
+        "the late exit of attempt 1",
+        || session.join("tasks/long/attempt-1/exit.json").exists(),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the stale result to be journalled",
+        || has_event(&session, "stale_result", "long", 1),
+    );
+    fs::write(sb.out().join("go"), "").unwrap();
+    fs::write(sb.out().join("end"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+    let o = outcome(&session, "long");
+    assert_eq!(o["attempt"], 2);
+    assert_eq!(o["worker"], w2.as_str());
+    let finished: Vec<Value> = events(&session)
+        .into_iter()
+        .filter(|e| e["event"] == "task_finished" && e["task"] == "long")
+        .collect();
+    assert_eq!(finished.len(), 1, "accepted once");
+}
+
+#[test]
+fn chaos_random_worker_kills_never_double_accept() {
+    let mut sb = Sandbox::new();
+    let mut plan = String::from("name = \"chaos\"\nworkers = 3\n[defaults]\nmax_reassign = 1000\n");
+    for i in 0..200 {
+        plan.push_str(&format!(
+            "[[task]]\nid = \"t{i}\"\nrun = 'sleep 0.0{}; echo $MAESTRO_ATTEMPT >> \"$OUT/runs-$MAESTRO_TASK\"'\n",
+            i % 5
+        ));
+    }
+    let p = sb.write("chaos.toml", &plan);
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut kills = 0;
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    while !session.join("summary.json").exists() {
+        assert!(Instant::now() < deadline, "chaos run did not finish");
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(150 + seed % 250));
+        // Kill a random live worker.
+        let mut live: Vec<u64> = Vec::new();
+        for w in fs::read_dir(session.join("workers")).unwrap().flatten() {
+            if let Some(v) = read_json(&w.path().join("worker.json")) {
+                let pid = v["pid"].as_u64().unwrap();
+                if Path::new(&format!("/proc/{pid}")).exists()
+                    && !w.path().join("shutdown").exists()
+                {
+                    live.push(pid);
+                }
+            }
+        }
+        if !live.is_empty() {
+            let pid = live[(seed % live.len() as u64) as usize];
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            kills += 1;
+        }
+    }
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+    assert!(kills >= 5, "only {kills} kills happened");
+    let evs = events(&session);
+    for i in 0..200 {
+        let id = format!("t{i}");
+        let o = outcome(&session, &id);
+        assert_eq!(o["state"], "succeeded", "{id}");
+        let last_assigned = evs
+            .iter()
+            .filter(|e| e["event"] == "task_assigned" && e["task"] == id.as_str())
+            .map(|e| e["attempt"].as_u64().unwrap())
+            .max()
+            .unwrap();
+        assert_eq!(
+            o["attempt"].as_u64().unwrap(),
+            last_assigned,
+            "{id}: outcome from a stale epoch"
+        );
+        let accepted = evs
+            .iter()
+            .filter(|e| e["event"] == "task_finished" && e["task"] == id.as_str())
+            .count();
+        assert_eq!(accepted, 1, "{id} accepted {accepted} times");
+        let exit =
+            read_json(&session.join(format!("tasks/{id}/attempt-{last_assigned}/exit.json")))
+                .unwrap();
+        assert_eq!(exit["exit_code"], 0);
+    }
+}
+
+#[test]
+fn killed_orchestrator_is_resumed_without_rerunning_tasks() {
+    let mut sb = Sandbox::new();
+    let mut plan = String::from("name = \"resume\"\nworkers = 3\n");
+    for i in 0..24 {
+        let after = if i >= 3 {
+            format!("after = [\"t{}\"]\n", i - 3)
+        } else {
+            String::new()
+        };
+        plan.push_str(&format!(
+            "[[task]]\nid = \"t{i}\"\nrun = 'echo $MAESTRO_ATTEMPT >> \"$OUT/runs-$MAESTRO_TASK\"; sleep 0.15'\n{after}"
+        ));
+    }
+    let p = sb.write("resume.toml", &plan);
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    let s = session.to_str().unwrap().to_string();
+    let mut seed: u64 = 7;
+    for round in 0..4 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(250 + (seed >> 33) % 400));
+        if session.join("summary.json").exists() {
+            break;
+        }
+        let pid = read_json(&session.join("orchestrator/info.json")).unwrap()["pid"]
+            .as_u64()
+            .unwrap();
+        signal(pid, "-KILL");
+        let _ = sb.wait_last(Duration::from_secs(10));
+        let again = sb.start(&["resume", &s, "-q"]);
+        assert_eq!(again, session, "round {round}");
+    }
+    assert_eq!(sb.wait_last(Duration::from_secs(120)), 0);
+    for i in 0..24 {
+        let runs = fs::read_to_string(sb.out().join(format!("runs-t{i}"))).unwrap();
+        assert_eq!(
+            runs.lines().count(),
+            1,
+            "t{i} ran {} times",
+            runs.lines().count()
+        );
+    }
+    let st = status_json(&sb, &session);
+    assert_eq!(st["state"], "succeeded");
+    assert!(
+        events(&session)
+            .iter()
+            .any(|e| e["event"] == "session_resumed")
+    );
+}
+
+#[test]
+fn grandchild_does_not_keep_a_dead_worker_alive_and_dies_with_its_group() {
+    let mut sb = Sandbox::new();
+    let p = sb.write(
+        "gc.toml",
+        "name = \"gc\"\nworkers = 1\n[[task]]\nid = \"a\"\n\
+         run = 'if [ \"$MAESTRO_ATTEMPT\" = 1 ]; then sleep 1000 & echo $! > \"$OUT/gc\"; wait; fi'\n",
+    );
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    let w1 = wait_started(&session, "a", 1);
+    wait_until(Duration::from_secs(10), "grandchild pid", || {
+        sb.out().join("gc").exists()
+    });
+    let gc: u64 = fs::read_to_string(sb.out().join("gc"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    signal(worker_pid(&session, &w1), "-KILL");
+    // Death is seen (the grandchild does not hold the worker's lock) and the task moves on.
+    wait_started(&session, "a", 2);
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+    let proc = PathBuf::from(format!("/proc/{gc}"));
+    wait_until(
+        Duration::from_secs(5),
+        "the grandchild to be killed",
+        || !proc.exists() || fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z")),
+    );
+}
+
+#[test]
+fn retries_with_exponential_backoff() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "retry.toml",
+        r#"
+name = "retry"
+[[task]]
+id = "flaky"
+run = 'date +%s%N >> "$OUT/times"; [ "$MAESTRO_ATTEMPT" -ge 3 ]'
+retries = 2
+backoff = { initial = "300ms", max = "5s", factor = 2, jitter = 0 }
+[[task]]
+id = "hopeless"
+run = 'exit 7'
+retries = 1
+backoff = { initial = "50ms" }
+"#,
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let session = session_of(&o);
+    let flaky = outcome(&session, "flaky");
+    assert_eq!(flaky["state"], "succeeded");
+    assert_eq!(flaky["attempt"], 3);
+    let times: Vec<u128> = fs::read_to_string(sb.out().join("times"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(times.len(), 3);
+    let gap1 = (times[1] - times[0]) / 1_000_000;
+    let gap2 = (times[2] - times[1]) / 1_000_000;
+    assert!(gap1 >= 300, "first retry after {gap1} ms");
+    assert!(gap2 >= 600, "second retry after {gap2} ms (exponential)");
+    let hopeless = outcome(&session, "hopeless");
+    assert_eq!(hopeless["state"], "failed");
+    assert_eq!(hopeless["attempt"], 2);
+    assert_eq!(hopeless["reason"], "exited with code 7");
+    assert!(
+        events(&session)
+            .iter()
+            .any(|e| e["event"] == "retry_scheduled" && e["task"] == "flaky")
+    );
+}
+
+#[test]
+fn status_shows_retrying_with_time_to_next_attempt() {
+    let mut sb = Sandbox::new();
+    let p = sb.write(
+        "wait.toml",
+        "name = \"wait\"\n[[task]]\nid = \"a\"\nrun = 'exit 1'\nretries = 1\nbackoff = { initial = \"60s\", jitter = 0 }\n",
+    );
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    let s = session.to_str().unwrap().to_string();
+    let mut reason = String::new();
+    wait_until(Duration::from_secs(20), "state retrying", || {
+        let st = status_json(&sb, &session);
+        reason = st["tasks"][0]["reason"].as_str().unwrap_or("").to_string();
+        st["tasks"][0]["state"] == "retrying"
+    });
+    assert!(reason.starts_with("retrying (next in "), "{reason}");
+    let o = sb.run(&["status", &s]);
+    assert!(stdout(&o).contains("retrying (next in "), "{}", stdout(&o));
+    let o = sb.run(&["cancel", &s]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 1);
+    assert_eq!(status_json(&sb, &session)["state"], "cancelled");
+}
+
+#[test]
+fn timeout_kills_the_whole_process_group() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "timeout.toml",
+        "name = \"timeout\"\n[[task]]\nid = \"slow\"\n\
+         run = 'sleep 1000 & echo $! > \"$OUT/bg\"; sleep 1000'\ntimeout = \"500ms\"\nkill_grace = \"200ms\"\n",
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let session = session_of(&o);
+    let out = outcome(&session, "slow");
+    assert_eq!(out["state"], "failed");
+    assert!(
+        out["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after "),
+        "{out}"
+    );
+    let exit = read_json(&session.join("tasks/slow/attempt-1/exit.json")).unwrap();
+    assert_eq!(exit["timed_out"], true);
+    let bg = fs::read_to_string(sb.out().join("bg")).unwrap();
+    let proc = PathBuf::from(format!("/proc/{}", bg.trim()));
+    wait_until(
+        Duration::from_secs(5),
+        "the background sleep to die",
+        || !proc.exists() || fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z")),
+    );
+    let st = status_json(&sb, &session);
+    assert_eq!(st["tasks"][0]["attempts"][0]["ended"], "timed_out");
+}
+
+#[test]
+fn saved_progress_survives_into_the_next_attempt() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "save.toml",
+        r#"
+name = "save"
+[[task]]
+id = "migrate"
+retries = 1
+backoff = { initial = "10ms" }
+run = '''
+start=$(worker load batch || echo 0)
+echo "attempt $MAESTRO_ATTEMPT starts at $start" >> "$OUT/log"
+if [ "$MAESTRO_ATTEMPT" = 1 ]; then worker save batch 40; exit 1; fi
+echo '{"done": true}' | worker save --json - summary
+'''
+"#,
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        fs::read_to_string(sb.out().join("log")).unwrap(),
+        "attempt 1 starts at 0\nattempt 2 starts at 40\n"
+    );
+    let session = session_of(&o);
+    let state = read_json(&session.join("tasks/migrate/state.json")).unwrap();
+    assert_eq!(state["batch"], "40");
+    assert_eq!(state["summary"]["done"], true);
+    // The first attempt's partial logs stay readable.
+    assert!(session.join("tasks/migrate/attempt-1/stdout.log").exists());
+}
+
+#[test]
+fn reassign_moves_a_running_task_and_errors_are_clear() {
+    let mut sb = Sandbox::new();
+    let p = sb.write(
+        "re.toml",
+        &format!(
+            "name = \"re\"\nworkers = 2\n[[task]]\nid = \"long\"\nrun = '{}'\n[[task]]\nid = \"later\"\nrun = \"true\"\nafter = [\"long\"]\n",
+            "if [ \"$MAESTRO_ATTEMPT\" = 1 ]; then sleep 1000; fi"
+        ),
+    );
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let w1 = wait_started(&session, "long", 1);
+    let o = sb.run(&["reassign", &id, "later"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "error: task later is not running (state: pending)\n"
+    );
+    let o = sb.run(&["reassign", &id, "zz"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!("error: session {id} has no task \"zz\"\n")
+    );
+    let o = sb.run(&["reassign", &id, "long"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("task long: stopping attempt 1 on {w1}; attempt 2 goes to another worker\n")
+    );
+    let w2 = wait_started(&session, "long", 2);
+    assert_ne!(w1, w2);
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+    let st = status_json(&sb, &session);
+    assert_eq!(task_state(&st, "later"), "succeeded");
+    assert_eq!(st["tasks"][0]["attempts"][0]["ended"], "reassigned");
+    assert_eq!(outcome(&session, "long")["attempt"], 2);
+    // Control of a finished session: no orchestrator to talk to.
+    let o = sb.run(&["cancel", &id]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: session {id} has no live orchestrator (`orchestrator resume {id}` first)\n"
+        )
+    );
+    let o = sb.run(&["reassign", "nope", "long"]);
+    assert_eq!(o.status.code(), Some(3));
+}
+
+#[test]
+fn cancel_one_task_cancels_its_dependents_only() {
+    let mut sb = Sandbox::new();
+    let p = sb.write(
+        "cancel.toml",
+        &format!(
+            "name = \"cancel\"\nworkers = 2\n\
+             [[task]]\nid = \"long\"\nrun = \"sleep 1000\"\n\
+             [[task]]\nid = \"child\"\nrun = \"true\"\nafter = [\"long\"]\n\
+             [[task]]\nid = \"other\"\nrun = '{}'\n",
+            gated("go")
+        ),
+    );
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    wait_started(&session, "long", 1);
+    let o = sb.run(&["cancel", &id, "long"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "task long cancelled (1 dependents cancelled too)\n"
+    );
+    let o = sb.run(&["cancel", &id, "long"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "error: task long already finished (cancelled)\n"
+    );
+    fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 1);
+    let st = status_json(&sb, &session);
+    assert_eq!(task_state(&st, "long"), "cancelled");
+    assert_eq!(task_state(&st, "child"), "cancelled");
+    assert_eq!(task_state(&st, "other"), "succeeded");
+    let exit = read_json(&session.join("tasks/long/attempt-1/exit.json")).unwrap();
+    assert_eq!(exit["killed_by"], "cancelled");
+}
+
+#[test]
+fn retry_reruns_a_failed_task_and_its_skipped_dependents() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "rr.toml",
+        "name = \"rr\"\nworkers = 2\n\
+         [[task]]\nid = \"ok\"\nrun = 'echo x >> \"$OUT/runs-ok\"'\n\
+         [[task]]\nid = \"bad\"\nrun = '[ -e \"$OUT/fixed\" ]'\n\
+         [[task]]\nid = \"after\"\nrun = 'echo x >> \"$OUT/runs-after\"'\nafter = [\"bad\", \"ok\"]\n",
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    assert_eq!(o.status.code(), Some(1));
+    let session = session_of(&o);
+    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let o = sb.run(&["retry", &id, "ok"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: task ok succeeded; only failed, skipped or cancelled tasks can be retried\n"
+    );
+    fs::write(sb.out().join("fixed"), "").unwrap();
+    let o = sb.run(&["retry", &id, "bad", "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let st = status_json(&sb, &session);
+    assert_eq!(st["state"], "succeeded");
+    assert_eq!(outcome(&session, "bad")["attempt"], 2);
+    assert_eq!(
+        fs::read_to_string(sb.out().join("runs-ok")).unwrap(),
+        "x\n",
+        "ok is not re-run"
+    );
+    assert_eq!(
+        fs::read_to_string(sb.out().join("runs-after")).unwrap(),
+        "x\n"
+    );
+    let o = sb.run(&["resume", &id]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: session {id} already finished (succeeded); `orchestrator retry {id} TASK` re-runs a failed task\n"
+        )
+    );
+}
+
+#[test]
+fn second_orchestrator_on_a_live_session_is_refused() {
+    let mut sb = Sandbox::new();
+    let p = sb.write(
+        "live.toml",
+        &format!(
+            "name = \"live\"\n[[task]]\nid = \"a\"\nrun = '{}'\n",
+            gated("go")
+        ),
+    );
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    wait_started(&session, "a", 1);
+    let info = read_json(&session.join("orchestrator/info.json")).unwrap();
+    let pid = info["pid"].as_u64().unwrap();
+    let host = info["host"].as_str().unwrap().to_string();
+    let o = sb.run(&["resume", session.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    let id = session.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        stderr(&o),
+        format!("error: session {id} already has a live orchestrator (pid {pid} on {host})\n")
+    );
+    fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+}
