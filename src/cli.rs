@@ -36,6 +36,8 @@ struct OrchestratorArgs {
 
 #[derive(Subcommand, Debug)]
 enum OrchestratorCommand {
+    #[command(flatten)]
+    Data(crate::cli_data::OrchestratorDataCommand),
     /// Validate a plan and print its waves and critical path.
     Plan {
         plan: PathBuf,
@@ -275,6 +277,10 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             let _ = out.write_all(text.as_bytes());
             Ok(0)
         }
+        OrchestratorCommand::Data(c) => {
+            drop(out);
+            crate::cli_data::run_orchestrator_command(&root, c)
+        }
         OrchestratorCommand::List => {
             let sessions = Session::list(&root)?;
             let _ = out.write_all(status::render_list(&sessions)?.as_bytes());
@@ -414,6 +420,8 @@ struct WorkerArgs {
 
 #[derive(Subcommand, Debug)]
 enum WorkerVerb {
+    #[command(flatten)]
+    Data(crate::cli_data::DataVerb),
     /// Save a value for this task's next attempts (tasks/<id>/state.json).
     Save {
         key: String,
@@ -495,6 +503,7 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             primitives::save(&session, &t, &key, v)?;
             Ok(0)
         }
+        WorkerVerb::Data(v) => crate::cli_data::run_worker_verb(&session, v),
         WorkerVerb::Load { key, task } => {
             let t = TaskRef::new(task.task, task.attempt)?;
             match primitives::load(&session, &t, &key)? {

@@ -6,6 +6,7 @@
 //! invariants the modules below uphold.
 
 pub mod cli;
+pub mod cli_data;
 pub mod error;
 pub mod fsio;
 pub mod launch;

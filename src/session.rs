@@ -60,6 +60,13 @@ impl Session {
                 for d in [
                     s.orchestrator_dir(),
                     s.control_replies(),
+                    s.checkpoints_dir(),
+                    s.signals_dir(),
+                    s.locks_dir(),
+                    s.messages_dir().join(".seq"),
+                    s.shared_dir(),
+                    s.races_dir(),
+                    s.markers_dir(),
                     s.workers_dir(),
                     s.tasks_dir(),
                 ] {
@@ -308,6 +315,92 @@ impl Session {
             .collect();
         v.sort_unstable();
         Ok(v)
+    }
+
+    pub fn progress_json(&self, task: &str, attempt: u32) -> PathBuf {
+        self.attempt_dir(task, attempt).join("progress.json")
+    }
+
+    // ---- coordination primitives (issue 4) ----
+    pub fn checkpoints_dir(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+    pub fn checkpoint_dir(&self, name: &str) -> PathBuf {
+        self.checkpoints_dir().join(name)
+    }
+    /// Created (once) by each participant when it arrives.
+    pub fn checkpoint_ready(&self, name: &str, task: &str) -> PathBuf {
+        self.checkpoint_dir(name).join(format!("{task}.ready"))
+    }
+    /// Written by the orchestrator when every participant arrived.
+    pub fn checkpoint_proceed(&self, name: &str) -> PathBuf {
+        self.checkpoint_dir(name).join("proceed")
+    }
+    /// Written by the orchestrator when a participant failed for good.
+    pub fn checkpoint_broken(&self, name: &str) -> PathBuf {
+        self.checkpoint_dir(name).join("broken")
+    }
+    pub fn signals_dir(&self) -> PathBuf {
+        self.root.join("signals")
+    }
+    pub fn signal(&self, name: &str) -> PathBuf {
+        self.signals_dir().join(name)
+    }
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+    /// The file whose flock is the lock.
+    pub fn lock_file(&self, name: &str) -> PathBuf {
+        self.locks_dir().join(format!("{name}.lock"))
+    }
+    pub fn lock_holders(&self, name: &str) -> PathBuf {
+        self.locks_dir().join(format!("{name}.holders"))
+    }
+    pub fn lock_holder(&self, name: &str, task: &str) -> PathBuf {
+        self.lock_holders(name).join(format!("{task}.json"))
+    }
+    pub fn lock_waiters(&self, name: &str) -> PathBuf {
+        self.locks_dir().join(format!("{name}.wait"))
+    }
+    pub fn lock_waiter(&self, name: &str, task: &str) -> PathBuf {
+        self.lock_waiters(name).join(format!("{task}.json"))
+    }
+    /// Written by the orchestrator to break a deadlock: this waiter must give up.
+    pub fn lock_abort(&self, name: &str, task: &str) -> PathBuf {
+        self.lock_waiters(name).join(format!("{task}.abort"))
+    }
+    pub fn messages_dir(&self) -> PathBuf {
+        self.root.join("messages")
+    }
+    /// A recipient's inbox: a task id, or `orchestrator`.
+    pub fn inbox(&self, recipient: &str) -> PathBuf {
+        self.messages_dir().join(recipient)
+    }
+    /// Where consumed messages are moved (claimed by rename, so each is read once).
+    pub fn inbox_read(&self, recipient: &str) -> PathBuf {
+        self.inbox(recipient).join("read")
+    }
+    /// Per-sender sequence counters (flocked read-increment-write).
+    pub fn message_seq(&self, sender: &str) -> PathBuf {
+        self.messages_dir().join(".seq").join(sender)
+    }
+    pub fn shared_dir(&self) -> PathBuf {
+        self.root.join("shared")
+    }
+    pub fn shared_value(&self, key: &str) -> PathBuf {
+        self.shared_dir().join(format!("{key}.json"))
+    }
+    pub fn races_dir(&self) -> PathBuf {
+        self.root.join("races")
+    }
+    pub fn race_outcome(&self, race: &str) -> PathBuf {
+        self.races_dir().join(race).join("outcome.json")
+    }
+    pub fn markers_dir(&self) -> PathBuf {
+        self.root.join("markers")
+    }
+    pub fn marker(&self, name: &str) -> PathBuf {
+        self.markers_dir().join(name)
     }
 
     /// Classify a path inside this session, for filtering watcher events.

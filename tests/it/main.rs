@@ -5,6 +5,7 @@
 mod util;
 
 mod core;
+mod data;
 mod plan_errors;
 mod recovery;
 mod tmux;
