@@ -105,6 +105,8 @@ enum OrchestratorCommand {
         session: String,
         task: Option<String>,
     },
+    /// Show who holds and who waits for each named lock.
+    Locks { session: String },
     /// Show a session's tasks and workers (default: the newest session).
     Status {
         session: Option<String>,
@@ -281,6 +283,11 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             drop(out);
             crate::cli_data::run_orchestrator_command(&root, c)
         }
+        OrchestratorCommand::Locks { session } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            let _ = out.write_all(crate::locks::render(&crate::locks::scan(&s)).as_bytes());
+            Ok(0)
+        }
         OrchestratorCommand::List => {
             let sessions = Session::list(&root)?;
             let _ = out.write_all(status::render_list(&sessions)?.as_bytes());
@@ -434,6 +441,46 @@ enum WorkerVerb {
         #[command(flatten)]
         task: TaskFlags,
     },
+    /// Arrive at a barrier and wait until every participant has.
+    Checkpoint {
+        name: String,
+        /// Participants, for a barrier not declared in the plan.
+        #[arg(long)]
+        parties: Option<usize>,
+        /// Give up after this long (e.g. 30s).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<std::time::Duration>,
+        #[command(flatten)]
+        task: TaskFlags,
+    },
+    /// Raise a named signal (tasks `after = ["signal:NAME"]` start).
+    Signal {
+        name: String,
+        #[command(flatten)]
+        task: TaskFlags,
+    },
+    /// Block until a signal is raised.
+    WaitSignal {
+        name: String,
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Run CMD holding a named lock: worker lock NAME [--shared] -- CMD ARGS...
+    Lock {
+        name: String,
+        /// Take the lock shared (readers) instead of exclusive.
+        #[arg(long)]
+        shared: bool,
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<std::time::Duration>,
+        #[command(flatten)]
+        task: TaskFlags,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Print the result (JSON) of a finished task or race.
+    Result { id: String },
     /// Print a value saved by an earlier attempt (exit 1 when there is none).
     Load {
         key: String,
@@ -504,6 +551,42 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             Ok(0)
         }
         WorkerVerb::Data(v) => crate::cli_data::run_worker_verb(&session, v),
+        WorkerVerb::Checkpoint {
+            name,
+            parties,
+            timeout,
+            task,
+        } => {
+            let t = TaskRef::new(task.task, task.attempt)?;
+            primitives::checkpoint(&session, &t, &name, parties, timeout)?;
+            Ok(0)
+        }
+        WorkerVerb::Signal { name, task } => {
+            let t = task
+                .task
+                .map(|tk| TaskRef::new(Some(tk), task.attempt))
+                .transpose()?;
+            primitives::signal(&session, t.as_ref(), &name)?;
+            Ok(0)
+        }
+        WorkerVerb::WaitSignal { name, timeout } => {
+            primitives::wait_signal(&session, &name, timeout)?;
+            Ok(0)
+        }
+        WorkerVerb::Lock {
+            name,
+            shared,
+            timeout,
+            task,
+            cmd,
+        } => {
+            let t = TaskRef::new(task.task, task.attempt)?;
+            crate::locks::run_locked(&session, &t, &name, shared, timeout, &cmd)
+        }
+        WorkerVerb::Result { id } => {
+            println!("{}", primitives::result(&session, &id)?);
+            Ok(0)
+        }
         WorkerVerb::Load { key, task } => {
             let t = TaskRef::new(task.task, task.attempt)?;
             match primitives::load(&session, &t, &key)? {
@@ -518,6 +601,11 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             }
         }
     }
+}
+
+/// `--timeout 30s` and friends.
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
 /// Read a JSON value from a file, or stdin for `-`.

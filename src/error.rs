@@ -41,6 +41,10 @@ pub enum Error {
     /// The session directory is not in a state that allows the operation.
     #[error("{0}")]
     Session(String),
+    /// A coordination verb could not do what was asked: it timed out, its barrier broke,
+    /// it was picked to break a deadlock, a lock order was violated (exit code 1).
+    #[error("{0}")]
+    Verb(String),
     /// A launcher (tmux, ...) failed to start a worker.
     #[error("{0}")]
     Launch(String),
@@ -59,10 +63,12 @@ impl Error {
     }
 
     /// The process exit code for this error: 2 for usage and plan errors (nothing was done),
-    /// 3 for everything else (maestro itself could not go on). 1 is reserved for "a task failed".
+    /// 1 for a coordination verb that gave up (timeout, deadlock, broken barrier), 3 for
+    /// everything else (maestro itself could not go on). 1 also means "a task failed".
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Plan(_) | Error::Usage(_) => 2,
+            Error::Verb(_) => 1,
             _ => 3,
         }
     }

@@ -10,6 +10,7 @@ pub mod cli_data;
 pub mod error;
 pub mod fsio;
 pub mod launch;
+pub mod locks;
 pub mod names;
 pub mod orchestrator;
 pub mod plan;

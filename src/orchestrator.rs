@@ -40,6 +40,8 @@ use crate::worker::hostname;
 const MAX_SPAWN_FAILURES: u32 = 5;
 /// How long a launched worker may take to register.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
+/// A wait-for cycle must still be there this much later to count as a deadlock.
+const DEADLOCK_CONFIRM: Duration = Duration::from_millis(150);
 /// How often heartbeats are read (leases are judged on our monotonic clock).
 const LEASE_CHECK: Duration = Duration::from_millis(500);
 
@@ -73,6 +75,8 @@ pub struct ResumeConfig {
 enum Wake {
     Files,
     Control,
+    /// Something changed under checkpoints/, signals/ or locks/.
+    Prim,
     Died(String, &'static str),
 }
 
@@ -124,6 +128,14 @@ pub struct Orchestrator {
     target_workers: usize,
     watch: WatchMode,
     sched: Scheduler,
+    graph: crate::plan::Graph,
+    /// Races already decided (issue 4).
+    race_done: Vec<bool>,
+    /// Checkpoints, signals or locks may have changed: look at them in the next pass.
+    prim_dirty: bool,
+    /// A wait-for cycle seen once; acted on only if still there at the next look (a scan
+    /// of holders and waiters is not atomic, so a single sighting may be a phantom).
+    suspect: Option<(crate::locks::Deadlock, Instant)>,
     tasks: Vec<TaskRt>,
     workers: BTreeMap<String, WorkerRt>,
     next_worker: u32,
@@ -195,16 +207,22 @@ impl Orchestrator {
         journal: Journal,
         lock: File,
     ) -> Orchestrator {
-        let sched = Scheduler::new(plan.dep_indices());
+        let graph = plan.graph();
+        let race_done = vec![false; plan.races.len()];
+        let sched = Scheduler::with_external(graph.deps.clone(), graph.external.clone());
         let (tx, rx) = mpsc::channel();
         let tasks = plan.tasks.iter().map(|_| TaskRt::default()).collect();
         Orchestrator {
-            session,
             target_workers: workers,
             lease: Duration::from_millis(plan.lease_ms),
+            session,
             plan,
             watch,
             sched,
+            race_done,
+            graph,
+            prim_dirty: true,
+            suspect: None,
             tasks,
             workers: BTreeMap::new(),
             next_worker: 1,
@@ -309,31 +327,42 @@ impl Orchestrator {
     pub fn run(mut self) -> Result<SessionState> {
         let tx = self.tx.clone();
         let control = self.session.control_dir();
-        let _watch = watch::start(
-            &[self.session.workers_dir(), control.clone()],
-            self.watch,
-            tx,
-            move |ev| {
-                if let Ok(e) = &ev
-                    && e.paths.iter().any(|p| {
-                        p.parent() == Some(control.as_path())
-                            && !p
-                                .file_name()
-                                .and_then(|n| n.to_str())
-                                .is_some_and(fsio::is_hidden)
-                    })
-                {
-                    return Some(Wake::Control);
-                }
-                watch::event_touches(&ev, |p| {
-                    matches!(
-                        p.file_name().and_then(|n| n.to_str()),
-                        Some("worker.json" | "status.json")
-                    )
+        let prim_dirs = [
+            self.session.checkpoints_dir(),
+            self.session.signals_dir(),
+            self.session.locks_dir(),
+        ];
+        let prim = prim_dirs.clone();
+        let mut dirs = vec![self.session.workers_dir(), control.clone()];
+        dirs.extend(prim_dirs);
+        let _watch = watch::start(&dirs, self.watch, tx, move |ev| {
+            if let Ok(e) = &ev
+                && e.paths
+                    .iter()
+                    .any(|p| prim.iter().any(|d| p.starts_with(d)))
+            {
+                return Some(Wake::Prim);
+            }
+            if let Ok(e) = &ev
+                && e.paths.iter().any(|p| {
+                    p.parent() == Some(control.as_path())
+                        && !p
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(fsio::is_hidden)
                 })
-                .then_some(Wake::Files)
-            },
-        )?;
+            {
+                return Some(Wake::Control);
+            }
+            watch::event_touches(&ev, |p| {
+                matches!(
+                    p.file_name().and_then(|n| n.to_str()),
+                    Some("worker.json" | "status.json")
+                )
+            })
+            .then_some(Wake::Files)
+        })?;
+        self.watch = _watch.mode();
         self.fill_pool()?;
         let mut died: Vec<(String, &'static str)> = Vec::new();
         let mut control = true;
@@ -346,26 +375,44 @@ impl Orchestrator {
                 self.handle_control()?;
                 control = false;
                 last_control = Instant::now();
+                self.prim_dirty = true;
+            }
+            if self.prim_dirty {
+                self.prim_dirty = false;
+                self.check_signals()?;
+                self.check_checkpoints()?;
+                self.check_deadlocks()?;
             }
             if self.last_lease_check.elapsed() >= LEASE_CHECK {
                 self.check_leases()?;
                 self.last_lease_check = Instant::now();
             }
             self.reconcile()?;
+            self.check_stall()?;
             if self.sched.finished() {
                 break;
             }
             let mut wait = self.watch.rescan_interval().min(LEASE_CHECK);
             let now = Instant::now();
+            if let Some((_, at)) = &self.suspect {
+                let due = *at + DEADLOCK_CONFIRM;
+                if due <= now {
+                    self.prim_dirty = true;
+                    continue;
+                }
+                wait = wait.min(due - now);
+            }
             for t in &self.tasks {
                 if let Some(at) = t.retry_at {
                     wait = wait.min(at.saturating_duration_since(now));
                 }
             }
             let first = self.rx.recv_timeout(wait);
+            let mut prim = false;
             let mut note = |w: Wake| match w {
                 Wake::Died(id, how) => died.push((id, how)),
                 Wake::Control => control = true,
+                Wake::Prim => prim = true,
                 Wake::Files => {}
             };
             match first {
@@ -376,6 +423,7 @@ impl Orchestrator {
             while let Ok(w) = self.rx.try_recv() {
                 note(w);
             }
+            self.prim_dirty |= prim;
         }
         self.finish()
     }
@@ -719,6 +767,7 @@ impl Orchestrator {
     fn finish_task(&mut self, t: usize, outcome: Outcome) -> Result<()> {
         let id = outcome.task.clone();
         let state = outcome.state;
+        let race = self.plan.race_of(&id);
         self.journal.log(
             "task_finished",
             json!({"task": id, "attempt": outcome.attempt, "worker": outcome.worker,
@@ -729,21 +778,58 @@ impl Orchestrator {
             None => self.say(format_args!("{id}: {}", state.as_str())),
             Some(r) => self.say(format_args!("{id}: {}: {r}", state.as_str())),
         }
-        self.record_outcome(t, outcome)?;
-        let skipped = if state == TaskState::Succeeded {
+        if !self.plan.checkpoints.is_empty() {
+            self.prim_dirty = true; // a participant may have failed: barrier broken?
+        }
+        // A `best` race member's success is held (not written) until the race is decided:
+        // it may still end as `lost`.
+        if let Some(k) = race
+            && state == TaskState::Succeeded
+            && self.plan.races[k].pick == crate::plan::Pick::Best
+            && !self.race_done[k]
+        {
+            self.tasks[t].outcome = Some(outcome);
             self.sched.succeed(t);
-            Vec::new()
-        } else {
-            self.sched.fail(t)
+            return self.race_progress(k);
+        }
+        if state == TaskState::Succeeded {
+            self.write_markers(t, &outcome)?;
+        }
+        self.record_outcome(t, outcome)?;
+        let skipped = match state {
+            TaskState::Succeeded => {
+                self.sched.succeed(t);
+                Vec::new()
+            }
+            TaskState::Lost => self.sched.lose(t),
+            _ => self.sched.fail(t),
         };
-        let (dep_state, verb) = if state == TaskState::Cancelled {
-            (TaskState::Cancelled, "was cancelled")
+        let (dep_state, why) = if state == TaskState::Cancelled {
+            (
+                TaskState::Cancelled,
+                format!("dependency {id} was cancelled"),
+            )
         } else {
-            (TaskState::Skipped, "did not succeed")
+            (
+                TaskState::Skipped,
+                format!("dependency {id} did not succeed"),
+            )
         };
+        self.propagate(skipped, dep_state, &why)?;
+        if let Some(k) = race {
+            self.race_progress(k)?;
+        }
+        Ok(())
+    }
+
+    /// Write the outcome of every task skipped (or cancelled) because of another.
+    fn propagate(&mut self, skipped: Vec<usize>, dep_state: TaskState, why: &str) -> Result<()> {
+        let mut races = Vec::new();
         for s in skipped {
+            if s >= self.plan.tasks.len() {
+                continue; // race and signal nodes have no outcome file
+            }
             let sid = self.plan.tasks[s].id.clone();
-            let why = format!("dependency {id} {verb}");
             self.journal.log(
                 if dep_state == TaskState::Cancelled {
                     "task_cancelled"
@@ -754,8 +840,393 @@ impl Orchestrator {
             )?;
             self.say(format_args!("{sid}: {} ({why})", dep_state.as_str()));
             self.tasks[s].retry_at = None;
-            let o = bare_outcome(&sid, dep_state, self.tasks[s].attempt, why);
+            let o = bare_outcome(&sid, dep_state, self.tasks[s].attempt, why.to_string());
             self.record_outcome(s, o)?;
+            if let Some(k) = self.plan.race_of(&sid) {
+                races.push(k);
+            }
+        }
+        for k in races {
+            self.race_progress(k)?;
+        }
+        Ok(())
+    }
+
+    /// Completion markers (`marks = [...]`): written when the task succeeds (issue 4).
+    fn write_markers(&self, t: usize, o: &Outcome) -> Result<()> {
+        for m in &self.plan.tasks[t].marks {
+            let text = format!(
+                "# {m}\n\ntask: {}\nsession: {}\nattempt: {}\nfinished: {}\nresult: {}\n",
+                o.task,
+                self.session.id(),
+                o.attempt,
+                o.ended_at.as_deref().unwrap_or("-"),
+                o.result
+                    .as_ref()
+                    .map_or_else(|| "none".to_string(), |r| r.to_string())
+            );
+            fsio::write_atomic(&self.session.marker(m), text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Decide race `k` if its members allow it (issue 4).
+    fn race_progress(&mut self, k: usize) -> Result<()> {
+        if self.race_done[k] {
+            return Ok(());
+        }
+        let race = self.plan.races[k].clone();
+        let members: Vec<usize> = race.tasks.iter().filter_map(|m| self.index_of(m)).collect();
+        let succeeded =
+            |o: &Option<Outcome>| o.as_ref().is_some_and(|o| o.state == TaskState::Succeeded);
+        match race.pick {
+            crate::plan::Pick::First => {
+                let winner = members
+                    .iter()
+                    .copied()
+                    .find(|&m| succeeded(&self.tasks[m].outcome));
+                if let Some(w) = winner {
+                    self.race_done[k] = true;
+                    let losers: Vec<usize> = members
+                        .iter()
+                        .copied()
+                        .filter(|&m| m != w && self.tasks[m].outcome.is_none())
+                        .collect();
+                    for &m in &losers {
+                        self.lose_member(m, &race.id, &self.plan.tasks[w].id.clone())?;
+                    }
+                    self.decide_race(k, Some(w), None, &losers)?;
+                } else if members.iter().all(|&m| self.tasks[m].outcome.is_some()) {
+                    self.race_done[k] = true;
+                    self.decide_race(k, None, None, &[])?;
+                }
+            }
+            crate::plan::Pick::Best => {
+                if !members.iter().all(|&m| self.tasks[m].outcome.is_some()) {
+                    return Ok(());
+                }
+                self.race_done[k] = true;
+                let pointer = race.score.clone().unwrap_or_default();
+                let score = |o: &Option<Outcome>| {
+                    o.as_ref()
+                        .filter(|o| o.state == TaskState::Succeeded)
+                        .and_then(|o| o.result.as_ref())
+                        .and_then(|r| r.pointer(&pointer))
+                        .and_then(|v| v.as_f64())
+                };
+                let mut best: Option<(usize, f64)> = None;
+                for &m in &members {
+                    if let Some(sc) = score(&self.tasks[m].outcome)
+                        && best.is_none_or(|(_, b)| sc > b)
+                    {
+                        best = Some((m, sc));
+                    }
+                }
+                let mut losers = Vec::new();
+                for &m in &members {
+                    // Held successes get their file now: the winner's as succeeded, the
+                    // others as lost.
+                    if !succeeded(&self.tasks[m].outcome) {
+                        continue;
+                    }
+                    let mut o = self.tasks[m].outcome.clone().unwrap_or_else(|| {
+                        bare_outcome(
+                            &self.plan.tasks[m].id,
+                            TaskState::Succeeded,
+                            0,
+                            String::new(),
+                        )
+                    });
+                    if Some(m) == best.map(|b| b.0) {
+                        self.write_markers(m, &o)?;
+                    } else {
+                        o.state = TaskState::Lost;
+                        o.reason = Some(format!("race {} was won by another task", race.id));
+                        self.journal.log(
+                            "task_finished",
+                            json!({"task": o.task, "attempt": o.attempt, "state": "lost",
+                                   "reason": o.reason}),
+                        )?;
+                        losers.push(m);
+                    }
+                    self.tasks[m].outcome = None;
+                    self.record_outcome(m, o)?;
+                }
+                self.decide_race(k, best.map(|b| b.0), best.map(|b| b.1), &losers)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop a race member that lost: its attempt is killed, it ends as `lost`.
+    fn lose_member(&mut self, m: usize, race: &str, winner: &str) -> Result<()> {
+        if let Some((wid, a)) = self.runner_of(m) {
+            self.request_kill(&wid, m, a, "lost")?;
+            self.attempt_ended(m, a, &wid, "lost")?;
+        }
+        self.tasks[m].retry_at = None;
+        let id = self.plan.tasks[m].id.clone();
+        let why = format!("race {race} was won by {winner}");
+        self.journal.log(
+            "task_finished",
+            json!({"task": id, "attempt": self.tasks[m].attempt, "state": "lost", "reason": why}),
+        )?;
+        self.say(format_args!("{id}: lost ({why})"));
+        let o = bare_outcome(&id, TaskState::Lost, self.tasks[m].attempt, why);
+        self.record_outcome(m, o)?;
+        let skipped = self.sched.lose(m);
+        self.propagate(
+            skipped,
+            TaskState::Skipped,
+            &format!("dependency {id} lost its race"),
+        )
+    }
+
+    fn decide_race(
+        &mut self,
+        k: usize,
+        winner: Option<usize>,
+        score: Option<f64>,
+        losers: &[usize],
+    ) -> Result<()> {
+        let race = self.plan.races[k].id.clone();
+        let node = self.graph.race_nodes[k];
+        let w = winner.map(|w| self.plan.tasks[w].id.clone());
+        let result = winner.and_then(|w| {
+            self.tasks[w]
+                .outcome
+                .as_ref()
+                .and_then(|o| o.result.clone())
+        });
+        let ro = crate::proto::RaceOutcome {
+            race: race.clone(),
+            state: if winner.is_some() {
+                TaskState::Succeeded
+            } else {
+                TaskState::Failed
+            },
+            winner: w.clone(),
+            score,
+            result,
+            losers: losers
+                .iter()
+                .map(|&l| self.plan.tasks[l].id.clone())
+                .collect(),
+            decided_at: proto::now_rfc3339(),
+        };
+        let path = self.session.race_outcome(&race);
+        if let Some(dir) = path.parent() {
+            fsio::create_dir_private(dir)?;
+        }
+        fsio::create_json_once(&path, &ro)?;
+        self.journal.log(
+            "race_decided",
+            json!({"race": race, "winner": w, "score": score, "losers": ro.losers}),
+        )?;
+        match &w {
+            Some(w) => {
+                self.say(format_args!("race {race}: won by {w}"));
+                self.sched.succeed(node);
+            }
+            None => {
+                self.say(format_args!("race {race}: no member succeeded"));
+                let skipped = self.sched.fail(node);
+                self.propagate(
+                    skipped,
+                    TaskState::Skipped,
+                    &format!("race {race} had no winner"),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Signals raised since the last look release the tasks waiting for them.
+    fn check_signals(&mut self) -> Result<()> {
+        for (name, node) in self.graph.signals.clone() {
+            if self.sched.is_open(node) && self.session.signal(&name).exists() {
+                self.journal.log("signal_raised", json!({"signal": name}))?;
+                self.say(format_args!("signal {name} raised"));
+                self.sched.succeed(node);
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing runs, nothing is ready, no retry is pending: signals not raised by now never
+    /// will be; their waiters are skipped instead of hanging the session.
+    fn check_stall(&mut self) -> Result<()> {
+        if self.graph.signals.is_empty() || self.sched.finished() {
+            return Ok(());
+        }
+        let busy = self
+            .workers
+            .values()
+            .any(|w| matches!(w.state, WState::Busy { .. }));
+        if busy || self.tasks.iter().any(|t| t.retry_at.is_some()) || self.sched.has_ready() {
+            return Ok(());
+        }
+        self.check_signals()?;
+        for (name, node) in self.graph.signals.clone() {
+            if self.sched.is_open(node) {
+                self.journal
+                    .log("signal_never_raised", json!({"signal": name}))?;
+                let skipped = self.sched.fail(node);
+                self.propagate(
+                    skipped,
+                    TaskState::Skipped,
+                    &format!("signal {name} was never raised"),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Release barriers whose participants all arrived; break those a participant can no
+    /// longer reach (issue 4).
+    fn check_checkpoints(&mut self) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(self.session.checkpoints_dir()) else {
+            return Ok(());
+        };
+        let names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| crate::names::validate("checkpoint name", n).is_ok())
+            .collect();
+        for name in names {
+            let proceed = self.session.checkpoint_proceed(&name);
+            let broken = self.session.checkpoint_broken(&name);
+            if proceed.exists() || broken.exists() {
+                continue;
+            }
+            let mut arrived: Vec<crate::proto::Arrival> = Vec::new();
+            if let Ok(d) = std::fs::read_dir(self.session.checkpoint_dir(&name)) {
+                for e in d.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if n.ends_with(".ready")
+                        && !fsio::is_hidden(&n)
+                        && let Ok(Some(a)) = fsio::read_json::<crate::proto::Arrival>(&e.path())
+                    {
+                        arrived.push(a);
+                    }
+                }
+            }
+            let has = |t: &str| arrived.iter().any(|a| a.task == t);
+            let def = self
+                .plan
+                .checkpoints
+                .iter()
+                .find(|c| c.name == name)
+                .cloned();
+            let verdict = match &def {
+                Some(c) => {
+                    if c.tasks.iter().all(|t| has(t)) {
+                        Some(Ok(()))
+                    } else {
+                        c.tasks
+                            .iter()
+                            .filter(|t| !has(t))
+                            .filter_map(|t| {
+                                let i = self.index_of(t)?;
+                                let o = self.tasks[i].outcome.as_ref()?;
+                                let why = match (&o.state, &o.reason) {
+                                    (TaskState::Succeeded, _) => {
+                                        "finished without arriving".to_string()
+                                    }
+                                    (st, Some(r)) => format!("{} ({r})", st.as_str()),
+                                    (st, None) => st.as_str().to_string(),
+                                };
+                                Some(Err((t.clone(), why)))
+                            })
+                            .next()
+                    }
+                }
+                None => {
+                    let parties = arrived
+                        .iter()
+                        .filter_map(|a| a.parties)
+                        .max()
+                        .unwrap_or(usize::MAX);
+                    (arrived.len() >= parties).then_some(Ok(()))
+                }
+            };
+            match verdict {
+                Some(Ok(())) => {
+                    fsio::create_json_once(
+                        &proceed,
+                        &crate::proto::BarrierVerdict {
+                            released_at: proto::now_rfc3339(),
+                            task: None,
+                            reason: None,
+                        },
+                    )?;
+                    self.journal.log(
+                        "checkpoint_released",
+                        json!({"checkpoint": name, "arrived": arrived.len()}),
+                    )?;
+                }
+                Some(Err((task, why))) => {
+                    fsio::create_json_once(
+                        &broken,
+                        &crate::proto::BarrierVerdict {
+                            released_at: proto::now_rfc3339(),
+                            task: Some(task.clone()),
+                            reason: Some(why.clone()),
+                        },
+                    )?;
+                    self.journal.log(
+                        "checkpoint_broken",
+                        json!({"checkpoint": name, "task": task, "reason": why}),
+                    )?;
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Break lock deadlocks: fail the wait of the lowest-priority task in a cycle.
+    fn check_deadlocks(&mut self) -> Result<()> {
+        let locks = crate::locks::scan(&self.session);
+        if locks.values().all(|v| v.waiters.is_empty()) {
+            return Ok(());
+        }
+        let plan = &self.plan;
+        let priority = |t: &str| {
+            plan.tasks
+                .iter()
+                .find(|x| x.id == t)
+                .map_or(0, |x| x.priority)
+        };
+        let found = crate::locks::find_deadlock(&locks, &priority);
+        let confirmed = match (&found, &self.suspect) {
+            (Some(d), Some((seen, at))) => d == seen && at.elapsed() >= DEADLOCK_CONFIRM,
+            _ => false,
+        };
+        if !confirmed {
+            if found.as_ref() != self.suspect.as_ref().map(|s| &s.0) {
+                self.suspect = found.map(|d| (d, Instant::now()));
+            }
+            return Ok(());
+        }
+        self.suspect = None;
+        if let Some(d) = found {
+            let abort = self.session.lock_abort(&d.lock, &d.victim);
+            if fsio::create_json_once(
+                &abort,
+                &crate::proto::LockAbort {
+                    cycle: d.cycle.clone(),
+                },
+            )? {
+                self.journal.log(
+                    "deadlock_detected",
+                    json!({"cycle": d.cycle, "victim": d.victim, "lock": d.lock}),
+                )?;
+                self.say(format_args!(
+                    "deadlock: {}; {} gives up {}",
+                    d.cycle, d.victim, d.lock
+                ));
+            }
         }
         Ok(())
     }

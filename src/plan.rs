@@ -31,8 +31,17 @@ pub enum TaskCommand {
 pub struct Task {
     pub id: String,
     pub command: TaskCommand,
-    /// Ids of the tasks this one runs after (all must succeed).
+    /// Ids of the tasks (or races) this one runs after (all must succeed).
     pub after: Vec<String>,
+    /// Signals (`after = ["signal:NAME"]`) that must be raised before it starts (issue 4).
+    #[serde(default)]
+    pub after_signals: Vec<String>,
+    /// Deadlock victims are chosen lowest priority first (issue 4).
+    #[serde(default)]
+    pub priority: i64,
+    /// Completion markers written into `markers/` when the task succeeds (issue 4).
+    #[serde(default)]
+    pub marks: Vec<String>,
     /// Absolute working directory.
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
@@ -56,6 +65,55 @@ pub struct Plan {
     /// A worker whose heartbeat has not moved for this long is lost (issue 3).
     pub lease_ms: u64,
     pub tasks: Vec<Task>,
+    /// Barriers with a fixed set of participants (`[[checkpoint]]`).
+    #[serde(default)]
+    pub checkpoints: Vec<Checkpoint>,
+    /// Lock hierarchy, highest first (`[locks] order = [...]`).
+    #[serde(default)]
+    pub lock_order: Vec<String>,
+    /// Competitive groups (`[[race]]`).
+    #[serde(default)]
+    pub races: Vec<Race>,
+}
+
+/// A barrier: `worker checkpoint NAME` in each of `tasks` blocks until all arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    pub name: String,
+    pub tasks: Vec<String>,
+}
+
+/// How a race picks its winner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    /// The first member to succeed wins; the others are stopped.
+    First,
+    /// Once all finished, the highest `score` (a JSON pointer into the result) wins.
+    Best,
+}
+
+/// A race: several tasks attempt the same goal; one wins (issue 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Race {
+    pub id: String,
+    pub tasks: Vec<String>,
+    pub pick: Pick,
+    pub score: Option<String>,
+}
+
+/// The scheduler's view of a plan: tasks first (indices as in `plan.tasks`), then one node
+/// per race, then one per signal. Race and signal nodes are "external": the orchestrator
+/// resolves them, they never run.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    pub deps: Vec<Vec<usize>>,
+    pub external: Vec<bool>,
+    /// Node index of each race (by position in `plan.races`).
+    pub race_nodes: Vec<usize>,
+    /// Signal names and their node indices.
+    pub signals: Vec<(String, usize)>,
 }
 
 /// A plan error, already formatted with file, line and column where known.
@@ -78,6 +136,27 @@ struct RawPlan {
     defaults: Option<RawDefaults>,
     #[serde(default)]
     task: Vec<RawTask>,
+    #[serde(default)]
+    checkpoint: Vec<Checkpoint>,
+    locks: Option<RawLocks>,
+    #[serde(default)]
+    race: Vec<RawRace>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocks {
+    #[serde(default)]
+    order: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRace {
+    id: String,
+    tasks: Vec<String>,
+    pick: Option<String>,
+    score: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +194,8 @@ struct RawTask {
     backoff: Option<RawBackoff>,
     max_reassign: Option<u32>,
     kill_grace: Option<String>,
+    priority: Option<i64>,
+    marks: Option<Vec<String>>,
 }
 
 /// Where things are in a TOML plan (byte offsets), for error messages.
@@ -241,7 +322,8 @@ impl Plan {
         validate(&src, raw, base_cwd)
     }
 
-    /// For each task (by index), the indices of the tasks it depends on.
+    /// For each task (by index), the indices of the tasks it depends on; a dependency on a
+    /// race counts as one on each of its members (for waves, paths and cycle checks).
     pub fn dep_indices(&self) -> Vec<Vec<usize>> {
         let idx: HashMap<&str, usize> = self
             .tasks
@@ -249,15 +331,76 @@ impl Plan {
             .enumerate()
             .map(|(i, t)| (t.id.as_str(), i))
             .collect();
+        let races: HashMap<&str, &Race> = self.races.iter().map(|r| (r.id.as_str(), r)).collect();
         self.tasks
             .iter()
             .map(|t| {
-                t.after
-                    .iter()
-                    .filter_map(|d| idx.get(d.as_str()).copied())
-                    .collect()
+                let mut v = Vec::new();
+                for d in &t.after {
+                    if let Some(&i) = idx.get(d.as_str()) {
+                        v.push(i);
+                    } else if let Some(r) = races.get(d.as_str()) {
+                        v.extend(r.tasks.iter().filter_map(|m| idx.get(m.as_str()).copied()));
+                    }
+                }
+                v
             })
             .collect()
+    }
+
+    /// The scheduler's graph: tasks, then race nodes, then signal nodes.
+    pub fn graph(&self) -> Graph {
+        let n = self.tasks.len();
+        let mut idx: HashMap<&str, usize> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect();
+        let mut race_nodes = Vec::new();
+        for (k, r) in self.races.iter().enumerate() {
+            idx.insert(r.id.as_str(), n + k);
+            race_nodes.push(n + k);
+        }
+        let mut signals: Vec<(String, usize)> = Vec::new();
+        for t in &self.tasks {
+            for sig in &t.after_signals {
+                if !signals.iter().any(|(s, _)| s == sig) {
+                    signals.push((sig.clone(), n + self.races.len() + signals.len()));
+                }
+            }
+        }
+        let total = n + self.races.len() + signals.len();
+        let mut deps = vec![Vec::new(); total];
+        for (i, t) in self.tasks.iter().enumerate() {
+            deps[i] = t
+                .after
+                .iter()
+                .filter_map(|d| idx.get(d.as_str()).copied())
+                .collect();
+            for sig in &t.after_signals {
+                if let Some((_, node)) = signals.iter().find(|(s, _)| s == sig) {
+                    deps[i].push(*node);
+                }
+            }
+        }
+        let mut external = vec![false; total];
+        for e in external.iter_mut().skip(n) {
+            *e = true;
+        }
+        Graph {
+            deps,
+            external,
+            race_nodes,
+            signals,
+        }
+    }
+
+    /// The race a task belongs to, if any.
+    pub fn race_of(&self, task: &str) -> Option<usize> {
+        self.races
+            .iter()
+            .position(|r| r.tasks.iter().any(|t| t == task))
     }
 
     /// Tasks grouped by dependency depth (wave 0 has no dependencies), plan order inside.
@@ -543,9 +686,92 @@ fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Plan, PlanErr
         };
         return Err(src.at(src.id_pos(i), format!("{ctx}{msg}")));
     }
-    // Dependencies exist.
+    // Races: ids unique among tasks and races, members are tasks, each in one race.
+    let mut races = Vec::new();
+    let mut race_ids: HashMap<&str, usize> = HashMap::new();
+    for (k, r) in raw.race.iter().enumerate() {
+        names::validate("race id", &r.id).map_err(|m| src.at(None, m))?;
+        if first.contains_key(r.id.as_str()) || race_ids.contains_key(r.id.as_str()) {
+            return Err(src.at(
+                None,
+                format!("race id {:?} is already used by a task or race", r.id),
+            ));
+        }
+        race_ids.insert(&r.id, k);
+        if r.tasks.len() < 2 {
+            return Err(src.at(None, format!("race {:?} needs at least two tasks", r.id)));
+        }
+        for m in &r.tasks {
+            if !first.contains_key(m.as_str()) {
+                return Err(src.at(None, format!("race {:?} names unknown task {m:?}", r.id)));
+            }
+            if let Some(other) = raw.race[..k].iter().find(|o| o.tasks.contains(m)) {
+                return Err(src.at(
+                    None,
+                    format!("task {m:?} is in two races ({:?} and {:?})", other.id, r.id),
+                ));
+            }
+        }
+        let pick = match r.pick.as_deref().unwrap_or("first") {
+            "first" => Pick::First,
+            "best" => Pick::Best,
+            other => {
+                return Err(src.at(
+                    None,
+                    format!(
+                        "race {:?}: pick must be \"first\" or \"best\", not {other:?}",
+                        r.id
+                    ),
+                ));
+            }
+        };
+        if pick == Pick::Best && !r.score.as_deref().is_some_and(|s| s.starts_with('/')) {
+            return Err(src.at(
+                None,
+                format!(
+                    "race {:?}: pick = \"best\" needs score = \"/json/pointer\" into each result",
+                    r.id
+                ),
+            ));
+        }
+        races.push(Race {
+            id: r.id.clone(),
+            tasks: r.tasks.clone(),
+            pick,
+            score: r.score.clone(),
+        });
+    }
+    // Checkpoints and lock order: valid names, known participants.
+    for c in &raw.checkpoint {
+        names::validate("checkpoint name", &c.name).map_err(|m| src.at(None, m))?;
+        if raw.checkpoint.iter().filter(|o| o.name == c.name).count() > 1 {
+            return Err(src.at(None, format!("checkpoint {:?} is defined twice", c.name)));
+        }
+        for t in &c.tasks {
+            if !first.contains_key(t.as_str()) {
+                return Err(src.at(
+                    None,
+                    format!("checkpoint {:?} names unknown task {t:?}", c.name),
+                ));
+            }
+        }
+    }
+    let lock_order = raw.locks.map(|l| l.order).unwrap_or_default();
+    for l in &lock_order {
+        names::validate("lock name", l).map_err(|m| src.at(None, m))?;
+    }
+    // Dependencies exist (tasks, races, or signals).
     for (i, t) in raw.task.iter().enumerate() {
         for (j, dep) in t.after.iter().flatten().enumerate() {
+            if let Some(sig) = dep.strip_prefix("signal:") {
+                let ctx = src.task_ctx(i, &t.id);
+                names::validate("signal name", sig)
+                    .map_err(|m| src.at(src.after_pos(i, j), format!("{ctx}{m}")))?;
+                continue;
+            }
+            if race_ids.contains_key(dep.as_str()) {
+                continue;
+            }
             if !first.contains_key(dep.as_str()) {
                 let ctx = src.task_ctx(i, &t.id);
                 return Err(src.at(
@@ -560,11 +786,15 @@ fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Plan, PlanErr
         .task
         .iter()
         .map(|t| {
-            t.after
-                .iter()
-                .flatten()
-                .map(|d| first[d.as_str()])
-                .collect()
+            let mut v = Vec::new();
+            for d in t.after.iter().flatten() {
+                if let Some(&i) = first.get(d.as_str()) {
+                    v.push(i);
+                } else if let Some(&k) = race_ids.get(d.as_str()) {
+                    v.extend(raw.race[k].tasks.iter().map(|m| first[m.as_str()]));
+                }
+            }
+            v
         })
         .collect();
     if let Err(left) = topo_order(&deps) {
@@ -599,6 +829,11 @@ fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Plan, PlanErr
         };
         let bctx = format!("task {:?}: ", t.id);
         let backoff = merge_backoff(default_backoff, t.backoff.as_ref(), src, &bctx)?;
+        let marks = t.marks.clone().unwrap_or_default();
+        for m in &marks {
+            names::validate("marker name", m)
+                .map_err(|e| src.at(src.id_pos(i), format!("{ctx}{e}")))?;
+        }
         let mut env = d.env.clone().unwrap_or_default();
         env.extend(t.env.unwrap_or_default());
         let command = match (t.run, t.cmd) {
@@ -606,10 +841,21 @@ fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Plan, PlanErr
             (None, Some(c)) => TaskCommand::Argv(c),
             _ => unreachable!("checked above"),
         };
+        let (signals, after): (Vec<String>, Vec<String>) = t
+            .after
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|d| d.starts_with("signal:"));
         tasks.push(Task {
             id: t.id,
             command,
-            after: t.after.unwrap_or_default(),
+            after,
+            after_signals: signals
+                .into_iter()
+                .map(|s| s.trim_start_matches("signal:").to_string())
+                .collect(),
+            priority: t.priority.unwrap_or(0),
+            marks,
             cwd: t
                 .cwd
                 .as_deref()
@@ -632,6 +878,9 @@ fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Plan, PlanErr
         keep_windows: raw.keep_windows.unwrap_or(false),
         lease_ms,
         tasks,
+        checkpoints: raw.checkpoint,
+        lock_order,
+        races,
     })
 }
 
@@ -769,7 +1018,7 @@ backoff = { factor = 3, jitter = 0 }
             j("{\"name\": \"j\",\n \"task\": [{\"id\": \"a\", \"rn\": \"t\"}]}")
                 .unwrap_err()
                 .0,
-            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`"
+            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`"
         );
         assert!(
             j("{")

@@ -89,3 +89,149 @@ pub fn display_value(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+fn read_plan(s: &Session) -> Result<crate::plan::Plan> {
+    fsio::read_json(&s.plan_json())?
+        .ok_or_else(|| Error::Session(format!("{}: missing", s.plan_json().display())))
+}
+
+fn dur_text(d: Option<std::time::Duration>) -> String {
+    humantime::format_duration(d.unwrap_or_default()).to_string()
+}
+
+/// `worker checkpoint NAME [--parties N]`: arrive, then block until every participant has
+/// (the orchestrator writes `proceed`), or until the barrier breaks or time runs out. An
+/// earlier attempt's arrival counts: a reassigned participant does not arrive twice.
+pub fn checkpoint(
+    s: &Session,
+    t: &TaskRef,
+    name: &str,
+    parties: Option<usize>,
+    timeout: Option<std::time::Duration>,
+) -> Result<()> {
+    names::validate("checkpoint name", name).map_err(Error::Usage)?;
+    check_task(s, t)?;
+    let plan = read_plan(s)?;
+    let def = plan.checkpoints.iter().find(|c| c.name == name);
+    match (def, parties) {
+        (Some(c), _) if !c.tasks.contains(&t.task) => {
+            return Err(Error::Usage(format!(
+                "task {} is not a participant of checkpoint {name} ({})",
+                t.task,
+                c.tasks.join(", ")
+            )));
+        }
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "checkpoint {name} is not in the plan; pass --parties N"
+            )));
+        }
+        (None, Some(0)) => return Err(Error::Usage("--parties must be at least 1".into())),
+        _ => {}
+    }
+    fsio::create_dir_private(&s.checkpoint_dir(name))?;
+    fsio::create_json_once(
+        &s.checkpoint_ready(name, &t.task),
+        &crate::proto::Arrival {
+            task: t.task.clone(),
+            attempt: t.attempt,
+            parties: if def.is_some() { None } else { parties },
+            arrived_at: crate::proto::now_rfc3339(),
+        },
+    )?;
+    let proceed = s.checkpoint_proceed(name);
+    let broken = s.checkpoint_broken(name);
+    let verdict = crate::watch::wait_for(&[s.checkpoint_dir(name)], timeout, || {
+        if proceed.exists() {
+            return Ok(Some(Ok(())));
+        }
+        Ok(fsio::read_json::<crate::proto::BarrierVerdict>(&broken)?.map(Err))
+    })?;
+    match verdict {
+        Some(Ok(())) => Ok(()),
+        Some(Err(b)) => Err(Error::Verb(format!(
+            "checkpoint {name} is broken: participant {} {}",
+            b.task.unwrap_or_default(),
+            b.reason.unwrap_or_else(|| "failed".into())
+        ))),
+        None => {
+            let missing = match def {
+                Some(c) => c
+                    .tasks
+                    .iter()
+                    .filter(|p| !s.checkpoint_ready(name, p).exists())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                None => {
+                    let arrived = std::fs::read_dir(s.checkpoint_dir(name))
+                        .map(|d| {
+                            d.flatten()
+                                .filter(|e| e.file_name().to_string_lossy().ends_with(".ready"))
+                                .count()
+                        })
+                        .unwrap_or(0);
+                    format!(
+                        "{} more of {}",
+                        parties.unwrap_or(0).saturating_sub(arrived),
+                        parties.unwrap_or(0)
+                    )
+                }
+            };
+            Err(Error::Verb(format!(
+                "checkpoint {name}: timed out after {} waiting for {missing}",
+                dur_text(timeout)
+            )))
+        }
+    }
+}
+
+/// `worker signal NAME`: raise a named marker (once; raising again is a no-op).
+pub fn signal(s: &Session, t: Option<&TaskRef>, name: &str) -> Result<bool> {
+    names::validate("signal name", name).map_err(Error::Usage)?;
+    fsio::create_json_once(
+        &s.signal(name),
+        &crate::proto::SignalRecord {
+            task: t.map(|t| t.task.clone()),
+            attempt: t.and_then(|t| t.attempt),
+            raised_at: crate::proto::now_rfc3339(),
+        },
+    )
+}
+
+/// `worker wait-signal NAME`: block until the signal is raised.
+pub fn wait_signal(s: &Session, name: &str, timeout: Option<std::time::Duration>) -> Result<()> {
+    names::validate("signal name", name).map_err(Error::Usage)?;
+    let path = s.signal(name);
+    match crate::watch::wait_for(&[s.signals_dir()], timeout, || {
+        Ok(path.exists().then_some(()))
+    })? {
+        Some(()) => Ok(()),
+        None => Err(Error::Verb(format!(
+            "wait-signal {name}: timed out after {}",
+            dur_text(timeout)
+        ))),
+    }
+}
+
+/// `worker result ID`: the result of a finished task, or of a race (its winner's).
+pub fn result(s: &Session, id: &str) -> Result<Value> {
+    names::validate("task id", id).map_err(Error::Usage)?;
+    if let Some(r) = fsio::read_json::<crate::proto::RaceOutcome>(&s.race_outcome(id))? {
+        return r
+            .result
+            .ok_or_else(|| Error::Verb(format!("race {id} has no result ({})", r.state.as_str())));
+    }
+    if !s.task_dir(id).is_dir() {
+        return Err(Error::Usage(format!(
+            "session {} has no task or race {id:?}",
+            s.id()
+        )));
+    }
+    match fsio::read_json::<crate::proto::Outcome>(&s.outcome_json(id))? {
+        Some(o) => o
+            .result
+            .ok_or_else(|| Error::Verb(format!("task {id} has no result ({})", o.state.as_str()))),
+        None => Err(Error::Verb(format!("task {id} has not finished"))),
+    }
+}

@@ -206,6 +206,8 @@ pub enum TaskState {
     Skipped,
     /// Cancelled by a person (`orchestrator cancel`), or a dependent of a cancelled task.
     Cancelled,
+    /// Lost a race (issue 4): stopped when another member won, or outscored.
+    Lost,
 }
 
 impl TaskState {
@@ -217,13 +219,18 @@ impl TaskState {
             TaskState::Failed => "failed",
             TaskState::Skipped => "skipped",
             TaskState::Cancelled => "cancelled",
+            TaskState::Lost => "lost",
         }
     }
 
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            TaskState::Succeeded | TaskState::Failed | TaskState::Skipped | TaskState::Cancelled
+            TaskState::Succeeded
+                | TaskState::Failed
+                | TaskState::Skipped
+                | TaskState::Cancelled
+                | TaskState::Lost
         )
     }
 }
@@ -323,4 +330,60 @@ pub struct ControlRequest {
 pub struct ControlReply {
     pub ok: bool,
     pub message: String,
+}
+
+/// `checkpoints/<name>/<task>.ready`: created once by a participant when it arrives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Arrival {
+    pub task: String,
+    pub attempt: Option<u32>,
+    /// `--parties N` for barriers not declared in the plan.
+    pub parties: Option<usize>,
+    pub arrived_at: String,
+}
+
+/// `checkpoints/<name>/proceed` or `broken`: written once by the orchestrator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BarrierVerdict {
+    pub released_at: String,
+    /// For `broken`: the participant that failed for good, and why.
+    pub task: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// `signals/<name>`: created once by the task that raises it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignalRecord {
+    pub task: Option<String>,
+    pub attempt: Option<u32>,
+    pub raised_at: String,
+}
+
+/// `locks/<name>.holders/<task>.json` and `locks/<name>.wait/<task>.json`: written by the
+/// `worker lock` process, which keeps an flock on the file while the record is true.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockRecord {
+    pub task: String,
+    pub attempt: Option<u32>,
+    pub shared: bool,
+    pub pid: u32,
+    pub since_unix_ms: u64,
+}
+
+/// `locks/<name>.wait/<task>.abort`: the orchestrator breaks a deadlock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockAbort {
+    pub cycle: String,
+}
+
+/// `races/<id>/outcome.json`: how a race ended (issue 4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RaceOutcome {
+    pub race: String,
+    pub state: TaskState,
+    pub winner: Option<String>,
+    pub score: Option<f64>,
+    pub result: Option<serde_json::Value>,
+    pub losers: Vec<String>,
+    pub decided_at: String,
 }

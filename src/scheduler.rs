@@ -21,11 +21,16 @@ pub enum State {
     Failed,
     /// Never ran because a dependency failed.
     Skipped,
+    /// Lost a race: stopped or outscored, not a failure of the session (issue 4).
+    Lost,
 }
 
 impl State {
     pub fn is_terminal(self) -> bool {
-        matches!(self, State::Succeeded | State::Failed | State::Skipped)
+        matches!(
+            self,
+            State::Succeeded | State::Failed | State::Skipped | State::Lost
+        )
     }
 }
 
@@ -38,6 +43,8 @@ pub struct Scheduler {
     height: Vec<usize>,
     state: Vec<State>,
     ready: BinaryHeap<(usize, Reverse<usize>)>,
+    /// Nodes the orchestrator resolves itself (races, signals): never queued to run.
+    external: Vec<bool>,
     terminal: usize,
     not_started: usize,
 }
@@ -47,6 +54,14 @@ impl Scheduler {
     /// module guarantees it).
     pub fn new(deps: Vec<Vec<usize>>) -> Scheduler {
         let n = deps.len();
+        Scheduler::with_external(deps, vec![false; n])
+    }
+
+    /// Like [`Scheduler::new`], with some nodes external: they are never handed out; the
+    /// caller resolves them with `succeed`/`fail` (a race decided, a signal raised).
+    pub fn with_external(deps: Vec<Vec<usize>>, external: Vec<bool>) -> Scheduler {
+        let n = deps.len();
+        let runnable = external.iter().filter(|&&e| !e).count();
         let mut dependents = vec![Vec::new(); n];
         for (i, ds) in deps.iter().enumerate() {
             for &d in ds {
@@ -61,8 +76,9 @@ impl Scheduler {
             height,
             state: vec![State::Waiting; n],
             ready: BinaryHeap::new(),
+            external,
             terminal: 0,
-            not_started: n,
+            not_started: runnable,
         };
         for i in 0..n {
             if s.unmet[i] == 0 {
@@ -73,6 +89,9 @@ impl Scheduler {
     }
 
     fn make_ready(&mut self, t: usize) {
+        if self.external[t] {
+            return;
+        }
         self.state[t] = State::Ready;
         self.ready.push((self.height[t], Reverse(t)));
     }
@@ -109,6 +128,11 @@ impl Scheduler {
             .any(|&(_, Reverse(t))| self.state[t] == State::Ready)
     }
 
+    /// Whether a node is still undecided (not terminal).
+    pub fn is_open(&self, t: usize) -> bool {
+        !self.state[t].is_terminal()
+    }
+
     /// Put a running task back in the queue (its worker was lost, or it will be retried).
     pub fn requeue(&mut self, t: usize) {
         if self.state[t] == State::Running {
@@ -123,7 +147,7 @@ impl Scheduler {
         if self.state[t].is_terminal() {
             return Vec::new();
         }
-        if matches!(self.state[t], State::Waiting | State::Ready) {
+        if matches!(self.state[t], State::Waiting | State::Ready) && !self.external[t] {
             self.not_started -= 1;
         }
         self.state[t] = State::Succeeded;
@@ -143,13 +167,23 @@ impl Scheduler {
     /// Mark a task failed for good. Every transitive dependent that has not run is skipped;
     /// returns the skipped tasks (each with the failed task as the reason).
     pub fn fail(&mut self, t: usize) -> Vec<usize> {
+        self.end(t, State::Failed)
+    }
+
+    /// Mark a task as having lost its race: terminal, its dependents skipped, but not a
+    /// failure of the session.
+    pub fn lose(&mut self, t: usize) -> Vec<usize> {
+        self.end(t, State::Lost)
+    }
+
+    fn end(&mut self, t: usize, how: State) -> Vec<usize> {
         if self.state[t].is_terminal() {
             return Vec::new();
         }
-        if matches!(self.state[t], State::Waiting | State::Ready) {
+        if matches!(self.state[t], State::Waiting | State::Ready) && !self.external[t] {
             self.not_started -= 1;
         }
-        self.state[t] = State::Failed;
+        self.state[t] = how;
         self.terminal += 1;
         let mut skipped = Vec::new();
         let mut stack = vec![t];
@@ -159,7 +193,9 @@ impl Scheduler {
                 if matches!(self.state[d], State::Waiting | State::Ready) {
                     self.state[d] = State::Skipped;
                     self.terminal += 1;
-                    self.not_started -= 1;
+                    if !self.external[d] {
+                        self.not_started -= 1;
+                    }
                     skipped.push(d);
                     stack.push(d);
                 }
@@ -171,7 +207,7 @@ impl Scheduler {
     /// Mark a not-yet-started task as running without taking it from the queue in order:
     /// used on resume to adopt a task that a live worker is still running.
     pub fn adopt_running(&mut self, t: usize) {
-        if matches!(self.state[t], State::Waiting | State::Ready) {
+        if matches!(self.state[t], State::Waiting | State::Ready) && !self.external[t] {
             self.state[t] = State::Running;
             self.not_started -= 1;
         }
@@ -335,6 +371,32 @@ mod tests {
         assert_eq!(j.delay_ms(1, -1.0), 900);
         assert_eq!(j.delay_ms(1, 5.0), 1100, "unit is clamped");
         assert_eq!(j.delay_ms(10, 1.0), 5000, "never above max");
+    }
+
+    #[test]
+    fn external_nodes_gate_but_never_run() {
+        // 0: a task; 1: a signal (external); 2 runs after both.
+        let mut s =
+            Scheduler::with_external(vec![vec![], vec![], vec![0, 1]], vec![false, true, false]);
+        assert_eq!(s.not_started(), 2);
+        assert_eq!(s.pop_ready(), Some(0));
+        assert_eq!(s.pop_ready(), None, "the signal is never handed out");
+        s.succeed(0);
+        assert_eq!(s.pop_ready(), None, "2 still waits for the signal");
+        assert_eq!(s.succeed(1), vec![2]);
+        assert_eq!(s.pop_ready(), Some(2));
+        s.succeed(2);
+        assert!(s.finished());
+    }
+
+    #[test]
+    fn lost_tasks_are_not_failures_but_skip_dependents() {
+        let mut s = Scheduler::new(vec![vec![], vec![0]]);
+        s.pop_ready();
+        assert_eq!(s.lose(0), vec![1]);
+        assert_eq!(s.state(0), State::Lost);
+        assert!(s.finished());
+        assert!(s.any_failed(), "the skipped dependent counts");
     }
 
     #[test]

@@ -437,7 +437,7 @@ pub fn logs(
     let mut current = latest()?;
     let mut offset = 0u64;
     let (tx, rx) = std::sync::mpsc::channel();
-    let _watch = if follow {
+    let watch = if follow {
         Some(crate::watch::start(
             &[s.task_dir(task)],
             crate::watch::WatchMode::from_env()?,
@@ -447,6 +447,11 @@ pub fn logs(
     } else {
         None
     };
+    let rescan = watch
+        .as_ref()
+        .map_or(std::time::Duration::from_millis(500), |w| {
+            w.mode().rescan_interval()
+        });
     loop {
         if let Some(n) = current {
             let path = path_of(n);
@@ -477,7 +482,7 @@ pub fn logs(
         if finished {
             return Ok(());
         }
-        let _ = rx.recv_timeout(std::time::Duration::from_millis(500));
+        let _ = rx.recv_timeout(rescan);
         while rx.try_recv().is_ok() {}
     }
 }

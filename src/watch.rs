@@ -70,6 +70,15 @@ impl WatchMode {
 /// A running watcher; dropping it stops watching.
 pub struct Watch {
     _inner: Option<Box<dyn Watcher + Send>>,
+    mode: WatchMode,
+}
+
+impl Watch {
+    /// The mode in effect: `Off` when the requested watcher could not be started (e.g. the
+    /// per-user inotify instance limit is reached), so callers rescan at the fast rate.
+    pub fn mode(&self) -> WatchMode {
+        self.mode
+    }
 }
 
 /// Watch `dirs` recursively. For each event, `map` decides what (if anything) to send; an
@@ -85,9 +94,27 @@ where
             let _ = tx.send(msg);
         }
     };
+    match start_inner(dirs, mode, handler) {
+        Ok(w) => Ok(Watch { _inner: w, mode }),
+        Err(e) => {
+            // Events are only hints: without a watcher we lose latency, not correctness.
+            tracing::warn!("{e}; falling back to polling");
+            Ok(Watch {
+                _inner: None,
+                mode: WatchMode::Off,
+            })
+        }
+    }
+}
+
+fn start_inner<H: notify::EventHandler>(
+    dirs: &[PathBuf],
+    mode: WatchMode,
+    handler: H,
+) -> Result<Option<Box<dyn Watcher + Send>>> {
     let first = dirs.first().map(PathBuf::as_path).unwrap_or(Path::new("."));
     let mut watcher: Box<dyn Watcher + Send> = match mode {
-        WatchMode::Off => return Ok(Watch { _inner: None }),
+        WatchMode::Off => return Ok(None),
         WatchMode::Native => Box::new(
             RecommendedWatcher::new(handler, Config::default()).map_err(|e| watch_err(first, e))?,
         ),
@@ -104,9 +131,7 @@ where
             .watch(dir, RecursiveMode::Recursive)
             .map_err(|e| watch_err(dir, e))?;
     }
-    Ok(Watch {
-        _inner: Some(watcher),
-    })
+    Ok(Some(watcher))
 }
 
 fn watch_err(dir: &Path, e: notify::Error) -> Error {
@@ -119,5 +144,34 @@ pub fn event_touches(ev: &notify::Result<notify::Event>, pred: impl Fn(&Path) ->
     match ev {
         Err(_) => true,
         Ok(ev) => ev.need_rescan() || ev.paths.iter().any(|p| pred(p)),
+    }
+}
+
+/// Block until `check` returns `Some`, re-checking whenever something changes under `dirs`
+/// (and on the rescan timer), or until `timeout` passes (then `Ok(None)`). Used by the
+/// blocking verbs (`worker checkpoint`, `wait-signal`, `recv --wait`, ...).
+pub fn wait_for<T>(
+    dirs: &[PathBuf],
+    timeout: Option<Duration>,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let w = start(dirs, WatchMode::from_env()?, tx, |_| Some(()))?;
+    let mode = w.mode();
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        if let Some(v) = check()? {
+            return Ok(Some(v));
+        }
+        let mut wait = mode.rescan_interval();
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            wait = wait.min(left);
+        }
+        let _ = rx.recv_timeout(wait);
+        while rx.try_recv().is_ok() {}
     }
 }

@@ -184,6 +184,7 @@ impl Worker {
             })
             .then_some(Wake::Files)
         })?;
+        self.cfg.watch = _watch.mode();
         let mut held_said = false;
         self.say(&format!("ready (pid {})", std::process::id()));
         loop {

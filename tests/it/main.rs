@@ -7,5 +7,6 @@ mod util;
 mod core;
 mod data;
 mod plan_errors;
+mod primitives;
 mod recovery;
 mod tmux;
