@@ -137,6 +137,10 @@ pub struct Orchestrator {
     /// of holders and waiters is not atomic, so a single sighting may be a phantom).
     suspect: Option<(crate::locks::Deadlock, Instant)>,
     tasks: Vec<TaskRt>,
+    /// Task id → index in the plan.
+    index: std::collections::HashMap<String, usize>,
+    /// Tasks waiting out a retry backoff (kept apart so the loop never scans all tasks).
+    retrying: std::collections::BTreeSet<usize>,
     workers: BTreeMap<String, WorkerRt>,
     next_worker: u32,
     spawn_failures: u32,
@@ -208,6 +212,12 @@ impl Orchestrator {
         lock: File,
     ) -> Orchestrator {
         let graph = plan.graph();
+        let plan_index = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i))
+            .collect();
         let race_done = vec![false; plan.races.len()];
         let sched = Scheduler::with_external(graph.deps.clone(), graph.external.clone());
         let (tx, rx) = mpsc::channel();
@@ -224,6 +234,8 @@ impl Orchestrator {
             prim_dirty: true,
             suspect: None,
             tasks,
+            retrying: Default::default(),
+            index: plan_index,
             workers: BTreeMap::new(),
             next_worker: 1,
             spawn_failures: 0,
@@ -319,8 +331,17 @@ impl Orchestrator {
         self.launcher.hint()
     }
 
+    fn set_retry(&mut self, t: usize, at: Option<Instant>) {
+        self.tasks[t].retry_at = at;
+        if at.is_some() {
+            self.retrying.insert(t);
+        } else {
+            self.retrying.remove(&t);
+        }
+    }
+
     fn index_of(&self, task: &str) -> Option<usize> {
-        self.plan.tasks.iter().position(|t| t.id == task)
+        self.index.get(task).copied()
     }
 
     /// Run the session to its end; returns its final state.
@@ -402,8 +423,8 @@ impl Orchestrator {
                 }
                 wait = wait.min(due - now);
             }
-            for t in &self.tasks {
-                if let Some(at) = t.retry_at {
+            for &t in &self.retrying {
+                if let Some(at) = self.tasks[t].retry_at {
                     wait = wait.min(at.saturating_duration_since(now));
                 }
             }
@@ -523,11 +544,15 @@ impl Orchestrator {
 
         // 3. Retries whose backoff is over go back in the queue.
         let now = Instant::now();
-        for t in 0..self.tasks.len() {
-            if self.tasks[t].retry_at.is_some_and(|at| at <= now) {
-                self.tasks[t].retry_at = None;
-                self.sched.requeue(t);
-            }
+        let due: Vec<usize> = self
+            .retrying
+            .iter()
+            .copied()
+            .filter(|&t| self.tasks[t].retry_at.is_some_and(|at| at <= now))
+            .collect();
+        for t in due {
+            self.set_retry(t, None);
+            self.sched.requeue(t);
         }
 
         // 4. Hand ready tasks to idle workers.
@@ -550,7 +575,7 @@ impl Orchestrator {
 
         // 5. Release idle workers the plan can no longer use (their windows close).
         let idle = self.ids_in(|s| s == WState::Idle);
-        let waiting_retry = self.tasks.iter().filter(|t| t.retry_at.is_some()).count();
+        let waiting_retry = self.retrying.len();
         let excess = scheduler::excess_idle(idle.len(), self.sched.not_started() + waiting_retry);
         for wid in idle.into_iter().take(excess) {
             self.stop_worker(&wid, ShutdownReason::Idle)?;
@@ -636,6 +661,9 @@ impl Orchestrator {
         {
             w.state = WState::Idle;
         }
+        // The assignment is done with: remove it, so a worker's `assigned/` holds only work
+        // in flight (the worker rescans that directory on every wake-up).
+        let _ = std::fs::remove_file(self.session.assignment(wid, &id, attempt));
         if current {
             self.accept(t, attempt, wid, exit)?;
         } else {
@@ -736,7 +764,7 @@ impl Orchestrator {
                 "{id}: attempt {attempt} failed ({reason}); retry {n} in {:.1}s",
                 delay as f64 / 1000.0
             ));
-            self.tasks[t].retry_at = Some(Instant::now() + Duration::from_millis(delay));
+            self.set_retry(t, Some(Instant::now() + Duration::from_millis(delay)));
             return Ok(());
         }
         let result = if state == TaskState::Succeeded {
@@ -839,7 +867,7 @@ impl Orchestrator {
                 json!({"task": sid, "reason": why}),
             )?;
             self.say(format_args!("{sid}: {} ({why})", dep_state.as_str()));
-            self.tasks[s].retry_at = None;
+            self.set_retry(s, None);
             let o = bare_outcome(&sid, dep_state, self.tasks[s].attempt, why.to_string());
             self.record_outcome(s, o)?;
             if let Some(k) = self.plan.race_of(&sid) {
@@ -964,7 +992,7 @@ impl Orchestrator {
             self.request_kill(&wid, m, a, "lost")?;
             self.attempt_ended(m, a, &wid, "lost")?;
         }
-        self.tasks[m].retry_at = None;
+        self.set_retry(m, None);
         let id = self.plan.tasks[m].id.clone();
         let why = format!("race {race} was won by {winner}");
         self.journal.log(
@@ -1063,7 +1091,7 @@ impl Orchestrator {
             .workers
             .values()
             .any(|w| matches!(w.state, WState::Busy { .. }));
-        if busy || self.tasks.iter().any(|t| t.retry_at.is_some()) || self.sched.has_ready() {
+        if busy || !self.retrying.is_empty() || self.sched.has_ready() {
             return Ok(());
         }
         self.check_signals()?;
@@ -1498,7 +1526,7 @@ impl Orchestrator {
             self.request_kill(&wid, t, a, "cancelled")?;
             self.attempt_ended(t, a, &wid, "cancelled")?;
         }
-        self.tasks[t].retry_at = None;
+        self.set_retry(t, None);
         let before = self.terminal_count();
         let o = bare_outcome(&self.plan.tasks[t].id, TaskState::Cancelled, attempt, why);
         self.finish_task(t, o)?;

@@ -89,6 +89,11 @@ where
     F: Fn(notify::Result<notify::Event>) -> Option<T> + Send + 'static,
 {
     let handler = move |ev: notify::Result<notify::Event>| {
+        // Reads are not changes; and reacting to them would loop: our own reading of a
+        // watched file or directory produces an access event.
+        if matches!(&ev, Ok(e) if matches!(e.kind, notify::EventKind::Access(_))) {
+            return;
+        }
         if let Some(msg) = map(ev) {
             // The receiver may be gone during shutdown; nothing to do then.
             let _ = tx.send(msg);

@@ -68,6 +68,11 @@ struct Worker {
     failed: Vec<String>,
     tx: mpsc::Sender<Wake>,
     rx: mpsc::Receiver<Wake>,
+    /// Tasks' PATH: our own directory first (so `worker <verb>` works), then ours.
+    path: std::ffi::OsString,
+    /// Program name → path found on `path`; searching PATH per task costs a failed
+    /// execve per directory before the right one.
+    resolved: std::collections::HashMap<String, PathBuf>,
 }
 
 /// Run a worker until the orchestrator tells it to stop. Returns the exit code.
@@ -114,6 +119,8 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         failed: Vec::new(),
         tx,
         rx,
+        path: path_with_our_dir(),
+        resolved: Default::default(),
     };
     w.set_status("idle", None)?;
     fsio::write_json(&w.session.worker_json(&w.cfg.id), &info)?;
@@ -148,6 +155,33 @@ fn heartbeat(path: PathBuf, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
 }
 
 impl Worker {
+    /// Where `prog` is on the tasks' PATH (cached); names with a slash, or not found,
+    /// are left to the OS (which then reports the error).
+    fn resolve(&mut self, prog: &str) -> PathBuf {
+        if prog.contains('/') {
+            return PathBuf::from(prog);
+        }
+        if let Some(p) = self.resolved.get(prog)
+            && p.is_file()
+        {
+            return p.clone();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let found = std::env::split_paths(&self.path)
+            .map(|d| d.join(prog))
+            .find(|c| {
+                std::fs::metadata(c)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            });
+        match found {
+            Some(p) => {
+                self.resolved.insert(prog.to_string(), p.clone());
+                p
+            }
+            None => PathBuf::from(prog),
+        }
+    }
+
     fn set_status(&self, state: &str, task: Option<(&str, u32)>) -> Result<()> {
         fsio::write_json(
             &self.session.worker_status(&self.cfg.id),
@@ -305,13 +339,13 @@ impl Worker {
 
         let mut cmd = match &a.command {
             TaskCommand::Shell(script) => {
-                let mut c = Command::new("sh");
-                c.arg("-c").arg(script);
+                let mut c = Command::new(self.resolve("sh"));
+                c.arg0("sh").arg("-c").arg(script);
                 c
             }
             TaskCommand::Argv(argv) if !argv.is_empty() => {
-                let mut c = Command::new(&argv[0]);
-                c.args(&argv[1..]);
+                let mut c = Command::new(self.resolve(&argv[0]));
+                c.arg0(&argv[0]).args(&argv[1..]);
                 c
             }
             TaskCommand::Argv(_) => {
@@ -325,18 +359,29 @@ impl Worker {
             .env("MAESTRO_WORKER", &self.cfg.id)
             .env("MAESTRO_ATTEMPT", attempt.to_string())
             .env("MAESTRO_RESULT", s.result_json(task, attempt))
-            .env("PATH", path_with_our_dir())
+            .env("PATH", &self.path)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // SAFETY: setsid is async-signal-safe; the task gets its own session and process
-        // group so we can signal all of it and only it (invariant 5).
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid()
-                    .map(|_| ())
-                    .map_err(std::io::Error::from)
-            });
+            // Its own process group, so we can signal all of it and only it (invariant 5).
+            // A group, not a session (setsid would need pre_exec, which forces fork instead
+            // of posix_spawn: a millisecond per task); the group is what signals target.
+            .process_group(0);
+        // With a terminal to show output in, copy it there and into the logs; without one
+        // (background), the task writes straight into its log files: no pipes, no threads.
+        let out_log = fsio::open_append(&s.stdout_log(task, attempt))?;
+        let err_log = fsio::open_append(&s.stderr_log(task, attempt))?;
+        if self.tee {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        } else {
+            cmd.stdout(
+                out_log
+                    .try_clone()
+                    .map_err(io_err(&s.stdout_log(task, attempt), "open"))?,
+            )
+            .stderr(
+                err_log
+                    .try_clone()
+                    .map_err(io_err(&s.stderr_log(task, attempt), "open"))?,
+            );
         }
         let mut child = match cmd.spawn() {
             Ok(c) => c,
@@ -363,23 +408,11 @@ impl Worker {
         let (done_tx, done_rx) = mpsc::channel();
         let mut tees = 0;
         if let Some(out) = child.stdout.take() {
-            tee(
-                out,
-                fsio::open_append(&s.stdout_log(task, attempt))?,
-                self.tee,
-                false,
-                done_tx.clone(),
-            );
+            tee(out, out_log, self.tee, false, done_tx.clone());
             tees += 1;
         }
         if let Some(err) = child.stderr.take() {
-            tee(
-                err,
-                fsio::open_append(&s.stderr_log(task, attempt))?,
-                self.tee,
-                true,
-                done_tx.clone(),
-            );
+            tee(err, err_log, self.tee, true, done_tx.clone());
             tees += 1;
         }
         drop(done_tx);
