@@ -6,6 +6,7 @@ mod util;
 
 mod core;
 mod data;
+mod faults;
 mod plan_errors;
 mod primitives;
 mod recovery;

@@ -1,6 +1,7 @@
 //! The tmux launcher against a real (private) tmux server.
 
 use std::process::Command;
+
 use std::time::Duration;
 
 use crate::util::*;
@@ -92,4 +93,76 @@ after = ["a", "b"]
     wait_until(Duration::from_secs(10), "windows to close", || {
         tmux_windows(&sock, &target).is_empty()
     });
+}
+
+#[test]
+fn failed_task_window_stays_open_until_the_session_ends() {
+    let mut sb = Sandbox::new();
+    let sock = sb.tmux_socket();
+    let p = sb.write(
+        "hold.toml",
+        r#"
+name = "hold"
+workers = 2
+[[task]]
+id = "bad"
+run = "echo broken; exit 3"
+[[task]]
+id = "long"
+run = "while [ ! -e \"$OUT/go\" ]; do sleep 0.05; done"
+"#,
+    );
+    let session = sb.start_with(
+        &["run", p.to_str().unwrap(), "--launcher", "tmux"],
+        &[("MAESTRO_TMUX_SOCKET", &sock)],
+    );
+    let target = session.file_name().unwrap().to_str().unwrap().to_string();
+    wait_until(Duration::from_secs(20), "bad to fail", || {
+        session.join("tasks/bad/outcome.json").exists()
+    });
+    let bad_worker = read_json(&session.join("tasks/bad/outcome.json")).unwrap()["worker"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The failed task's worker was told to stop (nothing left for it), yet its window stays.
+    wait_until(Duration::from_secs(10), "the idle shutdown", || {
+        session
+            .join(format!("workers/{bad_worker}/shutdown"))
+            .exists()
+    });
+    let o = Command::new("tmux")
+        .args([
+            "-L",
+            &sock,
+            "capture-pane",
+            "-p",
+            "-t",
+            &format!("{target}:{bad_worker}"),
+        ])
+        .output()
+        .unwrap();
+    let pane = String::from_utf8_lossy(&o.stdout);
+    assert!(pane.contains("broken"), "{pane}");
+    wait_until(Duration::from_secs(10), "the hold message", || {
+        let o = Command::new("tmux")
+            .args([
+                "-L",
+                &sock,
+                "capture-pane",
+                "-p",
+                "-t",
+                &format!("{target}:{bad_worker}"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).contains("this window stays open until the session ends")
+    });
+    assert!(tmux_windows(&sock, &target).contains(&bad_worker));
+    std::fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 1);
+    wait_until(
+        Duration::from_secs(10),
+        "windows to close at the end",
+        || tmux_windows(&sock, &target).is_empty(),
+    );
 }
