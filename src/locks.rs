@@ -305,53 +305,71 @@ pub fn run_locked(
         .write(true)
         .open(&lock_path)
         .map_err(io_err(&lock_path, "open"))?;
+    // One channel for both wake-ups: the flock thread reporting the lock is ours, and the
+    // watcher reporting that an `.abort` may have appeared (the flock result must wake us
+    // at once, not at the next rescan).
+    enum LockWake {
+        Files,
+        Acquired(std::io::Result<File>),
+    }
     let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
     std::thread::spawn(move || {
         let r = if shared {
             FileExt::lock_shared(&lock)
         } else {
             FileExt::lock_exclusive(&lock)
         };
-        let _ = tx.send(r.map(|()| lock));
+        let _ = tx2.send(LockWake::Acquired(r.map(|()| lock)));
     });
-    let acquired = crate::watch::wait_for(&[s.lock_waiters(name)], timeout, || {
-        match rx.try_recv() {
-            Ok(Ok(f)) => return Ok(Some(Ok(f))),
-            Ok(Err(e)) => return Err(Error::io(&lock_path, "lock", e)),
-            Err(_) => {}
+    let watch = crate::watch::start(
+        &[s.lock_waiters(name)],
+        crate::watch::WatchMode::from_env()?,
+        tx,
+        |_| Some(LockWake::Files),
+    )?;
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let outcome: Result<std::result::Result<File, String>> = loop {
+        let mut wait = watch.mode().rescan_interval();
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                let holders: Vec<String> = scan(s)
+                    .get(name)
+                    .map(|v| v.holders.iter().map(|h| h.task.clone()).collect())
+                    .unwrap_or_default();
+                break Err(Error::Verb(format!(
+                    "lock {name}: timed out after {} (held by {})",
+                    humantime::format_duration(timeout.unwrap_or_default()),
+                    if holders.is_empty() {
+                        "nobody now".to_string()
+                    } else {
+                        holders.join(", ")
+                    }
+                )));
+            }
+            wait = wait.min(left);
         }
-        Ok(fsio::read_json::<LockAbort>(&abort_path)?.map(Err))
-    });
-    let acquired = match acquired {
-        Ok(a) => a,
-        Err(e) => {
-            remove_record(&waiter_path, waiter);
-            return Err(e);
+        match rx.recv_timeout(wait) {
+            Ok(LockWake::Acquired(Ok(f))) => break Ok(Ok(f)),
+            Ok(LockWake::Acquired(Err(e))) => break Err(Error::io(&lock_path, "lock", e)),
+            _ => {}
+        }
+        match fsio::read_json::<LockAbort>(&abort_path) {
+            Ok(Some(abort)) => break Ok(Err(abort.cycle)),
+            Ok(None) => {}
+            Err(e) => break Err(e),
         }
     };
+    drop(watch);
     remove_record(&waiter_path, waiter);
-    let lock_file = match acquired {
-        Some(Ok(f)) => f,
-        Some(Err(abort)) => {
+    let lock_file = match outcome? {
+        Ok(f) => f,
+        Err(cycle) => {
             let _ = std::fs::remove_file(&abort_path);
             return Err(Error::Verb(format!(
-                "lock {name}: deadlock: {}; task {} gives up its wait",
-                abort.cycle, t.task
-            )));
-        }
-        None => {
-            let holders: Vec<String> = scan(s)
-                .get(name)
-                .map(|v| v.holders.iter().map(|h| h.task.clone()).collect())
-                .unwrap_or_default();
-            return Err(Error::Verb(format!(
-                "lock {name}: timed out after {} (held by {})",
-                humantime::format_duration(timeout.unwrap_or_default()),
-                if holders.is_empty() {
-                    "nobody now".to_string()
-                } else {
-                    holders.join(", ")
-                }
+                "lock {name}: deadlock: {cycle}; task {} gives up its wait",
+                t.task
             )));
         }
     };

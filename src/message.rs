@@ -177,7 +177,7 @@ fn with_next_seq<T>(
     publish: impl FnOnce(u64) -> Result<T>,
 ) -> Result<T> {
     let counter = s.message_seq(sender);
-    let lock_path = counter.with_file_name(format!(".{sender}.lock"));
+    let lock_path = s.message_seq_lock(sender);
     if let Some(dir) = counter.parent() {
         // Sessions made before `.seq/` existed, or a person removed it.
         fsio::create_dir_private(dir)?;

@@ -915,6 +915,16 @@ impl Orchestrator {
                     .find(|&m| succeeded(&self.tasks[m].outcome));
                 if let Some(w) = winner {
                     self.race_done[k] = true;
+                    // A member whose attempt already ended keeps how it ended (failed, or
+                    // succeeded too): only those still running or waiting lose.
+                    for &m in &members {
+                        if m != w
+                            && self.tasks[m].outcome.is_none()
+                            && let Some((wid, a)) = self.runner_of(m)
+                        {
+                            self.check_attempt(&wid, m, a)?;
+                        }
+                    }
                     let losers: Vec<usize> = members
                         .iter()
                         .copied()

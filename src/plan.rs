@@ -661,6 +661,12 @@ fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Plan, PlanErr
         let ctx = src.task_ctx(i, &t.id);
         names::validate("task id", &t.id)
             .map_err(|m| src.at(src.id_pos(i), format!("{ctx}{m}")))?;
+        if matches!(t.id.as_str(), "all" | "orchestrator") {
+            return Err(src.at(
+                src.id_pos(i),
+                format!("{ctx}task id {:?} is reserved (a message recipient)", t.id),
+            ));
+        }
         if let Some(&j) = first.get(t.id.as_str()) {
             let first_line = src.id_pos(j).map(|p| line_col(src.text, p).0);
             let msg = match first_line {
@@ -1059,6 +1065,14 @@ backoff = { factor = 3, jitter = 0 }
         let p = parse(&text).unwrap();
         assert_eq!(p.waves().len(), n);
         assert_eq!(p.critical_path().len(), n);
+    }
+
+    #[test]
+    fn message_recipients_are_reserved_ids() {
+        assert_eq!(
+            err("name = \"p\"\n[[task]]\nid = \"all\"\nrun = \"t\"\n"),
+            "p.toml:3:6: task id \"all\" is reserved (a message recipient)"
+        );
     }
 
     #[test]

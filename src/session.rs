@@ -384,6 +384,12 @@ impl Session {
     pub fn message_seq(&self, sender: &str) -> PathBuf {
         self.messages_dir().join(".seq").join(sender)
     }
+    /// The flock guarding a sender's counter (never renamed, so the lock stays valid).
+    pub fn message_seq_lock(&self, sender: &str) -> PathBuf {
+        self.messages_dir()
+            .join(".seq")
+            .join(format!(".{sender}.lock"))
+    }
     pub fn shared_dir(&self) -> PathBuf {
         self.root.join("shared")
     }

@@ -40,6 +40,8 @@ pub struct TaskView {
     pub duration_ms: Option<u64>,
     pub reason: Option<String>,
     pub attempts: Vec<AttemptView>,
+    /// The running attempt's last `worker progress` report.
+    pub progress: Option<crate::shared::Progress>,
 }
 
 /// One worker as status shows it.
@@ -172,6 +174,7 @@ fn task_view(s: &Session, id: &str) -> Result<TaskView> {
             duration_ms: o.duration_ms,
             reason: o.reason,
             attempts: Vec::new(),
+            progress: None,
         });
     }
     let mut v = TaskView {
@@ -185,6 +188,7 @@ fn task_view(s: &Session, id: &str) -> Result<TaskView> {
         duration_ms: None,
         reason: None,
         attempts: Vec::new(),
+        progress: None,
     };
     if let Some(r) = fsio::read_json::<crate::proto::RetryPlan>(&s.retry_json(id))? {
         let left = r
@@ -213,6 +217,13 @@ fn task_view(s: &Session, id: &str) -> Result<TaskView> {
             v.worker = Some(st.worker);
             v.started_at = Some(st.started_at);
             v.duration_ms = Some(crate::proto::now_unix_ms().saturating_sub(st.started_unix_ms));
+            v.progress = crate::shared::read_progress(s, id, n);
+            if let Some(p) = &v.progress {
+                v.reason = Some(match &p.message {
+                    Some(m) => format!("{:.0}% {m}", p.pct),
+                    None => format!("{:.0}%", p.pct),
+                });
+            }
         }
     }
     Ok(v)

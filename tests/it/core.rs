@@ -407,3 +407,29 @@ fn run_refuses_bad_flags_before_creating_anything() {
     );
     assert!(!sb.sessions().exists());
 }
+
+#[test]
+fn status_shows_a_running_tasks_progress() {
+    let mut sb = Sandbox::new();
+    let p = sb.write(
+        "prog.toml",
+        "name = \"prog\"\n[[task]]\nid = \"mig\"\nrun = 'worker progress 42 \"batch 17 of 40\"; while [ ! -e \"$OUT/go\" ]; do sleep 0.02; done'\n",
+    );
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    let mut st = serde_json::Value::Null;
+    wait_until(Duration::from_secs(20), "progress in status", || {
+        st = status_json(&sb, &session);
+        st["tasks"][0]["progress"]["pct"] == 42.0
+    });
+    assert_eq!(st["tasks"][0]["state"], "running");
+    assert_eq!(st["tasks"][0]["progress"]["message"], "batch 17 of 40");
+    let o = sb.run(&["status", session.to_str().unwrap()]);
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("mig "))
+        .unwrap()
+        .to_string();
+    assert!(line.ends_with("42% batch 17 of 40"), "{line}");
+    fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(20)), 0);
+}
