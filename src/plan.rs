@@ -219,10 +219,22 @@ struct TaskLoc {
 struct Source<'a> {
     file: String,
     text: &'a str,
-    locs: Option<Locs>,
+    /// Parsed only when an error needs a position (a second parse of a 100 000-task plan
+    /// would double validation time); `None` for JSON.
+    locs: std::cell::OnceCell<Option<Locs>>,
+    is_toml: bool,
 }
 
 impl Source<'_> {
+    fn locs(&self) -> Option<&Locs> {
+        self.locs
+            .get_or_init(|| {
+                self.is_toml
+                    .then(|| toml::from_str::<Locs>(self.text).unwrap_or_default())
+            })
+            .as_ref()
+    }
+
     fn at(&self, offset: Option<usize>, msg: impl std::fmt::Display) -> PlanError {
         match offset {
             Some(o) => {
@@ -234,7 +246,7 @@ impl Source<'_> {
     }
 
     fn task_loc(&self, i: usize) -> Option<&TaskLoc> {
-        self.locs.as_ref().and_then(|l| l.task.get(i))
+        self.locs().and_then(|l| l.task.get(i))
     }
 
     fn id_pos(&self, i: usize) -> Option<usize> {
@@ -252,7 +264,7 @@ impl Source<'_> {
 
     /// For JSON plans (no positions) semantic errors name the task instead.
     fn task_ctx(&self, i: usize, id: &str) -> String {
-        if self.locs.is_some() {
+        if self.is_toml {
             String::new()
         } else {
             format!("task #{} ({id:?}): ", i + 1)
@@ -275,10 +287,15 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-fn parse_duration(src: &Source, what: &str, v: &str, pos: Option<usize>) -> Result<u64, PlanError> {
+fn parse_duration(
+    src: &Source,
+    what: &str,
+    v: &str,
+    pos: impl FnOnce() -> Option<usize>,
+) -> Result<u64, PlanError> {
     humantime::parse_duration(v)
         .map(|d| d.as_millis() as u64)
-        .map_err(|e| src.at(pos, format!("{what}invalid duration {v:?}: {e}")))
+        .map_err(|e| src.at(pos(), format!("{what}invalid duration {v:?}: {e}")))
 }
 
 impl Plan {
@@ -294,10 +311,11 @@ impl Plan {
     /// Validate a plan given as text; `file` names it in errors.
     pub fn parse(file: &str, text: &str, base_cwd: &Path) -> Result<Plan, PlanError> {
         let is_json = file.ends_with(".json");
-        let mut src = Source {
+        let src = Source {
             file: file.to_string(),
             text,
-            locs: None,
+            locs: std::cell::OnceCell::new(),
+            is_toml: !is_json,
         };
         let raw: RawPlan = if is_json {
             serde_json::from_str(text).map_err(|e| {
@@ -316,7 +334,6 @@ impl Plan {
             let raw = toml::from_str(text).map_err(|e: toml::de::Error| {
                 src.at(e.span().map(|s| s.start), e.message().trim())
             })?;
-            src.locs = Some(toml::from_str::<Locs>(text).unwrap_or_default());
             raw
         };
         validate(&src, raw, base_cwd)
@@ -581,10 +598,10 @@ fn merge_backoff(
     };
     let mut b = base;
     if let Some(v) = &r.initial {
-        b.initial_ms = parse_duration(src, &format!("{ctx}backoff.initial: "), v, None)?;
+        b.initial_ms = parse_duration(src, &format!("{ctx}backoff.initial: "), v, || None)?;
     }
     if let Some(v) = &r.max {
-        b.max_ms = parse_duration(src, &format!("{ctx}backoff.max: "), v, None)?;
+        b.max_ms = parse_duration(src, &format!("{ctx}backoff.max: "), v, || None)?;
     }
     if let Some(f) = r.factor {
         if !(f.is_finite() && f >= 1.0) {
@@ -612,19 +629,18 @@ fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Plan, PlanErr
     let workers = raw.workers.unwrap_or(DEFAULT_WORKERS);
     if workers < 1 {
         let pos = src
-            .locs
-            .as_ref()
+            .locs()
             .and_then(|l| l.workers.as_ref())
             .map(|s| s.span().start);
         return Err(src.at(pos, "workers must be at least 1"));
     }
     let lease_ms = match &raw.lease {
         Some(v) => {
-            let pos = src
-                .locs
-                .as_ref()
-                .and_then(|l| l.lease.as_ref())
-                .map(|s| s.span().start);
+            let pos = || {
+                src.locs()
+                    .and_then(|l| l.lease.as_ref())
+                    .map(|s| s.span().start)
+            };
             parse_duration(src, "lease: ", v, pos)?
         }
         None => DEFAULT_LEASE.as_millis() as u64,
@@ -646,11 +662,11 @@ fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Plan, PlanErr
         .map(resolve)
         .unwrap_or_else(|| base_cwd.to_path_buf());
     let default_timeout = match &d.timeout {
-        Some(v) => Some(parse_duration(src, "defaults.timeout: ", v, None)?),
+        Some(v) => Some(parse_duration(src, "defaults.timeout: ", v, || None)?),
         None => None,
     };
     let default_grace = match &d.kill_grace {
-        Some(v) => parse_duration(src, "defaults.kill_grace: ", v, None)?,
+        Some(v) => parse_duration(src, "defaults.kill_grace: ", v, || None)?,
         None => DEFAULT_KILL_GRACE.as_millis() as u64,
     };
     let default_backoff = merge_backoff(Backoff::default(), d.backoff.as_ref(), src, "defaults.")?;
@@ -816,19 +832,24 @@ fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Plan, PlanErr
     let mut tasks = Vec::with_capacity(raw.task.len());
     for (i, t) in raw.task.into_iter().enumerate() {
         let ctx = src.task_ctx(i, &t.id);
-        let loc = src.task_loc(i);
         let timeout_ms = match &t.timeout {
             Some(v) => {
-                let pos = loc.and_then(|l| l.timeout.as_ref()).map(|s| s.span().start);
+                let pos = || {
+                    src.task_loc(i)
+                        .and_then(|l| l.timeout.as_ref())
+                        .map(|s| s.span().start)
+                };
                 Some(parse_duration(src, &ctx, v, pos)?)
             }
             None => default_timeout,
         };
         let kill_grace_ms = match &t.kill_grace {
             Some(v) => {
-                let pos = loc
-                    .and_then(|l| l.kill_grace.as_ref())
-                    .map(|s| s.span().start);
+                let pos = || {
+                    src.task_loc(i)
+                        .and_then(|l| l.kill_grace.as_ref())
+                        .map(|s| s.span().start)
+                };
                 parse_duration(src, &ctx, v, pos)?
             }
             None => default_grace,

@@ -471,6 +471,30 @@ impl Journal {
     }
 }
 
+/// The journal's events of one kind, parsed; lines of other kinds are skipped unparsed (a
+/// 10 000-task journal holds tens of thousands of lines), so is a partial last line.
+pub fn events_of_kind(session: &Session, kind: &str) -> Result<Vec<Value>> {
+    use std::io::BufRead;
+    let path = session.events();
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&path, "read", e)),
+    };
+    let needle = format!("\"event\":\"{kind}\"");
+    let mut out = Vec::new();
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(io_err(&path, "read"))?;
+        if line.contains(&needle)
+            && let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["event"] == kind
+        {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
 /// Read the journal: each complete line as JSON; a malformed or partial line is skipped
 /// (a crash may leave a partial last line).
 pub fn read_events(session: &Session) -> Result<Vec<Value>> {

@@ -131,10 +131,7 @@ pub fn snapshot(s: &Session) -> Result<Snapshot> {
 /// Every attempt's end, per task, from `attempt_ended` events in the journal.
 fn attempt_history(s: &Session) -> Result<std::collections::HashMap<String, Vec<AttemptView>>> {
     let mut map: std::collections::HashMap<String, Vec<AttemptView>> = Default::default();
-    for ev in crate::session::read_events(s)? {
-        if ev["event"] != "attempt_ended" {
-            continue;
-        }
+    for ev in crate::session::events_of_kind(s, "attempt_ended")? {
         let (Some(task), Some(attempt)) = (ev["task"].as_str(), ev["attempt"].as_u64()) else {
             continue;
         };
