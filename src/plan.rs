@@ -331,10 +331,9 @@ impl Plan {
                 }
             })?
         } else {
-            let raw = toml::from_str(text).map_err(|e: toml::de::Error| {
+            toml::from_str(text).map_err(|e: toml::de::Error| {
                 src.at(e.span().map(|s| s.start), e.message().trim())
-            })?;
-            raw
+            })?
         };
         validate(&src, raw, base_cwd)
     }
