@@ -112,7 +112,12 @@ impl Sandbox {
     pub fn tmux_socket(&mut self) -> String {
         // Unique across concurrently running tests: a shared server would be killed by
         // whichever test finishes first.
-        let dir = self.path().file_name().unwrap().to_string_lossy().into_owned();
+        let dir = self
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let name = format!("maestro-test-{dir}-{}", self.tmux_sockets.len());
         self.tmux_sockets.push(name.clone());
         name
