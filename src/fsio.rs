@@ -121,7 +121,9 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, "open", e)),
     };
-    let mut buf = Vec::new();
+    // Start big enough for a typical record: read_to_end would otherwise grow from 32
+    // bytes, one read(2) per doubling.
+    let mut buf = Vec::with_capacity(8192);
     file.take(cap + 1)
         .read_to_end(&mut buf)
         .map_err(io_err(path, "read"))?;
