@@ -194,6 +194,35 @@ pub fn append_line(file: &mut File, path: &Path, line: &str) -> Result<()> {
     Ok(())
 }
 
+/// Open (creating if needed) a file used only as an flock target: never truncated, never
+/// through a symlink, close-on-exec (so no task inherits the lock).
+pub fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io_err(path, "open"))
+}
+
+/// Whether some process holds an flock on `path` (a non-blocking probe with a shared lock;
+/// a missing file is "not held"). This is how liveness is read (invariant 4).
+pub fn lock_held(path: &Path) -> bool {
+    use fs2::FileExt;
+    match File::open(path) {
+        Ok(f) => match f.try_lock_shared() {
+            Ok(()) => {
+                let _ = FileExt::unlock(&f);
+                false
+            }
+            Err(_) => true,
+        },
+        Err(_) => false,
+    }
+}
+
 /// Whether a directory entry name is one of our temp files (or any dot file a person left).
 pub fn is_hidden(name: &str) -> bool {
     name.starts_with('.')

@@ -40,20 +40,6 @@ pub struct LockView {
     pub waiters: Vec<Party>,
 }
 
-/// Whether a record file is vouched for by its writer's flock (else it is stale).
-fn record_live(path: &Path) -> bool {
-    match File::open(path) {
-        Ok(f) => match f.try_lock_shared() {
-            Ok(()) => {
-                let _ = FileExt::unlock(&f);
-                false
-            }
-            Err(_) => true,
-        },
-        Err(_) => false,
-    }
-}
-
 fn live_records(dir: &Path) -> Vec<LockRecord> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -65,7 +51,7 @@ fn live_records(dir: &Path) -> Vec<LockRecord> {
             continue;
         }
         let p = e.path();
-        if record_live(&p)
+        if fsio::lock_held(&p)
             && let Ok(Some(r)) = fsio::read_json::<LockRecord>(&p)
         {
             v.push(r);
@@ -299,12 +285,7 @@ pub fn run_locked(
     let waiter = publish_record(&waiter_path, &rec)?;
 
     let lock_path = s.lock_file(name);
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path, "open"))?;
+    let lock = fsio::open_lock_file(&lock_path)?;
     // One channel for both wake-ups: the flock thread reporting the lock is ours, and the
     // watcher reporting that an `.abort` may have appeared (the flock result must wake us
     // at once, not at the next rescan).

@@ -22,9 +22,8 @@
 //!   body could multiply its size).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{self, File};
+use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -182,14 +181,7 @@ fn with_next_seq<T>(
         // Sessions made before `.seq/` existed, or a person removed it.
         fsio::create_dir_private(dir)?;
     }
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path, "open"))?;
+    let lock = fsio::open_lock_file(&lock_path)?;
     lock.lock_exclusive().map_err(io_err(&lock_path, "lock"))?;
     let last = match fsio::read_capped(&counter, 64)? {
         None => 0,

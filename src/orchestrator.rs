@@ -1875,12 +1875,7 @@ fn jitter_unit() -> f64 {
 /// Take `orchestrator/lock` (held for the orchestrator's life) and write `info.json`.
 fn take_lock(session: &Session) -> Result<File> {
     let path = session.orchestrator_lock();
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io_err(&path, "open"))?;
+    let f = fsio::open_lock_file(&path)?;
     if f.try_lock_exclusive().is_err() {
         let pid = fsio::read_json::<OrchestratorInfo>(&session.orchestrator_info())
             .ok()
@@ -1905,25 +1900,12 @@ fn take_lock(session: &Session) -> Result<File> {
 
 /// Whether a worker holds its `alive` lock (a non-blocking probe; used by status too).
 pub fn worker_alive(session: &Session, id: &str) -> bool {
-    lock_held(&session.worker_alive(id))
+    fsio::lock_held(&session.worker_alive(id))
 }
 
 /// Whether the session has a live orchestrator.
 pub fn orchestrator_alive(session: &Session) -> bool {
-    lock_held(&session.orchestrator_lock())
-}
-
-fn lock_held(path: &std::path::Path) -> bool {
-    match File::open(path) {
-        Ok(f) => match f.try_lock_shared() {
-            Ok(()) => {
-                let _ = fs2::FileExt::unlock(&f);
-                false
-            }
-            Err(_) => true,
-        },
-        Err(_) => false,
-    }
+    fsio::lock_held(&session.orchestrator_lock())
 }
 
 /// Send a control request to a session's live orchestrator and wait for its answer.

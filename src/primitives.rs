@@ -8,7 +8,6 @@
 //! disk may not save. Read-modify-write is serialised with a flock on a hidden lock file.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 
 use fs2::FileExt;
 use serde_json::Value;
@@ -50,13 +49,8 @@ fn check_task(s: &Session, t: &TaskRef) -> Result<()> {
 pub fn save(s: &Session, t: &TaskRef, key: &str, value: Value) -> Result<()> {
     names::validate("key", key).map_err(Error::Usage)?;
     check_task(s, t)?;
-    let lock_path = s.task_dir(&t.task).join(".state.lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path, "open"))?;
+    let lock_path = s.state_lock(&t.task);
+    let lock = fsio::open_lock_file(&lock_path)?;
     lock.lock_exclusive().map_err(io_err(&lock_path, "lock"))?;
     if let Some(mine) = t.attempt
         && let Some(&newest) = s.attempts(&t.task)?.last()

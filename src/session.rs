@@ -285,6 +285,10 @@ impl Session {
     pub fn retry_json(&self, task: &str) -> PathBuf {
         self.task_dir(task).join("retry.json")
     }
+    /// Serialises `worker save` read-modify-writes of `state.json`.
+    pub fn state_lock(&self, task: &str) -> PathBuf {
+        self.task_dir(task).join(".state.lock")
+    }
     pub fn state_json(&self, task: &str) -> PathBuf {
         self.task_dir(task).join("state.json")
     }

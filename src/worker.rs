@@ -85,12 +85,7 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
     // Liveness (invariant 4): the kernel drops this lock when we die, however we die. Rust
     // opens files close-on-exec, so no task inherits it.
     let alive_path = session.worker_alive(&cfg.id);
-    let alive = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&alive_path)
-        .map_err(io_err(&alive_path, "open"))?;
+    let alive = fsio::open_lock_file(&alive_path)?;
     if alive.try_lock_exclusive().is_err() {
         return Err(Error::Session(format!(
             "worker {} is already running in {} (its alive lock is held)",
