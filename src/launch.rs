@@ -3,7 +3,6 @@
 //! emulators, ssh, Slurm). The orchestrator never cares where a worker runs: it learns that
 //! a worker lives from its `alive` flock, not from the launcher.
 
-use std::fs::OpenOptions;
 use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -175,11 +174,7 @@ impl Launcher for Background {
     fn spawn(&mut self, session: &Session, id: &str) -> Result<Spawned> {
         let argv = self.cmd.argv(session, id, false);
         let log_path = session.worker_console(id);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err(&log_path, "open"))?;
+        let log = crate::fsio::open_append(&log_path)?;
         let log2 = log.try_clone().map_err(io_err(&log_path, "open"))?;
         let child = Command::new(&argv[0])
             .args(&argv[1..])

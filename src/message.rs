@@ -137,7 +137,7 @@ pub fn send(s: &Session, from: &str, to: &str, body: Value) -> Result<Vec<PathBu
                 sent_at: sent_at.clone(),
                 body: body.clone(),
             };
-            let path = s.inbox(r).join(file_name(ns, from, seq));
+            let path = s.message(r, &file_name(ns, from, seq));
             let mut bytes = serde_json::to_vec(&env).unwrap_or_default();
             bytes.push(b'\n');
             if !fsio::create_once(&path, &bytes)? {
@@ -284,10 +284,9 @@ fn delivery_order(pending: Vec<Pending>) -> Vec<Pending> {
 
 /// Claim one message by renaming it into `read/`. `Ok(None)` when another receiver got it.
 fn claim(s: &Session, recipient: &str, p: &Pending) -> Result<Option<Envelope>> {
-    let src = s.inbox(recipient).join(&p.name);
-    let read_dir = s.inbox_read(recipient);
-    fsio::create_dir_private(&read_dir)?;
-    let dst = read_dir.join(&p.name);
+    let src = s.message(recipient, &p.name);
+    fsio::create_dir_private(&s.inbox_read(recipient))?;
+    let dst = s.message_read(recipient, &p.name);
     match fs::rename(&src, &dst) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

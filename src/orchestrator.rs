@@ -1625,17 +1625,11 @@ impl Orchestrator {
         for &t in &reset {
             let id = &self.plan.tasks[t].id;
             let from = self.session.outcome_json(id);
-            let to = self
-                .session
-                .task_dir(id)
-                .join(format!("outcome.superseded-{stamp}.json"));
+            let to = self.session.superseded_outcome(id, stamp);
             std::fs::rename(&from, &to).map_err(io_err(&from, "move aside"))?;
         }
         let from = self.session.summary_json();
-        let to = self
-            .session
-            .root()
-            .join(format!("summary.superseded-{stamp}.json"));
+        let to = self.session.superseded_summary(stamp);
         std::fs::rename(&from, &to).map_err(io_err(&from, "move aside"))?;
         let ids: Vec<&str> = reset
             .iter()

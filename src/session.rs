@@ -289,6 +289,15 @@ impl Session {
     pub fn state_lock(&self, task: &str) -> PathBuf {
         self.task_dir(task).join(".state.lock")
     }
+    /// Where `retry` moves a task's earlier outcome.
+    pub fn superseded_outcome(&self, task: &str, stamp: u64) -> PathBuf {
+        self.task_dir(task)
+            .join(format!("outcome.superseded-{stamp}.json"))
+    }
+    /// Where `retry` moves the earlier summary.
+    pub fn superseded_summary(&self, stamp: u64) -> PathBuf {
+        self.root.join(format!("summary.superseded-{stamp}.json"))
+    }
     pub fn state_json(&self, task: &str) -> PathBuf {
         self.task_dir(task).join("state.json")
     }
@@ -383,6 +392,14 @@ impl Session {
     /// Where consumed messages are moved (claimed by rename, so each is read once).
     pub fn inbox_read(&self, recipient: &str) -> PathBuf {
         self.inbox(recipient).join("read")
+    }
+    /// One message file in a recipient's inbox.
+    pub fn message(&self, recipient: &str, name: &str) -> PathBuf {
+        self.inbox(recipient).join(name)
+    }
+    /// Where a consumed message is kept.
+    pub fn message_read(&self, recipient: &str, name: &str) -> PathBuf {
+        self.inbox_read(recipient).join(name)
     }
     /// Per-sender sequence counters (flocked read-increment-write).
     pub fn message_seq(&self, sender: &str) -> PathBuf {

@@ -90,7 +90,7 @@ after = ["a", "b"]
         "in-c\n"
     );
     // Windows of finished workers close.
-    wait_until(Duration::from_secs(10), "windows to close", || {
+    wait_until(Duration::from_secs(30), "windows to close", || {
         tmux_windows(&sock, &target).is_empty()
     });
 }
@@ -125,7 +125,7 @@ run = "while [ ! -e \"$OUT/go\" ]; do sleep 0.05; done"
         .unwrap()
         .to_string();
     // The failed task's worker was told to stop (nothing left for it), yet its window stays.
-    wait_until(Duration::from_secs(10), "the idle shutdown", || {
+    wait_until(Duration::from_secs(30), "the idle shutdown", || {
         session
             .join(format!("workers/{bad_worker}/shutdown"))
             .exists()
@@ -143,7 +143,7 @@ run = "while [ ! -e \"$OUT/go\" ]; do sleep 0.05; done"
         .unwrap();
     let pane = String::from_utf8_lossy(&o.stdout);
     assert!(pane.contains("broken"), "{pane}");
-    wait_until(Duration::from_secs(10), "the hold message", || {
+    wait_until(Duration::from_secs(30), "the hold message", || {
         let o = Command::new("tmux")
             .args([
                 "-L",
