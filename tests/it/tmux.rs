@@ -161,7 +161,7 @@ run = "while [ ! -e \"$OUT/go\" ]; do sleep 0.05; done"
     std::fs::write(sb.out().join("go"), "").unwrap();
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 1);
     wait_until(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "windows to close at the end",
         || tmux_windows(&sock, &target).is_empty(),
     );
