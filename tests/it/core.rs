@@ -340,7 +340,7 @@ fn leftover_background_child_does_not_hold_the_task_open() {
     let proc = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
     // The group was killed when the task's main process exited.
     wait_until(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "the grandchild to be killed",
         || !proc.exists() || fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z")),
     );

@@ -389,7 +389,7 @@ fn verb_timeouts_and_misuse_have_clear_errors() {
         .env("MAESTRO_TASK", "b")
         .spawn()
         .unwrap();
-    wait_until(Duration::from_secs(10), "b to hold db", || {
+    wait_until(Duration::from_secs(30), "b to hold db", || {
         session.join("locks/db.holders/b.json").exists()
     });
     let r = verb("a", &["lock", "db", "--timeout", "200ms", "--", "true"]);

@@ -242,7 +242,7 @@ fn killed_orchestrator_is_resumed_without_rerunning_tasks() {
             .as_u64()
             .unwrap();
         signal(pid, "-KILL");
-        let _ = sb.wait_last(Duration::from_secs(10));
+        let _ = sb.wait_last(Duration::from_secs(30));
         let again = sb.start(&["resume", &s, "-q"]);
         assert_eq!(again, session, "round {round}");
     }
@@ -275,7 +275,7 @@ fn grandchild_does_not_keep_a_dead_worker_alive_and_dies_with_its_group() {
     );
     let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     let w1 = wait_started(&session, "a", 1);
-    wait_until(Duration::from_secs(10), "grandchild pid", || {
+    wait_until(Duration::from_secs(30), "grandchild pid", || {
         sb.out().join("gc").exists()
     });
     let gc: u64 = fs::read_to_string(sb.out().join("gc"))
@@ -289,7 +289,7 @@ fn grandchild_does_not_keep_a_dead_worker_alive_and_dies_with_its_group() {
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
     let proc = PathBuf::from(format!("/proc/{gc}"));
     wait_until(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "the grandchild to be killed",
         || !proc.exists() || fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z")),
     );
@@ -390,7 +390,7 @@ fn timeout_kills_the_whole_process_group() {
     let bg = fs::read_to_string(sb.out().join("bg")).unwrap();
     let proc = PathBuf::from(format!("/proc/{}", bg.trim()));
     wait_until(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "the background sleep to die",
         || !proc.exists() || fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z")),
     );
