@@ -126,7 +126,7 @@ pub struct Started {
     pub attempt: u32,
     pub worker: String,
     pub pid: u32,
-    /// The task's process group (== pid: tasks run under setsid).
+    /// The task's process group (== pid: each task leads its own process group).
     pub pgid: u32,
     pub started_at: String,
     pub started_unix_ms: u64,
