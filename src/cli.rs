@@ -266,7 +266,33 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             if let Some(t) = &task {
                 check_task(&s, t)?;
             }
-            control(&s, "cancel", task.as_deref())
+            if crate::orchestrator::orchestrator_alive(&s) {
+                return control(&s, "cancel", task.as_deref());
+            }
+            // No orchestrator (it was killed, or Ctrl-C'd): take the session over, cancel,
+            // and stay until the stopped tasks have ended and the session is finished.
+            drop(out);
+            let cfg = resume_config(
+                &root,
+                &session,
+                None,
+                Some("background".into()),
+                None,
+                false,
+                Vec::new(),
+            )?;
+            let mut orch = Orchestrator::resume(cfg)?;
+            let reply = orch.control_now("cancel", task.as_deref());
+            match reply {
+                Ok(msg) => {
+                    println!("{msg}");
+                    drive(orch, true).map(|_| 0)
+                }
+                Err(msg) => {
+                    eprintln!("error: {msg}");
+                    drive(orch, true).map(|_| 1)
+                }
+            }
         }
         OrchestratorCommand::Status { session, json } => {
             let s = Session::resolve(&root, session.as_deref())?;

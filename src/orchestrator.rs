@@ -1452,6 +1452,28 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Carry out a request directly, without `control/` (used when the CLI itself took the
+    /// session over because no orchestrator was running).
+    pub fn control_now(
+        &mut self,
+        action: &str,
+        task: Option<&str>,
+    ) -> std::result::Result<String, String> {
+        let req = ControlRequest {
+            id: format!("direct-{}", proto::now_unix_ms()),
+            action: action.into(),
+            task: task.map(str::to_string),
+            requested_at: proto::now_rfc3339(),
+        };
+        if let Err(e) = self.journal.log(
+            "control_request",
+            json!({"id": req.id, "action": action, "task": task}),
+        ) {
+            return Err(e.to_string());
+        }
+        self.control(&req)
+    }
+
     fn control(&mut self, req: &ControlRequest) -> std::result::Result<String, String> {
         let task = match &req.task {
             Some(name) => Some(
@@ -1549,13 +1571,13 @@ impl Orchestrator {
 
     fn cancel_session(&mut self) -> Result<std::result::Result<String, String>> {
         self.cancelled = true;
-        let mut n = 0;
+        let before = self.terminal_count();
         for t in 0..self.tasks.len() {
             if self.tasks[t].outcome.is_none() {
                 self.cancel_one(t, "session cancelled".into())?;
-                n += 1;
             }
         }
+        let n = self.terminal_count() - before;
         Ok(Ok(format!(
             "session {} cancelled ({n} tasks stopped or dropped)",
             self.session.id()

@@ -469,13 +469,21 @@ fn reassign_moves_a_running_task_and_errors_are_clear() {
     assert_eq!(task_state(&st, "later"), "succeeded");
     assert_eq!(st["tasks"][0]["attempts"][0]["ended"], "reassigned");
     assert_eq!(outcome(&session, "long")["attempt"], 2);
-    // Control of a finished session: no orchestrator to talk to.
-    let o = sb.run(&["cancel", &id]);
+    // Control of a finished session: nothing to reassign or cancel.
+    let o = sb.run(&["reassign", &id, "long"]);
     assert_eq!(o.status.code(), Some(3));
     assert_eq!(
         stderr(&o),
         format!(
             "error: session {id} has no live orchestrator (`orchestrator resume {id}` first)\n"
+        )
+    );
+    let o = sb.run(&["cancel", &id]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: session {id} already finished (succeeded); `orchestrator retry {id} TASK` re-runs a failed task\n"
         )
     );
     let o = sb.run(&["reassign", "nope", "long"]);
@@ -589,4 +597,44 @@ fn second_orchestrator_on_a_live_session_is_refused() {
     );
     fs::write(sb.out().join("go"), "").unwrap();
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+}
+
+#[test]
+fn cancel_without_a_live_orchestrator_takes_over_and_stops_everything() {
+    let mut sb = Sandbox::new();
+    let p = sb.write(
+        "orphan.toml",
+        "name = \"orphan\"\nworkers = 2\n\
+         [[task]]\nid = \"long\"\nrun = 'sleep 1000 & echo $! > \"$OUT/bg\"; wait'\n\
+         [[task]]\nid = \"later\"\nrun = \"true\"\nafter = [\"long\"]\n",
+    );
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    wait_started(&session, "long", 1);
+    wait_until(Duration::from_secs(30), "the background sleep", || {
+        sb.out().join("bg").exists()
+    });
+    // The orchestrator dies (a Ctrl-C, a kill): its workers and the task keep running.
+    let pid = read_json(&session.join("orchestrator/info.json")).unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+    signal(pid, "-KILL");
+    let _ = sb.wait_last(Duration::from_secs(30));
+    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let o = sb.run(&["cancel", &id]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("session {id} cancelled (2 tasks stopped or dropped)\n")
+    );
+    let st = status_json(&sb, &session);
+    assert_eq!(st["state"], "cancelled");
+    assert_eq!(task_state(&st, "long"), "cancelled");
+    assert_eq!(task_state(&st, "later"), "cancelled");
+    let bg = fs::read_to_string(sb.out().join("bg")).unwrap();
+    let proc = PathBuf::from(format!("/proc/{}", bg.trim()));
+    wait_until(
+        Duration::from_secs(20),
+        "the task's process group to be stopped",
+        || !proc.exists() || fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z")),
+    );
 }
