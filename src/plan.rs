@@ -1035,6 +1035,29 @@ fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Plan, PlanErr
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Fuzzing light: any text, TOML or JSON, gives a plan or an error, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = Plan::parse("f.toml", &text, Path::new("/b"));
+            let _ = Plan::parse("f.json", &text, Path::new("/b"));
+        }
+
+        /// Mutations of a valid plan (a byte replaced, the text cut) never panic either.
+        #[test]
+        fn mutated_plans_never_panic(pos in 0usize..400, byte in proptest::prelude::any::<u8>(), cut in 0usize..400) {
+            let good = "name = \"p\"\nworkers = 2\n[defaults]\ntimeout = \"1s\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\ncmd = [\"x\"]\nafter = [\"a\", \"signal:s\"]\n[[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\n";
+            let mut bytes = good.as_bytes().to_vec();
+            let i = pos % bytes.len();
+            bytes[i] = byte;
+            bytes.truncate(cut.max(1).min(bytes.len()));
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = Plan::parse("f.toml", &text, Path::new("/b"));
+        }
+    }
+
     const SUFFIX: &str = "must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot";
 
     fn parse(text: &str) -> Result<Plan, PlanError> {
