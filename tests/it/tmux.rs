@@ -166,3 +166,43 @@ run = "while [ ! -e \"$OUT/go\" ]; do sleep 0.05; done"
         || tmux_windows(&sock, &target).is_empty(),
     );
 }
+
+#[test]
+fn keep_windows_leaves_every_window_open_after_the_session() {
+    let mut sb = Sandbox::new();
+    let sock = sb.tmux_socket();
+    let p = sb.write(
+        "keep.toml",
+        "name = \"keep\"\nworkers = 2\nkeep_windows = true\n[[task]]\nid = \"a\"\nrun = \"echo kept-a\"\n[[task]]\nid = \"b\"\nrun = \"echo kept-b\"\n",
+    );
+    let session = sb.start_with(
+        &["run", p.to_str().unwrap(), "--launcher", "tmux"],
+        &[("MAESTRO_TMUX_SOCKET", &sock)],
+    );
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+    let target = session.file_name().unwrap().to_str().unwrap().to_string();
+    let windows = tmux_windows(&sock, &target);
+    assert!(windows.contains(&"w1".to_string()), "{windows:?}");
+    // The dead panes still show what ran there.
+    let shown: String = windows
+        .iter()
+        .map(|w| {
+            let o = Command::new("tmux")
+                .args([
+                    "-L",
+                    &sock,
+                    "capture-pane",
+                    "-p",
+                    "-t",
+                    &format!("{target}:{w}"),
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        })
+        .collect();
+    assert!(
+        shown.contains("kept-a") || shown.contains("kept-b"),
+        "{shown}"
+    );
+}
