@@ -106,10 +106,10 @@ name = "hold"
 workers = 2
 [[task]]
 id = "bad"
-run = "echo broken; exit 3"
+run = "while [ ! -e \"$OUT/long-started\" ]; do sleep 0.02; done; echo broken; exit 3"
 [[task]]
 id = "long"
-run = "while [ ! -e \"$OUT/go\" ]; do sleep 0.05; done"
+run = "touch \"$OUT/long-started\"; while [ ! -e \"$OUT/go\" ]; do sleep 0.05; done"
 "#,
     );
     let session = sb.start_with(
