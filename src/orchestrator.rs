@@ -613,6 +613,7 @@ impl Orchestrator {
             assigned_at: proto::now_rfc3339(),
         };
         let attempt = a.attempt;
+        tracing::debug!(task = %task.id, attempt, worker = wid, "assign");
         fsio::write_json(&self.session.assignment(wid, &task.id, attempt), &a)?;
         let retry = self.session.retry_json(&task.id);
         if attempt > 1 && retry.exists() {
@@ -734,6 +735,7 @@ impl Orchestrator {
             Ok(e) => (TaskState::Failed, e.failure_reason(), Some(e)),
             Err(msg) => (TaskState::Failed, Some(msg.clone()), None),
         };
+        tracing::debug!(task = %id, attempt, worker = wid, state = state.as_str(), "attempt ended");
         let how = match (state, e) {
             (TaskState::Succeeded, _) => "exited",
             (_, Some(e)) if e.timed_out => "timed_out",
@@ -1305,6 +1307,7 @@ impl Orchestrator {
         if prev == WState::Gone {
             return Ok(());
         }
+        tracing::debug!(worker = wid, how, "worker gone");
         if let WState::Busy { task, attempt } = prev {
             // It may have recorded the exit just before dying.
             if !self.check_attempt(wid, task, attempt)? {
