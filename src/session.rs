@@ -129,7 +129,14 @@ impl Session {
                 if as_path.is_dir() {
                     return Session::open(as_path);
                 }
-                if crate::names::validate("session id", a).is_ok() {
+                // An id is a plan name (≤ 64) plus `-YYYYMMDD-HHMMSS-N`: same characters,
+                // longer than a name may be.
+                let id_like = !a.is_empty()
+                    && a.len() <= 128
+                    && !a.starts_with('.')
+                    && a.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if id_like {
                     let under = root.join(a);
                     if under.is_dir() {
                         return Session::open(&under);

@@ -433,3 +433,24 @@ fn status_shows_a_running_tasks_progress() {
     fs::write(sb.out().join("go"), "").unwrap();
     assert_eq!(sb.wait_last(Duration::from_secs(20)), 0);
 }
+
+#[test]
+fn sessions_of_long_plan_names_are_found_by_id() {
+    let sb = Sandbox::new();
+    let name = "n".repeat(64);
+    let p = sb.write(
+        "long.toml",
+        &format!("name = \"{name}\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n"),
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let id = session_of(&o)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(id.len() > 64);
+    let o = sb.run(&["status", &id, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
