@@ -248,6 +248,19 @@ impl Launcher for Tmux {
 
     fn spawn(&mut self, session: &Session, id: &str) -> Result<Spawned> {
         let argv = self.cmd.argv(session, id, true);
+        // After `resume`, the tmux session of the earlier orchestrator's workers may still
+        // be there: add windows to it rather than fail to create it again.
+        if !self.created
+            && self
+                .tmux(&[
+                    "has-session".into(),
+                    "-t".into(),
+                    format!("={}", self.target),
+                ])
+                .is_ok()
+        {
+            self.created = true;
+        }
         let mut args: Vec<String> = if self.created {
             vec![
                 "new-window".into(),

@@ -206,3 +206,55 @@ fn keep_windows_leaves_every_window_open_after_the_session() {
         "{shown}"
     );
 }
+
+#[test]
+fn resume_adds_windows_to_the_existing_tmux_session() {
+    let mut sb = Sandbox::new();
+    let sock = sb.tmux_socket();
+    let p = sb.write(
+        "tres.toml",
+        "name = \"tres\"\nworkers = 2\n[[task]]\nid = \"a\"\nrun = 'while [ ! -e \"$OUT/go\" ]; do sleep 0.05; done'\n[[task]]\nid = \"b\"\nrun = \"echo b\"\nafter = [\"a\"]\n",
+    );
+    let session = sb.start_with(
+        &["run", p.to_str().unwrap(), "--launcher", "tmux"],
+        &[("MAESTRO_TMUX_SOCKET", &sock)],
+    );
+    let target = session.file_name().unwrap().to_str().unwrap().to_string();
+    wait_until(Duration::from_secs(30), "two workers registered", || {
+        session.join("workers/w1/worker.json").exists()
+            && session.join("workers/w2/worker.json").exists()
+    });
+    wait_until(Duration::from_secs(30), "a to start", || {
+        session.join("tasks/a/attempt-1/started.json").exists()
+    });
+    // The orchestrator and the idle worker die; the busy one keeps its window.
+    let orch = read_json(&session.join("orchestrator/info.json")).unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+    let busy = read_json(&session.join("tasks/a/attempt-1/started.json")).unwrap()["worker"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let idle = if busy == "w1" { "w2" } else { "w1" };
+    let idle_pid = read_json(&session.join(format!("workers/{idle}/worker.json"))).unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+    for pid in [orch, idle_pid] {
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    let _ = sb.wait_last(Duration::from_secs(30));
+    let again = sb.start_with(
+        &["resume", session.to_str().unwrap()],
+        &[("MAESTRO_TMUX_SOCKET", &sock)],
+    );
+    assert_eq!(again, session);
+    wait_until(Duration::from_secs(30), "a new worker window", || {
+        tmux_windows(&sock, &target).contains(&"w3".to_string())
+    });
+    std::fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+    assert_eq!(status_json(&sb, &session)["state"], "succeeded");
+}
