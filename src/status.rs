@@ -281,6 +281,13 @@ pub fn render(snap: &Snapshot) -> String {
         snap.tasks.len(),
         snap.path
     );
+    if snap.state == "interrupted" {
+        let _ = writeln!(
+            out,
+            "  its orchestrator is gone: `orchestrator resume {}` carries on, `orchestrator cancel {}` stops it\n",
+            snap.session, snap.session
+        );
+    }
     let mut rows = vec![vec![
         "TASK".to_string(),
         "STATE".into(),

@@ -620,6 +620,13 @@ fn cancel_without_a_live_orchestrator_takes_over_and_stops_everything() {
     signal(pid, "-KILL");
     let _ = sb.wait_last(Duration::from_secs(30));
     let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let o = sb.run(&["status", &id]);
+    assert!(
+        stdout(&o).starts_with(&format!("session {id} (interrupted): 0/2 tasks done\n")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains(&format!("`orchestrator resume {id}` carries on")));
     let o = sb.run(&["cancel", &id]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
