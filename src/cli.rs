@@ -338,7 +338,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
 fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
     if !quiet {
         if let Some(h) = orch.hint() {
-            eprintln!("{h}");
+            let _ = writeln!(std::io::stderr(), "{h}");
         }
         orch.set_progress(true);
     }
@@ -346,10 +346,11 @@ fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
     let state = orch.run()?;
     let snap = status::snapshot(&session)?;
     if !quiet {
-        eprint!("\n{}", status::render(&snap));
+        let _ = write!(std::io::stderr(), "\n{}", status::render(&snap));
     }
     let done = snap.tasks.iter().filter(|t| t.state == "succeeded").count();
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "session {} {}: {}/{} tasks succeeded",
         session.id(),
         state.as_str(),

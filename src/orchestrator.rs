@@ -322,7 +322,14 @@ impl Orchestrator {
 
     fn say(&self, msg: std::fmt::Arguments) {
         if self.progress {
-            eprintln!("[{:>7.1}s] {msg}", self.started.elapsed().as_secs_f64());
+            // Never panic on a closed stderr (`orchestrator run ... 2>&1 | head`): the
+            // session matters more than its commentary.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "[{:>7.1}s] {msg}",
+                self.started.elapsed().as_secs_f64()
+            );
         }
     }
 

@@ -191,9 +191,14 @@ impl Worker {
 
     fn say(&self, msg: &str) {
         if self.tee {
-            println!("\x1b[1m[maestro {}] {msg}\x1b[0m", self.cfg.id);
+            // A closed terminal must not panic the worker mid-task.
+            let _ = writeln!(
+                std::io::stdout(),
+                "\x1b[1m[maestro {}] {msg}\x1b[0m",
+                self.cfg.id
+            );
         } else {
-            println!("[maestro {}] {msg}", self.cfg.id);
+            let _ = writeln!(std::io::stdout(), "[maestro {}] {msg}", self.cfg.id);
         }
     }
 

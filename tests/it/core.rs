@@ -454,3 +454,37 @@ fn sessions_of_long_plan_names_are_found_by_id() {
     let o = sb.run(&["status", &id, "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+#[test]
+fn closed_stdout_and_stderr_do_not_kill_the_run() {
+    // `orchestrator run plan.toml 2>&1 | head -1`: the reader goes away early.
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "pipe.toml",
+        "name = \"pipe\"\nworkers = 2\n[[task]]\nid = \"a\"\nrun = \"sleep 0.2\"\n[[task]]\nid = \"b\"\nrun = \"sleep 0.2\"\nafter = [\"a\"]\n",
+    );
+    let mut child = sb
+        .orch()
+        .args(["run", p.to_str().unwrap(), "--launcher", "background"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orchestrator did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let sessions: Vec<_> = fs::read_dir(sb.sessions()).unwrap().flatten().collect();
+    let summary = read_json(&sessions[0].path().join("summary.json")).unwrap();
+    assert_eq!(summary["state"], "succeeded");
+}
