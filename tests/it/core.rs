@@ -337,12 +337,12 @@ fn leftover_background_child_does_not_hold_the_task_open() {
     let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let pid = fs::read_to_string(sb.out().join("pid")).unwrap();
-    let proc = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
+    let pid_str = pid.trim().to_string();
     // The group was killed when the task's main process exited.
     wait_until(
         Duration::from_secs(20),
         "the grandchild to be killed",
-        || !proc.exists() || fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z")),
+        || process_gone(&pid_str),
     );
 }
 

@@ -25,6 +25,15 @@ fn tmux_windows(sock: &str, target: &str) -> Vec<String> {
         .collect()
 }
 
+/// What a tmux pane shows now.
+fn capture(sock: &str, pane: &str) -> String {
+    let o = Command::new("tmux")
+        .args(["-L", sock, "capture-pane", "-p", "-t", pane])
+        .output()
+        .expect("tmux");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 #[test]
 fn tmux_launcher_shows_one_window_per_worker_and_completes() {
     if Command::new("tmux").arg("-V").output().is_err() {
@@ -63,18 +72,7 @@ after = ["a", "b"]
     });
     // The task's output shows in its window (and in the log file).
     wait_until(Duration::from_secs(20), "task output in a pane", || {
-        let o = Command::new("tmux")
-            .args([
-                "-L",
-                &sock,
-                "capture-pane",
-                "-p",
-                "-t",
-                &format!("{target}:w1"),
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&o.stdout);
+        let text = capture(&sock, &format!("{target}:w1"));
         text.contains("in-a") || text.contains("in-b")
     });
     std::fs::write(out.join("go"), "").unwrap();
@@ -130,32 +128,11 @@ run = "touch \"$OUT/long-started\"; while [ ! -e \"$OUT/go\" ]; do sleep 0.05; d
             .join(format!("workers/{bad_worker}/shutdown"))
             .exists()
     });
-    let o = Command::new("tmux")
-        .args([
-            "-L",
-            &sock,
-            "capture-pane",
-            "-p",
-            "-t",
-            &format!("{target}:{bad_worker}"),
-        ])
-        .output()
-        .unwrap();
-    let pane = String::from_utf8_lossy(&o.stdout);
-    assert!(pane.contains("broken"), "{pane}");
+    let text = capture(&sock, &format!("{target}:{bad_worker}"));
+    assert!(text.contains("broken"), "{text}");
     wait_until(Duration::from_secs(30), "the hold message", || {
-        let o = Command::new("tmux")
-            .args([
-                "-L",
-                &sock,
-                "capture-pane",
-                "-p",
-                "-t",
-                &format!("{target}:{bad_worker}"),
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).contains("this window stays open until the session ends")
+        capture(&sock, &format!("{target}:{bad_worker}"))
+            .contains("this window stays open until the session ends")
     });
     assert!(tmux_windows(&sock, &target).contains(&bad_worker));
     std::fs::write(sb.out().join("go"), "").unwrap();
@@ -186,20 +163,7 @@ fn keep_windows_leaves_every_window_open_after_the_session() {
     // The dead panes still show what ran there.
     let shown: String = windows
         .iter()
-        .map(|w| {
-            let o = Command::new("tmux")
-                .args([
-                    "-L",
-                    &sock,
-                    "capture-pane",
-                    "-p",
-                    "-t",
-                    &format!("{target}:{w}"),
-                ])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&o.stdout).into_owned()
-        })
+        .map(|w| capture(&sock, &format!("{target}:{w}")))
         .collect();
     assert!(
         shown.contains("kept-a") || shown.contains("kept-b"),

@@ -272,3 +272,9 @@ pub fn task_state(status: &Value, id: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Whether process `pid` is gone (or a zombie waiting to be reaped).
+pub fn process_gone(pid: &str) -> bool {
+    let proc = PathBuf::from(format!("/proc/{}", pid.trim()));
+    !proc.exists() || fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z"))
+}
