@@ -79,9 +79,10 @@ while ((${#lat[@]} < kills)); do
   pid= task= attempt=
   for wdir in "$session"/workers/*; do
     [[ -e $wdir/shutdown ]] && continue
-    [[ -s $wdir/status.json && -s $wdir/worker.json ]] || continue
-    st=$(<"$wdir/status.json")
-    [[ $st =~ \"state\":[[:space:]]*\"running\" ]] || continue
+    [[ -s $wdir/events.jsonl && -s $wdir/worker.json ]] || continue
+    # The worker's journal: its last line says what it does now.
+    st=$(tail -n 1 "$wdir/events.jsonl")
+    [[ $st =~ \"event\":\"started\" ]] || continue
     [[ $st =~ \"task\":[[:space:]]*\"([^\"]+)\" ]] || continue
     t=${BASH_REMATCH[1]}
     [[ $st =~ \"attempt\":[[:space:]]*([0-9]+) ]] || continue

@@ -67,7 +67,14 @@ reap_sessions() {
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
-  rm -rf "$work/sessions"
+  # Set the case's sessions aside and delete them all at the end, not now: on ext4 without
+  # a journal (this project's VMs), every inode deleted in the last ~30 s makes each new
+  # file creation scan past it (the kernel's `recently_deleted`), so deleting the previous
+  # case's ~14 000 files would bill their deletion to the next case (docs/PERFORMANCE.md).
+  if [[ -d $work/sessions ]]; then
+    mkdir -p "$work/done"
+    mv "$work/sessions" "$work/done/$(ns)"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

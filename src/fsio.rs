@@ -110,16 +110,24 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     v
 }
 
-/// Read a file of at most `cap` bytes. `Ok(None)` when it does not exist.
-pub fn read_capped(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
-    let file = match OpenOptions::new()
+/// Open a session file for reading, never through a symlink. `Ok(None)` when it does not
+/// exist.
+pub fn open_read(path: &Path) -> Result<Option<File>> {
+    match OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
     {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(path, "open", e)),
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, "open", e)),
+    }
+}
+
+/// Read a file of at most `cap` bytes. `Ok(None)` when it does not exist.
+pub fn read_capped(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
+    let Some(file) = open_read(path)? else {
+        return Ok(None);
     };
     // Start big enough for a typical record: read_to_end would otherwise grow from 32
     // bytes, one read(2) per doubling.

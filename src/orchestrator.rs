@@ -5,7 +5,7 @@
 //! (issue 3).
 //!
 //! What wakes the loop (all funnel into one channel): notify events under `workers/` (a
-//! worker's `worker.json` or `status.json` changed) and `control/` (a person's request), a
+//! worker's `worker.json` appeared or its `events.jsonl` grew) and `control/` (a person's request), a
 //! worker's death (a thread blocks on the worker's `alive` flock and gets it when the
 //! kernel releases it; the background launcher's child exits), and timers (rescan, retry
 //! backoff, heartbeat leases).
@@ -385,7 +385,7 @@ impl Orchestrator {
             watch::event_touches(&ev, |p| {
                 matches!(
                     p.file_name().and_then(|n| n.to_str()),
-                    Some("worker.json" | "status.json")
+                    Some("worker.json" | "events.jsonl")
                 )
             })
             .then_some(Wake::Files)
@@ -474,6 +474,7 @@ impl Orchestrator {
         let id = format!("w{}", self.next_worker);
         self.next_worker += 1;
         fsio::create_dir_private(&self.session.assigned_dir(&id))?;
+        fsio::create_dir_private(&self.session.done_dir(&id))?;
         let spawned = self.launcher.spawn(&self.session, &id)?;
         self.journal.log(
             "worker_spawned",
@@ -545,7 +546,7 @@ impl Orchestrator {
             })
             .collect();
         for (wid, t, attempt) in busy {
-            self.check_attempt(&wid, t, attempt)?;
+            self.check_attempt(&wid, t, attempt, true)?;
         }
         self.check_stale()?;
 
@@ -637,8 +638,15 @@ impl Orchestrator {
     }
 
     /// Look at attempt `attempt` of task `t` that worker `wid` runs. Returns whether it
-    /// ended (the worker is then free).
-    fn check_attempt(&mut self, wid: &str, t: usize, attempt: u32) -> Result<bool> {
+    /// ended (the worker is then free). With `hand_next` (the worker is alive), a task that
+    /// is ready already goes to the worker before this attempt's outcome is recorded.
+    fn check_attempt(
+        &mut self,
+        wid: &str,
+        t: usize,
+        attempt: u32,
+        hand_next: bool,
+    ) -> Result<bool> {
         let id = self.plan.tasks[t].id.clone();
         let current = attempt == self.tasks[t].attempt
             && self.tasks[t].outcome.is_none()
@@ -669,15 +677,43 @@ impl Orchestrator {
         {
             w.state = WState::Idle;
         }
-        // The assignment is done with: remove it, so a worker's `assigned/` holds only work
-        // in flight (the worker rescans that directory on every wake-up).
-        let _ = std::fs::remove_file(self.session.assignment(wid, &id, attempt));
+        // The assignment is done with: move it to `done/`, so a worker's `assigned/` holds
+        // only work in flight (the worker rescans that directory on every wake-up). A rename,
+        // not an unlink: on ext4 without a journal every recently deleted inode makes each
+        // later file creation slower (issue 5; docs/PERFORMANCE.md).
+        let from = self.session.assignment(wid, &id, attempt);
+        if std::fs::rename(&from, self.session.assignment_done(wid, &id, attempt)).is_err() {
+            let _ = std::fs::remove_file(&from);
+        }
         if current {
+            // Issue 5: the round trip "exit -> next assignment" is on every worker's
+            // critical path, so the outcome write and the journal lines come after it. Not
+            // for a race member: its end may make ready members lose. A crash in between
+            // is safe: resume accepts an exit that has no outcome yet.
+            if hand_next && self.plan.race_of(&id).is_none() {
+                self.hand_next(wid)?;
+            }
             self.accept(t, attempt, wid, exit)?;
         } else {
             self.stale_result(t, attempt, exit.ok())?;
         }
         Ok(true)
+    }
+
+    /// Give the idle worker `wid` the next ready task, if any (unless the task should avoid
+    /// that worker: the general assignment step then places it).
+    fn hand_next(&mut self, wid: &str) -> Result<()> {
+        if self.workers.get(wid).map(|w| w.state) != Some(WState::Idle) {
+            return Ok(());
+        }
+        let Some(t) = self.sched.pop_ready() else {
+            return Ok(());
+        };
+        if self.tasks[t].avoid.as_deref() == Some(wid) {
+            self.sched.requeue(t);
+            return Ok(());
+        }
+        self.assign(t, wid)
     }
 
     /// Journal late results of attempts that are no longer current (invariant 3: kept on
@@ -931,7 +967,7 @@ impl Orchestrator {
                             && self.tasks[m].outcome.is_none()
                             && let Some((wid, a)) = self.runner_of(m)
                         {
-                            self.check_attempt(&wid, m, a)?;
+                            self.check_attempt(&wid, m, a, false)?;
                         }
                     }
                     let losers: Vec<usize> = members
@@ -1317,7 +1353,7 @@ impl Orchestrator {
         tracing::debug!(worker = wid, how, "worker gone");
         if let WState::Busy { task, attempt } = prev {
             // It may have recorded the exit just before dying.
-            if !self.check_attempt(wid, task, attempt)? {
+            if !self.check_attempt(wid, task, attempt, false)? {
                 // Its task runs in a session of its own and would outlive the worker: stop
                 // it (with anything it left behind in its group) before the task moves on.
                 self.kill_group_directly(task, attempt);

@@ -83,18 +83,6 @@ pub struct KillRequest {
     pub reason: String,
 }
 
-/// `workers/<id>/status.json`: what a worker is doing; written by the worker at every
-/// change. It doubles as the orchestrator's doorbell: the worker writes it right after
-/// `started.json` / `exit.json`, and the orchestrator watches only `workers/`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct WorkerStatus {
-    /// `idle`, `running` or `stopped`.
-    pub state: String,
-    pub task: Option<String>,
-    pub attempt: Option<u32>,
-    pub since: String,
-}
-
 /// `workers/<id>/heartbeat`: a counter the worker bumps every second while alive.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Heartbeat {

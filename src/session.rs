@@ -247,8 +247,11 @@ impl Session {
     pub fn worker_kill(&self, worker: &str) -> PathBuf {
         self.worker_dir(worker).join("kill")
     }
-    pub fn worker_status(&self, worker: &str) -> PathBuf {
-        self.worker_dir(worker).join("status.json")
+    /// The worker's own append-only journal: what it started and how each attempt ended.
+    /// It is the orchestrator's doorbell (issue 5: an append creates and deletes no inode,
+    /// where replacing a `status.json` twice per task did both).
+    pub fn worker_events(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("events.jsonl")
     }
     pub fn worker_console(&self, worker: &str) -> PathBuf {
         self.worker_dir(worker).join("console.log")
@@ -261,6 +264,13 @@ impl Session {
     }
     pub fn assignment(&self, worker: &str, task: &str, attempt: u32) -> PathBuf {
         self.assigned_dir(worker).join(format!("{task}.{attempt}"))
+    }
+    /// Where handled assignments go (renamed, not deleted: see [`Session::worker_events`]).
+    pub fn done_dir(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("done")
+    }
+    pub fn assignment_done(&self, worker: &str, task: &str, attempt: u32) -> PathBuf {
+        self.done_dir(worker).join(format!("{task}.{attempt}"))
     }
 
     /// Ids of every worker directory in the session.
@@ -473,7 +483,8 @@ fn list_names(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The append-only journal `events.jsonl`; only the orchestrator writes it.
+/// An append-only journal: the session's `events.jsonl` (only the orchestrator writes it)
+/// or a worker's `workers/<id>/events.jsonl` (only that worker writes it).
 pub struct Journal {
     path: PathBuf,
     file: File,
@@ -481,7 +492,14 @@ pub struct Journal {
 
 impl Journal {
     pub fn open(session: &Session) -> Result<Journal> {
-        let path = session.events();
+        Journal::open_at(session.events())
+    }
+
+    pub fn open_worker(session: &Session, worker: &str) -> Result<Journal> {
+        Journal::open_at(session.worker_events(worker))
+    }
+
+    fn open_at(path: PathBuf) -> Result<Journal> {
         let file = fsio::open_append(&path)?;
         Ok(Journal { path, file })
     }
@@ -521,6 +539,32 @@ pub fn events_of_kind(session: &Session, kind: &str) -> Result<Vec<Value>> {
         }
     }
     Ok(out)
+}
+
+/// The last complete event of a journal (a worker's: what it does now), reading only the
+/// file's tail. `Ok(None)` when the file is missing or holds no complete line.
+pub fn last_event(path: &Path) -> Result<Option<Value>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 8192;
+    let mut file = match fsio::open_read(path)? {
+        Some(f) => f,
+        None => return Ok(None),
+    };
+    let len = file.metadata().map_err(io_err(path, "read"))?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL)))
+        .map_err(io_err(path, "read"))?;
+    let mut buf = Vec::with_capacity(TAIL as usize);
+    file.take(TAIL)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path, "read"))?;
+    // Only lines ended by a newline are complete (a crash may leave a partial last one).
+    let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
+        return Ok(None);
+    };
+    Ok(buf[..end]
+        .split(|&b| b == b'\n')
+        .rev()
+        .find_map(|l| serde_json::from_slice(l).ok()))
 }
 
 /// Read the journal: each complete line as JSON; a malformed or partial line is skipped
@@ -579,6 +623,28 @@ mod tests {
             )
         );
         assert!(Session::open(s.root()).is_ok());
+    }
+
+    #[test]
+    fn last_event_skips_a_partial_last_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        assert_eq!(last_event(&p).unwrap(), None);
+        fs::write(
+            &p,
+            b"{\"event\":\"ready\"}\n{\"event\":\"started\"}\n{\"event\":\"exi",
+        )
+        .unwrap();
+        assert_eq!(last_event(&p).unwrap().unwrap()["event"], "started");
+        fs::write(&p, b"{\"event\":\"rea").unwrap();
+        assert_eq!(last_event(&p).unwrap(), None);
+        // Only the tail is read: a long journal still gives its last line.
+        let mut long = Vec::new();
+        for i in 0..5000 {
+            long.extend_from_slice(format!("{{\"event\":\"exited\",\"n\":{i}}}\n").as_bytes());
+        }
+        fs::write(&p, &long).unwrap();
+        assert_eq!(last_event(&p).unwrap().unwrap()["n"], 4999);
     }
 
     #[test]

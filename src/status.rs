@@ -11,9 +11,7 @@ use crate::error::{Error, Result};
 use crate::fsio;
 use crate::orchestrator::{orchestrator_alive, worker_alive};
 use crate::plan::Plan;
-use crate::proto::{
-    ExitRecord, Outcome, SessionInfo, SessionState, Started, Summary, WorkerInfo, WorkerStatus,
-};
+use crate::proto::{ExitRecord, Outcome, SessionInfo, SessionState, Started, Summary, WorkerInfo};
 use crate::session::Session;
 
 /// One attempt of a task, from the journal: which worker ran it and why it ended
@@ -99,17 +97,25 @@ pub fn snapshot(s: &Session) -> Result<Snapshot> {
     let mut workers = Vec::new();
     for id in s.worker_ids()? {
         let info: Option<WorkerInfo> = fsio::read_json(&s.worker_json(&id))?;
-        let st: Option<WorkerStatus> = fsio::read_json(&s.worker_status(&id))?;
+        // What it does now is the last line of its own journal.
+        let last = crate::session::last_event(&s.worker_events(&id))?;
+        let event = last.as_ref().and_then(|e| e["event"].as_str());
         let alive = worker_alive(s, &id);
-        let state = match (&info, &st, alive) {
-            (None, _, _) if summary.is_none() => "starting".to_string(),
-            (None, _, _) => "lost".to_string(),
-            (_, Some(st), true) => st.state.clone(),
-            (_, Some(st), false) if st.state == "stopped" => "exited".into(),
-            (_, _, true) => "idle".into(),
-            (_, _, false) => "lost".into(),
-        };
-        let task = st.filter(|st| st.state == "running").and_then(|st| st.task);
+        let state = match (&info, event, alive) {
+            (None, _, _) if summary.is_none() => "starting",
+            (None, _, _) => "lost",
+            (_, Some("started"), true) => "running",
+            (_, Some("stopped"), false) => "exited",
+            (_, _, true) => "idle",
+            (_, _, false) => "lost",
+        }
+        .to_string();
+        let task = (state == "running")
+            .then(|| {
+                last.as_ref()
+                    .and_then(|e| e["task"].as_str().map(String::from))
+            })
+            .flatten();
         workers.push(WorkerView {
             id,
             pid: info.as_ref().map(|i| i.pid),

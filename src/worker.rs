@@ -26,9 +26,9 @@ use crate::names;
 use crate::plan::TaskCommand;
 use crate::proto::{
     self, Assignment, ExitRecord, Heartbeat, KillRequest, Shutdown, ShutdownReason, Started,
-    WorkerInfo, WorkerStatus,
+    WorkerInfo,
 };
-use crate::session::Session;
+use crate::session::{Journal, Session};
 use crate::watch::{self, WatchMode};
 
 /// A validated worker configuration (from `worker --session DIR --id ID`).
@@ -68,6 +68,11 @@ struct Worker {
     failed: Vec<String>,
     tx: mpsc::Sender<Wake>,
     rx: mpsc::Receiver<Wake>,
+    /// `workers/<id>/events.jsonl`: started / exited lines, the orchestrator's doorbell.
+    journal: Journal,
+    /// Hands each task's child to the one reaper thread (a thread per task cost a clone,
+    /// a stack mapping and its teardown every time: issue 5).
+    reaper: mpsc::Sender<std::process::Child>,
     /// Tasks' PATH: our own directory first (so `worker <verb>` works), then ours.
     path: std::ffi::OsString,
     /// Program name → path found on `path`; searching PATH per task costs a failed
@@ -106,18 +111,22 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         started_at: proto::now_rfc3339(),
     };
     let (tx, rx) = mpsc::channel();
+    let journal = Journal::open_worker(&session, &cfg.id)?;
     let mut w = Worker {
         tee: std::io::stdout().is_terminal(),
         session,
         cfg,
         done: HashSet::new(),
         failed: Vec::new(),
+        reaper: reaper(tx.clone()),
         tx,
         rx,
+        journal,
         path: path_with_our_dir(),
         resolved: Default::default(),
     };
-    w.set_status("idle", None)?;
+    w.journal
+        .log("ready", serde_json::json!({"pid": std::process::id()}))?;
     fsio::write_json(&w.session.worker_json(&w.cfg.id), &info)?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -125,9 +134,20 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
     let result = w.main_loop();
     stop.store(true, Ordering::Relaxed);
     let _ = hb.join();
-    let _ = w.set_status("stopped", None);
+    let _ = w.journal.log("stopped", serde_json::json!({}));
     drop(alive);
     result
+}
+
+/// The thread that waits for each task's main process and wakes the worker's loop.
+fn reaper(wake: mpsc::Sender<Wake>) -> mpsc::Sender<std::process::Child> {
+    let (tx, rx) = mpsc::channel::<std::process::Child>();
+    thread::spawn(move || {
+        for mut child in rx {
+            let _ = wake.send(Wake::ChildExit(child.wait()));
+        }
+    });
+    tx
 }
 
 /// Bump the heartbeat counter every second until `stop` (issue 3 uses it to find workers
@@ -175,18 +195,6 @@ impl Worker {
             }
             None => PathBuf::from(prog),
         }
-    }
-
-    fn set_status(&self, state: &str, task: Option<(&str, u32)>) -> Result<()> {
-        fsio::write_json(
-            &self.session.worker_status(&self.cfg.id),
-            &WorkerStatus {
-                state: state.into(),
-                task: task.map(|t| t.0.to_string()),
-                attempt: task.map(|t| t.1),
-                since: proto::now_rfc3339(),
-            },
-        )
     }
 
     fn say(&self, msg: &str) {
@@ -293,7 +301,11 @@ impl Worker {
             self.failed.push(task.to_string());
         }
         fsio::write_json(&self.session.exit_json(task, attempt), &record)?;
-        self.set_status("idle", None)?;
+        self.journal.log(
+            "exited",
+            serde_json::json!({"task": task, "attempt": attempt, "exit_code": record.exit_code,
+                               "signal": record.signal}),
+        )?;
         let how = match record.failure_reason() {
             None => "succeeded".to_string(),
             Some(r) => format!("failed: {r}"),
@@ -403,7 +415,10 @@ impl Worker {
                 started_unix_ms: proto::now_unix_ms(),
             },
         )?;
-        self.set_status("running", Some((task, attempt)))?;
+        self.journal.log(
+            "started",
+            serde_json::json!({"task": task, "attempt": attempt, "pid": pid}),
+        )?;
 
         let (done_tx, done_rx) = mpsc::channel();
         let mut tees = 0;
@@ -417,10 +432,12 @@ impl Worker {
         }
         drop(done_tx);
 
-        let waiter = self.tx.clone();
-        thread::spawn(move || {
-            let _ = waiter.send(Wake::ChildExit(child.wait()));
-        });
+        if self.reaper.send(child).is_err() {
+            return Err(Error::Session(format!(
+                "worker {}: the thread that waits for tasks is gone",
+                self.cfg.id
+            )));
+        }
         let (status, ended_by) = self.wait_task(
             task,
             attempt,

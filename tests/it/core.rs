@@ -178,6 +178,28 @@ fn status_json_on_finished_session() {
             assert!(w["pid"].as_u64().is_some());
         }
     }
+    // Issue 5: handled assignments are moved to `done/`, not deleted (on ext4 without a
+    // journal every recently deleted inode slows each later file creation): `assigned/`
+    // holds only work in flight, and nothing is lost for a person reading the session.
+    let mut done = Vec::new();
+    for w in ["w1", "w2"] {
+        let dir = session.join("workers").join(w);
+        if dir.exists() {
+            assert_eq!(names_in(&dir.join("assigned")), Vec::<String>::new());
+            done.extend(names_in(&dir.join("done")));
+        }
+    }
+    done.sort();
+    assert_eq!(done, ["a.1", "b.1", "c.1", "d.1"]);
+    let a = fs::read_dir(session.join("workers"))
+        .unwrap()
+        .flatten()
+        .find_map(|w| read_json(&w.path().join("done/a.1")))
+        .unwrap();
+    assert_eq!(
+        (a["task"].as_str(), a["attempt"].as_u64()),
+        (Some("a"), Some(1))
+    );
     // summary.json and the journal.
     let summary = read_json(&session.join("summary.json")).unwrap();
     assert_eq!(summary["state"], "succeeded");
@@ -423,6 +445,17 @@ fn status_shows_a_running_tasks_progress() {
     });
     assert_eq!(st["tasks"][0]["state"], "running");
     assert_eq!(st["tasks"][0]["progress"]["message"], "batch 17 of 40");
+    // The worker's state comes from the last line of its own journal (issue 5).
+    assert_eq!(st["workers"][0]["state"], "running", "{st}");
+    assert_eq!(st["workers"][0]["task"], "mig", "{st}");
+    let journal = fs::read_to_string(session.join("workers/w1/events.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "started");
+    assert_eq!(
+        (last["task"].as_str(), last["attempt"].as_u64()),
+        (Some("mig"), Some(1))
+    );
+    assert!(last["pid"].as_u64().is_some(), "{last}");
     let o = sb.run(&["status", session.to_str().unwrap()]);
     let line = stdout(&o)
         .lines()
@@ -432,6 +465,16 @@ fn status_shows_a_running_tasks_progress() {
     assert!(line.ends_with("42% batch 17 of 40"), "{line}");
     fs::write(sb.out().join("go"), "").unwrap();
     assert_eq!(sb.wait_last(Duration::from_secs(20)), 0);
+    let journal = fs::read_to_string(session.join("workers/w1/events.jsonl")).unwrap();
+    let events: Vec<String> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].to_string())
+        .collect();
+    assert_eq!(
+        events,
+        ["\"ready\"", "\"started\"", "\"exited\"", "\"stopped\""],
+        "{journal}"
+    );
 }
 
 #[test]
