@@ -199,6 +199,129 @@ struct RawTask {
     marks: Option<Vec<String>>,
 }
 
+/// TOML plans larger than this are parsed a slice of tasks at a time (issue 5): the toml
+/// crate holds every token and a spanned tree of the whole document at once, about 60
+/// bytes of memory per byte of plan, which made the parse the orchestrator's peak RSS.
+const CHUNKED_ABOVE: usize = 128 * 1024;
+const TASKS_PER_CHUNK: usize = 500;
+
+/// One slice of a large plan's `[[task]]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskChunk {
+    task: Vec<RawTask>,
+}
+
+/// What a top-level table header of a plan opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Header {
+    /// `[[task]]`: the next task.
+    Task,
+    /// `[task.x]`: a subtable of the latest task.
+    TaskSub,
+    /// Any other table (`[defaults]`, `[[checkpoint]]`, ...).
+    Other,
+}
+
+/// Parse a large TOML plan piecewise: the root keys with every non-task table as one small
+/// document, and the `[[task]]` tables (with their `[task.x]` subtables) `TASKS_PER_CHUNK`
+/// at a time. `None` for a small plan, for a shape this does not handle (a header that
+/// names `task` any other way), and for any error: the caller then parses the whole text,
+/// which gives errors their exact positions. TOML has no other way for a later table to
+/// reach into an earlier one, so the pieces mean what the whole means.
+fn parse_toml_chunked(text: &str) -> Option<RawPlan> {
+    if text.len() <= CHUNKED_ABOVE {
+        return None;
+    }
+    let headers = top_level_headers(text)?;
+    let first = headers.first().map_or(text.len(), |h| h.0);
+    let mut rest = String::from(&text[..first]);
+    let mut tasks = Vec::new();
+    let mut chunk = String::new();
+    let mut in_chunk = 0;
+    let mut seen_task = false;
+    for (i, &(start, kind)) in headers.iter().enumerate() {
+        let end = headers.get(i + 1).map_or(text.len(), |h| h.0);
+        let seg = &text[start..end];
+        match kind {
+            Header::Other => {
+                rest.push('\n');
+                rest.push_str(seg);
+                continue;
+            }
+            Header::TaskSub if !seen_task => return None,
+            Header::TaskSub => {}
+            Header::Task => {
+                seen_task = true;
+                if in_chunk == TASKS_PER_CHUNK {
+                    tasks.extend(toml::from_str::<TaskChunk>(&chunk).ok()?.task);
+                    chunk.clear();
+                    in_chunk = 0;
+                }
+                in_chunk += 1;
+            }
+        }
+        chunk.push('\n');
+        chunk.push_str(seg);
+    }
+    if in_chunk > 0 {
+        tasks.extend(toml::from_str::<TaskChunk>(&chunk).ok()?.task);
+    }
+    drop(chunk);
+    let mut raw: RawPlan = toml::from_str(&rest).ok()?;
+    if !raw.task.is_empty() {
+        return None; // `task = [...]` among the root keys: let the whole parse judge it
+    }
+    raw.task = tasks;
+    Some(raw)
+}
+
+/// Byte offsets and kinds of a TOML text's table headers: a `[` that is the first token of
+/// a line outside any inline array or table. Strings and comments are single tokens of the
+/// lexer (which streams: nothing is kept), so a `[` inside one is never taken for a header.
+/// `None` when a header names `task` in any other way than `[[task]]` or `[task.x]`
+/// (quoted, nested arrays): the caller then parses the whole text.
+fn top_level_headers(text: &str) -> Option<Vec<(usize, Header)>> {
+    use toml_parser::lexer::TokenKind as K;
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut line_start = true;
+    let mut in_header = false;
+    for tok in toml_parser::Source::new(text).lex() {
+        match tok.kind() {
+            K::Newline => {
+                line_start = true;
+                in_header = false;
+                continue;
+            }
+            K::Whitespace => continue,
+            K::LeftSquareBracket if line_start && depth == 0 => {
+                let start = tok.span().start();
+                let line = text[start..].split(['\n', '#']).next().unwrap_or("");
+                let head: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+                let kind = if head.starts_with("[[task]]") {
+                    Header::Task
+                } else if head.starts_with("[task.") {
+                    Header::TaskSub
+                } else if head.contains("task") {
+                    return None;
+                } else {
+                    Header::Other
+                };
+                out.push((start, kind));
+                in_header = true;
+            }
+            K::LeftSquareBracket | K::LeftCurlyBracket if !in_header => depth += 1,
+            K::RightSquareBracket | K::RightCurlyBracket if !in_header => {
+                depth = depth.saturating_sub(1)
+            }
+            _ => {}
+        }
+        line_start = false;
+    }
+    Some(out)
+}
+
 /// A value's position in a TOML plan. Values are kept as `toml::Value` so that this view
 /// never fails where the real schema succeeded (it only ever reads a valid plan).
 type Loc = Option<toml::Spanned<toml::Value>>;
@@ -375,9 +498,12 @@ impl Plan {
                 }
             })?
         } else {
-            toml::from_str(text).map_err(|e: toml::de::Error| {
-                src.at(e.span().map(|s| s.start), e.message().trim())
-            })?
+            match parse_toml_chunked(text) {
+                Some(raw) => raw,
+                None => toml::from_str(text).map_err(|e: toml::de::Error| {
+                    src.at(e.span().map(|s| s.start), e.message().trim())
+                })?,
+            }
         };
         validate(&src, raw, base_cwd)
     }
@@ -1502,6 +1628,70 @@ cwd = "sub/dir"
             err("name = \"p\"\n[[task]]\nid = \"all\"\nrun = \"t\"\n"),
             "p.toml:3:6: task id \"all\" is reserved (a message recipient)"
         );
+    }
+
+    /// A plan over `CHUNKED_ABOVE` bytes, with the shapes the piecewise parse must get
+    /// right: subtables of tasks, a non-task table between tasks, header-like lines inside
+    /// a multi-line string, nested brackets at the start of a line inside an inline array.
+    fn large_plan(tasks: usize, tail: &str) -> String {
+        let mut t = String::from("name = \"big\"\nworkers = 2\n");
+        for i in 0..tasks {
+            t.push_str(&format!("[[task]]\nid = \"t{i}\"\nrun = \"echo {i}\"\n"));
+            if i == 300 {
+                t.push_str("after = [\n  \"t1\",\n  \"t2\", # a comment [[task]]\n]\n");
+            }
+            if i % 7 == 3 {
+                t.push_str(&format!("[task.env]\nN = \"{i}\"\n"));
+            }
+            if i == 200 {
+                t.push_str("[defaults]\nretries = 2\n[task.backoff]\ninitial = \"2s\"\n");
+            }
+            if i == 400 {
+                t.push_str("[[checkpoint]]\nname = \"cp\"\ntasks = [\"t1\", \"t2\"]\n");
+            }
+            if i == 501 {
+                t.push_str("[task.env]\nX = '''\n[[task]]\nid = \"fake\"\n'''\n");
+            }
+        }
+        t.push_str(tail);
+        t
+    }
+
+    #[test]
+    fn large_plans_parse_piecewise_to_the_same_plan() {
+        let text = large_plan(4000, "[locks]\norder = [\"a\", \"b\"]\n");
+        assert!(text.len() > CHUNKED_ABOVE);
+        let whole: RawPlan = toml::from_str(&text).unwrap();
+        let pieces = parse_toml_chunked(&text).expect("the piecewise parse applies");
+        assert_eq!(format!("{pieces:?}"), format!("{whole:?}"));
+        assert_eq!(pieces.task.len(), 4000);
+        assert_eq!(
+            pieces.task[501].env.as_ref().unwrap()["X"],
+            "[[task]]\nid = \"fake\"\n"
+        );
+        let plan = parse(&text).unwrap();
+        assert_eq!(plan.tasks.len(), 4000);
+        assert_eq!(plan.tasks[300].after, ["t1", "t2"]);
+        assert_eq!(plan.tasks[0].retries, 2);
+    }
+
+    #[test]
+    fn large_plans_fall_back_to_the_whole_parse_for_errors_and_odd_shapes() {
+        // An error anywhere: the whole parse reports it, with its line.
+        let text = large_plan(4000, "[[task]]\nid = \"late\"\nrun = \n");
+        let lines = text.lines().count();
+        assert!(parse_toml_chunked(&text).is_none());
+        let e = err(&text);
+        assert!(e.starts_with(&format!("p.toml:{lines}:")), "{e}");
+        // A quoted header naming task: not split, parsed whole (and valid).
+        let text = large_plan(4000, "[[\"task\"]]\nid = \"quoted\"\nrun = \"true\"\n");
+        assert!(parse_toml_chunked(&text).is_none());
+        assert_eq!(parse(&text).unwrap().tasks.len(), 4001);
+        // Tasks given as an inline array among the root keys: parsed whole.
+        let pad = "#".repeat(CHUNKED_ABOVE);
+        let text = format!("name = \"x\"\ntask = [{{ id = \"x\", run = \"true\" }}]\n{pad}\n");
+        assert!(parse_toml_chunked(&text).is_none());
+        assert_eq!(parse(&text).unwrap().tasks.len(), 1);
     }
 
     #[test]
