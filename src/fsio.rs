@@ -160,6 +160,19 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     }
 }
 
+/// Move `from` to `to` by rename(2), as a claim: when several processes rename the same
+/// file, exactly one succeeds. `Ok(false)` when `from` is gone (someone else claimed it).
+pub fn claim(from: &Path, to: &Path) -> Result<bool> {
+    match fs::rename(from, to) {
+        Ok(()) => {
+            sync_dir(to)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(from, "claim (rename)", e)),
+    }
+}
+
 /// Create a directory (and parents) with mode 0700.
 pub fn create_dir_private(path: &Path) -> Result<()> {
     fs::DirBuilder::new()

@@ -287,10 +287,8 @@ fn claim(s: &Session, recipient: &str, p: &Pending) -> Result<Option<Envelope>> 
     let src = s.message(recipient, &p.name);
     fsio::create_dir_private(&s.inbox_read(recipient))?;
     let dst = s.message_read(recipient, &p.name);
-    match fs::rename(&src, &dst) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(&src, "claim (rename into read/)", e)),
+    if !fsio::claim(&src, &dst)? {
+        return Ok(None);
     }
     // A person may have dropped a malformed file with a message-like name: it is now out of
     // the inbox (so it cannot block the queue) and the error names where it went.

@@ -91,6 +91,11 @@ enum WState {
 
 struct WorkerRt {
     state: WState,
+    /// A second assignment written behind the running one (issue 5), not claimed yet:
+    /// the worker starts it the moment its current task ends, without waiting for us.
+    queued: Option<(usize, u32)>,
+    /// When its current task was handed over (to pick which queue to withdraw).
+    busy_since: Instant,
     spawned_at: Instant,
     heartbeat: Option<u64>,
     heartbeat_changed: Instant,
@@ -100,6 +105,8 @@ impl WorkerRt {
     fn new(state: WState) -> WorkerRt {
         WorkerRt {
             state,
+            queued: None,
+            busy_since: Instant::now(),
             spawned_at: Instant::now(),
             heartbeat: None,
             heartbeat_changed: Instant::now(),
@@ -143,6 +150,8 @@ pub struct Orchestrator {
     retrying: std::collections::BTreeSet<usize>,
     workers: BTreeMap<String, WorkerRt>,
     next_worker: u32,
+    /// `seq` of the next assignment (see [`Assignment::seq`]).
+    next_seq: u64,
     spawn_failures: u32,
     /// Attempts that are no longer current but may still report (journalled as stale).
     stale: Vec<(usize, u32)>,
@@ -238,6 +247,7 @@ impl Orchestrator {
             index: plan_index,
             workers: BTreeMap::new(),
             next_worker: 1,
+            next_seq: proto::now_unix_ms() * 1000,
             spawn_failures: 0,
             stale: Vec::new(),
             cancelled: false,
@@ -473,8 +483,13 @@ impl Orchestrator {
     fn spawn_worker(&mut self) -> Result<()> {
         let id = format!("w{}", self.next_worker);
         self.next_worker += 1;
-        fsio::create_dir_private(&self.session.assigned_dir(&id))?;
-        fsio::create_dir_private(&self.session.done_dir(&id))?;
+        for dir in [
+            self.session.assigned_dir(&id),
+            self.session.claimed_dir(&id),
+            self.session.done_dir(&id),
+        ] {
+            fsio::create_dir_private(&dir)?;
+        }
         let spawned = self.launcher.spawn(&self.session, &id)?;
         self.journal.log(
             "worker_spawned",
@@ -545,8 +560,17 @@ impl Orchestrator {
                 _ => None,
             })
             .collect();
-        for (wid, t, attempt) in busy {
-            self.check_attempt(&wid, t, attempt, true)?;
+        for (wid, mut t, mut attempt) in busy {
+            // An ended attempt may hand the worker its queued task, which a fast worker
+            // may have finished too: look at that one at once.
+            while self.check_attempt(&wid, t, attempt, true)? {
+                match self.workers.get(&wid).map(|w| w.state) {
+                    Some(WState::Busy { task, attempt: a }) if (task, a) != (t, attempt) => {
+                        (t, attempt) = (task, a);
+                    }
+                    _ => break,
+                }
+            }
         }
         self.check_stale()?;
 
@@ -563,23 +587,26 @@ impl Orchestrator {
             self.sched.requeue(t);
         }
 
-        // 4. Hand ready tasks to idle workers.
-        loop {
-            let idle = self.ids_in(|s| s == WState::Idle);
-            if idle.is_empty() {
-                break;
-            }
-            let Some(t) = self.sched.pop_ready() else {
-                break;
-            };
-            let avoid = self.tasks[t].avoid.clone();
-            let wid = idle
+        // 4. Hand ready tasks to idle workers; a worker left idle while another has a task
+        // queued gets that task instead (the queue must never delay work); then queue one
+        // task behind each started one.
+        self.assign_ready()?;
+        let idle = self.ids_in(|s| s == WState::Idle).len();
+        if idle > 0 && self.queued_count() > 0 {
+            // The queues behind the longest-running tasks first: they would wait longest.
+            let mut behind: Vec<(Instant, String)> = self
+                .workers
                 .iter()
-                .find(|w| Some(*w) != avoid.as_ref())
-                .unwrap_or(&idle[0])
-                .clone();
-            self.assign(t, &wid)?;
+                .filter(|(_, w)| w.queued.is_some())
+                .map(|(id, w)| (w.busy_since, id.clone()))
+                .collect();
+            behind.sort();
+            for (_, wid) in behind.into_iter().take(idle) {
+                self.withdraw_queued(Some(&wid))?;
+            }
+            self.assign_ready()?;
         }
+        self.queue_ready()?;
 
         // 5. Release idle workers the plan can no longer use (their windows close).
         let idle = self.ids_in(|s| s == WState::Idle);
@@ -605,7 +632,103 @@ impl Orchestrator {
         });
     }
 
-    fn assign(&mut self, t: usize, wid: &str) -> Result<()> {
+    /// Give ready tasks to idle workers (avoiding the worker a reassigned task left).
+    fn assign_ready(&mut self) -> Result<()> {
+        loop {
+            let idle = self.ids_in(|s| s == WState::Idle);
+            if idle.is_empty() {
+                return Ok(());
+            }
+            let Some(t) = self.sched.pop_ready() else {
+                return Ok(());
+            };
+            let avoid = self.tasks[t].avoid.clone();
+            let wid = idle
+                .iter()
+                .find(|w| Some(*w) != avoid.as_ref())
+                .unwrap_or(&idle[0])
+                .clone();
+            self.assign(t, &wid, false)?;
+        }
+    }
+
+    /// Issue 5: the round trip "exit -> next assignment" is on every worker's critical path,
+    /// so each worker whose task has started gets one more ready task queued behind it.
+    /// Not in plans with races (a member's end can make queued members lose). A queued task
+    /// is withdrawn (and its attempt number reused: it never ran) whenever a worker is idle,
+    /// a control request comes, or its worker is lost; the worker claims an assignment by
+    /// renaming it, so a withdrawal and a start can never both happen.
+    fn queue_ready(&mut self) -> Result<()> {
+        if !self.plan.races.is_empty() || !self.sched.has_ready() {
+            return Ok(());
+        }
+        let ready_for_more: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| {
+                w.queued.is_none()
+                    && matches!(w.state, WState::Busy { task, attempt }
+                        if self.tasks[task].attempt == attempt)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for wid in ready_for_more {
+            let Some(t) = self.sched.pop_ready() else {
+                break;
+            };
+            if self.tasks[t].avoid.as_deref() == Some(wid.as_str()) {
+                self.sched.requeue(t);
+                break;
+            }
+            self.assign(t, &wid, true)?;
+        }
+        Ok(())
+    }
+
+    fn queued_count(&self) -> usize {
+        self.workers.values().filter(|w| w.queued.is_some()).count()
+    }
+
+    /// Take back the queued assignments of one worker (or all): rename them out of
+    /// `assigned/` before the worker claims them. Withdrawn tasks are ready again, with
+    /// the attempt number they had (it never ran). If the worker claimed one first, its
+    /// running task has ended (a worker claims the next only after writing the exit):
+    /// that exit is handled now, which makes the claimed task the running one.
+    fn withdraw_queued(&mut self, only: Option<&str>) -> Result<()> {
+        let ids: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(id, w)| w.queued.is_some() && only.is_none_or(|o| o == id.as_str()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for wid in ids {
+            let Some((t, n)) = self.workers[&wid].queued else {
+                continue;
+            };
+            let task = self.plan.tasks[t].id.clone();
+            if fsio::claim(
+                &self.session.assignment(&wid, &task, n),
+                &self.session.assignment_done(&wid, &task, n),
+            )? {
+                if let Some(w) = self.workers.get_mut(&wid) {
+                    w.queued = None;
+                }
+                self.tasks[t].attempt = n - 1;
+                self.sched.requeue(t);
+                self.journal.log(
+                    "task_withdrawn",
+                    json!({"task": task, "attempt": n, "worker": wid}),
+                )?;
+            } else if let WState::Busy { task, attempt } = self.workers[&wid].state {
+                self.check_attempt(&wid, task, attempt, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write the next attempt of task `t` into `wid`'s `assigned/`: as its current task, or
+    /// (`queue`) behind the one it runs.
+    fn assign(&mut self, t: usize, wid: &str, queue: bool) -> Result<()> {
         let task = &self.plan.tasks[t];
         let rt = &mut self.tasks[t];
         rt.attempt += 1;
@@ -619,7 +742,9 @@ impl Orchestrator {
             timeout_ms: task.timeout_ms,
             kill_grace_ms: task.kill_grace_ms,
             assigned_at: proto::now_rfc3339(),
+            seq: self.next_seq,
         };
+        self.next_seq += 1;
         let attempt = a.attempt;
         tracing::debug!(task = %task.id, attempt, worker = wid, "assign");
         fsio::write_json(&self.session.assignment(wid, &task.id, attempt), &a)?;
@@ -632,7 +757,12 @@ impl Orchestrator {
             json!({"task": task.id, "attempt": attempt, "worker": wid}),
         )?;
         if let Some(w) = self.workers.get_mut(wid) {
-            w.state = WState::Busy { task: t, attempt };
+            if queue {
+                w.queued = Some((t, attempt));
+            } else {
+                w.state = WState::Busy { task: t, attempt };
+                w.busy_since = Instant::now();
+            }
         }
         Ok(())
     }
@@ -675,15 +805,21 @@ impl Orchestrator {
         if let Some(w) = self.workers.get_mut(wid)
             && w.state == (WState::Busy { task: t, attempt })
         {
-            w.state = WState::Idle;
+            w.state = match w.queued.take() {
+                Some((task, attempt)) => WState::Busy { task, attempt },
+                None => WState::Idle,
+            };
+            w.busy_since = Instant::now();
         }
         // The assignment is done with: move it to `done/`, so a worker's `assigned/` holds
         // only work in flight (the worker rescans that directory on every wake-up). A rename,
         // not an unlink: on ext4 without a journal every recently deleted inode makes each
         // later file creation slower (issue 5; docs/PERFORMANCE.md).
-        let from = self.session.assignment(wid, &id, attempt);
-        if std::fs::rename(&from, self.session.assignment_done(wid, &id, attempt)).is_err() {
-            let _ = std::fs::remove_file(&from);
+        let done = self.session.assignment_done(wid, &id, attempt);
+        let claimed = self.session.assignment_claimed(wid, &id, attempt);
+        let unclaimed = self.session.assignment(wid, &id, attempt);
+        if !matches!(fsio::claim(&claimed, &done), Ok(true)) {
+            let _ = fsio::claim(&unclaimed, &done);
         }
         if current {
             // Issue 5: the round trip "exit -> next assignment" is on every worker's
@@ -713,7 +849,7 @@ impl Orchestrator {
             self.sched.requeue(t);
             return Ok(());
         }
-        self.assign(t, wid)
+        self.assign(t, wid, false)
     }
 
     /// Journal late results of attempts that are no longer current (invariant 3: kept on
@@ -1351,6 +1487,9 @@ impl Orchestrator {
             return Ok(());
         }
         tracing::debug!(worker = wid, how, "worker gone");
+        // A queued task it never claimed goes back to the queue as it was.
+        self.withdraw_queued(Some(wid))?;
+        let prev = self.workers.get(wid).map_or(prev, |w| w.state);
         if let WState::Busy { task, attempt } = prev {
             // It may have recorded the exit just before dying.
             if !self.check_attempt(wid, task, attempt, false)? {
@@ -1521,6 +1660,8 @@ impl Orchestrator {
     }
 
     fn control(&mut self, req: &ControlRequest) -> std::result::Result<String, String> {
+        // Requests act on running and ready tasks; a queued one is neither until withdrawn.
+        self.withdraw_queued(None).map_err(|e| e.to_string())?;
         let task = match &req.task {
             Some(name) => Some(
                 self.index_of(name)
@@ -1730,7 +1871,16 @@ impl Orchestrator {
             if let Some(n) = wid.strip_prefix('w').and_then(|n| n.parse::<u32>().ok()) {
                 self.next_worker = self.next_worker.max(n + 1);
             }
+            // Assignments not claimed yet never ran: take them back (issue 5); the tasks go
+            // out again with the same attempt numbers. What a worker claimed is in flight.
+            fsio::create_dir_private(&s.done_dir(&wid))?;
             for (task, attempt) in s.assignments(&wid)? {
+                fsio::claim(
+                    &s.assignment(&wid, &task, attempt),
+                    &s.assignment_done(&wid, &task, attempt),
+                )?;
+            }
+            for (task, attempt) in s.claimed_assignments(&wid)? {
                 if let Some(t) = self.index_of(&task) {
                     holders.insert((t, attempt), wid.clone());
                     self.tasks[t].attempt = self.tasks[t].attempt.max(attempt);

@@ -71,6 +71,11 @@ pub struct Assignment {
     /// Time between SIGTERM and SIGKILL when the attempt is stopped.
     pub kill_grace_ms: u64,
     pub assigned_at: String,
+    /// Hand-over order: a worker with two unclaimed assignments (one queued behind the
+    /// other, issue 5) claims the lower first. Increasing across resumes (it starts from
+    /// the orchestrator's start time in microseconds).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// `workers/<id>/kill`: the orchestrator asks the worker to stop one attempt (the worker

@@ -265,6 +265,15 @@ impl Session {
     pub fn assignment(&self, worker: &str, task: &str, attempt: u32) -> PathBuf {
         self.assigned_dir(worker).join(format!("{task}.{attempt}"))
     }
+    /// Where the worker moves an assignment to claim it (issue 5: an assignment queued
+    /// behind a running task can be withdrawn; of the worker's rename and the
+    /// orchestrator's, exactly one succeeds).
+    pub fn claimed_dir(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("claimed")
+    }
+    pub fn assignment_claimed(&self, worker: &str, task: &str, attempt: u32) -> PathBuf {
+        self.claimed_dir(worker).join(format!("{task}.{attempt}"))
+    }
     /// Where handled assignments go (renamed, not deleted: see [`Session::worker_events`]).
     pub fn done_dir(&self, worker: &str) -> PathBuf {
         self.worker_dir(worker).join("done")
@@ -278,15 +287,15 @@ impl Session {
         list_names(&self.workers_dir())
     }
 
-    /// The assignments in a worker's `assigned/` directory, as (task, attempt), sorted by
-    /// attempt then task.
+    /// The assignments in a worker's `assigned/` directory (not claimed yet), as (task,
+    /// attempt), sorted by attempt then task.
     pub fn assignments(&self, worker: &str) -> Result<Vec<(String, u32)>> {
-        let mut v: Vec<(String, u32)> = list_names(&self.assigned_dir(worker))?
-            .into_iter()
-            .filter_map(|n| parse_assignment_name(&n))
-            .collect();
-        v.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(v)
+        assignment_names(&self.assigned_dir(worker))
+    }
+
+    /// The assignments a worker claimed (`claimed/`) and whose exit was not handled yet.
+    pub fn claimed_assignments(&self, worker: &str) -> Result<Vec<(String, u32)>> {
+        assignment_names(&self.claimed_dir(worker))
     }
 
     // ---- tasks ----
@@ -462,6 +471,16 @@ pub fn parse_assignment_name(name: &str) -> Option<(String, u32)> {
     let attempt: u32 = attempt.parse().ok()?;
     crate::names::validate("task id", task).ok()?;
     Some((task.to_string(), attempt))
+}
+
+/// The assignment files of a directory as (task, attempt), sorted by attempt then task.
+fn assignment_names(dir: &Path) -> Result<Vec<(String, u32)>> {
+    let mut v: Vec<(String, u32)> = list_names(dir)?
+        .into_iter()
+        .filter_map(|n| parse_assignment_name(&n))
+        .collect();
+    v.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(v)
 }
 
 /// Names of the entries of a directory, skipping hidden and temp files; empty if missing.

@@ -4,7 +4,6 @@
 //! output logged (and shown when a terminal is attached), records `exit.json`, and exits
 //! when the orchestrator writes `shutdown`.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -64,7 +63,6 @@ struct Worker {
     cfg: WorkerConfig,
     session: Session,
     tee: bool,
-    done: HashSet<(String, u32)>,
     failed: Vec<String>,
     tx: mpsc::Sender<Wake>,
     rx: mpsc::Receiver<Wake>,
@@ -86,6 +84,7 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
     fsio::set_durable(cfg.durable);
     let session = Session::open(&cfg.session_dir)?;
     fsio::create_dir_private(&session.assigned_dir(&cfg.id))?;
+    fsio::create_dir_private(&session.claimed_dir(&cfg.id))?;
 
     // Liveness (invariant 4): the kernel drops this lock when we die, however we die. Rust
     // opens files close-on-exec, so no task inherits it.
@@ -116,7 +115,6 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         tee: std::io::stdout().is_terminal(),
         session,
         cfg,
-        done: HashSet::new(),
         failed: Vec::new(),
         reaper: reaper(tx.clone()),
         tx,
@@ -231,16 +229,21 @@ impl Worker {
         self.say(&format!("ready (pid {})", std::process::id()));
         loop {
             let mut ran = false;
-            for (task, attempt) in self.session.assignments(&self.cfg.id)? {
-                if self.done.contains(&(task.clone(), attempt)) {
-                    continue;
-                }
-                self.done.insert((task.clone(), attempt));
-                if self.session.exit_json(&task, attempt).exists() {
+            for (task, attempt) in self.in_handover_order()? {
+                // Claim it first (issue 5): the orchestrator may withdraw an assignment
+                // queued behind our running task, and of its rename and ours exactly one
+                // succeeds.
+                let id = &self.cfg.id;
+                if !fsio::claim(
+                    &self.session.assignment(id, &task, attempt),
+                    &self.session.assignment_claimed(id, &task, attempt),
+                )? || self.session.exit_json(&task, attempt).exists()
+                {
                     continue;
                 }
                 self.run_assignment(&task, attempt)?;
                 ran = true;
+                break;
             }
             if ran {
                 continue;
@@ -277,8 +280,25 @@ impl Worker {
         }
     }
 
+    /// Unclaimed assignments in the order the orchestrator handed them over (`seq`): with
+    /// one queued behind another (issue 5) the first must run first. Usually there is one,
+    /// which needs no reading; an unreadable one sorts last (running it reports why).
+    fn in_handover_order(&self) -> Result<Vec<(String, u32)>> {
+        let mut v = self.session.assignments(&self.cfg.id)?;
+        if v.len() > 1 {
+            v.sort_by_cached_key(|(task, attempt)| {
+                let path = self.session.assignment(&self.cfg.id, task, *attempt);
+                fsio::read_json::<Assignment>(&path)
+                    .ok()
+                    .flatten()
+                    .map_or(u64::MAX, |a| a.seq)
+            });
+        }
+        Ok(v)
+    }
+
     fn run_assignment(&mut self, task: &str, attempt: u32) -> Result<()> {
-        let path = self.session.assignment(&self.cfg.id, task, attempt);
+        let path = self.session.assignment_claimed(&self.cfg.id, task, attempt);
         fsio::create_dir_private(&self.session.attempt_dir(task, attempt))?;
         let started_at = proto::now_rfc3339();
         let t0 = Instant::now();

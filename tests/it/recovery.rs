@@ -645,3 +645,94 @@ fn cancel_without_a_live_orchestrator_takes_over_and_stops_everything() {
         || process_gone(&pid_str),
     );
 }
+
+/// Issue 5: a task queued behind a long one goes to a worker that is idle instead of
+/// waiting, and keeps its attempt number (it never ran).
+#[test]
+fn queued_task_moves_to_an_idle_worker_instead_of_waiting_behind_a_long_one() {
+    let mut sb = Sandbox::new();
+    let p = sb.write(
+        "queue.toml",
+        &format!(
+            "name = \"queue\"\nworkers = 2\n\
+             [[task]]\nid = \"long\"\nrun = '{}'\n\
+             [[task]]\nid = \"a\"\ncmd = [\"true\"]\n\
+             [[task]]\nid = \"b\"\ncmd = [\"true\"]\n",
+            gated("go")
+        ),
+    );
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    wait_until(Duration::from_secs(30), "a and b to finish", || {
+        session.join("tasks/a/outcome.json").exists()
+            && session.join("tasks/b/outcome.json").exists()
+    });
+    assert!(!session.join("tasks/long/outcome.json").exists());
+    // Whichever worker took `long` had one of them queued; the other worker, idle, got it.
+    let withdrawn: Vec<Value> = events(&session)
+        .into_iter()
+        .filter(|e| e["event"] == "task_withdrawn")
+        .collect();
+    assert_eq!(withdrawn.len(), 1, "{withdrawn:?}");
+    let task = withdrawn[0]["task"].as_str().unwrap();
+    assert_eq!(withdrawn[0]["attempt"], 1);
+    let o = outcome(&session, task);
+    assert_eq!(o["state"], "succeeded");
+    assert_eq!(
+        o["attempt"], 1,
+        "a withdrawn assignment's attempt never ran"
+    );
+    assert_ne!(o["worker"], withdrawn[0]["worker"]);
+    assert!(!session.join(format!("tasks/{task}/attempt-2")).exists());
+    fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+}
+
+/// Issue 5: a worker killed while a task is queued behind its running one: the running
+/// task is lost (a new attempt), the queued one is given back untouched (same attempt, no
+/// lost attempt counted against `max_reassign`).
+#[test]
+fn killed_worker_gives_back_its_queued_task_without_losing_an_attempt() {
+    let mut sb = Sandbox::new();
+    let p = sb.write(
+        "queue-kill.toml",
+        &format!(
+            "name = \"queue-kill\"\nworkers = 1\n\
+             [[task]]\nid = \"long\"\nrun = '{}'\n\
+             [[task]]\nid = \"next\"\ncmd = [\"true\"]\n",
+            gated("go")
+        ),
+    );
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    let w1 = wait_started(&session, "long", 1);
+    let queued = session.join(format!("workers/{w1}/assigned/next.1"));
+    wait_until(
+        Duration::from_secs(30),
+        "next to be queued behind long",
+        || queued.exists(),
+    );
+    signal(worker_pid(&session, &w1), "-KILL");
+    // One worker: the new one runs both (`long` first, by plan order).
+    fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+    let next = outcome(&session, "next");
+    assert_eq!(
+        (next["state"].as_str(), next["attempt"].as_u64()),
+        (Some("succeeded"), Some(1))
+    );
+    assert_ne!(next["worker"], w1.as_str());
+    assert!(has_event(&session, "task_withdrawn", "next", 1));
+    // Its one attempt ended normally, never as lost.
+    assert!(
+        events(&session)
+            .iter()
+            .all(|e| !(e["event"] == "attempt_ended"
+                && e["task"] == "next"
+                && e["reason"] == "worker_lost"))
+    );
+    let long = outcome(&session, "long");
+    assert_eq!(
+        long["attempt"], 2,
+        "the running task was lost with its worker"
+    );
+    assert!(session.join(format!("workers/{w1}/done/next.1")).exists());
+}
