@@ -65,9 +65,7 @@ pub fn display_body(body: &Value) -> String {
 
 /// The task ids of the session's plan, in plan order.
 pub fn plan_tasks(s: &Session) -> Result<Vec<String>> {
-    let plan: crate::plan::Plan = fsio::read_json(&s.plan_json())?
-        .ok_or_else(|| Error::Session(format!("{}: missing", s.plan_json().display())))?;
-    Ok(plan.tasks.into_iter().map(|t| t.id).collect())
+    s.plan_task_ids()
 }
 
 /// A usage error unless `task` is a task of the plan.

@@ -126,6 +126,8 @@ struct TaskRt {
     /// A worker this task should not go back to (after `reassign`).
     avoid: Option<String>,
     outcome: Option<Outcome>,
+    /// `tasks/<id>/` exists (made lazily: see `Orchestrator::create`).
+    dir_made: bool,
 }
 
 /// A running session's orchestrator.
@@ -190,9 +192,8 @@ impl Orchestrator {
             },
         )?;
         fsio::write_json(&session.plan_json(), &cfg.plan)?;
-        for t in &cfg.plan.tasks {
-            fsio::create_dir_private(&session.task_dir(&t.id))?;
-        }
+        // Task directories are made when a task is first assigned or decided, not here:
+        // for 10 000 tasks that was 10 000 mkdirs before the first task could start.
         let launcher = launch::make(cfg.launcher, cmd, &session, cfg.plan.keep_windows);
         let mut journal = Journal::open(&session)?;
         journal.log(
@@ -728,7 +729,17 @@ impl Orchestrator {
 
     /// Write the next attempt of task `t` into `wid`'s `assigned/`: as its current task, or
     /// (`queue`) behind the one it runs.
+    /// Make `tasks/<id>/` unless it was made already.
+    fn ensure_task_dir(&mut self, t: usize) -> Result<()> {
+        if !self.tasks[t].dir_made {
+            fsio::create_dir_private(&self.session.task_dir(&self.plan.tasks[t].id))?;
+            self.tasks[t].dir_made = true;
+        }
+        Ok(())
+    }
+
     fn assign(&mut self, t: usize, wid: &str, queue: bool) -> Result<()> {
+        self.ensure_task_dir(t)?;
         let task = &self.plan.tasks[t];
         let rt = &mut self.tasks[t];
         rt.attempt += 1;
@@ -1451,6 +1462,7 @@ impl Orchestrator {
     }
 
     fn record_outcome(&mut self, t: usize, o: Outcome) -> Result<()> {
+        self.ensure_task_dir(t)?;
         let path = self.session.outcome_json(&o.task);
         // Invariant 3: created once; if one exists it is the accepted outcome.
         if !fsio::create_json_once(&path, &o)? {

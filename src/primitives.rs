@@ -35,7 +35,7 @@ impl TaskRef {
 }
 
 fn check_task(s: &Session, t: &TaskRef) -> Result<()> {
-    if !s.task_dir(&t.task).is_dir() {
+    if !s.has_task(&t.task)? {
         return Err(Error::Usage(format!(
             "session {} has no task {:?}",
             s.id(),
@@ -216,7 +216,7 @@ pub fn result(s: &Session, id: &str) -> Result<Value> {
             .result
             .ok_or_else(|| Error::Verb(format!("race {id} has no result ({})", r.state.as_str())));
     }
-    if !s.task_dir(id).is_dir() {
+    if !s.has_task(id)? {
         return Err(Error::Usage(format!(
             "session {} has no task or race {id:?}",
             s.id()

@@ -305,6 +305,27 @@ impl Session {
     pub fn task_dir(&self, task: &str) -> PathBuf {
         self.tasks_dir().join(task)
     }
+    /// The task ids of the session's plan, in plan order (only the ids are parsed).
+    pub fn plan_task_ids(&self) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Ids {
+            tasks: Vec<Id>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: String,
+        }
+        let path = self.plan_json();
+        let ids: Ids = fsio::read_json(&path)?
+            .ok_or_else(|| Error::Session(format!("{}: missing", path.display())))?;
+        Ok(ids.tasks.into_iter().map(|t| t.id).collect())
+    }
+
+    /// Whether `task` is a task of the plan. Its directory is made when it is first
+    /// assigned (or decided), so a missing one means "not run yet" or "no such task".
+    pub fn has_task(&self, task: &str) -> Result<bool> {
+        Ok(self.task_dir(task).is_dir() || self.plan_task_ids()?.iter().any(|t| t == task))
+    }
     pub fn outcome_json(&self, task: &str) -> PathBuf {
         self.task_dir(task).join("outcome.json")
     }

@@ -100,7 +100,7 @@ pub fn set_progress(
             "invalid progress \"{pct}\": must be a number from 0 to 100"
         )));
     }
-    if !s.task_dir(task).is_dir() {
+    if !s.has_task(task)? {
         return Err(Error::Usage(format!(
             "session {} has no task {task:?}",
             s.id()

@@ -407,3 +407,52 @@ fn verb_timeouts_and_misuse_have_clear_errors() {
         (Some(1), "error: task b has no result (succeeded)\n".into())
     );
 }
+
+/// Issue 5: a task's directory is made when it is first assigned, not at session start
+/// (10 000 mkdirs before the first task could start); a task that has not run yet is still
+/// a task of the session for every verb.
+#[test]
+fn pending_task_without_a_directory_is_still_a_task() {
+    let mut sb = Sandbox::new();
+    let p = sb.write(
+        "pending.toml",
+        "name = \"pending\"\n[[task]]\nid = \"a\"\n\
+         run = 'while [ ! -e \"$OUT/go\" ]; do sleep 0.02; done'\n\
+         [[task]]\nid = \"b\"\nrun = 'true'\nafter = [\"a\"]\n",
+    );
+    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    wait_until(Duration::from_secs(30), "a to start", || {
+        session.join("tasks/a/attempt-1/started.json").exists()
+    });
+    assert!(
+        !session.join("tasks/b").exists(),
+        "b's directory waits for b"
+    );
+    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let verb = |args: &[&str]| {
+        let out = Command::new(WORKER)
+            .args(args)
+            .env("MAESTRO_SESSION", &session)
+            .env("MAESTRO_TASK", "a")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        verb(&["result", "b"]),
+        (Some(1), "error: task b has not finished\n".into())
+    );
+    assert_eq!(
+        verb(&["result", "zz"]),
+        (
+            Some(2),
+            format!("error: session {id} has no task or race \"zz\"\n")
+        )
+    );
+    fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+    assert!(session.join("tasks/b/outcome.json").exists());
+}

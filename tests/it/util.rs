@@ -164,14 +164,30 @@ pub fn kill_workers(session: &Path) {
     for w in workers.flatten() {
         if let Some(pid) = read_json(&w.path().join("worker.json")).and_then(|v| v["pid"].as_i64())
         {
-            unsafe_kill(pid as i32);
+            unsafe_kill(&pid.to_string());
+        }
+    }
+    // A task whose worker was killed keeps running in its own group (a failed test must
+    // not leave it looping for ever): kill every group that recorded no exit.
+    for t in fs::read_dir(session.join("tasks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for a in fs::read_dir(t.path()).into_iter().flatten().flatten() {
+            if let Some(pgid) = read_json(&a.path().join("started.json"))
+                .and_then(|v| v["pgid"].as_i64())
+                .filter(|&g| g > 1 && !a.path().join("exit.json").exists())
+            {
+                unsafe_kill(&format!("-{pgid}"));
+            }
         }
     }
 }
 
-fn unsafe_kill(pid: i32) {
+fn unsafe_kill(target: &str) {
     let _ = Command::new("kill")
-        .args(["-9", &pid.to_string()])
+        .args(["-9", "--", target])
         .stderr(Stdio::null())
         .status();
 }
