@@ -47,7 +47,10 @@ fn parent(path: &Path) -> &Path {
 }
 
 fn temp_in(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
-    let dir = parent(path);
+    temp_in_dir(parent(path), bytes)
+}
+
+fn temp_in_dir(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
@@ -74,6 +77,21 @@ fn sync_dir(path: &Path) -> Result<()> {
 /// Atomically replace `path` with `bytes`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_in(path, bytes)?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(path, "rename a temp file onto", e.error))?;
+    sync_dir(path)
+}
+
+/// [`write_json`], with the temp file made in `staging` (a directory on the same file
+/// system that nobody watches) and renamed into place: watchers of `path`'s directory see
+/// one event, the rename, instead of six (create, open, modify, close, and the rename's
+/// two halves). Issue 5: the orchestrator writes every assignment this way.
+pub fn write_json_staged<T: Serialize + ?Sized>(
+    staging: &Path,
+    path: &Path,
+    value: &T,
+) -> Result<()> {
+    let tmp = temp_in_dir(staging, &to_json(value))?;
     tmp.persist(path)
         .map_err(|e| Error::io(path, "rename a temp file onto", e.error))?;
     sync_dir(path)

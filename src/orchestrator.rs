@@ -758,7 +758,11 @@ impl Orchestrator {
         self.next_seq += 1;
         let attempt = a.attempt;
         tracing::debug!(task = %task.id, attempt, worker = wid, "assign");
-        fsio::write_json(&self.session.assignment(wid, &task.id, attempt), &a)?;
+        fsio::write_json_staged(
+            &self.session.orchestrator_dir(),
+            &self.session.assignment(wid, &task.id, attempt),
+            &a,
+        )?;
         let retry = self.session.retry_json(&task.id);
         if attempt > 1 && retry.exists() {
             std::fs::remove_file(&retry).map_err(io_err(&retry, "remove"))?;
