@@ -74,24 +74,79 @@ fn sync_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Atomically replace `path` with `bytes`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_in(path, bytes)?;
-    tmp.persist(path)
-        .map_err(|e| Error::io(path, "rename a temp file onto", e.error))?;
-    sync_dir(path)
+/// Publish `bytes` under `path`, which must not exist, in one step: an unnamed file
+/// (`O_TMPFILE`) in `dir`, written, then linked to `path` (a hard link never replaces:
+/// `EEXIST` when someone else won). One directory entry instead of a temp name and a
+/// rename, and one inotify event instead of six (issue 5: up to four such files a task).
+/// `Ok(None)` where the file system has no `O_TMPFILE` or `/proc` is missing: callers
+/// then take the temp + rename path. A write error publishes nothing: the unnamed file
+/// goes with its descriptor.
+fn link_new(dir: &Path, path: &Path, bytes: &[u8]) -> Result<Option<bool>> {
+    use nix::errno::Errno;
+    use nix::fcntl::{AT_FDCWD, AtFlags, OFlag};
+    use std::os::fd::AsRawFd;
+    let fd = match nix::fcntl::open(
+        dir,
+        OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => return Ok(None),
+        Err(e) => return Err(Error::io(dir, "create a temp file in", e.into())),
+    };
+    let mut file = File::from(fd);
+    file.write_all(bytes).map_err(io_err(path, "write"))?;
+    if durable() {
+        file.sync_all().map_err(io_err(path, "fsync"))?;
+    }
+    let unnamed = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match nix::unistd::linkat(
+        AT_FDCWD,
+        unnamed.as_str(),
+        AT_FDCWD,
+        path,
+        AtFlags::AT_SYMLINK_FOLLOW,
+    ) {
+        Ok(()) => {
+            sync_dir(path)?;
+            Ok(Some(true))
+        }
+        Err(Errno::EEXIST) => Ok(Some(false)),
+        Err(Errno::ENOENT) if !Path::new("/proc/self/fd").is_dir() => Ok(None),
+        Err(e) => Err(Error::io(path, "create", e.into())),
+    }
 }
 
-/// [`write_json`], with the temp file made in `staging` (a directory on the same file
-/// system that nobody watches) and renamed into place: watchers of `path`'s directory see
-/// one event, the rename, instead of six (create, open, modify, close, and the rename's
-/// two halves). Issue 5: the orchestrator writes every assignment this way.
-pub fn write_json_staged<T: Serialize + ?Sized>(
+/// Write `value` as JSON to `path`, a name expected to be new (an attempt's records): linked
+/// in one step where the file system allows ([`link_new`]), else, or if the name exists
+/// after all, like [`write_json`].
+pub fn write_json_new<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    write_json_new_via(parent(path), path, value)
+}
+
+/// [`write_json_new`] with the unnamed (or temp) file made in `staging`, a directory on
+/// the same file system that nobody watches: watchers of `path`'s directory then see one
+/// event. Issue 5: the orchestrator writes every assignment this way.
+pub fn write_json_new_via<T: Serialize + ?Sized>(
     staging: &Path,
     path: &Path,
     value: &T,
 ) -> Result<()> {
-    let tmp = temp_in_dir(staging, &to_json(value))?;
+    let bytes = to_json(value);
+    match link_new(staging, path, &bytes)? {
+        Some(true) => Ok(()),
+        _ => {
+            let tmp = temp_in_dir(staging, &bytes)?;
+            tmp.persist(path)
+                .map_err(|e| Error::io(path, "rename a temp file onto", e.error))?;
+            sync_dir(path)
+        }
+    }
+}
+
+/// Atomically replace `path` with `bytes`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_in(path, bytes)?;
     tmp.persist(path)
         .map_err(|e| Error::io(path, "rename a temp file onto", e.error))?;
     sync_dir(path)
@@ -105,6 +160,9 @@ pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
 /// Atomically create `path` with `bytes` unless it exists. Returns false when it existed
 /// (someone else won), true when we created it.
 pub fn create_once(path: &Path, bytes: &[u8]) -> Result<bool> {
+    if let Some(created) = link_new(parent(path), path, bytes)? {
+        return Ok(created);
+    }
     let tmp = temp_in(path, bytes)?;
     match tmp.persist_noclobber(path) {
         Ok(_) => {
@@ -290,6 +348,43 @@ mod tests {
         assert!(!create_once(&p, b"second").unwrap());
         assert_eq!(fs::read(&p).unwrap(), b"first");
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn write_json_new_links_a_new_name_and_replaces_an_old_one() {
+        let d = tempfile::tempdir().unwrap();
+        let staging = d.path().join("staging");
+        fs::create_dir(&staging).unwrap();
+        let p = d.path().join("exit.json");
+        write_json_new(&p, &serde_json::json!({"n": 1})).unwrap();
+        write_json_new_via(&staging, &d.path().join("a.1"), &1).unwrap();
+        // A name that exists after all is replaced, as write_json would.
+        write_json_new(&p, &serde_json::json!({"n": 2})).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\n  \"n\": 2\n}\n");
+        assert_eq!(fs::read_to_string(d.path().join("a.1")).unwrap(), "1\n");
+        // No temp names left in either directory.
+        let mut names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.1", "exit.json", "staging"]);
+        assert_eq!(fs::read_dir(&staging).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn new_names_never_follow_a_planted_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let canary = d.path().join("canary");
+        fs::write(&canary, b"keep").unwrap();
+        for name in ["outcome.json", "exit.json"] {
+            std::os::unix::fs::symlink(&canary, d.path().join(name)).unwrap();
+        }
+        assert!(!create_once(&d.path().join("outcome.json"), b"x").unwrap());
+        write_json_new(&d.path().join("exit.json"), &1).unwrap();
+        assert_eq!(fs::read(&canary).unwrap(), b"keep");
+        let exit = d.path().join("exit.json");
+        assert!(!fs::symlink_metadata(&exit).unwrap().file_type().is_symlink());
     }
 
     #[test]

@@ -758,7 +758,7 @@ impl Orchestrator {
         self.next_seq += 1;
         let attempt = a.attempt;
         tracing::debug!(task = %task.id, attempt, worker = wid, "assign");
-        fsio::write_json_staged(
+        fsio::write_json_new_via(
             &self.session.orchestrator_dir(),
             &self.session.assignment(wid, &task.id, attempt),
             &a,

@@ -319,7 +319,7 @@ impl Worker {
         if !record.succeeded() {
             self.failed.push(task.to_string());
         }
-        fsio::write_json(&self.session.exit_json(task, attempt), &record)?;
+        fsio::write_json_new(&self.session.exit_json(task, attempt), &record)?;
         self.journal.log(
             "exited",
             serde_json::json!({"task": task, "attempt": attempt, "exit_code": record.exit_code,
@@ -422,7 +422,7 @@ impl Worker {
             }
         };
         let pid = child.id();
-        fsio::write_json(
+        fsio::write_json_new(
             &s.started_json(task, attempt),
             &Started {
                 task: task.into(),
