@@ -384,7 +384,12 @@ mod tests {
         write_json_new(&d.path().join("exit.json"), &1).unwrap();
         assert_eq!(fs::read(&canary).unwrap(), b"keep");
         let exit = d.path().join("exit.json");
-        assert!(!fs::symlink_metadata(&exit).unwrap().file_type().is_symlink());
+        assert!(
+            !fs::symlink_metadata(&exit)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[test]

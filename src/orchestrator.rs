@@ -1333,18 +1333,7 @@ impl Orchestrator {
             if proceed.exists() || broken.exists() {
                 continue;
             }
-            let mut arrived: Vec<crate::proto::Arrival> = Vec::new();
-            if let Ok(d) = std::fs::read_dir(self.session.checkpoint_dir(&name)) {
-                for e in d.flatten() {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    if n.ends_with(".ready")
-                        && !fsio::is_hidden(&n)
-                        && let Ok(Some(a)) = fsio::read_json::<crate::proto::Arrival>(&e.path())
-                    {
-                        arrived.push(a);
-                    }
-                }
-            }
+            let arrived = crate::primitives::arrivals(&self.session, &name);
             let has = |t: &str| arrived.iter().any(|a| a.task == t);
             let def = self
                 .plan
@@ -1352,37 +1341,26 @@ impl Orchestrator {
                 .iter()
                 .find(|c| c.name == name)
                 .cloned();
+            let tasks = def.as_ref().map(|c| c.tasks.as_slice());
             let verdict = match &def {
-                Some(c) => {
-                    if c.tasks.iter().all(|t| has(t)) {
-                        Some(Ok(()))
-                    } else {
-                        c.tasks
-                            .iter()
-                            .filter(|t| !has(t))
-                            .filter_map(|t| {
-                                let i = self.index_of(t)?;
-                                let o = self.tasks[i].outcome.as_ref()?;
-                                let why = match (&o.state, &o.reason) {
-                                    (TaskState::Succeeded, _) => {
-                                        "finished without arriving".to_string()
-                                    }
-                                    (st, Some(r)) => format!("{} ({r})", st.as_str()),
-                                    (st, None) => st.as_str().to_string(),
-                                };
-                                Some(Err((t.clone(), why)))
-                            })
-                            .next()
-                    }
-                }
-                None => {
-                    let parties = arrived
-                        .iter()
-                        .filter_map(|a| a.parties)
-                        .max()
-                        .unwrap_or(usize::MAX);
-                    (arrived.len() >= parties).then_some(Ok(()))
-                }
+                _ if crate::primitives::all_arrived(tasks, &arrived) => Some(Ok(())),
+                // Broken: a participant that ended for good without arriving.
+                Some(c) => c
+                    .tasks
+                    .iter()
+                    .filter(|t| !has(t))
+                    .filter_map(|t| {
+                        let i = self.index_of(t)?;
+                        let o = self.tasks[i].outcome.as_ref()?;
+                        let why = match (&o.state, &o.reason) {
+                            (TaskState::Succeeded, _) => "finished without arriving".to_string(),
+                            (st, Some(r)) => format!("{} ({r})", st.as_str()),
+                            (st, None) => st.as_str().to_string(),
+                        };
+                        Some(Err((t.clone(), why)))
+                    })
+                    .next(),
+                None => None,
             };
             match verdict {
                 Some(Ok(())) => {

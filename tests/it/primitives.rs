@@ -456,3 +456,35 @@ fn pending_task_without_a_directory_is_still_a_task() {
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
     assert!(session.join("tasks/b/outcome.json").exists());
 }
+
+/// Issue 5: parties that see everyone arrived go on by themselves (the orchestrator's
+/// `proceed` is its record, not their wake-up), so a barrier releases even while no
+/// orchestrator runs (it died, or is being resumed).
+#[test]
+fn barrier_releases_without_an_orchestrator_once_everyone_arrived() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "two.toml",
+        "name = \"two\"\n[[task]]\nid = \"a\"\nrun = 'true'\n[[task]]\nid = \"b\"\nrun = 'true'\n",
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let session = session_of(&o);
+    let party = |task: &str| {
+        Command::new(WORKER)
+            .args(["checkpoint", "late", "--parties", "2", "--timeout", "20s"])
+            .env("MAESTRO_SESSION", &session)
+            .env("MAESTRO_TASK", task)
+            .env("MAESTRO_ATTEMPT", "1")
+            .spawn()
+            .unwrap()
+    };
+    let mut first = party("a");
+    wait_until(Duration::from_secs(20), "a to arrive", || {
+        session.join("checkpoints/late/a.ready").exists()
+    });
+    let second = party("b").wait().unwrap();
+    assert!(second.success(), "the last party goes on at once");
+    assert!(first.wait().unwrap().success(), "the first is released too");
+    assert!(!session.join("checkpoints/late/proceed").exists());
+}
