@@ -3,13 +3,15 @@
 # median, min and max of each case over REPS repetitions, checks the targets (PASS/MISS) and
 # writes bench/results.json. See docs/PERFORMANCE.md.
 #
-#   scripts/bench.sh [--quick] [--reps N] [--only LIST] [--tmp DIR] [--no-build] [--out FILE]
+#   scripts/bench.sh [--quick] [--reps N] [--only LIST] [--tmp DIR] [--no-build] [--no-pueue]
+#                    [--out FILE]
 #     --quick      1 repetition and smaller sizes (a smoke run, well under a minute)
 #     --reps N     repetitions per case (default 3)
 #     --only LIST  comma-separated workloads: dispatch,dag,recovery,barrier,idle,scale
 #     --tmp DIR    where the temp dir (plans, session directories) goes (default: $TMPDIR,
 #                  else /tmp); e.g. /dev/shm to take the disk out of the measurement
 #     --no-build   use target/release as it is
+#     --no-pueue   skip pueue even if installed (one 2000-task pueue run takes ~6 minutes)
 #     --out FILE   where to write the JSON results (default bench/results.json)
 #
 # Peers (GNU parallel, make, xargs, pueue) are used when installed and skipped, with a note,
@@ -18,7 +20,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-quick=0 reps= only= build=1 out="$here/bench/results.json"
+quick=0 reps= only= build=1 no_pueue=0 out="$here/bench/results.json"
 while (($#)); do
   case $1 in
     --quick) quick=1; shift ;;
@@ -26,8 +28,9 @@ while (($#)); do
     --only) only=$2; shift 2 ;;
     --tmp) export TMPDIR=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --no-pueue) no_pueue=1; shift ;;
     --out) out=$2; shift 2 ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -180,7 +183,9 @@ w_dispatch() {
   have xargs || note dispatch "xargs -P2" "skipped: xargs not installed (findutils)"
   have make || note dispatch "make -j2" "skipped: make not installed"
   have parallel || note dispatch "parallel -j2" "skipped: GNU parallel not installed"
-  if have pueue && have pueued; then pueue_start || true; else
+  if ((no_pueue)); then
+    note dispatch pueue "skipped (--no-pueue)"
+  elif have pueue && have pueued; then pueue_start || true; else
     note dispatch pueue "skipped: pueue not installed (optional: cargo install pueue)"
   fi
   for r in $(seq 1 "$reps"); do
