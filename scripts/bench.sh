@@ -157,7 +157,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # bounds it): mean time of mkdir, and of create+write+close, over 1000 of each.
 fs_probe() {
   python3 - "$1/fs-probe" <<'PY'
-import os, shutil, sys, time
+import os, sys, time
 root = sys.argv[1]
 os.mkdir(root)
 t0 = time.perf_counter()
@@ -168,7 +168,7 @@ for i in range(1000):
     with open(f"{root}/{i}/f", "w") as f:
         f.write("x")
 t2 = time.perf_counter()
-shutil.rmtree(root)
+# Kept until the suite exits (see reap_sessions: deleting them now would slow what follows).
 print(f"mkdir {(t1 - t0) / 1000 * 1e6:.0f} us, create+write {(t2 - t1) / 1000 * 1e6:.0f} us")
 PY
 }
@@ -183,11 +183,6 @@ w_dispatch() {
   have xargs || note dispatch "xargs -P2" "skipped: xargs not installed (findutils)"
   have make || note dispatch "make -j2" "skipped: make not installed"
   have parallel || note dispatch "parallel -j2" "skipped: GNU parallel not installed"
-  if ((no_pueue)); then
-    note dispatch pueue "skipped (--no-pueue)"
-  elif have pueue && have pueued; then pueue_start || true; else
-    note dispatch pueue "skipped: pueue not installed (optional: cargo install pueue)"
-  fi
   for r in $(seq 1 "$reps"); do
     progress "dispatch: rep $r/$reps ($dispatch_n tasks)"
     maestro_run dispatch maestro "$plan" || true
@@ -201,14 +196,23 @@ w_dispatch() {
       # shellcheck disable=SC2016
       peer_run dispatch "parallel -j2" sh -c 'seq "$1" | parallel -j2 true' sh "$dispatch_n" || true
     fi
-    # pueue once: its daemon starts queued tasks on a timer (~200 ms a task on 2 slots
-    # here), so one run of 2000 tasks takes minutes.
-    if [[ -n ${pueue_cfg:-} ]] && ((r == 1)); then
-      # `timed` runs a program, so the batch runs in a bash that is given the function.
-      peer_run dispatch pueue bash -c "$(declare -f pueue_batch); pueue_batch \"\$1\" \"\$2\"" \
-        pueue_batch "$pueue_cfg" "$dispatch_n" || true
-    fi
   done
+}
+
+# pueue (part of dispatch), once and after every other workload: its daemon starts queued
+# tasks on a timer (~200 ms a task on 2 slots here), so one run of 2000 tasks takes
+# minutes, and the files its state and logs churn through would slow what follows.
+w_pueue() {
+  if ((no_pueue)); then
+    note dispatch pueue "skipped (--no-pueue)"
+  elif ! have pueue || ! have pueued; then
+    note dispatch pueue "skipped: pueue not installed (optional: cargo install pueue)"
+  elif pueue_start; then
+    progress "dispatch: pueue ($dispatch_n tasks, once)"
+    # `timed` runs a program, so the batch runs in a bash that is given the function.
+    peer_run dispatch pueue bash -c "$(declare -f pueue_batch); pueue_batch \"\$1\" \"\$2\"" \
+      pueue_batch "$pueue_cfg" "$dispatch_n" || true
+  fi
   pueue_stop
 }
 
@@ -395,8 +399,8 @@ missing=()
 for tool in xargs make parallel pueue; do have "$tool" || missing+=("$tool"); done
 ((${#missing[@]})) && echo "  missing peer tools (skipped): ${missing[*]} (see docs/PERFORMANCE.md to install them)" >&2
 
-for w in dispatch dag recovery barrier idle scale; do
-  [[ -z $only || ,$only, == *,$w,* ]] || continue
+for w in dispatch dag recovery barrier idle scale pueue; do
+  [[ -z $only || ,$only, == *,${w/pueue/dispatch},* ]] || continue
   # Each workload runs in a subshell with -e in force: a failure there becomes an error
   # row and the suite goes on.
   set +e
