@@ -1484,7 +1484,14 @@ impl Orchestrator {
         // A queued task it never claimed goes back to the queue as it was.
         self.withdraw_queued(Some(wid))?;
         let prev = self.workers.get(wid).map_or(prev, |w| w.state);
-        if let WState::Busy { task, attempt } = prev {
+        // Its running task, and a queued one it claimed that could not be withdrawn (it
+        // may have started it; only a hand-edited session gets here).
+        let queued = self.workers.get_mut(wid).and_then(|w| w.queued.take());
+        let running = match prev {
+            WState::Busy { task, attempt } => Some((task, attempt)),
+            _ => None,
+        };
+        for (task, attempt) in running.into_iter().chain(queued) {
             // It may have recorded the exit just before dying.
             if !self.check_attempt(wid, task, attempt, false)? {
                 // Its task runs in a session of its own and would outlive the worker: stop
