@@ -1,14 +1,16 @@
 //! The one file helper: every file maestro publishes in a session goes through here.
 //!
-//! DESIGN.md invariant 2: a reader never sees half a file. We write to a unique temp file
-//! in the same directory (`.tmp-*`, created O_EXCL so a planted symlink is never followed),
-//! then rename it over the target. A write error publishes nothing (the temp file is removed
-//! on drop). `create_once` publishes with link(2) instead of rename, so it fails when the
-//! target exists: that is how "written once" files (outcomes, ready markers) are created
-//! without a check-then-create race (invariant 1).
+//! DESIGN.md invariant 2: a reader never sees half a file. A file with a new name is
+//! written unnamed (`O_TMPFILE`) and then linked to its name, which never replaces: that is
+//! how "written once" files (outcomes, ready markers) are created without a
+//! check-then-create race (invariant 1), and it costs one directory entry and one inotify
+//! event (issue 5). A file that is replaced goes to a unique temp file in the same
+//! directory (`.tmp-*`, created O_EXCL so a planted symlink is never followed) and is
+//! renamed over the target; so do new names where the file system lacks `O_TMPFILE`. A
+//! write error publishes nothing (the unnamed or temp file goes with its descriptor).
 //!
-//! fsync is off by default: a process crash loses nothing once rename returned. `--durable`
-//! turns on fsync of the file and its directory for power-loss safety (issue 5).
+//! fsync is off by default: a process crash loses nothing once link or rename returned.
+//! `--durable` turns on fsync of the file and its directory for power-loss safety (issue 5).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
