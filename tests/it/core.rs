@@ -244,13 +244,10 @@ fn status_json_on_finished_session() {
 #[test]
 fn truncated_exit_json_is_an_error_naming_the_file() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.run_ok(
         "one.toml",
         "name = \"one\"\nworkers = 1\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let session = session_of(&o);
     // As if the orchestrator died before accepting it, and the record was cut short.
     fs::remove_file(session.join("tasks/a/outcome.json")).unwrap();
     let exit = session.join("tasks/a/attempt-1/exit.json");

@@ -122,13 +122,10 @@ fn four_senders_800_messages_each_received_once_in_sender_order() {
 #[test]
 fn concurrent_receivers_of_one_inbox_never_get_a_message_twice() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.run_ok(
         "three.toml",
         "name = \"three\"\n[[task]]\nid = \"a\"\nrun = 'true'\n[[task]]\nid = \"b\"\nrun = 'true'\n[[task]]\nid = \"c\"\nrun = 'true'\n",
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let session = session_of(&o);
     let out = sb.out();
     let shell = |task: &str, script: &str| {
         Command::new("sh")

@@ -463,13 +463,10 @@ fn pending_task_without_a_directory_is_still_a_task() {
 #[test]
 fn barrier_releases_without_an_orchestrator_once_everyone_arrived() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.run_ok(
         "two.toml",
         "name = \"two\"\n[[task]]\nid = \"a\"\nrun = 'true'\n[[task]]\nid = \"b\"\nrun = 'true'\n",
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let session = session_of(&o);
     let party = |task: &str| {
         Command::new(WORKER)
             .args(["checkpoint", "late", "--parties", "2", "--timeout", "20s"])

@@ -71,6 +71,15 @@ impl Sandbox {
         run_with_deadline(c, Duration::from_secs(120))
     }
 
+    /// Write `text` as plan `file`, run it to completion with background workers, check
+    /// that it succeeded, and return its session directory.
+    pub fn run_ok(&self, file: &str, text: &str) -> PathBuf {
+        let p = self.write(file, text);
+        let o = self.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        session_of(&o)
+    }
+
     /// Start `orchestrator run ...` in the background; returns its session directory (the
     /// first line of its stdout).
     pub fn start(&mut self, args: &[&str]) -> PathBuf {
