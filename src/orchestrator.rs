@@ -138,6 +138,8 @@ pub struct Orchestrator {
     plan: Plan,
     target_workers: usize,
     watch: WatchMode,
+    /// The running watcher (set by `run`), to which each new worker directory is added.
+    watcher: Option<watch::Watch>,
     sched: Scheduler,
     graph: crate::plan::Graph,
     /// Races already decided (issue 4).
@@ -240,6 +242,7 @@ impl Orchestrator {
             session,
             plan,
             watch,
+            watcher: None,
             sched,
             race_done,
             graph,
@@ -374,9 +377,18 @@ impl Orchestrator {
             self.session.locks_dir(),
         ];
         let prim = prim_dirs.clone();
-        let mut dirs = vec![self.session.workers_dir(), control.clone()];
-        dirs.extend(prim_dirs);
-        let _watch = watch::start(&dirs, self.watch, tx, move |ev| {
+        // Only what the loop acts on (issue 5): the control directory, the primitives'
+        // trees, and each worker's own directory (its registration and journal), added as
+        // workers appear. Not `assigned/`, `claimed/` or `done/`, whose renames would
+        // otherwise wake this process (and cost the kernel an event) for every task.
+        let mut spec = watch::Spec::new(watch::Kinds::Changes).dir(control.clone());
+        for d in prim_dirs {
+            spec = spec.tree(d);
+        }
+        for id in self.workers.keys() {
+            spec = spec.dir(self.session.worker_dir(id));
+        }
+        let watcher = watch::start_spec(&spec, self.watch, tx, move |ev| {
             if let Ok(e) = &ev
                 && e.paths
                     .iter()
@@ -403,7 +415,8 @@ impl Orchestrator {
             })
             .then_some(Wake::Files)
         })?;
-        self.watch = _watch.mode();
+        self.watch = watcher.mode();
+        self.watcher = Some(watcher);
         self.fill_pool()?;
         let mut died: Vec<(String, &'static str)> = Vec::new();
         let mut control = true;
@@ -434,10 +447,13 @@ impl Orchestrator {
                 break;
             }
             let mut wait = self.watch.rescan_interval().min(LEASE_CHECK);
-            // A starting worker's directory is new: inotify watches it only once notify has
-            // seen it appear, and a worker quick enough registers before that, unseen. Look
-            // every few ms until it registers (a 0.5 s stall in 1 of 20 recoveries: issue 5).
-            if self.workers.values().any(|w| w.state == WState::Starting) {
+            // A starting worker's registration, by the poll watcher or none, would be seen
+            // only at the next rescan: look every few ms until it registers, as recovery
+            // waits on it (issue 5). The native watcher watches its directory from before
+            // it starts, so it needs no polling.
+            if self.watch != WatchMode::Native
+                && self.workers.values().any(|w| w.state == WState::Starting)
+            {
                 wait = wait.min(STARTING_POLL);
             }
             let now = Instant::now();
@@ -498,6 +514,11 @@ impl Orchestrator {
             self.session.done_dir(&id),
         ] {
             fsio::create_dir_private(&dir)?;
+        }
+        // Watched before the worker starts, so none of its writes goes unseen.
+        if let Some(w) = self.watcher.as_mut() {
+            w.add_dir(&self.session.worker_dir(&id));
+            self.watch = w.mode();
         }
         let spawned = self.launcher.spawn(&self.session, &id)?;
         self.journal.log(

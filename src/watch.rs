@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use notify::{Config, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{Config, EventKindMask, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::error::{Error, Result};
 
@@ -67,9 +67,66 @@ impl WatchMode {
     }
 }
 
+/// Which changes a watcher reports. Never opens, closes or attribute changes: with those,
+/// every read of a watched file woke every watcher of it, the orchestrator's own polling
+/// included (issue 5). The inotify backend filters in the kernel, so unwanted events cost
+/// no wake-up at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kinds {
+    /// Entries appearing: created, linked or renamed in. Enough for a worker, which waits
+    /// only for assignments, `kill` and `shutdown`; its own journal appends, console lines
+    /// and claim renames then wake nobody.
+    Arrivals,
+    /// Arrivals, removals and appends (journals, logs): everything else.
+    Changes,
+}
+
+impl Kinds {
+    fn mask(self) -> EventKindMask {
+        match self {
+            // notify reports a rename into a directory as a name change, not a creation.
+            Kinds::Arrivals => EventKindMask::CREATE.union(EventKindMask::MODIFY_NAME),
+            Kinds::Changes => EventKindMask::CREATE
+                .union(EventKindMask::REMOVE)
+                .union(EventKindMask::MODIFY_DATA)
+                .union(EventKindMask::MODIFY_NAME),
+        }
+    }
+}
+
+/// What to watch: directories with their whole subtree, or just their own entries. A
+/// per-task subdirectory nobody waits on (`claimed/`, `done/`) stays unwatched, which saves
+/// an event per rename to every watcher of the tree (issue 5).
+#[derive(Debug, Clone)]
+pub struct Spec {
+    kinds: Kinds,
+    dirs: Vec<(PathBuf, RecursiveMode)>,
+}
+
+impl Spec {
+    pub fn new(kinds: Kinds) -> Spec {
+        Spec {
+            kinds,
+            dirs: Vec::new(),
+        }
+    }
+
+    /// Watch `dir` and everything below it.
+    pub fn tree(mut self, dir: PathBuf) -> Spec {
+        self.dirs.push((dir, RecursiveMode::Recursive));
+        self
+    }
+
+    /// Watch the entries of `dir` only.
+    pub fn dir(mut self, dir: PathBuf) -> Spec {
+        self.dirs.push((dir, RecursiveMode::NonRecursive));
+        self
+    }
+}
+
 /// A running watcher; dropping it stops watching.
 pub struct Watch {
-    _inner: Option<Box<dyn Watcher + Send>>,
+    inner: Option<Box<dyn Watcher + Send>>,
     mode: WatchMode,
 }
 
@@ -79,18 +136,43 @@ impl Watch {
     pub fn mode(&self) -> WatchMode {
         self.mode
     }
+
+    /// Also watch the entries of `dir` (e.g. a worker directory created after the watcher
+    /// started). If that fails (the inotify watch limit), the mode drops to `Off` so the
+    /// caller rescans at the fast rate: events are hints, and losing them costs latency.
+    pub fn add_dir(&mut self, dir: &Path) {
+        if let Some(w) = self.inner.as_mut()
+            && let Err(e) = w.watch(dir, RecursiveMode::NonRecursive)
+        {
+            tracing::warn!("{}; falling back to polling", watch_err(dir, e));
+            self.inner = None;
+            self.mode = WatchMode::Off;
+        }
+    }
 }
 
-/// Watch `dirs` recursively. For each event, `map` decides what (if anything) to send; an
-/// error from notify (e.g. queue overflow) is passed to `map` too so the receiver rescans.
+/// Watch `dirs` recursively for [`Kinds::Changes`]; see [`start_spec`].
 pub fn start<T, F>(dirs: &[PathBuf], mode: WatchMode, tx: Sender<T>, map: F) -> Result<Watch>
 where
     T: Send + 'static,
     F: Fn(notify::Result<notify::Event>) -> Option<T> + Send + 'static,
 {
+    let spec = dirs
+        .iter()
+        .fold(Spec::new(Kinds::Changes), |s, d| s.tree(d.clone()));
+    start_spec(&spec, mode, tx, map)
+}
+
+/// Start watching what `spec` names. For each event, `map` decides what (if anything) to
+/// send; an error from notify (e.g. queue overflow) is passed to `map` too so the receiver
+/// rescans.
+pub fn start_spec<T, F>(spec: &Spec, mode: WatchMode, tx: Sender<T>, map: F) -> Result<Watch>
+where
+    T: Send + 'static,
+    F: Fn(notify::Result<notify::Event>) -> Option<T> + Send + 'static,
+{
     let handler = move |ev: notify::Result<notify::Event>| {
-        // Reads are not changes; and reacting to them would loop: our own reading of a
-        // watched file or directory produces an access event.
+        // The mask already leaves out reads; this guards a backend that filters late.
         if matches!(&ev, Ok(e) if matches!(e.kind, notify::EventKind::Access(_))) {
             return;
         }
@@ -99,13 +181,13 @@ where
             let _ = tx.send(msg);
         }
     };
-    match start_inner(dirs, mode, handler) {
-        Ok(w) => Ok(Watch { _inner: w, mode }),
+    match start_inner(spec, mode, handler) {
+        Ok(w) => Ok(Watch { inner: w, mode }),
         Err(e) => {
             // Events are only hints: without a watcher we lose latency, not correctness.
             tracing::warn!("{e}; falling back to polling");
             Ok(Watch {
-                _inner: None,
+                inner: None,
                 mode: WatchMode::Off,
             })
         }
@@ -113,28 +195,31 @@ where
 }
 
 fn start_inner<H: notify::EventHandler>(
-    dirs: &[PathBuf],
+    spec: &Spec,
     mode: WatchMode,
     handler: H,
 ) -> Result<Option<Box<dyn Watcher + Send>>> {
-    let first = dirs.first().map(PathBuf::as_path).unwrap_or(Path::new("."));
+    let first = spec
+        .dirs
+        .first()
+        .map(|(d, _)| d.as_path())
+        .unwrap_or(Path::new("."));
+    let config = Config::default().with_event_kinds(spec.kinds.mask());
     let mut watcher: Box<dyn Watcher + Send> = match mode {
         WatchMode::Off => return Ok(None),
-        WatchMode::Native => Box::new(
-            RecommendedWatcher::new(handler, Config::default()).map_err(|e| watch_err(first, e))?,
-        ),
+        WatchMode::Native => {
+            Box::new(RecommendedWatcher::new(handler, config).map_err(|e| watch_err(first, e))?)
+        }
         WatchMode::Poll => Box::new(
             PollWatcher::new(
                 handler,
-                Config::default().with_poll_interval(Duration::from_millis(200)),
+                config.with_poll_interval(Duration::from_millis(200)),
             )
             .map_err(|e| watch_err(first, e))?,
         ),
     };
-    for dir in dirs {
-        watcher
-            .watch(dir, RecursiveMode::Recursive)
-            .map_err(|e| watch_err(dir, e))?;
+    for (dir, depth) in &spec.dirs {
+        watcher.watch(dir, *depth).map_err(|e| watch_err(dir, e))?;
     }
     Ok(Some(watcher))
 }
@@ -184,5 +269,118 @@ pub fn wait_for<T>(
         }
         let _ = rx.recv_timeout(wait);
         while rx.try_recv().is_ok() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Events for `dir` under `spec`, after `act`: collected until `want` has been seen
+    /// or a deadline passes (events arrive asynchronously, from notify's thread).
+    fn events_after(
+        spec: Spec,
+        act: impl FnOnce(),
+        want: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        let (tx, rx) = mpsc::channel();
+        let _w = start_spec(&spec, WatchMode::Native, tx, |ev| {
+            ev.ok().map(|e| {
+                e.paths
+                    .iter()
+                    .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+        })
+        .unwrap();
+        act();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let mut seen = Vec::new();
+        while !want(&seen) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(s) => seen.push(s),
+                Err(_) => break,
+            }
+        }
+        seen
+    }
+
+    // Issue 5: notify 8 watched opens, so every read of a watched file woke its watchers.
+    // Reading and appending are silent for `Arrivals`; a rename into the directory (how
+    // `shutdown` and `kill` arrive) and a link (how assignments arrive) are not.
+    #[test]
+    fn arrivals_ignore_reads_and_appends_but_see_renames_and_links() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_path_buf();
+        std::fs::write(dir.join("journal"), "a\n").unwrap();
+        let seen = events_after(
+            Spec::new(Kinds::Arrivals).dir(dir.clone()),
+            || {
+                let _ = std::fs::read(dir.join("journal")).unwrap();
+                let mut f = crate::fsio::open_append(&dir.join("journal")).unwrap();
+                std::io::Write::write_all(&mut f, b"b\n").unwrap();
+                std::fs::write(dir.join(".tmp"), "x").unwrap();
+                std::fs::rename(dir.join(".tmp"), dir.join("shutdown")).unwrap();
+                std::fs::hard_link(dir.join("shutdown"), dir.join("t1.1")).unwrap();
+            },
+            |s| s.iter().any(|e| e.contains("t1.1")),
+        );
+        assert!(seen.iter().any(|e| e.contains("shutdown")), "{seen:?}");
+        assert!(seen.iter().any(|e| e.contains("t1.1")), "{seen:?}");
+        assert!(!seen.iter().any(|e| e == "journal"), "{seen:?}");
+    }
+
+    // `Changes` sees appends (the orchestrator's doorbell is a worker journal line) but
+    // not reads; a flat watch does not see inside subdirectories (`claimed/`, `done/`).
+    #[test]
+    fn changes_see_appends_not_reads_nor_subdirectories_of_a_flat_watch() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_path_buf();
+        std::fs::create_dir(dir.join("done")).unwrap();
+        std::fs::write(dir.join("events.jsonl"), "a\n").unwrap();
+        let seen = events_after(
+            Spec::new(Kinds::Changes).dir(dir.clone()),
+            || {
+                let _ = std::fs::read(dir.join("events.jsonl")).unwrap();
+                std::fs::write(dir.join("done").join("t1.1"), "x").unwrap();
+                let mut f = crate::fsio::open_append(&dir.join("events.jsonl")).unwrap();
+                std::io::Write::write_all(&mut f, b"b\n").unwrap();
+            },
+            |s| !s.is_empty(),
+        );
+        assert_eq!(seen, vec!["events.jsonl".to_string()]);
+    }
+
+    #[test]
+    fn add_dir_watches_a_directory_made_later() {
+        let d = tempfile::tempdir().unwrap();
+        let later = d.path().join("w1");
+        let (tx, rx) = mpsc::channel();
+        let mut w = start_spec(
+            &Spec::new(Kinds::Arrivals).dir(d.path().to_path_buf()),
+            WatchMode::Native,
+            tx,
+            |ev| ev.ok().map(|e| e.paths),
+        )
+        .unwrap();
+        std::fs::create_dir(&later).unwrap();
+        w.add_dir(&later);
+        assert_eq!(w.mode(), WatchMode::Native);
+        std::fs::write(later.join("worker.json"), "{}").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let want = later.join("worker.json");
+        let mut found = false;
+        while let Ok(paths) =
+            rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            if paths.contains(&want) {
+                found = true;
+                break;
+            }
+        }
+        assert!(found, "no event for {}", want.display());
     }
 }

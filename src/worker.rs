@@ -208,10 +208,12 @@ impl Worker {
     }
 
     fn main_loop(&mut self) -> Result<i32> {
-        let dir = self.session.worker_dir(&self.cfg.id);
-        let _watch = watch::start(&[dir], self.cfg.watch, self.tx.clone(), |ev| {
-            // Our own heartbeat/status writes are not news; assignments, kill requests
-            // and shutdown are.
+        // Arrivals only, in our directory and `assigned/` (issue 5): our own journal
+        // appends, console lines and claim renames are then no events at all.
+        let spec = watch::Spec::new(watch::Kinds::Arrivals)
+            .dir(self.session.worker_dir(&self.cfg.id))
+            .dir(self.session.assigned_dir(&self.cfg.id));
+        let _watch = watch::start_spec(&spec, self.cfg.watch, self.tx.clone(), |ev| {
             watch::event_touches(&ev, |p| {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 !fsio::is_hidden(name)
