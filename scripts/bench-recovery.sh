@@ -3,7 +3,8 @@
 # worker that is running a task, KILLS times (waiting for the killed task's next attempt to
 # start before the next kill), and report p50/p95 of
 #   kill time (this script's clock, `date +%s%3N` just before `kill -9`)
-#   -> `started_unix_ms` of the killed task's next attempt (tasks/<t>/attempt-<n+1>/started.json).
+#   -> `started_unix_ms` of the killed task's next attempt (the `started` line of some
+#      worker's journal, workers/<w>/events.jsonl).
 # Targets: p50 < 250 ms, p95 < 1 s.
 #
 #   scripts/bench-recovery.sh [--kills N] [--no-build] [--raw FILE]
@@ -75,7 +76,7 @@ while ((${#lat[@]} < kills)); do
     echo "bench-recovery.sh: the orchestrator ended after ${#lat[@]} of $kills kills: $(tail -n 1 "$work/err")" >&2
     break
   fi
-  # A worker running a task whose process has started (started.json exists), not yet killed.
+  # A worker running a task whose process has started, not yet killed.
   pid= task= attempt=
   for wdir in "$session"/workers/*; do
     [[ -e $wdir/shutdown ]] && continue
@@ -87,7 +88,6 @@ while ((${#lat[@]} < kills)); do
     t=${BASH_REMATCH[1]}
     [[ $st =~ \"attempt\":[[:space:]]*([0-9]+) ]] || continue
     a=${BASH_REMATCH[1]}
-    [[ -e $session/tasks/$t/attempt-$a/started.json ]] || continue
     info=$(<"$wdir/worker.json")
     [[ $info =~ \"pid\":[[:space:]]*([0-9]+) ]] || continue
     p=${BASH_REMATCH[1]}
@@ -102,13 +102,13 @@ while ((${#lat[@]} < kills)); do
   t0=$(date +%s%3N)
   kill -9 "$pid" 2>/dev/null || continue
   killed+="$pid "
-  next="$session/tasks/$task/attempt-$((attempt + 1))/started.json"
+  # The next attempt's `started` line, in whichever worker's journal it appears (keys are
+  # written sorted: attempt, event, ..., task).
+  next="\"attempt\":$((attempt + 1)),\"event\":\"started\".*\"task\":\"$task\""
   rec=
   while (($(date +%s) <= deadline)); do
-    if [[ -s $next ]]; then
-      rec=$(<"$next")
-      break
-    fi
+    rec=$(grep -h -m 1 -E "$next" "$session"/workers/*/events.jsonl 2>/dev/null | head -n 1) || true
+    [[ -n $rec ]] && break
     sleep 0.005
   done
   if [[ ${rec:-} =~ \"started_unix_ms\":[[:space:]]*([0-9]+) ]]; then

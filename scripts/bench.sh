@@ -338,8 +338,8 @@ idle_once() {
   local orch=$! s wpid= i o0 o1 w0 w1 t0 t1
   for i in $(seq 1 200); do [[ -s $work/idle.out ]] && break; sleep 0.02; done
   s=$(head -n 1 "$work/idle.out")
-  for i in $(seq 1 200); do [[ -s $s/tasks/t0/attempt-1/started.json ]] && break; sleep 0.02; done
-  if [[ ! -s $s/tasks/t0/attempt-1/started.json || ! -s $s/workers/w1/worker.json ]]; then
+  for i in $(seq 1 200); do grep -qs '"event":"started"' "$s/workers/w1/events.jsonl" && break; sleep 0.02; done
+  if ! grep -qs '"event":"started"' "$s/workers/w1/events.jsonl" || [[ ! -s $s/workers/w1/worker.json ]]; then
     err idle orchestrator "the task did not start"
     return 1
   fi

@@ -29,7 +29,7 @@ use crate::plan::Plan;
 use crate::proto::{
     self, Assignment, ControlReply, ControlRequest, ExitRecord, Heartbeat, KillRequest,
     OrchestratorInfo, Outcome, RetryPlan, SessionInfo, SessionState, Shutdown, ShutdownReason,
-    Started, Summary, SummaryTask, TaskState, WorkerInfo,
+    Summary, SummaryTask, TaskState, WorkerInfo,
 };
 use crate::scheduler::{self, Scheduler, State};
 use crate::session::{Journal, Session};
@@ -101,12 +101,15 @@ struct WorkerRt {
     spawned_at: Instant,
     heartbeat: Option<u64>,
     heartbeat_changed: Instant,
+    /// Its `events.jsonl`, followed: how we learn that an attempt started.
+    journal: crate::session::JournalTail,
 }
 
 impl WorkerRt {
-    fn new(state: WState) -> WorkerRt {
+    fn new(state: WState, journal: crate::session::JournalTail) -> WorkerRt {
         WorkerRt {
             state,
+            journal,
             queued: None,
             busy_since: Instant::now(),
             spawned_at: Instant::now(),
@@ -536,7 +539,9 @@ impl Orchestrator {
                 let _ = tx.send(Wake::Died(wid, "exited"));
             });
         }
-        self.workers.insert(id, WorkerRt::new(WState::Starting));
+        let tail = crate::session::JournalTail::new(self.session.worker_events(&id));
+        self.workers
+            .insert(id, WorkerRt::new(WState::Starting, tail));
         Ok(())
     }
 
@@ -831,16 +836,8 @@ impl Orchestrator {
         let current = attempt == self.tasks[t].attempt
             && self.tasks[t].outcome.is_none()
             && !self.stale.contains(&(t, attempt));
-        if current
-            && !self.tasks[t].started_seen
-            && self.session.started_json(&id, attempt).exists()
-        {
-            self.tasks[t].started_seen = true;
-            self.journal.log(
-                "task_started",
-                json!({"task": id, "attempt": attempt, "worker": wid}),
-            )?;
-            self.say(format_args!("{id}: started on {wid} (attempt {attempt})"));
+        if current && !self.tasks[t].started_seen {
+            self.follow_journal(wid, true)?;
         }
         let exit_path = self.session.exit_json(&id, attempt);
         let exit = match fsio::read_json::<ExitRecord>(&exit_path) {
@@ -1531,7 +1528,7 @@ impl Orchestrator {
             if !self.check_attempt(wid, task, attempt, false)? {
                 // Its task runs in a session of its own and would outlive the worker: stop
                 // it (with anything it left behind in its group) before the task moves on.
-                self.kill_group_directly(task, attempt);
+                self.kill_group_directly(wid, task, attempt);
                 self.attempt_lost(task, attempt, wid)?;
             }
         }
@@ -1612,7 +1609,7 @@ impl Orchestrator {
                 json!({"worker": id, "lease_ms": self.lease.as_millis() as u64}),
             )?;
             if let Some(WState::Busy { task, attempt }) = self.workers.get(&id).map(|w| w.state) {
-                self.kill_group_directly(task, attempt);
+                self.kill_group_directly(&id, task, attempt);
             }
             fsio::write_json(
                 &self.session.worker_shutdown(&id),
@@ -1625,20 +1622,56 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Kill the process group of an attempt whose worker cannot (it is stuck). The group id
-    /// comes from `started.json`; we only signal it when that attempt ran on this host and
-    /// has not recorded its exit, and we signal the group, never a bare PID (invariant 5).
-    fn kill_group_directly(&mut self, t: usize, attempt: u32) {
+    /// Kill the process group of an attempt whose worker cannot (it is stuck or gone). The
+    /// group id comes from the worker's `started` line; we only signal it when that attempt
+    /// ran on this host and has not recorded its exit, and we signal the group, never a bare
+    /// PID (invariant 5).
+    fn kill_group_directly(&mut self, wid: &str, t: usize, attempt: u32) {
         let id = &self.plan.tasks[t].id;
         if self.session.exit_json(id, attempt).exists() {
             return;
         }
-        if let Ok(Some(st)) = fsio::read_json::<Started>(&self.session.started_json(id, attempt))
+        if let Ok(Some(st)) = crate::session::started_record(&self.session, wid, id, attempt)
             && st.pgid > 1
-            && self.worker_host(&st.worker).as_deref() == Some(&hostname())
+            && self.worker_host(wid).as_deref() == Some(&hostname())
         {
             let _ = killpg(Pid::from_raw(st.pgid as i32), Signal::SIGKILL);
         }
+    }
+
+    /// Read what worker `wid` journalled since we last looked, and journal `task_started`
+    /// for each current attempt that started (once: `started_seen`). With `say` false (on
+    /// resume, adopting a worker) the starts are only noted: the previous orchestrator
+    /// journalled them.
+    fn follow_journal(&mut self, wid: &str, say: bool) -> Result<()> {
+        let Some(w) = self.workers.get_mut(wid) else {
+            return Ok(());
+        };
+        for ev in w.journal.read_new()? {
+            if ev["event"] != "started" {
+                continue;
+            }
+            let (Some(task), Some(attempt)) = (ev["task"].as_str(), ev["attempt"].as_u64()) else {
+                continue;
+            };
+            let Some(t) = self.index_of(task) else {
+                continue;
+            };
+            let attempt = attempt as u32;
+            let rt = &mut self.tasks[t];
+            if rt.attempt != attempt || rt.outcome.is_some() || rt.started_seen {
+                continue;
+            }
+            rt.started_seen = true;
+            if say {
+                self.journal.log(
+                    "task_started",
+                    json!({"task": task, "attempt": attempt, "worker": wid}),
+                )?;
+                self.say(format_args!("{task}: started on {wid} (attempt {attempt})"));
+            }
+        }
+        Ok(())
     }
 
     fn worker_host(&self, wid: &str) -> Option<String> {
@@ -1926,14 +1959,16 @@ impl Orchestrator {
             let registered = s.worker_json(&wid).exists();
             let stopped = s.worker_shutdown(&wid).exists();
             if alive && registered && !stopped {
+                let tail = crate::session::JournalTail::new(s.worker_events(&wid));
                 self.workers
-                    .insert(wid.clone(), WorkerRt::new(WState::Idle));
+                    .insert(wid.clone(), WorkerRt::new(WState::Idle, tail));
                 self.watch_death(&wid);
                 self.journal.log("worker_adopted", json!({"worker": wid}))?;
             } else if alive && stopped {
                 // Told to stop (e.g. holding a failed window); let it hear the end.
+                let tail = crate::session::JournalTail::new(s.worker_events(&wid));
                 self.workers
-                    .insert(wid.clone(), WorkerRt::new(WState::Stopping));
+                    .insert(wid.clone(), WorkerRt::new(WState::Stopping, tail));
                 self.watch_death(&wid);
             }
         }
@@ -1971,7 +2006,8 @@ impl Orchestrator {
                                 attempt: n,
                             };
                         }
-                        self.tasks[t].started_seen = s.started_json(&id, n).exists();
+                        // Its start, if journalled, was journalled by our predecessor.
+                        self.follow_journal(&w, false)?;
                         self.journal.log(
                             "task_adopted",
                             json!({"task": id, "attempt": n, "worker": w}),

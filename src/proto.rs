@@ -112,7 +112,8 @@ pub struct Shutdown {
     pub reason: ShutdownReason,
 }
 
-/// `tasks/<id>/attempt-<n>/started.json`: written by the worker when the process started.
+/// The `started` line of a worker's `workers/<id>/events.jsonl`: written by the worker when
+/// the attempt's process started (see [`crate::session::started_record`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Started {
     pub task: String,

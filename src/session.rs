@@ -351,9 +351,6 @@ impl Session {
     pub fn attempt_dir(&self, task: &str, attempt: u32) -> PathBuf {
         self.task_dir(task).join(format!("attempt-{attempt}"))
     }
-    pub fn started_json(&self, task: &str, attempt: u32) -> PathBuf {
-        self.attempt_dir(task, attempt).join("started.json")
-    }
     pub fn exit_json(&self, task: &str, attempt: u32) -> PathBuf {
         self.attempt_dir(task, attempt).join("exit.json")
     }
@@ -557,6 +554,98 @@ impl Journal {
     }
 }
 
+/// Follows a journal as it grows: each call returns the complete lines appended since the
+/// last one. The orchestrator follows each worker's `events.jsonl` this way, one read(2) per
+/// wake-up, instead of probing each running attempt's files (issue 5). The file stays open:
+/// a journal is only ever appended to, never replaced.
+pub struct JournalTail {
+    path: PathBuf,
+    file: Option<File>,
+    /// The start of a line whose newline has not been written yet.
+    partial: Vec<u8>,
+}
+
+impl JournalTail {
+    pub fn new(path: PathBuf) -> JournalTail {
+        JournalTail {
+            path,
+            file: None,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The events appended since the last call (none while the file does not exist). A
+    /// malformed line is skipped, as every journal reader does.
+    pub fn read_new(&mut self) -> Result<Vec<Value>> {
+        use std::io::Read;
+        if self.file.is_none() {
+            self.file = fsio::open_read(&self.path)?;
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let before = self.partial.len();
+        file.read_to_end(&mut self.partial)
+            .map_err(io_err(&self.path, "read"))?;
+        if self.partial.len() == before {
+            return Ok(Vec::new());
+        }
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let out = self.partial[..end]
+            .split(|&b| b == b'\n')
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect();
+        self.partial.drain(..=end);
+        Ok(out)
+    }
+}
+
+/// The `started` line of `task`'s attempt `attempt` in worker `worker`'s journal: the
+/// attempt's process and group id and start time (issue 5 moved these here from a
+/// per-attempt `started.json`). The line is near the end while the attempt runs, so the
+/// journal's tail is searched first, then the whole file.
+pub fn started_record(
+    session: &Session,
+    worker: &str,
+    task: &str,
+    attempt: u32,
+) -> Result<Option<proto::Started>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 64 * 1024;
+    let path = session.worker_events(worker);
+    let Some(mut file) = fsio::open_read(&path)? else {
+        return Ok(None);
+    };
+    let len = file.metadata().map_err(io_err(&path, "read"))?.len();
+    let find = |buf: &[u8]| {
+        buf.split(|&b| b == b'\n').rev().find_map(|l| {
+            let v: Value = serde_json::from_slice(l).ok()?;
+            (v["event"] == "started" && v["task"] == task && v["attempt"] == attempt)
+                .then(|| serde_json::from_value::<proto::Started>(v).ok())
+                .flatten()
+        })
+    };
+    let mut from = len.saturating_sub(TAIL);
+    loop {
+        file.seek(SeekFrom::Start(from))
+            .map_err(io_err(&path, "read"))?;
+        let mut buf = Vec::new();
+        (&mut file)
+            .take(len - from)
+            .read_to_end(&mut buf)
+            .map_err(io_err(&path, "read"))?;
+        if let Some(st) = find(&buf) {
+            return Ok(Some(st));
+        }
+        if from == 0 {
+            return Ok(None);
+        }
+        from = 0;
+    }
+}
+
 /// The journal's events of one kind, parsed; lines of other kinds are skipped unparsed (a
 /// 10 000-task journal holds tens of thousands of lines), so is a partial last line.
 pub fn events_of_kind(session: &Session, kind: &str) -> Result<Vec<Value>> {
@@ -625,6 +714,57 @@ pub fn read_events(session: &Session) -> Result<Vec<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_tail_returns_each_complete_line_once() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        let mut tail = JournalTail::new(p.clone());
+        let mut ns = || -> Vec<Value> {
+            let lines = tail.read_new().unwrap();
+            lines.iter().map(|v| v["n"].clone()).collect()
+        };
+        assert!(ns().is_empty(), "no file yet");
+        let mut f = fsio::open_append(&p).unwrap();
+        use std::io::Write;
+        f.write_all(b"{\"n\":1}\n{\"n\":2}\n{\"n\":").unwrap();
+        assert_eq!(ns(), vec![1, 2]);
+        assert!(ns().is_empty(), "the partial line waits");
+        f.write_all(b"3}\nnot json\n{\"n\":4}\n").unwrap();
+        assert_eq!(ns(), vec![3, 4]);
+    }
+
+    #[test]
+    fn started_record_finds_the_line_of_that_attempt_beyond_the_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Session::create(d.path(), "t").unwrap();
+        fsio::create_dir_private(&s.worker_dir("w1")).unwrap();
+        let mut j = Journal::open_worker(&s, "w1").unwrap();
+        let started = |task: &str, attempt: u32, pid: u32| {
+            serde_json::to_value(proto::Started {
+                task: task.into(),
+                attempt,
+                worker: "w1".into(),
+                pid,
+                pgid: pid,
+                started_at: "x".into(),
+                started_unix_ms: 1,
+            })
+            .unwrap()
+        };
+        j.log("started", started("a", 1, 100)).unwrap();
+        // Push a's line out of the 64 KiB tail that is searched first.
+        for i in 0..2000 {
+            j.log("started", started(&format!("filler{i}"), 1, 7))
+                .unwrap();
+        }
+        j.log("started", started("a", 2, 200)).unwrap();
+        let pid = |n| started_record(&s, "w1", "a", n).unwrap().map(|st| st.pgid);
+        assert_eq!(pid(1), Some(100));
+        assert_eq!(pid(2), Some(200));
+        assert_eq!(pid(3), None);
+        assert!(started_record(&s, "w9", "a", 1).unwrap().is_none());
+    }
 
     #[test]
     fn assignment_names_round_trip_with_dotted_ids() {

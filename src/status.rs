@@ -79,9 +79,10 @@ pub fn snapshot(s: &Session) -> Result<Snapshot> {
         None => SessionState::Interrupted,
     };
     let mut history = attempt_history(s)?;
+    let worker_ids = s.worker_ids()?;
     let mut tasks = Vec::with_capacity(plan.tasks.len());
     for t in &plan.tasks {
-        let mut v = task_view(s, &t.id)?;
+        let mut v = task_view(s, &t.id, &worker_ids)?;
         let mut attempts = history.remove(&t.id).unwrap_or_default();
         if v.state == "running" && !attempts.iter().any(|a| a.attempt == v.attempt) {
             attempts.push(AttemptView {
@@ -164,7 +165,7 @@ fn attempt_history(s: &Session) -> Result<std::collections::HashMap<String, Vec<
     Ok(map)
 }
 
-fn task_view(s: &Session, id: &str) -> Result<TaskView> {
+fn task_view(s: &Session, id: &str, worker_ids: &[String]) -> Result<TaskView> {
     if let Some(o) = fsio::read_json::<Outcome>(&s.outcome_json(id))? {
         return Ok(TaskView {
             id: id.into(),
@@ -215,7 +216,7 @@ fn task_view(s: &Session, id: &str) -> Result<TaskView> {
             v.started_at = Some(e.started_at);
             v.ended_at = Some(e.ended_at);
             v.duration_ms = Some(e.duration_ms);
-        } else if let Some(st) = fsio::read_json::<Started>(&s.started_json(id, n))? {
+        } else if let Some(st) = started(s, id, n, worker_ids)? {
             v.state = "running".into();
             v.worker = Some(st.worker);
             v.started_at = Some(st.started_at);
@@ -230,6 +231,18 @@ fn task_view(s: &Session, id: &str) -> Result<TaskView> {
         }
     }
     Ok(v)
+}
+
+/// The start of attempt `n` of task `id` if it is running: the worker holding its claimed
+/// assignment journalled it.
+fn started(s: &Session, id: &str, n: u32, worker_ids: &[String]) -> Result<Option<Started>> {
+    match worker_ids
+        .iter()
+        .find(|w| s.assignment_claimed(w, id, n).exists())
+    {
+        Some(w) => crate::session::started_record(s, w, id, n),
+        None => Ok(None),
+    }
 }
 
 fn secs(ms: Option<u64>) -> String {

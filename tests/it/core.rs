@@ -453,6 +453,13 @@ fn status_shows_a_running_tasks_progress() {
         (Some("mig"), Some(1))
     );
     assert!(last["pid"].as_u64().is_some(), "{last}");
+    // The start is that line, not a file (issue 5): with the group id the orchestrator
+    // needs to stop the task if the worker dies, and the start time `status` shows.
+    assert_eq!(last["pgid"], last["pid"], "{last}");
+    assert_eq!(last["worker"], "w1", "{last}");
+    assert!(last["started_unix_ms"].as_u64().is_some(), "{last}");
+    assert!(!session.join("tasks/mig/attempt-1/started.json").exists());
+    assert!(st["tasks"][0]["started_at"].is_string(), "{st}");
     let o = sb.run(&["status", session.to_str().unwrap()]);
     let line = stdout(&o)
         .lines()

@@ -73,10 +73,7 @@ fn reassigned_participant_passes_through_with_its_earlier_arrival() {
     wait_until(Duration::from_secs(20), "a to arrive", || {
         session.join("checkpoints/cp/a.ready").exists()
     });
-    let w = read_json(&session.join("tasks/a/attempt-1/started.json")).unwrap()["worker"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let w = started_by(&session, "a", 1).unwrap();
     let pid = read_json(&session.join(format!("workers/{w}/worker.json"))).unwrap()["pid"]
         .as_u64()
         .unwrap();
@@ -85,7 +82,7 @@ fn reassigned_participant_passes_through_with_its_earlier_arrival() {
         .status()
         .unwrap();
     wait_until(Duration::from_secs(20), "a's second attempt", || {
-        session.join("tasks/a/attempt-2/started.json").exists()
+        started_line(&session, "a", 2).is_some()
     });
     fs::write(sb.out().join("go"), "").unwrap();
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
@@ -422,7 +419,7 @@ fn pending_task_without_a_directory_is_still_a_task() {
     );
     let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     wait_until(Duration::from_secs(30), "a to start", || {
-        session.join("tasks/a/attempt-1/started.json").exists()
+        started_line(&session, "a", 1).is_some()
     });
     assert!(
         !session.join("tasks/b").exists(),

@@ -24,12 +24,6 @@ fn worker_pid(session: &Path, wid: &str) -> u64 {
         .unwrap()
 }
 
-/// The worker that started `attempt` of `task`, once it has.
-fn started_by(session: &Path, task: &str, attempt: u32) -> Option<String> {
-    read_json(&session.join(format!("tasks/{task}/attempt-{attempt}/started.json")))
-        .map(|v| v["worker"].as_str().unwrap().to_string())
-}
-
 fn wait_started(session: &Path, task: &str, attempt: u32) -> String {
     let mut w = None;
     wait_until(

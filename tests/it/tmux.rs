@@ -189,16 +189,13 @@ fn resume_adds_windows_to_the_existing_tmux_session() {
             && session.join("workers/w2/worker.json").exists()
     });
     wait_until(Duration::from_secs(30), "a to start", || {
-        session.join("tasks/a/attempt-1/started.json").exists()
+        started_line(&session, "a", 1).is_some()
     });
     // The orchestrator and the idle worker die; the busy one keeps its window.
     let orch = read_json(&session.join("orchestrator/info.json")).unwrap()["pid"]
         .as_u64()
         .unwrap();
-    let busy = read_json(&session.join("tasks/a/attempt-1/started.json")).unwrap()["worker"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let busy = started_by(&session, "a", 1).unwrap();
     let idle = if busy == "w1" { "w2" } else { "w1" };
     let idle_pid = read_json(&session.join(format!("workers/{idle}/worker.json"))).unwrap()["pid"]
         .as_u64()

@@ -178,20 +178,51 @@ pub fn kill_workers(session: &Path) {
     }
     // A task whose worker was killed keeps running in its own group (a failed test must
     // not leave it looping for ever): kill every group that recorded no exit.
-    for t in fs::read_dir(session.join("tasks"))
+    for st in journal_lines(session, "started") {
+        let (Some(task), Some(n), Some(pgid)) = (
+            st["task"].as_str(),
+            st["attempt"].as_u64(),
+            st["pgid"].as_i64(),
+        ) else {
+            continue;
+        };
+        let exit = session.join(format!("tasks/{task}/attempt-{n}/exit.json"));
+        if pgid > 1 && !exit.exists() {
+            unsafe_kill(&format!("-{pgid}"));
+        }
+    }
+}
+
+/// Every line of kind `event` in the workers' journals (`workers/*/events.jsonl`).
+pub fn journal_lines(session: &Path, event: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for w in fs::read_dir(session.join("workers"))
         .into_iter()
         .flatten()
         .flatten()
     {
-        for a in fs::read_dir(t.path()).into_iter().flatten().flatten() {
-            if let Some(pgid) = read_json(&a.path().join("started.json"))
-                .and_then(|v| v["pgid"].as_i64())
-                .filter(|&g| g > 1 && !a.path().join("exit.json").exists())
-            {
-                unsafe_kill(&format!("-{pgid}"));
-            }
-        }
+        let Ok(text) = fs::read_to_string(w.path().join("events.jsonl")) else {
+            continue;
+        };
+        out.extend(
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v["event"] == event),
+        );
     }
+    out
+}
+
+/// The `started` line of `attempt` of `task`, once a worker journalled it.
+pub fn started_line(session: &Path, task: &str, attempt: u32) -> Option<Value> {
+    journal_lines(session, "started")
+        .into_iter()
+        .find(|v| v["task"] == task && v["attempt"] == attempt)
+}
+
+/// The worker that started `attempt` of `task`, once it has.
+pub fn started_by(session: &Path, task: &str, attempt: u32) -> Option<String> {
+    started_line(session, task, attempt).map(|v| v["worker"].as_str().unwrap().to_string())
 }
 
 fn unsafe_kill(target: &str) {
