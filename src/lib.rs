@@ -5,6 +5,7 @@
 //! directory. See docs/PROTOCOL.md for the on-disk protocol and ../shared/DESIGN.md for the
 //! invariants the modules below uphold.
 
+pub mod bell;
 pub mod cli;
 pub mod cli_data;
 pub mod error;

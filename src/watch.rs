@@ -171,15 +171,26 @@ where
     T: Send + 'static,
     F: Fn(notify::Result<notify::Event>) -> Option<T> + Send + 'static,
 {
+    start_hook(spec, mode, move |ev| {
+        if let Some(msg) = map(ev) {
+            // The receiver may be gone during shutdown; nothing to do then.
+            let _ = tx.send(msg);
+        }
+    })
+}
+
+/// Start watching what `spec` names, calling `hook` on notify's thread for each event (and
+/// error). The hook must only pass a hint on (a channel, a [`crate::bell::Bell`]).
+pub fn start_hook<F>(spec: &Spec, mode: WatchMode, hook: F) -> Result<Watch>
+where
+    F: Fn(notify::Result<notify::Event>) + Send + 'static,
+{
     let handler = move |ev: notify::Result<notify::Event>| {
         // The mask already leaves out reads; this guards a backend that filters late.
         if matches!(&ev, Ok(e) if matches!(e.kind, notify::EventKind::Access(_))) {
             return;
         }
-        if let Some(msg) = map(ev) {
-            // The receiver may be gone during shutdown; nothing to do then.
-            let _ = tx.send(msg);
-        }
+        hook(ev);
     };
     match start_inner(spec, mode, handler) {
         Ok(w) => Ok(Watch { inner: w, mode }),

@@ -6,9 +6,11 @@
 
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use fs2::FileExt;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use crate::bell::Bell;
 use crate::error::{Error, Result, io_err};
 use crate::fsio;
 use crate::names;
@@ -27,6 +30,9 @@ use crate::proto::{
 };
 use crate::session::{Journal, Session};
 use crate::watch::{self, WatchMode};
+
+/// How often a task's exit is looked for where the kernel has no pidfd (Linux < 5.3).
+const NO_PIDFD_POLL: Duration = Duration::from_millis(5);
 
 /// A validated worker configuration (from `worker --session DIR --id ID`).
 #[derive(Debug, Clone)]
@@ -49,26 +55,16 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// What wakes a worker's loop.
-enum Wake {
-    /// Something changed in our directory (assignment, shutdown, kill request).
-    Files,
-    /// The running task's main process ended.
-    ChildExit(std::io::Result<std::process::ExitStatus>),
-}
-
 struct Worker {
     cfg: WorkerConfig,
     session: Session,
     tee: bool,
     failed: Vec<String>,
-    tx: mpsc::Sender<Wake>,
-    rx: mpsc::Receiver<Wake>,
+    /// Rung by the watcher when something arrived in our directory (assignment, shutdown,
+    /// kill request); waited on together with the running task's pidfd.
+    bell: Arc<Bell>,
     /// `workers/<id>/events.jsonl`: started / exited lines, the orchestrator's doorbell.
     journal: Journal,
-    /// Hands each task's child to the one reaper thread (a thread per task cost a clone,
-    /// a stack mapping and its teardown every time: issue 5).
-    reaper: mpsc::Sender<std::process::Child>,
     /// Tasks' PATH: our own directory first (so `worker <verb>` works), then ours.
     path: std::ffi::OsString,
     /// Program name → path found on `path`; searching PATH per task costs a failed
@@ -107,16 +103,13 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         terminal,
         started_at: proto::now_rfc3339(),
     };
-    let (tx, rx) = mpsc::channel();
     let journal = Journal::open_worker(&session, &cfg.id)?;
     let mut w = Worker {
         tee: std::io::stdout().is_terminal(),
         session,
         cfg,
         failed: Vec::new(),
-        reaper: reaper(tx.clone()),
-        tx,
-        rx,
+        bell: Arc::new(Bell::new()?),
         journal,
         path: path_with_our_dir(),
         resolved: Default::default(),
@@ -132,17 +125,6 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
     let _ = w.journal.log("stopped", serde_json::json!({}));
     drop(alive);
     result
-}
-
-/// The thread that waits for each task's main process and wakes the worker's loop.
-fn reaper(wake: mpsc::Sender<Wake>) -> mpsc::Sender<std::process::Child> {
-    let (tx, rx) = mpsc::channel::<std::process::Child>();
-    thread::spawn(move || {
-        for mut child in rx {
-            let _ = wake.send(Wake::ChildExit(child.wait()));
-        }
-    });
-    tx
 }
 
 /// Bump the heartbeat counter every second until `stop` is dropped (issue 3 uses it to
@@ -213,8 +195,9 @@ impl Worker {
         let spec = watch::Spec::new(watch::Kinds::Arrivals)
             .dir(self.session.worker_dir(&self.cfg.id))
             .dir(self.session.assigned_dir(&self.cfg.id));
-        let _watch = watch::start_spec(&spec, self.cfg.watch, self.tx.clone(), |ev| {
-            watch::event_touches(&ev, |p| {
+        let bell = self.bell.clone();
+        let _watch = watch::start_hook(&spec, self.cfg.watch, move |ev| {
+            let news = watch::event_touches(&ev, |p| {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 !fsio::is_hidden(name)
                     && (name == "shutdown"
@@ -222,8 +205,10 @@ impl Worker {
                         || p.parent()
                             .and_then(|d| d.file_name())
                             .is_some_and(|d| d == "assigned"))
-            })
-            .then_some(Wake::Files)
+            });
+            if news {
+                bell.ring();
+            }
         })?;
         self.cfg.watch = _watch.mode();
         let mut held_said = false;
@@ -273,11 +258,7 @@ impl Worker {
                     held_said = true;
                 }
             }
-            match self.rx.recv_timeout(self.cfg.watch.rescan_interval()) {
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => unreachable!("we hold a sender"),
-            }
-            while self.rx.try_recv().is_ok() {}
+            self.bell.wait(None, self.cfg.watch.rescan_interval())?;
         }
     }
 
@@ -452,16 +433,10 @@ impl Worker {
         }
         drop(done_tx);
 
-        if self.reaper.send(child).is_err() {
-            return Err(Error::Session(format!(
-                "worker {}: the thread that waits for tasks is gone",
-                self.cfg.id
-            )));
-        }
         let (status, ended_by) = self.wait_task(
             task,
             attempt,
-            pid,
+            &mut child,
             a.timeout_ms.map(Duration::from_millis),
             Duration::from_millis(a.kill_grace_ms),
         )?;
@@ -503,11 +478,20 @@ impl Worker {
         &mut self,
         task: &str,
         attempt: u32,
-        pid: u32,
+        child: &mut std::process::Child,
         timeout: Option<Duration>,
         grace: Duration,
     ) -> Result<(std::process::ExitStatus, Option<String>)> {
+        let pid = child.id();
         let pgid = Pid::from_raw(pid as i32);
+        // Readable when the task's main process has exited: one poll waits for it and for
+        // our bell, with no thread in between (issue 5).
+        let pidfd = crate::bell::pidfd(pid);
+        let reap = |child: &mut std::process::Child| {
+            child.try_wait().map_err(|e| {
+                Error::Session(format!("cannot wait for task {task} (pid {pid}): {e}"))
+            })
+        };
         let start = Instant::now();
         let mut ended_by: Option<String> = None;
         let mut hard_kill_at: Option<Instant> = None;
@@ -522,15 +506,13 @@ impl Worker {
             if let Some(k) = hard_kill_at {
                 wait = wait.min(k.saturating_duration_since(now));
             }
-            match self.rx.recv_timeout(wait) {
-                Ok(Wake::ChildExit(r)) => {
-                    let st = r.map_err(|e| {
-                        Error::Session(format!("cannot wait for task {task} (pid {pid}): {e}"))
-                    })?;
-                    return Ok((st, ended_by));
-                }
-                Ok(Wake::Files) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => unreachable!("we hold a sender"),
+            if pidfd.is_none() {
+                // No pidfd (Linux < 5.3): look for the exit every few ms.
+                wait = wait.min(NO_PIDFD_POLL);
+            }
+            self.bell.wait(pidfd.as_ref().map(|f| f.as_fd()), wait)?;
+            if let Some(st) = reap(child)? {
+                return Ok((st, ended_by));
             }
             if ended_by.is_none() {
                 let why = if timeout.is_some_and(|t| start.elapsed() >= t) {
