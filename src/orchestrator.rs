@@ -381,15 +381,17 @@ impl Orchestrator {
         ];
         let prim = prim_dirs.clone();
         // Only what the loop acts on (issue 5): the control directory, the primitives'
-        // trees, and each worker's own directory (its registration and journal), added as
-        // workers appear. Not `assigned/`, `claimed/` or `done/`, whose renames would
-        // otherwise wake this process (and cost the kernel an event) for every task.
-        let mut spec = watch::Spec::new(watch::Kinds::Changes).dir(control.clone());
+        // trees, and each worker's journal (its registration, starts and exits), added as
+        // workers appear. Not the rest of a worker's directory: its console lines, claim
+        // and `done/` renames and heartbeats would otherwise wake this process (and cost
+        // the kernel an event) several times per task.
+        let mut spec = watch::Spec::new(watch::Kinds::Changes).flat(control.clone());
         for d in prim_dirs {
             spec = spec.tree(d);
         }
-        for id in self.workers.keys() {
-            spec = spec.dir(self.session.worker_dir(id));
+        let ids: Vec<String> = self.workers.keys().cloned().collect();
+        for id in ids {
+            spec = spec.flat(self.worker_journal(&id)?);
         }
         let watcher = watch::start_spec(&spec, self.watch, tx, move |ev| {
             if let Ok(e) = &ev
@@ -410,13 +412,8 @@ impl Orchestrator {
             {
                 return Some(Wake::Control);
             }
-            watch::event_touches(&ev, |p| {
-                matches!(
-                    p.file_name().and_then(|n| n.to_str()),
-                    Some("worker.json" | "events.jsonl")
-                )
-            })
-            .then_some(Wake::Files)
+            watch::event_touches(&ev, |p| p.file_name().is_some_and(|n| n == "events.jsonl"))
+                .then_some(Wake::Files)
         })?;
         self.watch = watcher.mode();
         self.watcher = Some(watcher);
@@ -518,9 +515,10 @@ impl Orchestrator {
         ] {
             fsio::create_dir_private(&dir)?;
         }
-        // Watched before the worker starts, so none of its writes goes unseen.
+        // Watched before the worker starts, so none of its lines goes unseen.
+        let journal = self.worker_journal(&id)?;
         if let Some(w) = self.watcher.as_mut() {
-            w.add_dir(&self.session.worker_dir(&id));
+            w.add(&journal);
             self.watch = w.mode();
         }
         let spawned = self.launcher.spawn(&self.session, &id)?;
@@ -543,6 +541,14 @@ impl Orchestrator {
         self.workers
             .insert(id, WorkerRt::new(WState::Starting, tail));
         Ok(())
+    }
+
+    /// Worker `id`'s journal, created empty if it is not there yet: we watch that file
+    /// alone, and can only watch what exists. The worker appends to it.
+    fn worker_journal(&self, id: &str) -> Result<std::path::PathBuf> {
+        let path = self.session.worker_events(id);
+        fsio::open_append(&path)?;
+        Ok(path)
     }
 
     fn live_workers(&self) -> usize {

@@ -117,9 +117,10 @@ impl Spec {
         self
     }
 
-    /// Watch the entries of `dir` only.
-    pub fn dir(mut self, dir: PathBuf) -> Spec {
-        self.dirs.push((dir, RecursiveMode::NonRecursive));
+    /// Watch `path` alone: a directory's own entries, or one file (e.g. a journal, whose
+    /// appends are then the only events, not those of its neighbours).
+    pub fn flat(mut self, path: PathBuf) -> Spec {
+        self.dirs.push((path, RecursiveMode::NonRecursive));
         self
     }
 }
@@ -137,14 +138,15 @@ impl Watch {
         self.mode
     }
 
-    /// Also watch the entries of `dir` (e.g. a worker directory created after the watcher
-    /// started). If that fails (the inotify watch limit), the mode drops to `Off` so the
-    /// caller rescans at the fast rate: events are hints, and losing them costs latency.
-    pub fn add_dir(&mut self, dir: &Path) {
+    /// Also watch `path` alone, as [`Spec::flat`] (e.g. the journal of a worker started
+    /// after the watcher). If that fails (the inotify watch limit), the mode drops to `Off`
+    /// so the caller rescans at the fast rate: events are hints, and losing them costs
+    /// latency.
+    pub fn add(&mut self, path: &Path) {
         if let Some(w) = self.inner.as_mut()
-            && let Err(e) = w.watch(dir, RecursiveMode::NonRecursive)
+            && let Err(e) = w.watch(path, RecursiveMode::NonRecursive)
         {
-            tracing::warn!("{}; falling back to polling", watch_err(dir, e));
+            tracing::warn!("{}; falling back to polling", watch_err(path, e));
             self.inner = None;
             self.mode = WatchMode::Off;
         }
@@ -328,7 +330,7 @@ mod tests {
         let dir = d.path().to_path_buf();
         std::fs::write(dir.join("journal"), "a\n").unwrap();
         let seen = events_after(
-            Spec::new(Kinds::Arrivals).dir(dir.clone()),
+            Spec::new(Kinds::Arrivals).flat(dir.clone()),
             || {
                 let _ = std::fs::read(dir.join("journal")).unwrap();
                 let mut f = crate::fsio::open_append(&dir.join("journal")).unwrap();
@@ -353,7 +355,7 @@ mod tests {
         std::fs::create_dir(dir.join("done")).unwrap();
         std::fs::write(dir.join("events.jsonl"), "a\n").unwrap();
         let seen = events_after(
-            Spec::new(Kinds::Changes).dir(dir.clone()),
+            Spec::new(Kinds::Changes).flat(dir.clone()),
             || {
                 let _ = std::fs::read(dir.join("events.jsonl")).unwrap();
                 std::fs::write(dir.join("done").join("t1.1"), "x").unwrap();
@@ -365,20 +367,42 @@ mod tests {
         assert_eq!(seen, vec!["events.jsonl".to_string()]);
     }
 
+    // The orchestrator watches each worker's journal file alone (issue 5): the worker's
+    // console lines and heartbeats next to it must not wake it.
     #[test]
-    fn add_dir_watches_a_directory_made_later() {
+    fn a_flat_watch_of_a_file_sees_its_appends_and_not_its_neighbours() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_path_buf();
+        let journal = dir.join("events.jsonl");
+        crate::fsio::open_append(&journal).unwrap();
+        let seen = events_after(
+            Spec::new(Kinds::Changes).flat(journal.clone()),
+            || {
+                let mut c = crate::fsio::open_append(&dir.join("console.log")).unwrap();
+                std::io::Write::write_all(&mut c, b"task t1 starting\n").unwrap();
+                std::fs::write(dir.join("heartbeat"), "1").unwrap();
+                let mut j = crate::fsio::open_append(&journal).unwrap();
+                std::io::Write::write_all(&mut j, b"{}\n").unwrap();
+            },
+            |s| !s.is_empty(),
+        );
+        assert_eq!(seen, vec!["events.jsonl".to_string()]);
+    }
+
+    #[test]
+    fn add_watches_a_directory_made_later() {
         let d = tempfile::tempdir().unwrap();
         let later = d.path().join("w1");
         let (tx, rx) = mpsc::channel();
         let mut w = start_spec(
-            &Spec::new(Kinds::Arrivals).dir(d.path().to_path_buf()),
+            &Spec::new(Kinds::Arrivals).flat(d.path().to_path_buf()),
             WatchMode::Native,
             tx,
             |ev| ev.ok().map(|e| e.paths),
         )
         .unwrap();
         std::fs::create_dir(&later).unwrap();
-        w.add_dir(&later);
+        w.add(&later);
         assert_eq!(w.mode(), WatchMode::Native);
         std::fs::write(later.join("worker.json"), "{}").unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(2);

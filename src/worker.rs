@@ -114,9 +114,11 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         path: path_with_our_dir(),
         resolved: Default::default(),
     };
+    // worker.json first: the `ready` line is what wakes the orchestrator, which watches
+    // our journal, not our directory (issue 5), and reads worker.json when it wakes.
+    fsio::write_json(&w.session.worker_json(&w.cfg.id), &info)?;
     w.journal
         .log("ready", serde_json::json!({"pid": std::process::id()}))?;
-    fsio::write_json(&w.session.worker_json(&w.cfg.id), &info)?;
 
     let (stop, hb) = heartbeat(w.session.worker_heartbeat(&w.cfg.id));
     let result = w.main_loop();
@@ -193,8 +195,8 @@ impl Worker {
         // Arrivals only, in our directory and `assigned/` (issue 5): our own journal
         // appends, console lines and claim renames are then no events at all.
         let spec = watch::Spec::new(watch::Kinds::Arrivals)
-            .dir(self.session.worker_dir(&self.cfg.id))
-            .dir(self.session.assigned_dir(&self.cfg.id));
+            .flat(self.session.worker_dir(&self.cfg.id))
+            .flat(self.session.assigned_dir(&self.cfg.id));
         let bell = self.bell.clone();
         let _watch = watch::start_hook(&spec, self.cfg.watch, move |ev| {
             let news = watch::event_touches(&ev, |p| {
