@@ -11,6 +11,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::bell::Bell;
-use crate::error::{Error, Result, io_err};
+use crate::error::{Error, Result};
 use crate::fsio;
 use crate::names;
 use crate::plan::TaskCommand;
@@ -63,6 +64,9 @@ struct Worker {
     /// Rung by the watcher when something arrived in our directory (assignment, shutdown,
     /// kill request); waited on together with the running task's pidfd.
     bell: Arc<Bell>,
+    /// Running a task: an assignment queued behind it need not wake us (we look in
+    /// `assigned/` when the task ends); a kill request still does.
+    busy: Arc<AtomicBool>,
     /// `workers/<id>/events.jsonl`: started / exited lines, the orchestrator's doorbell.
     journal: Journal,
     /// Tasks' PATH: our own directory first (so `worker <verb>` works), then ours.
@@ -110,6 +114,7 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         cfg,
         failed: Vec::new(),
         bell: Arc::new(Bell::new()?),
+        busy: Arc::new(AtomicBool::new(false)),
         journal,
         path: path_with_our_dir(),
         resolved: Default::default(),
@@ -198,15 +203,20 @@ impl Worker {
             .flat(self.session.worker_dir(&self.cfg.id))
             .flat(self.session.assigned_dir(&self.cfg.id));
         let bell = self.bell.clone();
+        let busy = self.busy.clone();
         let _watch = watch::start_hook(&spec, self.cfg.watch, move |ev| {
             let news = watch::event_touches(&ev, |p| {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let assignment = p
+                    .parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|d| d == "assigned");
+                // The task queued behind a running one (issue 5) would otherwise wake
+                // our loop for nothing once per task.
                 !fsio::is_hidden(name)
                     && (name == "shutdown"
                         || name == "kill"
-                        || p.parent()
-                            .and_then(|d| d.file_name())
-                            .is_some_and(|d| d == "assigned"))
+                        || (assignment && !busy.load(Ordering::SeqCst)))
             });
             if news {
                 bell.ring();
@@ -282,6 +292,15 @@ impl Worker {
     }
 
     fn run_assignment(&mut self, task: &str, attempt: u32) -> Result<()> {
+        self.busy.store(true, Ordering::SeqCst);
+        // Cleared before the loop looks in `assigned/` again, so an assignment arriving
+        // after that look rings the bell.
+        let r = self.run_assignment_inner(task, attempt);
+        self.busy.store(false, Ordering::SeqCst);
+        r
+    }
+
+    fn run_assignment_inner(&mut self, task: &str, attempt: u32) -> Result<()> {
         let path = self.session.assignment_claimed(&self.cfg.id, task, attempt);
         fsio::create_dir_private(&self.session.attempt_dir(task, attempt))?;
         let started_at = proto::now_rfc3339();
@@ -385,19 +404,13 @@ impl Worker {
         // (background), the task writes straight into its log files: no pipes, no threads.
         let out_log = fsio::open_append(&s.stdout_log(task, attempt))?;
         let err_log = fsio::open_append(&s.stderr_log(task, attempt))?;
+        let mut tee_into = None;
         if self.tee {
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            tee_into = Some((out_log, err_log));
         } else {
-            cmd.stdout(
-                out_log
-                    .try_clone()
-                    .map_err(io_err(&s.stdout_log(task, attempt), "open"))?,
-            )
-            .stderr(
-                err_log
-                    .try_clone()
-                    .map_err(io_err(&s.stderr_log(task, attempt), "open"))?,
-            );
+            // The files themselves, not duplicates: two fcntl and two close less per task.
+            cmd.stdout(out_log).stderr(err_log);
         }
         let mut child = match cmd.spawn() {
             Ok(c) => c,
@@ -425,13 +438,15 @@ impl Worker {
 
         let (done_tx, done_rx) = mpsc::channel();
         let mut tees = 0;
-        if let Some(out) = child.stdout.take() {
-            tee(out, out_log, self.tee, false, done_tx.clone());
-            tees += 1;
-        }
-        if let Some(err) = child.stderr.take() {
-            tee(err, err_log, self.tee, true, done_tx.clone());
-            tees += 1;
+        if let Some((out_log, err_log)) = tee_into {
+            if let Some(out) = child.stdout.take() {
+                tee(out, out_log, false, done_tx.clone());
+                tees += 1;
+            }
+            if let Some(err) = child.stderr.take() {
+                tee(err, err_log, true, done_tx.clone());
+                tees += 1;
+            }
         }
         drop(done_tx);
 
@@ -556,11 +571,11 @@ fn path_with_our_dir() -> std::ffi::OsString {
     std::env::join_paths(parts).unwrap_or_default()
 }
 
-/// Copy a task's output stream into its log file, and to our terminal when there is one.
+/// Copy a task's output stream into its log file and to our terminal (only a worker with
+/// a terminal pipes its tasks' output).
 fn tee(
     mut from: impl Read + Send + 'static,
     mut log: File,
-    to_terminal: bool,
     is_stderr: bool,
     done: mpsc::Sender<()>,
 ) {
@@ -571,12 +586,10 @@ fn tee(
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     let _ = log.write_all(&buf[..n]);
-                    if to_terminal {
-                        if is_stderr {
-                            let _ = std::io::stderr().write_all(&buf[..n]);
-                        } else {
-                            let _ = std::io::stdout().write_all(&buf[..n]);
-                        }
+                    if is_stderr {
+                        let _ = std::io::stderr().write_all(&buf[..n]);
+                    } else {
+                        let _ = std::io::stdout().write_all(&buf[..n]);
                     }
                 }
             }
