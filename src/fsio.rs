@@ -306,6 +306,30 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
         .map_err(io_err(path, "open"))
 }
 
+/// Move `file` to a descriptor number above those a process opens in its normal course
+/// (>= 256), for a liveness lock that must be released first when the process dies.
+///
+/// Why (issue 5): the kernel releases a dying process's files in reverse descriptor order,
+/// and releasing an inotify instance waits for an SRCU grace period (7 to 16 ms here) when
+/// its watches were the only ones on their directories. A worker's `alive` lock opened
+/// before its watcher (a lower number) was therefore released that much later, and the
+/// orchestrator saw the death that much later. Falls back to the file as it is when no
+/// such descriptor is available (a low `RLIMIT_NOFILE`).
+pub fn raise_fd(file: File) -> File {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(256)) {
+        // SAFETY: the kernel just gave us this new descriptor; nothing else owns it. The
+        // duplicate shares the open file description, and with it the flock.
+        Ok(fd) if fd > file.as_raw_fd() => unsafe { File::from_raw_fd(fd) },
+        Ok(fd) => {
+            // SAFETY: as above; a duplicate we do not keep.
+            drop(unsafe { File::from_raw_fd(fd) });
+            file
+        }
+        Err(_) => file,
+    }
+}
+
 /// Whether some process holds an flock on `path` (a non-blocking probe with a shared lock;
 /// a missing file is "not held"). This is how liveness is read (invariant 4).
 pub fn lock_held(path: &Path) -> bool {
@@ -420,6 +444,26 @@ mod tests {
             read_json::<serde_json::Value>(&d.path().join("none")).unwrap(),
             None
         );
+    }
+
+    // Issue 5: a killed worker's lock was released only after its inotify teardown.
+    #[test]
+    fn raise_fd_keeps_the_lock_on_a_high_descriptor() {
+        use fs2::FileExt;
+        use std::os::fd::AsRawFd;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("alive");
+        let f = open_lock_file(&p).unwrap();
+        f.try_lock_exclusive().unwrap();
+        let f = raise_fd(f);
+        assert!(f.as_raw_fd() >= 256, "fd {}", f.as_raw_fd());
+        let other = open_lock_file(&p).unwrap();
+        assert!(
+            other.try_lock_exclusive().is_err(),
+            "the lock moved with the fd"
+        );
+        drop(f);
+        other.try_lock_exclusive().unwrap();
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
             session.root().display()
         )));
     }
+    // Released before our watcher's inotify instance when we die, so the orchestrator
+    // learns of the death at once (see fsio::raise_fd).
+    let alive = fsio::raise_fd(alive);
 
     let terminal = std::env::var("TMUX_PANE")
         .ok()
