@@ -45,7 +45,11 @@ impl Bell {
         }
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Error::Session(format!("poll: {e}"))),
+            Err(e) => {
+                return Err(Error::Session(format!(
+                    "cannot wait for file events or the task (poll): {e}"
+                )));
+            }
         }
         let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
         let rung = ready(&fds[0]);

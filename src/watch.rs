@@ -290,6 +290,12 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
+    /// Append a line to `path` (created if missing), as journals and logs are written.
+    fn append(path: &Path) {
+        let mut f = crate::fsio::open_append(path).unwrap();
+        std::io::Write::write_all(&mut f, b"{}\n").unwrap();
+    }
+
     /// Events for `dir` under `spec`, after `act`: collected until `want` has been seen
     /// or a deadline passes (events arrive asynchronously, from notify's thread).
     fn events_after(
@@ -333,8 +339,7 @@ mod tests {
             Spec::new(Kinds::Arrivals).flat(dir.clone()),
             || {
                 let _ = std::fs::read(dir.join("journal")).unwrap();
-                let mut f = crate::fsio::open_append(&dir.join("journal")).unwrap();
-                std::io::Write::write_all(&mut f, b"b\n").unwrap();
+                append(&dir.join("journal"));
                 std::fs::write(dir.join(".tmp"), "x").unwrap();
                 std::fs::rename(dir.join(".tmp"), dir.join("shutdown")).unwrap();
                 std::fs::hard_link(dir.join("shutdown"), dir.join("t1.1")).unwrap();
@@ -359,8 +364,7 @@ mod tests {
             || {
                 let _ = std::fs::read(dir.join("events.jsonl")).unwrap();
                 std::fs::write(dir.join("done").join("t1.1"), "x").unwrap();
-                let mut f = crate::fsio::open_append(&dir.join("events.jsonl")).unwrap();
-                std::io::Write::write_all(&mut f, b"b\n").unwrap();
+                append(&dir.join("events.jsonl"));
             },
             |s| !s.is_empty(),
         );
@@ -378,11 +382,9 @@ mod tests {
         let seen = events_after(
             Spec::new(Kinds::Changes).flat(journal.clone()),
             || {
-                let mut c = crate::fsio::open_append(&dir.join("console.log")).unwrap();
-                std::io::Write::write_all(&mut c, b"task t1 starting\n").unwrap();
+                append(&dir.join("console.log"));
                 std::fs::write(dir.join("heartbeat"), "1").unwrap();
-                let mut j = crate::fsio::open_append(&journal).unwrap();
-                std::io::Write::write_all(&mut j, b"{}\n").unwrap();
+                append(&journal);
             },
             |s| !s.is_empty(),
         );

@@ -208,19 +208,7 @@ impl Worker {
         let bell = self.bell.clone();
         let busy = self.busy.clone();
         let _watch = watch::start_hook(&spec, self.cfg.watch, move |ev| {
-            let news = watch::event_touches(&ev, |p| {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                let assignment = p
-                    .parent()
-                    .and_then(|d| d.file_name())
-                    .is_some_and(|d| d == "assigned");
-                // The task queued behind a running one (issue 5) would otherwise wake
-                // our loop for nothing once per task.
-                !fsio::is_hidden(name)
-                    && (name == "shutdown"
-                        || name == "kill"
-                        || (assignment && !busy.load(Ordering::SeqCst)))
-            });
+            let news = watch::event_touches(&ev, |p| wakes_worker(p, busy.load(Ordering::SeqCst)));
             if news {
                 bell.ring();
             }
@@ -559,6 +547,19 @@ impl Worker {
     }
 }
 
+/// Whether a change at `path` (in our directory or `assigned/`) is news for the loop:
+/// `shutdown` and `kill` always; a new assignment only when we are not `busy` running a
+/// task, since a task queued behind a running one (issue 5) would otherwise wake the loop
+/// for nothing once per task (it looks in `assigned/` when the task ends).
+fn wakes_worker(path: &Path, busy: bool) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let assignment = path
+        .parent()
+        .and_then(|d| d.file_name())
+        .is_some_and(|d| d == "assigned");
+    !fsio::is_hidden(name) && (name == "shutdown" || name == "kill" || (assignment && !busy))
+}
+
 /// Our own directory first on PATH, so tasks can call `worker checkpoint ...` (issue 4).
 fn path_with_our_dir() -> std::ffi::OsString {
     let mut parts: Vec<PathBuf> = Vec::new();
@@ -611,5 +612,21 @@ fn check_result(path: &Path) -> Option<String> {
             Ok(_) => Some(format!("{}: result is not a JSON object", path.display())),
             Err(e) => Some(format!("{}: invalid JSON: {e}", path.display())),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_assignment_wakes_only_an_idle_worker_and_kill_always() {
+        let w = Path::new("/s/workers/w1");
+        assert!(wakes_worker(&w.join("assigned/t1.1"), false));
+        assert!(!wakes_worker(&w.join("assigned/t1.1"), true));
+        assert!(wakes_worker(&w.join("kill"), true));
+        assert!(wakes_worker(&w.join("shutdown"), true));
+        assert!(!wakes_worker(&w.join("assigned/.tmp-x"), false));
+        assert!(!wakes_worker(&w.join("console.log"), false));
     }
 }
