@@ -12,6 +12,7 @@
 #                  else /tmp); e.g. /dev/shm to take the disk out of the measurement
 #     --no-build   use target/release as it is
 #     --no-pueue   skip pueue even if installed (one 2000-task pueue run takes ~6 minutes)
+#     --no-settle  do not wait for a journal-less ext4 to settle (see settle_fs below)
 #     --out FILE   where to write the JSON results (default bench/results.json)
 #
 # Peers (GNU parallel, make, xargs, pueue) are used when installed and skipped, with a note,
@@ -20,7 +21,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-quick=0 reps= only= build=1 no_pueue=0 out="$here/bench/results.json"
+quick=0 reps= only= build=1 no_pueue=0 settle=1 out="$here/bench/results.json"
 while (($#)); do
   case $1 in
     --quick) quick=1; shift ;;
@@ -29,8 +30,9 @@ while (($#)); do
     --tmp) export TMPDIR=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --no-pueue) no_pueue=1; shift ;;
+    --no-settle) settle=0; shift ;;
     --out) out=$2; shift 2 ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -163,22 +165,52 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 # Metadata latency of the filesystem the sessions live on (maestro is file-based, so this
 # bounds it): mean time of mkdir, and of create+write+close, over 1000 of each.
-fs_probe() {
-  python3 - "$1/fs-probe" <<'PY'
-import os, sys, time
-root = sys.argv[1]
-os.mkdir(root)
-t0 = time.perf_counter()
-for i in range(1000):
-    os.mkdir(f"{root}/{i}")
-t1 = time.perf_counter()
-for i in range(1000):
-    with open(f"{root}/{i}/f", "w") as f:
-        f.write("x")
-t2 = time.perf_counter()
-# Kept until the suite exits (see reap_sessions: deleting them now would slow what follows).
-print(f"mkdir {(t1 - t0) / 1000 * 1e6:.0f} us, create+write {(t2 - t1) / 1000 * 1e6:.0f} us")
-PY
+fs_probe() { python3 "$here/scripts/bench/fsprobe.py" all "$1/fs-probe"; }
+
+# create_probe DIR: mean time, in microseconds, of creating one empty file over 2000 new
+# files in the new directory DIR.
+create_probe() { python3 "$here/scripts/bench/fsprobe.py" create "$1"; }
+
+# Wait for the file system to settle before anything is timed. ext4 without a journal
+# (these VMs) holds back the inodes freed in the last minute, six while their inode-table
+# block is dirty: every new file's allocation skips them one by one (the kernel's
+# `recently_deleted`). Right after a deletion of ~10^5 files (the previous suite's cleanup,
+# a test run's temp dirs), a create took 480 us here instead of 22 us, and maestro's
+# dispatch, which creates 7 files per task where xargs creates none, took 1.7 s instead of
+# 1.27 s (docs/PERFORMANCE.md, "Settling"). So on such a file system: probe file creation,
+# and while it costs more than 6x the same probe on tmpfs (/dev/shm; without one, 40 us),
+# wait 20 s and probe again, for at most 400 s (the kernel's window is 360 s).
+settle_fs() {
+  local src dev jt limit shm p waited=0 i=0
+  src=$(findmnt -n -o SOURCE -T "$work" 2>/dev/null | head -n 1 || true)
+  dev=${src##*/}
+  jt=$(cat "/sys/fs/ext4/$dev/journal_task" 2>/dev/null || true)
+  if [[ $jt != "<none>" ]]; then
+    meta settle "not needed (${src:-unknown device}: not an ext4 without a journal)"
+    return 0
+  fi
+  limit=40
+  if [[ $(stat -f -c %T /dev/shm 2>/dev/null) == tmpfs ]]; then
+    shm=$(mktemp -d /dev/shm/maestro-probe.XXXXXX)
+    limit=$(awk -v t="$(create_probe "$shm/p")" 'BEGIN { printf "%.1f", 6 * t }')
+    rm -rf "$shm"
+  fi
+  while :; do
+    i=$((i + 1))
+    p=$(create_probe "$work/settle-$i")
+    if awk -v p="$p" -v l="$limit" 'BEGIN { exit !(p <= l) }'; then
+      meta settle "settled after ${waited} s: create ${p} us (limit ${limit} us)"
+      return 0
+    fi
+    if ((waited >= 400)); then
+      echo "  note: file system still slow after ${waited} s: create ${p} us (limit ${limit} us); timing anyway" >&2
+      meta settle "NOT settled after ${waited} s: create ${p} us (limit ${limit} us)"
+      return 0
+    fi
+    progress "ext4 without a journal: a file creation costs ${p} us (limit ${limit} us) after recent deletions; waiting 20 s for it to settle (--no-settle skips)"
+    sleep 20
+    waited=$((waited + 20))
+  done
 }
 
 # --- workloads -------------------------------------------------------------------------------
@@ -399,6 +431,7 @@ meta commit "$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown
 fstype=$(findmnt -n -o FSTYPE,SOURCE -T "$work" 2>/dev/null | head -n 1 || true)
 [[ -n $fstype ]] || fstype=$(stat -f -c %T "$work")
 meta sessions_fs "$(echo $fstype) (temp dir under ${TMPDIR:-/tmp})"
+if ((settle)); then settle_fs; else meta settle "skipped (--no-settle)"; fi
 meta fs_probe "$(fs_probe "$work")"
 meta rss_source "$([[ -n $gnu_time ]] && echo 'GNU time %M' || echo 'VmHWM polling')"
 [[ -n $gnu_time ]] || echo "  note: GNU time not found; peak RSS comes from polling VmHWM every 20 ms" >&2

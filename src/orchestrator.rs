@@ -123,6 +123,13 @@ impl WorkerRt {
 struct TaskRt {
     attempt: u32,
     started_seen: bool,
+    /// The current attempt's `exited` line, read from its worker's journal and not acted
+    /// on yet: `Some(None)` if the line did not parse (then `exit.json` is read).
+    exited: Option<(u32, Option<ExitRecord>)>,
+    /// `tasks/<id>/retry.json` may exist (we wrote one, or found one on resume): only then
+    /// is it looked for, to be removed (issue 5: no probe per task for a file that is not
+    /// there).
+    retry_file: bool,
     /// Attempts lost with their worker (bounded by `max_reassign`).
     reassigns: u32,
     /// Failed attempts (bounded by `retries`).
@@ -790,6 +797,7 @@ impl Orchestrator {
         let rt = &mut self.tasks[t];
         rt.attempt += 1;
         rt.started_seen = false;
+        rt.exited = None;
         let a = Assignment {
             task: task.id.clone(),
             attempt: rt.attempt,
@@ -809,9 +817,11 @@ impl Orchestrator {
             &self.session.assignment(wid, &task.id, attempt),
             &a,
         )?;
-        let retry = self.session.retry_json(&task.id);
-        if attempt > 1 && retry.exists() {
-            std::fs::remove_file(&retry).map_err(io_err(&retry, "remove"))?;
+        if std::mem::take(&mut self.tasks[t].retry_file) {
+            let retry = self.session.retry_json(&task.id);
+            if retry.exists() {
+                std::fs::remove_file(&retry).map_err(io_err(&retry, "remove"))?;
+            }
         }
         self.journal.log(
             "task_assigned",
@@ -842,11 +852,28 @@ impl Orchestrator {
         let current = attempt == self.tasks[t].attempt
             && self.tasks[t].outcome.is_none()
             && !self.stale.contains(&(t, attempt));
-        if current && !self.tasks[t].started_seen {
+        if current {
             self.follow_journal(wid, true)?;
         }
+        // The worker journals `exited`, with the whole record, right after writing
+        // `exit.json`: while it lives, its journal says whether the attempt ended, and no
+        // file is probed per wake-up (issue 5). A worker that died between the two (the
+        // death path, `hand_next` false), a stale attempt, or a line that did not parse:
+        // read the file.
+        let journalled = match self.tasks[t].exited.take() {
+            Some((a, rec)) if a == attempt => Some(rec),
+            other => {
+                self.tasks[t].exited = other;
+                None
+            }
+        };
         let exit_path = self.session.exit_json(&id, attempt);
-        let exit = match fsio::read_json::<ExitRecord>(&exit_path) {
+        let read = match journalled {
+            Some(Some(e)) => Ok(Some(e)),
+            None if current && hand_next => return Ok(false),
+            _ => fsio::read_json::<ExitRecord>(&exit_path),
+        };
+        let exit = match read {
             Ok(None) => return Ok(false),
             Ok(Some(e)) if e.task == id && e.attempt == attempt => Ok(e),
             Ok(Some(_)) => Err(format!(
@@ -988,6 +1015,7 @@ impl Orchestrator {
                     reason: reason.clone(),
                 },
             )?;
+            self.tasks[t].retry_file = true;
             self.journal.log(
                 "retry_scheduled",
                 json!({"task": id, "failed_attempt": attempt, "retry": n,
@@ -1001,7 +1029,7 @@ impl Orchestrator {
             self.set_retry(t, Some(Instant::now() + Duration::from_millis(delay)));
             return Ok(());
         }
-        let result = if state == TaskState::Succeeded {
+        let result = if state == TaskState::Succeeded && e.is_none_or(|e| e.has_result) {
             fsio::read_json::<serde_json::Value>(&self.session.result_json(&id, attempt))
                 .ok()
                 .flatten()
@@ -1490,9 +1518,8 @@ impl Orchestrator {
             self.tasks[t].outcome = existing;
             return Ok(());
         }
-        let retry = self.session.retry_json(&o.task);
-        if retry.exists() {
-            let _ = std::fs::remove_file(&retry);
+        if std::mem::take(&mut self.tasks[t].retry_file) {
+            let _ = std::fs::remove_file(self.session.retry_json(&o.task));
         }
         self.tasks[t].outcome = Some(o);
         Ok(())
@@ -1654,7 +1681,8 @@ impl Orchestrator {
             return Ok(());
         };
         for ev in w.journal.read_new()? {
-            if ev["event"] != "started" {
+            let exited = ev["event"] == "exited";
+            if ev["event"] != "started" && !exited {
                 continue;
             }
             let (Some(task), Some(attempt)) = (ev["task"].as_str(), ev["attempt"].as_u64()) else {
@@ -1665,7 +1693,14 @@ impl Orchestrator {
             };
             let attempt = attempt as u32;
             let rt = &mut self.tasks[t];
-            if rt.attempt != attempt || rt.outcome.is_some() || rt.started_seen {
+            if rt.attempt != attempt || rt.outcome.is_some() {
+                continue;
+            }
+            if exited {
+                rt.exited = Some((attempt, serde_json::from_value(ev.clone()).ok()));
+                continue;
+            }
+            if rt.started_seen {
                 continue;
             }
             rt.started_seen = true;
@@ -1931,6 +1966,7 @@ impl Orchestrator {
         for t in 0..self.plan.tasks.len() {
             let id = self.plan.tasks[t].id.clone();
             self.tasks[t].attempt = s.attempts(&id)?.last().copied().unwrap_or(0);
+            self.tasks[t].retry_file = s.retry_json(&id).exists();
             if let Some(o) = fsio::read_json::<Outcome>(&s.outcome_json(&id))? {
                 if o.state == TaskState::Succeeded {
                     self.sched.succeed(t);

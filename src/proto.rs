@@ -151,6 +151,15 @@ pub struct ExitRecord {
     /// The task wrote a `result.json` that is not a JSON object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_error: Option<String>,
+    /// Whether the attempt left a `result.json` when it ended: the orchestrator reads one
+    /// only then (issue 5: no probe for a file that is not there). A record without the
+    /// field says yes, so the file is looked for.
+    #[serde(default = "yes")]
+    pub has_result: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ExitRecord {
@@ -380,4 +389,25 @@ pub struct RaceOutcome {
     pub result: Option<serde_json::Value>,
     pub losers: Vec<String>,
     pub decided_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `exit.json` from before `has_result` existed: the orchestrator must still look
+    /// for the result file.
+    #[test]
+    fn exit_record_without_has_result_says_there_may_be_one() {
+        let old = r#"{"task":"a","attempt":1,"worker":"w1","exit_code":0,"signal":null,
+            "started_at":"x","ended_at":"y","duration_ms":3,"timed_out":false}"#;
+        let e: ExitRecord = serde_json::from_str(old).unwrap();
+        assert!(e.has_result);
+        assert!(e.succeeded());
+        let mut none = e.clone();
+        none.has_result = false;
+        let back: ExitRecord =
+            serde_json::from_value(serde_json::to_value(&none).unwrap()).unwrap();
+        assert_eq!(back, none);
+    }
 }

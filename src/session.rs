@@ -584,9 +584,22 @@ impl JournalTail {
         let Some(file) = self.file.as_mut() else {
             return Ok(Vec::new());
         };
+        // Plain reads, not `read_to_end`, which costs an fstat and an lseek per call (issue
+        // 5: this runs for every busy worker on every wake-up). A short read of a regular
+        // file means we are at its end for now.
         let before = self.partial.len();
-        file.read_to_end(&mut self.partial)
-            .map_err(io_err(&self.path, "read"))?;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let n = match file.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(&self.path, "read")(e)),
+            };
+            self.partial.extend_from_slice(&chunk[..n]);
+            if n < chunk.len() {
+                break;
+            }
+        }
         if self.partial.len() == before {
             return Ok(Vec::new());
         }
@@ -732,6 +745,17 @@ mod tests {
         assert!(ns().is_empty(), "the partial line waits");
         f.write_all(b"3}\nnot json\n{\"n\":4}\n").unwrap();
         assert_eq!(ns(), vec![3, 4]);
+        // More than one read's worth at once (the reader reads 16 KiB at a time), and
+        // exactly one read's worth.
+        let many: String = (5..3005).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+        f.write_all(many.as_bytes()).unwrap();
+        assert_eq!(ns(), (5..3005).collect::<Vec<_>>());
+        let pad = 16 * 1024 - "{\"n\":9,\"p\":\"\"}\n".len();
+        let exact = format!("{{\"n\":9,\"p\":\"{}\"}}\n", "x".repeat(pad));
+        assert_eq!(exact.len(), 16 * 1024);
+        f.write_all(exact.as_bytes()).unwrap();
+        assert_eq!(ns(), vec![9]);
+        assert!(ns().is_empty());
     }
 
     #[test]

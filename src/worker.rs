@@ -315,10 +315,11 @@ impl Worker {
             self.failed.push(task.to_string());
         }
         fsio::write_json_new(&self.session.exit_json(task, attempt), &record)?;
+        // The whole record, not just the exit code: the orchestrator takes the exit from
+        // this line and reads no `exit.json` while we live (issue 5).
         self.journal.log(
             "exited",
-            serde_json::json!({"task": task, "attempt": attempt, "exit_code": record.exit_code,
-                               "signal": record.signal}),
+            serde_json::to_value(&record).map_err(|e| Error::Session(e.to_string()))?,
         )?;
         let how = match record.failure_reason() {
             None => "succeeded".to_string(),
@@ -352,6 +353,7 @@ impl Worker {
             killed_by: None,
             spawn_error: Some(error),
             result_error: None,
+            has_result: false,
         }
     }
 
@@ -462,7 +464,7 @@ impl Worker {
             }
         }
 
-        let result_error = check_result(&s.result_json(task, attempt));
+        let (has_result, result_error) = check_result(&s.result_json(task, attempt));
         Ok(ExitRecord {
             task: task.into(),
             attempt,
@@ -476,6 +478,7 @@ impl Worker {
             killed_by: ended_by.filter(|r| r != "timed_out"),
             spawn_error: None,
             result_error,
+            has_result,
         })
     }
 
@@ -603,14 +606,18 @@ fn tee(
 }
 
 /// A task's result file, if present, must be a JSON object (issue 2).
-fn check_result(path: &Path) -> Option<String> {
+/// Whether the attempt left a result file, and what is wrong with it, if anything.
+fn check_result(path: &Path) -> (bool, Option<String>) {
     match fsio::read_capped(path, fsio::JSON_CAP) {
-        Ok(None) => None,
-        Err(e) => Some(e.to_string()),
+        Ok(None) => (false, None),
+        Err(e) => (true, Some(e.to_string())),
         Ok(Some(bytes)) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(serde_json::Value::Object(_)) => None,
-            Ok(_) => Some(format!("{}: result is not a JSON object", path.display())),
-            Err(e) => Some(format!("{}: invalid JSON: {e}", path.display())),
+            Ok(serde_json::Value::Object(_)) => (true, None),
+            Ok(_) => (
+                true,
+                Some(format!("{}: result is not a JSON object", path.display())),
+            ),
+            Err(e) => (true, Some(format!("{}: invalid JSON: {e}", path.display()))),
         },
     }
 }

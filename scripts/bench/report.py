@@ -176,6 +176,7 @@ def main(raw_path, out_path):
     )
     print(f"sessions on {meta.get('sessions_fs', '?')}; fs probe: {meta.get('fs_probe', '?')}; "
           f"peak RSS from {meta.get('rss_source', '?')}")
+    print(f"settling: {meta.get('settle', '?')}")
     print()
     head = ["workload", "case", "metric", "median", "min", "max", "note"]
     lines = []

@@ -3,6 +3,8 @@
 use std::fs;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::util::*;
 
 fn diamond(sb: &Sandbox, workers: usize) -> std::path::PathBuf {
@@ -277,6 +279,9 @@ run = 'echo "{\"rows\": 42}" > "$MAESTRO_RESULT"'
 [[task]]
 id = "bad"
 run = 'echo "{not json" > "$MAESTRO_RESULT"'
+[[task]]
+id = "none"
+cmd = ["true"]
 "#,
     );
     let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
@@ -285,6 +290,23 @@ run = 'echo "{not json" > "$MAESTRO_RESULT"'
     let good = read_json(&session.join("tasks/good/outcome.json")).unwrap();
     assert_eq!(good["state"], "succeeded");
     assert_eq!(good["result"]["rows"], 42);
+    // The worker says whether a result file was left (the orchestrator reads one only
+    // then), and its `exited` line carries the whole exit record (issue 5).
+    for (task, has) in [("good", true), ("bad", true), ("none", false)] {
+        let exit = read_json(&session.join(format!("tasks/{task}/attempt-1/exit.json"))).unwrap();
+        assert_eq!(exit["has_result"], has, "{task}: {exit}");
+        let mut line = journal_lines(&session, "exited")
+            .into_iter()
+            .find(|l| l["task"] == task)
+            .unwrap();
+        let obj = line.as_object_mut().unwrap();
+        assert_eq!(obj.remove("event").unwrap(), "exited");
+        assert!(obj.remove("ts").is_some());
+        assert_eq!(line, exit, "{task}");
+    }
+    let none = read_json(&session.join("tasks/none/outcome.json")).unwrap();
+    assert_eq!(none["state"], "succeeded");
+    assert_eq!(none["result"], Value::Null);
     let bad = read_json(&session.join("tasks/bad/outcome.json")).unwrap();
     assert_eq!(bad["state"], "failed");
     let reason = bad["reason"].as_str().unwrap();

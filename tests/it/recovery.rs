@@ -765,3 +765,53 @@ fn lost_task_starts_again_on_the_new_worker_not_behind_a_busy_one() {
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
     assert_eq!(outcome(&session, "c")["state"], "succeeded");
 }
+
+/// The worker writes `exit.json`, then journals `exited`, from which the orchestrator takes
+/// the exit while the worker lives (issue 5). A worker that dies between the two must not
+/// lose the attempt: on its death the orchestrator reads `exit.json`. Here the task plants
+/// its own exit record and SIGKILLs its worker, which is that window.
+#[test]
+fn exit_json_without_its_journal_line_is_accepted_when_the_worker_dies() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "planted.toml",
+        r#"
+name = "planted"
+workers = 1
+[[task]]
+id = "a"
+run = """
+d="$MAESTRO_SESSION/tasks/$MAESTRO_TASK/attempt-$MAESTRO_ATTEMPT"
+printf '{"task":"%s","attempt":%s,"worker":"%s","exit_code":0,"signal":null,"started_at":"2026-01-01T00:00:00.000Z","ended_at":"2026-01-01T00:00:01.000Z","duration_ms":1000,"timed_out":false}' "$MAESTRO_TASK" "$MAESTRO_ATTEMPT" "$MAESTRO_WORKER" > "$d/.exit" && mv "$d/.exit" "$d/exit.json"
+kill -9 "$PPID"
+"""
+"#,
+    );
+    let o = run_with_deadline(
+        {
+            let mut c = sb.orch();
+            c.args(["run", p.to_str().unwrap(), "--launcher", "background"]);
+            c
+        },
+        Duration::from_secs(60),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let session = session_of(&o);
+    let a = outcome(&session, "a");
+    assert_eq!(a["state"], "succeeded", "{a}");
+    assert_eq!(a["attempt"], 1);
+    assert_eq!(
+        a["duration_ms"], 1000,
+        "the outcome is the planted record's"
+    );
+    assert!(!session.join("tasks/a/attempt-2").exists());
+    assert!(journal_lines(&session, "exited").is_empty());
+    let ev = events(&session);
+    assert!(ev.iter().any(|e| e["event"] == "worker_lost"), "{ev:?}");
+    let ended: Vec<&Value> = ev
+        .iter()
+        .filter(|e| e["event"] == "attempt_ended")
+        .collect();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["reason"], "exited");
+}
