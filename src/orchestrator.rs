@@ -124,8 +124,9 @@ struct TaskRt {
     attempt: u32,
     started_seen: bool,
     /// The current attempt's `exited` line, read from its worker's journal and not acted
-    /// on yet: `Some(None)` if the line did not parse (then `exit.json` is read).
-    exited: Option<(u32, Option<ExitRecord>)>,
+    /// on yet: `Some(None)` if the line did not parse (then `exit.json` is read). Boxed:
+    /// every task has this field, a record is there only between two wake-ups.
+    exited: Option<(u32, Option<Box<ExitRecord>>)>,
     /// `tasks/<id>/retry.json` may exist (we wrote one, or found one on resume): only then
     /// is it looked for, to be removed (issue 5: no probe per task for a file that is not
     /// there).
@@ -869,7 +870,7 @@ impl Orchestrator {
         };
         let exit_path = self.session.exit_json(&id, attempt);
         let read = match journalled {
-            Some(Some(e)) => Ok(Some(e)),
+            Some(Some(e)) => Ok(Some(*e)),
             None if current && hand_next => return Ok(false),
             _ => fsio::read_json::<ExitRecord>(&exit_path),
         };
