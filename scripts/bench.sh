@@ -167,21 +167,23 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # bounds it): mean time of mkdir, and of create+write+close, over 1000 of each.
 fs_probe() { python3 "$here/scripts/bench/fsprobe.py" all "$1/fs-probe"; }
 
-# create_probe DIR: mean time, in microseconds, of creating one empty file over 2000 new
-# files in the new directory DIR.
-create_probe() { python3 "$here/scripts/bench/fsprobe.py" create "$1"; }
+# create_probe DIR: mean time, in microseconds, of one creation (of 2400: directories and
+# files, in the pattern of a session) under the new directory DIR.
+create_probe() { python3 "$here/scripts/bench/fsprobe.py" tree "$1"; }
 
 # Wait for the file system to settle before anything is timed. ext4 without a journal
 # (these VMs) holds back the inodes freed in the last minute, six while their inode-table
 # block is dirty: every new file's allocation skips them one by one (the kernel's
 # `recently_deleted`). Right after a deletion of ~10^5 files (the previous suite's cleanup,
-# a test run's temp dirs), a create took 480 us here instead of 22 us, and maestro's
-# dispatch, which creates 7 files per task where xargs creates none, took 1.7 s instead of
-# 1.27 s (docs/PERFORMANCE.md, "Settling"). So on such a file system: probe file creation,
-# and while it costs more than 6x the same probe on tmpfs (/dev/shm; without one, 40 us),
-# wait 20 s and probe again, for at most 400 s (the kernel's window is 360 s).
+# a test run's temp dirs), a creation took 200 to 480 us here instead of 13 to 22 us, and
+# maestro's dispatch, which creates 7 inodes per task where xargs creates none, took 1.7 s
+# instead of 1.2 s (docs/PERFORMANCE.md, "Settling"). So on such a file system: probe
+# creation in a session's pattern (every 20 s while it is slow) until two probes in a row
+# cost at most 3x the same probe on tmpfs (/dev/shm; without one, 20 us), for at most
+# 420 s (the kernel's window is 360 s). A probe of files in one directory was not enough:
+# it read 18 us while a dispatch run still went from 1.52 s to 1.23 s over its repetitions.
 settle_fs() {
-  local src dev jt limit shm p waited=0 i=0
+  local src dev jt limit shm p waited=0 i=0 good=0
   src=$(findmnt -n -o SOURCE -T "$work" 2>/dev/null | head -n 1 || true)
   dev=${src##*/}
   jt=$(cat "/sys/fs/ext4/$dev/journal_task" 2>/dev/null || true)
@@ -189,25 +191,34 @@ settle_fs() {
     meta settle "not needed (${src:-unknown device}: not an ext4 without a journal)"
     return 0
   fi
-  limit=40
+  limit=20
   if [[ $(stat -f -c %T /dev/shm 2>/dev/null) == tmpfs ]]; then
     shm=$(mktemp -d /dev/shm/maestro-probe.XXXXXX)
-    limit=$(awk -v t="$(create_probe "$shm/p")" 'BEGIN { printf "%.1f", 6 * t }')
+    limit=$(awk -v t="$(create_probe "$shm/p")" 'BEGIN { printf "%.1f", 3 * t }')
     rm -rf "$shm"
   fi
   while :; do
     i=$((i + 1))
     p=$(create_probe "$work/settle-$i")
     if awk -v p="$p" -v l="$limit" 'BEGIN { exit !(p <= l) }'; then
+      good=$((good + 1))
+    else
+      good=0
+    fi
+    if ((good >= 2)); then
       meta settle "settled after ${waited} s: create ${p} us (limit ${limit} us)"
       return 0
     fi
-    if ((waited >= 400)); then
+    if ((waited >= 420)); then
       echo "  note: file system still slow after ${waited} s: create ${p} us (limit ${limit} us); timing anyway" >&2
       meta settle "NOT settled after ${waited} s: create ${p} us (limit ${limit} us)"
       return 0
     fi
-    progress "ext4 without a journal: a file creation costs ${p} us (limit ${limit} us) after recent deletions; waiting 20 s for it to settle (--no-settle skips)"
+    if ((good == 1)); then
+      progress "ext4 without a journal: a creation costs ${p} us (limit ${limit} us); checking again in 20 s (--no-settle skips)"
+    else
+      progress "ext4 without a journal: a creation costs ${p} us (limit ${limit} us) after recent deletions; waiting 20 s (--no-settle skips)"
+    fi
     sleep 20
     waited=$((waited + 20))
   done
