@@ -317,6 +317,27 @@ cmd = ["true"]
     );
 }
 
+/// With `-q` the closing line is counted from `summary.json`, not a status snapshot (issue
+/// 5); its text must not change.
+#[test]
+fn quiet_run_ends_with_the_count_of_succeeded_tasks() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "count.toml",
+        "name = \"count\"\nworkers = 2\n\
+         [[task]]\nid = \"ok\"\ncmd = [\"true\"]\n\
+         [[task]]\nid = \"no\"\ncmd = [\"false\"]\n",
+    );
+    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let session = session_of(&o);
+    let id = session.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        stderr(&o).lines().last().unwrap(),
+        format!("session {id} failed: 1/2 tasks succeeded")
+    );
+}
+
 #[test]
 fn task_environment_and_argv_commands() {
     let sb = Sandbox::new();
