@@ -8,8 +8,10 @@
 pub mod bell;
 pub mod cli;
 pub mod cli_data;
+pub mod engine;
 pub mod error;
 pub mod fsio;
+pub mod journal;
 pub mod launch;
 pub mod locks;
 pub mod message;
@@ -17,6 +19,7 @@ pub mod names;
 pub mod orchestrator;
 pub mod plan;
 pub mod primitives;
+pub mod process;
 pub mod proto;
 pub mod scheduler;
 pub mod session;

@@ -124,6 +124,13 @@ pub struct Started {
     pub pgid: u32,
     pub started_at: String,
     pub started_unix_ms: u64,
+    /// The process's start time in clock ticks since boot (`/proc/PID/stat` field 22):
+    /// with the pid and `boot_id`, its identity (a reused pid has another start time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proc_start: Option<u64>,
+    /// `/proc/sys/kernel/random/boot_id` of the host that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
 }
 
 /// `tasks/<id>/attempt-<n>/exit.json`: written by the worker when the attempt ended.
@@ -198,8 +205,9 @@ impl ExitRecord {
     }
 }
 
-/// Final state of a task.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+/// A task's state: the one vocabulary of the engine, status, list, the summary and the
+/// journal.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     Pending,
@@ -263,6 +271,8 @@ pub struct Outcome {
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     Running,
+    /// No new starts: running attempts are being stopped (cancel, Ctrl-C).
+    Stopping,
     Succeeded,
     Failed,
     /// The orchestrator is gone and the session did not finish (resume it).
@@ -275,6 +285,7 @@ impl SessionState {
     pub fn as_str(self) -> &'static str {
         match self {
             SessionState::Running => "running",
+            SessionState::Stopping => "stopping",
             SessionState::Succeeded => "succeeded",
             SessionState::Failed => "failed",
             SessionState::Interrupted => "interrupted",

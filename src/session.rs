@@ -773,6 +773,8 @@ mod tests {
                 pgid: pid,
                 started_at: "x".into(),
                 started_unix_ms: 1,
+                proc_start: None,
+                boot_id: None,
             })
             .unwrap()
         };

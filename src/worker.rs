@@ -74,6 +74,8 @@ struct Worker {
     /// Program name → path found on `path`; searching PATH per task costs a failed
     /// execve per directory before the right one.
     resolved: std::collections::HashMap<String, PathBuf>,
+    /// This host's boot id, recorded with each attempt's process identity.
+    boot_id: Option<String>,
 }
 
 /// Run a worker until the orchestrator tells it to stop. Returns the exit code.
@@ -121,6 +123,7 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         journal,
         path: path_with_our_dir(),
         resolved: Default::default(),
+        boot_id: crate::process::boot_id(),
     };
     // worker.json first: the `ready` line is what wakes the orchestrator, which watches
     // our journal, not our directory (issue 5), and reads worker.json when it wakes.
@@ -423,6 +426,8 @@ impl Worker {
             pgid: pid,
             started_at: started_at.clone(),
             started_unix_ms: proto::now_unix_ms(),
+            proc_start: crate::process::start_time(pid),
+            boot_id: self.boot_id.clone(),
         };
         self.journal.log(
             "started",

@@ -1,0 +1,286 @@
+//! People's requests (reassign, cancel) and interrupts (SIGINT, SIGTERM).
+//!
+//! A request acts on running and ready tasks; a queued assignment is neither until it is
+//! withdrawn, so requests wait until every queued assignment has been answered for. A
+//! decided outcome is never changed by a request. Moving to stopping (cancel of the
+//! session, an interrupt) first withdraws what is queued, so no queued task starts
+//! against the rule.
+
+use std::time::Instant;
+
+use super::{Command, Engine, Interrupt, KillReason, Phase, TaskIx, WorkerState};
+use crate::journal::{ControlAction, EndReason, Event};
+use crate::proto::{SessionState, ShutdownReason, TaskState};
+
+impl Engine {
+    /// Handle the requests that are waiting, once no withdrawal is outstanding.
+    pub(super) fn run_pending(&mut self, now: Instant) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.withdraw_all();
+        if self.withdrawals_pending() {
+            return;
+        }
+        while let Some((id, action, task)) = self.pending.pop_front() {
+            let r = self.control(&action, task.as_deref(), now);
+            let (ok, message) = match r {
+                Ok(m) => (true, m),
+                Err(m) => (false, m),
+            };
+            self.out.push(Command::Reply { id, ok, message });
+        }
+    }
+
+    fn control(
+        &mut self,
+        action: &ControlAction,
+        task: Option<&str>,
+        now: Instant,
+    ) -> Result<String, String> {
+        if let Phase::Finished(s) = self.phase {
+            return Err(format!("the session has already ended ({})", s.as_str()));
+        }
+        let t = match task {
+            Some(name) => Some(
+                self.index
+                    .get(name)
+                    .copied()
+                    .ok_or_else(|| format!("the session has no task {name:?}"))?,
+            ),
+            None => None,
+        };
+        match (action, t) {
+            (ControlAction::Reassign, Some(t)) => self.reassign(t, now),
+            (ControlAction::Reassign, None) => Err("reassign needs a task".into()),
+            (ControlAction::Cancel, Some(t)) => self.cancel_task(t, now),
+            (ControlAction::Cancel, None) => Ok(self.cancel_session(now)),
+        }
+    }
+
+    /// The worker running task `t`'s current attempt (not one queued behind).
+    fn runner_of(&self, t: TaskIx) -> Option<(String, u32)> {
+        let (a, w) = self.tasks[t].fence.clone()?;
+        (self.worker_state(&w)
+            == Some(WorkerState::Busy {
+                task: t,
+                attempt: a,
+            }))
+        .then_some((w, a))
+    }
+
+    /// A task's state in words, for replies.
+    pub(super) fn state_name(&self, t: TaskIx) -> &'static str {
+        if let Some(s) = self.tasks[t].decided {
+            return s.as_str();
+        }
+        if self.tasks[t].retry_at.is_some() {
+            return "retrying";
+        }
+        match self.tasks[t].fence {
+            Some(_) => "running",
+            None => "pending",
+        }
+    }
+
+    fn reassign(&mut self, t: TaskIx, now: Instant) -> Result<String, String> {
+        let id = self.id(t);
+        let Some((wid, attempt)) = self.runner_of(t) else {
+            return Err(format!(
+                "task {id} is not running (state: {})",
+                self.state_name(t)
+            ));
+        };
+        self.out.push(Command::Kill {
+            worker: wid.clone(),
+            task: t,
+            attempt,
+            reason: KillReason::Reassigned,
+        });
+        // The fence moves now: the old attempt's exit can no longer be accepted.
+        self.journal(Event::AttemptEnded {
+            task: id.clone(),
+            attempt,
+            worker: Some(wid.clone()),
+            reason: EndReason::Reassigned,
+        });
+        self.tasks[t].fence = None;
+        self.tasks[t].avoid = Some(wid.clone());
+        self.sched.requeue(t);
+        // The old worker stays busy until its attempt has ended; make sure another one
+        // can take the new attempt.
+        let idle = self.workers.values().any(|w| w.state == WorkerState::Idle);
+        let live = self
+            .workers
+            .values()
+            .filter(|w| !matches!(w.state, WorkerState::Gone | WorkerState::Stopping))
+            .count();
+        if !idle && live <= self.cfg.workers {
+            self.spawn_worker(now);
+        }
+        Ok(format!(
+            "task {id}: stopping attempt {attempt} on {wid}; attempt {} goes to another worker",
+            attempt + 1
+        ))
+    }
+
+    fn cancel_task(&mut self, t: TaskIx, now: Instant) -> Result<String, String> {
+        let id = self.id(t);
+        if self.tasks[t].decided.is_some() {
+            return Err(format!(
+                "task {id} already finished ({})",
+                self.state_name(t)
+            ));
+        }
+        let n = self.cancel_one(t, "cancelled by request".into(), now);
+        Ok(format!(
+            "task {id} cancelled ({n} dependents cancelled too)"
+        ))
+    }
+
+    /// Cancel task `t` (stopping its attempt) and its dependents; how many dependents.
+    fn cancel_one(&mut self, t: TaskIx, why: String, now: Instant) -> usize {
+        let before = self.decided_count();
+        if let Some((a, w)) = self.tasks[t].fence.clone() {
+            self.out.push(Command::Kill {
+                worker: w.clone(),
+                task: t,
+                attempt: a,
+                reason: KillReason::Cancelled,
+            });
+            self.journal(Event::AttemptEnded {
+                task: self.id(t),
+                attempt: a,
+                worker: Some(w),
+                reason: EndReason::Cancelled,
+            });
+        }
+        self.decide_without_exit(t, TaskState::Cancelled, why, None, now);
+        self.decided_count().saturating_sub(before + 1)
+    }
+
+    fn decided_count(&self) -> usize {
+        self.tasks.iter().filter(|t| t.decided.is_some()).count()
+    }
+
+    fn cancel_session(&mut self, now: Instant) -> String {
+        self.phase = Phase::Cancelling;
+        self.journal(Event::SessionState {
+            state: SessionState::Stopping,
+            why: "cancel requested".into(),
+        });
+        let before = self.decided_count();
+        for t in 0..self.tasks.len() {
+            if self.tasks[t].decided.is_none() {
+                self.cancel_one(t, "session cancelled".into(), now);
+            }
+        }
+        let n = self.decided_count() - before;
+        format!("session cancelled ({n} tasks stopped or dropped)")
+    }
+
+    /// SIGINT or SIGTERM: stop cleanly (no new attempts, running attempts stopped with
+    /// their grace), leave the session `interrupted`. Again: kill every attempt's group
+    /// at once and leave.
+    pub(super) fn interrupt(&mut self, signal: Interrupt, again: bool) {
+        if matches!(self.phase, Phase::Finished(_)) {
+            return;
+        }
+        let first = !matches!(self.phase, Phase::Interrupting(_));
+        self.interrupt_signal.get_or_insert(signal);
+        if first && !again {
+            self.phase = Phase::Interrupting(signal);
+            self.journal(Event::SessionState {
+                state: SessionState::Stopping,
+                why: format!("{} received", signal.name()),
+            });
+            self.withdraw_all();
+            let running: Vec<(String, TaskIx, u32)> = self.running_attempts();
+            for (w, t, a) in running {
+                self.out.push(Command::Kill {
+                    worker: w,
+                    task: t,
+                    attempt: a,
+                    reason: KillReason::Interrupted,
+                });
+            }
+            return;
+        }
+        self.phase = Phase::Interrupting(signal);
+        for (w, t, a) in self.running_attempts() {
+            self.out.push(Command::KillGroup {
+                worker: w.clone(),
+                task: t,
+                attempt: a,
+                process: None,
+            });
+            if self.tasks[t].fence.as_ref().is_some_and(|(x, _)| *x == a) {
+                self.tasks[t].fence = None;
+                self.journal(Event::AttemptEnded {
+                    task: self.id(t),
+                    attempt: a,
+                    worker: Some(w.clone()),
+                    reason: EndReason::Interrupted,
+                });
+            }
+        }
+        let ids: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.state != WorkerState::Gone)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.stop_worker(&id, ShutdownReason::SessionEnd);
+        }
+        self.end_interrupted();
+    }
+
+    fn running_attempts(&self) -> Vec<(String, TaskIx, u32)> {
+        self.workers
+            .iter()
+            .filter_map(|(id, w)| match w.state {
+                WorkerState::Busy { task, attempt } => Some((id.clone(), task, attempt)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn end_interrupted(&mut self) {
+        self.journal(Event::SessionState {
+            state: SessionState::Interrupted,
+            why: "interrupted; `orchestrator resume` finishes it".into(),
+        });
+        self.out.push(Command::Finish(SessionState::Interrupted));
+        self.phase = Phase::Finished(SessionState::Interrupted);
+    }
+
+    /// End the session when its phase allows.
+    pub(super) fn maybe_finish(&mut self) {
+        let busy = self
+            .workers
+            .values()
+            .any(|w| matches!(w.state, WorkerState::Busy { .. }));
+        match self.phase {
+            Phase::Running => {
+                if self.sched.finished() && !self.withdrawals_pending() {
+                    let s = self.final_state();
+                    self.phase = Phase::Finished(s);
+                    self.out.push(Command::Finish(s));
+                }
+            }
+            Phase::Cancelling => {
+                if !busy && !self.withdrawals_pending() {
+                    self.phase = Phase::Finished(SessionState::Cancelled);
+                    self.out.push(Command::Finish(SessionState::Cancelled));
+                }
+            }
+            Phase::Interrupting(_) => {
+                if !busy && !self.withdrawals_pending() {
+                    self.end_interrupted();
+                }
+            }
+            Phase::Finished(_) => {}
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! The worker pool and the one path from "ready" to "assigned".
+//!
+//! A ready task goes to an idle worker (avoiding the worker a reassigned task left). A
+//! worker left idle while another has a task queued gets that task instead: the queue
+//! must never delay work. Then each worker whose task has started gets one more ready
+//! task queued behind it, so the round trip "exit -> next assignment" is off its
+//! critical path. Queueing obeys every start rule: nothing is queued while the session
+//! is not running, in plans with races (a member's end can make queued members lose), or
+//! while a worker is starting (it will take ready tasks at once).
+
+use std::time::Instant;
+
+use super::{Command, Engine, Phase, TaskIx, Worker, WorkerState};
+use crate::journal::{DeathCause, EndReason, Event};
+use crate::proto::{ShutdownReason, Started};
+use crate::scheduler;
+
+impl Engine {
+    pub(super) fn registered(
+        &mut self,
+        worker: String,
+        pid: u32,
+        host: String,
+        terminal: Option<String>,
+        now: Instant,
+    ) {
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        if w.state != WorkerState::Starting {
+            return;
+        }
+        w.state = WorkerState::Idle;
+        w.heartbeat_at = now;
+        self.spawn_failures = 0;
+        self.journal(Event::WorkerRegistered {
+            worker,
+            pid,
+            host,
+            terminal,
+        });
+    }
+
+    pub(super) fn started(&mut self, st: Started) {
+        let Some(&t) = self.index.get(&st.task) else {
+            return;
+        };
+        let task = &mut self.tasks[t];
+        let current = task
+            .fence
+            .as_ref()
+            .is_some_and(|(a, w)| *a == st.attempt && *w == st.worker);
+        if !current || task.started || task.decided.is_some() {
+            return;
+        }
+        task.started = true;
+        self.journal(Event::TaskStarted {
+            task: st.task,
+            attempt: st.attempt,
+            worker: st.worker,
+            pid: Some(st.pgid),
+            proc_start: st.proc_start,
+            boot_id: st.boot_id,
+        });
+    }
+
+    pub(super) fn heartbeat(&mut self, worker: &str, counter: u64, now: Instant) {
+        if let Some(w) = self.workers.get_mut(worker)
+            && w.heartbeat != Some(counter)
+        {
+            w.heartbeat = Some(counter);
+            w.heartbeat_at = now;
+        }
+    }
+
+    /// A registered worker whose counter has not moved for the lease time (judged on
+    /// the time the shell passes in, never file mtimes) is alive but stuck: lost, and
+    /// its task's process group is killed, which it can no longer do itself.
+    pub(super) fn check_leases(&mut self, now: Instant) {
+        let lease = self.cfg.lease;
+        let stuck: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| matches!(w.state, WorkerState::Idle | WorkerState::Busy { .. }))
+            .filter(|(_, w)| now.saturating_duration_since(w.heartbeat_at) > lease)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stuck {
+            self.journal(Event::WorkerUnresponsive {
+                worker: id.clone(),
+                lease_ms: lease.as_millis() as u64,
+            });
+            self.out.push(Command::StopWorker {
+                worker: id.clone(),
+                reason: ShutdownReason::Lost,
+            });
+            self.worker_gone(&id, DeathCause::Unresponsive, now);
+        }
+    }
+
+    pub(super) fn check_registrations(&mut self, now: Instant) {
+        let limit = self.cfg.register_timeout;
+        let late: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.state == WorkerState::Starting)
+            .filter(|(_, w)| now.saturating_duration_since(w.spawned_at) > limit)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in late {
+            self.worker_gone(&id, DeathCause::NeverRegistered, now);
+        }
+    }
+
+    fn idle(&self) -> Vec<String> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.state == WorkerState::Idle)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn busy_count(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| matches!(w.state, WorkerState::Busy { .. }))
+            .count()
+    }
+
+    fn live_count(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| !matches!(w.state, WorkerState::Gone | WorkerState::Stopping))
+            .count()
+    }
+
+    /// Hand out what is ready, as the session's phase allows.
+    pub(super) fn dispatch(&mut self, now: Instant) {
+        if !self.running() {
+            return;
+        }
+        self.assign_ready(now);
+        let idle = self.idle().len();
+        if idle > 0 {
+            // The queues behind the longest-running tasks first: they would wait longest.
+            let mut behind: Vec<(Instant, String)> = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.queued.is_some() && !w.withdrawing)
+                .map(|(id, w)| (w.busy_since, id.clone()))
+                .collect();
+            behind.sort();
+            for (_, wid) in behind.into_iter().take(idle) {
+                self.withdraw(&wid);
+            }
+        }
+        self.queue_ready(now);
+        // Release idle workers the plan can no longer use (their windows close).
+        let idle = self.idle();
+        let excess =
+            scheduler::excess_idle(idle.len(), self.sched.not_started() + self.retrying.len());
+        for wid in idle.into_iter().take(excess) {
+            self.stop_worker(&wid, ShutdownReason::Idle);
+        }
+    }
+
+    fn assign_ready(&mut self, now: Instant) {
+        loop {
+            let idle = self.idle();
+            if idle.is_empty() {
+                return;
+            }
+            let Some(t) = self.sched.pop_ready() else {
+                return;
+            };
+            let avoid = self.tasks[t].avoid.clone();
+            let wid = idle
+                .iter()
+                .find(|w| Some(*w) != avoid.as_ref())
+                .unwrap_or(&idle[0])
+                .clone();
+            self.assign(t, &wid, false, now);
+        }
+    }
+
+    fn queue_ready(&mut self, now: Instant) {
+        if !self.plan.races.is_empty() || !self.sched.has_ready() || self.any_starting() {
+            return;
+        }
+        let ready_for_more: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| {
+                w.queued.is_none()
+                    && matches!(w.state, WorkerState::Busy { task, attempt }
+                        if self.tasks[task].attempt == attempt && self.tasks[task].started)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for wid in ready_for_more {
+            let Some(t) = self.sched.pop_ready() else {
+                break;
+            };
+            if self.tasks[t].avoid.as_deref() == Some(wid.as_str()) {
+                self.sched.requeue(t);
+                break;
+            }
+            self.assign(t, &wid, true, now);
+        }
+    }
+
+    /// Give the worker that just finished its task the next ready one at once, before
+    /// that task's outcome is written (the round trip is on every worker's critical
+    /// path).
+    pub(super) fn hand_next(&mut self, wid: &str, now: Instant) {
+        if !self.running() || self.worker_state(wid) != Some(WorkerState::Idle) {
+            return;
+        }
+        let Some(t) = self.sched.pop_ready() else {
+            return;
+        };
+        if self.tasks[t].avoid.as_deref() == Some(wid) {
+            self.sched.requeue(t);
+            return;
+        }
+        self.assign(t, wid, false, now);
+    }
+
+    /// The next attempt of task `t` goes to `wid`: as its current task, or (`queue`)
+    /// behind the one it runs. The fence moves first, in the journal.
+    fn assign(&mut self, t: TaskIx, wid: &str, queue: bool, now: Instant) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let task = &mut self.tasks[t];
+        task.attempt += 1;
+        task.started = false;
+        task.fence = Some((task.attempt, wid.to_string()));
+        let attempt = task.attempt;
+        self.journal(Event::TaskAssigned {
+            task: self.id(t),
+            attempt,
+            worker: wid.to_string(),
+            seq,
+        });
+        self.out.push(Command::Assign {
+            worker: wid.to_string(),
+            task: t,
+            attempt,
+            seq,
+        });
+        if let Some(w) = self.workers.get_mut(wid) {
+            if queue {
+                w.queued = Some((t, attempt));
+            } else {
+                w.state = WorkerState::Busy { task: t, attempt };
+                w.busy_since = now;
+            }
+        }
+    }
+
+    /// Ask for worker `wid`'s queued assignment back.
+    pub(super) fn withdraw(&mut self, wid: &str) {
+        let Some(w) = self.workers.get_mut(wid) else {
+            return;
+        };
+        let Some((task, attempt)) = w.queued else {
+            return;
+        };
+        if w.withdrawing {
+            return;
+        }
+        w.withdrawing = true;
+        self.out.push(Command::Withdraw {
+            worker: wid.to_string(),
+            task,
+            attempt,
+        });
+    }
+
+    pub(super) fn withdraw_all(&mut self) {
+        let ids: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.queued.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.withdraw(&id);
+        }
+    }
+
+    pub(super) fn withdrawals_pending(&self) -> bool {
+        self.workers.values().any(|w| w.withdrawing)
+    }
+
+    /// The answer to a withdrawal. Taken back: the task is ready again with the same
+    /// attempt number (it never ran). Claimed: the worker's running task has ended (a
+    /// worker claims the next only after recording the exit), and the exit follows.
+    pub(super) fn withdrawn(&mut self, wid: &str, t: TaskIx, attempt: u32, ok: bool, now: Instant) {
+        let Some(w) = self.workers.get_mut(wid) else {
+            return;
+        };
+        if w.queued != Some((t, attempt)) {
+            return;
+        }
+        w.withdrawing = false;
+        if ok {
+            w.queued = None;
+            let task = &mut self.tasks[t];
+            task.attempt = attempt - 1;
+            task.fence = None;
+            self.journal(Event::TaskWithdrawn {
+                task: self.id(t),
+                attempt,
+                worker: wid.to_string(),
+            });
+            if self.tasks[t].decided.is_none() {
+                self.sched.requeue(t);
+            }
+            return;
+        }
+        if w.state == WorkerState::Gone {
+            // A dead worker claimed it: it may have started it.
+            w.queued = None;
+            self.out.push(Command::KillGroup {
+                worker: wid.to_string(),
+                task: t,
+                attempt,
+                process: None,
+            });
+            self.attempt_lost(t, attempt, wid, now);
+        }
+    }
+
+    /// Start workers until the pool has the size the remaining work can use.
+    pub(super) fn fill_pool(&mut self, now: Instant) {
+        if !self.running() || self.fatal.is_some() {
+            return;
+        }
+        let wanted = self
+            .cfg
+            .workers
+            .min(self.sched.not_started() + self.busy_count());
+        while !self.sched.finished() && self.live_count() < wanted {
+            self.spawn_worker(now);
+        }
+    }
+
+    pub(super) fn spawn_worker(&mut self, now: Instant) {
+        let id = format!("w{}", self.next_worker);
+        self.next_worker += 1;
+        self.workers
+            .insert(id.clone(), Worker::new(WorkerState::Starting, now));
+        self.out.push(Command::SpawnWorker { worker: id });
+    }
+
+    pub(super) fn stop_worker(&mut self, wid: &str, reason: ShutdownReason) {
+        self.out.push(Command::StopWorker {
+            worker: wid.to_string(),
+            reason,
+        });
+        if let Some(w) = self.workers.get_mut(wid)
+            && w.state != WorkerState::Gone
+        {
+            w.state = WorkerState::Stopping;
+        }
+    }
+
+    /// A worker died or exited. Its task, if it had one and did not finish, gets a new
+    /// attempt on another worker (a crash does not use up `retries`). The shell has fed
+    /// every exit the worker recorded before this.
+    pub(super) fn worker_gone(&mut self, wid: &str, how: DeathCause, now: Instant) {
+        let Some(w) = self.workers.get_mut(wid) else {
+            return;
+        };
+        let prev = w.state;
+        if prev == WorkerState::Gone {
+            return;
+        }
+        w.state = WorkerState::Gone;
+        // A queued task it never claimed goes back to the queue as it was; the answer
+        // decides (a claimed one is lost with the worker).
+        if w.queued.is_some() && !w.withdrawing {
+            self.withdraw(wid);
+        }
+        if let WorkerState::Busy { task, attempt } = prev {
+            // Its task runs in a process group of its own and would outlive the
+            // worker: stop it before the task moves on.
+            self.out.push(Command::KillGroup {
+                worker: wid.to_string(),
+                task,
+                attempt,
+                process: None,
+            });
+            self.attempt_lost(task, attempt, wid, now);
+        }
+        let expected = prev == WorkerState::Stopping;
+        let ev = if expected {
+            Event::WorkerExited {
+                worker: wid.to_string(),
+                how,
+            }
+        } else {
+            Event::WorkerLost {
+                worker: wid.to_string(),
+                how,
+            }
+        };
+        self.journal(ev);
+        if expected {
+            return;
+        }
+        if prev == WorkerState::Starting {
+            self.spawn_failures += 1;
+            if self.spawn_failures >= self.cfg.max_spawn_failures {
+                self.fatal = Some(format!(
+                    "{} workers in a row died before registering; see workers/{wid}/console.log",
+                    self.cfg.max_spawn_failures
+                ));
+                self.phase = Phase::Finished(crate::proto::SessionState::Failed);
+                self.out
+                    .push(Command::Finish(crate::proto::SessionState::Failed));
+            }
+        }
+    }
+
+    /// The current attempt `attempt` of task `t` was lost with worker `wid`: it stops
+    /// counting (journalled before any new attempt), and the task goes back to the queue
+    /// unless it was lost too often.
+    pub(super) fn attempt_lost(&mut self, t: TaskIx, attempt: u32, wid: &str, now: Instant) {
+        let task = &mut self.tasks[t];
+        let current = task
+            .fence
+            .as_ref()
+            .is_some_and(|(a, w)| *a == attempt && w == wid);
+        if !current || task.decided.is_some() {
+            return; // already superseded (reassigned or cancelled)
+        }
+        task.fence = None;
+        task.reassigns += 1;
+        let n = task.reassigns;
+        self.journal(Event::AttemptEnded {
+            task: self.id(t),
+            attempt,
+            worker: Some(wid.to_string()),
+            reason: EndReason::WorkerLost,
+        });
+        let max = self.plan.tasks[t].max_reassign;
+        if n > max {
+            let msg = format!("worker lost {n} times (max_reassign is {max})");
+            self.decide_without_exit(
+                t,
+                crate::proto::TaskState::Failed,
+                msg,
+                Some(wid.to_string()),
+                now,
+            );
+            return;
+        }
+        self.sched.requeue(t);
+    }
+}

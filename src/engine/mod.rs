@@ -1,0 +1,447 @@
+//! The orchestrator's decisions as a pure state machine: [`Engine::on`] takes a [`Fact`]
+//! and the current time and returns the [`Command`]s to carry out. Nothing in here reads
+//! a file, starts a process, looks at a clock or spawns a thread, so every rule is tested
+//! with plain values (see `tests.rs` and the model in `model.rs`).
+//!
+//! Where the rules live:
+//! - `dispatch.rs`: the one path from "ready" to "assigned" (idle workers first, then one
+//!   task queued behind each running one), withdrawals, the worker pool, leases.
+//! - `decide.rs`: what an exit means (success, retry after backoff, failure), the fence
+//!   check, worker loss and reassignment, propagation through the DAG, races.
+//! - `control.rs`: people's requests (reassign, cancel) and interrupts.
+//! - `prims.rs`: signals, barriers and lock deadlocks.
+//! - `restore.rs`: rebuilding the engine from the journal and what is on disk.
+//!
+//! The fence: an attempt may report only while the task's `fence` names exactly that
+//! attempt and worker (journalled as `task_assigned` before the assignment is written);
+//! every other exit is refused as stale.
+
+mod control;
+mod decide;
+mod dispatch;
+mod io;
+mod prims;
+mod restore;
+
+#[cfg(test)]
+mod model;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+pub use io::{
+    BarrierScan, Command, Decision, Exit, Fact, Found, FoundWorker, Interrupt, KillReason,
+    PrimScan, ProcessId, TaskIx,
+};
+
+use crate::journal::{ControlAction, Event};
+use crate::plan::{Graph, Plan};
+use crate::proto::{SessionState, TaskState};
+use crate::scheduler::Scheduler;
+
+/// Tunables the shell passes in once (never read from the environment in here).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Workers at once.
+    pub workers: usize,
+    /// A registered worker whose heartbeat does not move for this long is lost.
+    pub lease: Duration,
+    /// How long a started worker may take to register.
+    pub register_timeout: Duration,
+    /// A wait-for cycle must still be there this much later to count as a deadlock.
+    pub deadlock_confirm: Duration,
+    /// Workers that die before registering, in a row, before the launcher is given up on.
+    pub max_spawn_failures: u32,
+    /// Seed of the backoff jitter (the shell passes something random).
+    pub seed: u64,
+}
+
+impl Config {
+    pub fn new(workers: usize, lease: Duration) -> Config {
+        Config {
+            workers,
+            lease,
+            register_timeout: Duration::from_secs(30),
+            deadlock_confirm: Duration::from_millis(150),
+            max_spawn_failures: 5,
+            seed: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+}
+
+/// What a worker is doing, as far as the engine knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Started, not registered yet.
+    Starting,
+    Idle,
+    /// Running (or about to claim) attempt `attempt` of `task`.
+    Busy {
+        task: TaskIx,
+        attempt: u32,
+    },
+    /// Told to stop.
+    Stopping,
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+struct Worker {
+    state: WorkerState,
+    /// An assignment written behind the running one, not known to be claimed: the
+    /// worker starts it the moment its current task ends.
+    queued: Option<(TaskIx, u32)>,
+    /// A [`Command::Withdraw`] of `queued` is out, its answer not in yet.
+    withdrawing: bool,
+    busy_since: Instant,
+    spawned_at: Instant,
+    heartbeat: Option<u64>,
+    heartbeat_at: Instant,
+}
+
+impl Worker {
+    fn new(state: WorkerState, now: Instant) -> Worker {
+        Worker {
+            state,
+            queued: None,
+            withdrawing: false,
+            busy_since: now,
+            spawned_at: now,
+            heartbeat: None,
+            heartbeat_at: now,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Task {
+    /// The highest attempt number given out (a withdrawn one is given again).
+    attempt: u32,
+    /// The fence: the attempt that may report, and its worker.
+    fence: Option<(u32, String)>,
+    started: bool,
+    failures: u32,
+    reassigns: u32,
+    retry_at: Option<Instant>,
+    /// A worker this task should not go back to (after `reassign`).
+    avoid: Option<String>,
+    /// The decided state, and why (for a barrier a participant can no longer reach).
+    decided: Option<TaskState>,
+    reason: Option<String>,
+    /// A `best` race member's success, held until the race is decided.
+    held: Option<Decision>,
+    /// The accepted result, kept for races (a winner's result is the race's).
+    result: Option<serde_json::Value>,
+}
+
+/// Signals no one can raise any more, as far as one look at the files can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stall {
+    No,
+    /// Seen stalled; a fresh look at the files was asked for.
+    Suspected,
+    /// Still stalled after a fresh look.
+    Confirmed,
+}
+
+/// Where the session is: running, or on its way to an end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Cancelled as a whole: no new starts; ends `cancelled` once nothing runs.
+    Cancelling,
+    /// Interrupted: no new starts; ends `interrupted` once nothing runs.
+    Interrupting(Interrupt),
+    Finished(SessionState),
+}
+
+/// The orchestrator's state machine for one session.
+pub struct Engine {
+    cfg: Config,
+    plan: Plan,
+    graph: Graph,
+    sched: Scheduler,
+    tasks: Vec<Task>,
+    index: HashMap<String, TaskIx>,
+    workers: BTreeMap<String, Worker>,
+    races_done: Vec<bool>,
+    phase: Phase,
+    /// A task was cancelled on purpose (the session then ends `cancelled` unless a task
+    /// failed).
+    cancelled_any: bool,
+    next_worker: u32,
+    next_seq: u64,
+    spawn_failures: u32,
+    /// A wait-for cycle seen once, acted on only if still there at the next look (a
+    /// scan of holders and waiters is not atomic, so one sighting may be a phantom).
+    suspect: Option<(crate::locks::Deadlock, Instant)>,
+    /// Requests that wait for queued assignments to be withdrawn.
+    pending: VecDeque<(String, ControlAction, Option<String>)>,
+    /// Tasks waiting out a retry backoff (kept apart so no pass scans every task).
+    retrying: std::collections::BTreeSet<TaskIx>,
+    interrupt_signal: Option<Interrupt>,
+    /// No task can move (see `prims.rs`): confirmed after the next look at the files.
+    stall: Stall,
+    rng: u64,
+    out: Vec<Command>,
+    /// An internal error the shell must report (a launcher that cannot start workers).
+    fatal: Option<String>,
+}
+
+impl Engine {
+    /// A new session's engine; `seq0` is where assignment sequence numbers start.
+    pub fn new(plan: Plan, cfg: Config, seq0: u64) -> Engine {
+        let graph = plan.graph();
+        let sched = Scheduler::with_external(graph.deps.clone(), graph.external.clone());
+        let index = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i))
+            .collect();
+        Engine {
+            rng: cfg.seed | 1,
+            interrupt_signal: None,
+            stall: Stall::No,
+            cfg,
+            tasks: vec![Task::default(); plan.tasks.len()],
+            races_done: vec![false; plan.races.len()],
+            plan,
+            graph,
+            sched,
+            index,
+            workers: BTreeMap::new(),
+            phase: Phase::Running,
+            cancelled_any: false,
+            next_worker: 1,
+            next_seq: seq0,
+            spawn_failures: 0,
+            suspect: None,
+            pending: VecDeque::new(),
+            retrying: Default::default(),
+            out: Vec::new(),
+            fatal: None,
+        }
+    }
+
+    /// Handle one fact at time `now`; returns what to do, in order.
+    pub fn on(&mut self, fact: Fact, now: Instant) -> Vec<Command> {
+        match fact {
+            Fact::Start => {}
+            Fact::Recovered(found) => self.recovered(found, now),
+            Fact::WorkerRegistered {
+                worker,
+                pid,
+                host,
+                terminal,
+            } => self.registered(worker, pid, host, terminal, now),
+            Fact::AttemptStarted(st) => self.started(st),
+            Fact::AttemptExited {
+                worker,
+                task,
+                attempt,
+                exit,
+            } => {
+                if let Some(&t) = self.index.get(&task) {
+                    self.exited(&worker, t, attempt, exit, true, now);
+                }
+            }
+            Fact::WorkerDied { worker, how } => self.worker_gone(&worker, how, now),
+            Fact::Heartbeat { worker, counter } => self.heartbeat(&worker, counter, now),
+            Fact::Withdrawn {
+                worker,
+                task,
+                attempt,
+                ok,
+            } => {
+                if let Some(&t) = self.index.get(&task) {
+                    self.withdrawn(&worker, t, attempt, ok, now);
+                }
+            }
+            Fact::Primitives(scan) => self.primitives(scan, now),
+            Fact::Control { id, action, task } => {
+                self.journal(Event::ControlRequest {
+                    id: id.clone(),
+                    action: action.clone(),
+                    task: task.clone(),
+                });
+                self.pending.push_back((id, action, task));
+            }
+            Fact::Interrupt { signal, again } => self.interrupt(signal, again),
+            Fact::Tick => {}
+        }
+        self.settle(now);
+        std::mem::take(&mut self.out)
+    }
+
+    /// After every fact: what time and the new state allow.
+    fn settle(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Finished(_)) {
+            return;
+        }
+        self.run_pending(now);
+        self.retries_due(now);
+        self.check_leases(now);
+        self.check_registrations(now);
+        self.dispatch(now);
+        self.check_stall();
+        self.deadlock_due(now);
+        self.fill_pool(now);
+        self.maybe_finish();
+    }
+
+    // ---- getters (status, the shell's bookkeeping) ----
+
+    /// The session's state now.
+    pub fn state(&self) -> SessionState {
+        match self.phase {
+            Phase::Running | Phase::Cancelling | Phase::Interrupting(_) => SessionState::Running,
+            Phase::Finished(s) => s,
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn finished(&self) -> bool {
+        matches!(self.phase, Phase::Finished(_))
+    }
+
+    /// The interrupt that stopped the session, if one did.
+    pub fn interrupted_by(&self) -> Option<Interrupt> {
+        self.interrupt_signal
+    }
+
+    /// An internal error that ended the session (the shell reports it, exit 3).
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn task_index(&self, id: &str) -> Option<TaskIx> {
+        self.index.get(id).copied()
+    }
+
+    /// The task's decided state, if decided.
+    pub fn decided(&self, t: TaskIx) -> Option<TaskState> {
+        self.tasks[t].decided
+    }
+
+    /// The highest attempt number given to task `t`.
+    pub fn attempts(&self, t: TaskIx) -> u32 {
+        self.tasks[t].attempt
+    }
+
+    /// The attempt of task `t` that may report now, and its worker.
+    pub fn fence(&self, t: TaskIx) -> Option<(u32, &str)> {
+        self.tasks[t].fence.as_ref().map(|(a, w)| (*a, w.as_str()))
+    }
+
+    /// Workers that are neither gone nor stopping.
+    pub fn live_workers(&self) -> impl Iterator<Item = (&str, WorkerState)> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| !matches!(w.state, WorkerState::Gone))
+            .map(|(id, w)| (id.as_str(), w.state))
+    }
+
+    pub fn worker_state(&self, id: &str) -> Option<WorkerState> {
+        self.workers.get(id).map(|w| w.state)
+    }
+
+    /// Attempts in flight on worker `id` (running, and queued behind), to look for
+    /// their exits before the worker's death is handled.
+    pub fn in_flight(&self, id: &str) -> Vec<(TaskIx, u32)> {
+        let Some(w) = self.workers.get(id) else {
+            return Vec::new();
+        };
+        let mut v = Vec::new();
+        if let WorkerState::Busy { task, attempt } = w.state {
+            v.push((task, attempt));
+        }
+        v.extend(w.queued);
+        v
+    }
+
+    /// Whether any worker is starting (not registered yet).
+    pub fn any_starting(&self) -> bool {
+        self.workers
+            .values()
+            .any(|w| w.state == WorkerState::Starting)
+    }
+
+    /// Signals some task still waits for.
+    pub fn open_signals(&self) -> Vec<String> {
+        self.graph
+            .signals
+            .iter()
+            .filter(|(_, node)| self.sched.is_open(*node))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Whether barriers or locks matter to this plan right now.
+    pub fn watches_primitives(&self) -> bool {
+        !self.finished()
+    }
+
+    /// The earliest time at which [`Fact::Tick`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for &t in &self.retrying {
+            if let Some(r) = self.tasks[t].retry_at {
+                at(r);
+            }
+        }
+        if let Some((_, seen)) = &self.suspect {
+            at(*seen + self.cfg.deadlock_confirm);
+        }
+        for w in self.workers.values() {
+            match w.state {
+                WorkerState::Idle | WorkerState::Busy { .. } => at(w.heartbeat_at + self.cfg.lease),
+                WorkerState::Starting => at(w.spawned_at + self.cfg.register_timeout),
+                _ => {}
+            }
+        }
+        next
+    }
+
+    /// Counts of decided tasks by state, for the closing line.
+    pub fn counts(&self) -> BTreeMap<TaskState, usize> {
+        let mut m = BTreeMap::new();
+        for t in &self.tasks {
+            if let Some(s) = t.decided {
+                *m.entry(s).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
+    // ---- helpers shared by the rule modules ----
+
+    fn journal(&mut self, ev: Event) {
+        self.out.push(Command::Journal(ev));
+    }
+
+    fn id(&self, t: TaskIx) -> String {
+        self.plan.tasks[t].id.clone()
+    }
+
+    /// A number in [-1, 1] for backoff jitter (xorshift: deterministic from the seed).
+    fn jitter_unit(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x % 2001) as f64 / 1000.0 - 1.0
+    }
+
+    fn running(&self) -> bool {
+        self.phase == Phase::Running
+    }
+}

@@ -1,0 +1,296 @@
+//! Rebuilding the engine after its orchestrator died: first from the journal (fences,
+//! decisions, failures, retries, races, signals), then from what the shell found on disk
+//! ([`Found`]): live workers are adopted, exits that happened meanwhile are accepted only
+//! from the fence holder, attempts lost with their worker are reassigned, and every
+//! attempt that is not the current one and may still run is stopped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use super::{Command, Config, Engine, Exit, Found, ProcessId, TaskIx, Worker, WorkerState};
+use crate::journal::{EndReason, Event, History};
+use crate::plan::Plan;
+use crate::proto::{ShutdownReason, Started, TaskState};
+
+impl Engine {
+    /// The engine of a session that ran before, as its journal tells it. `now_unix_ms`
+    /// turns journalled retry times into deadlines on `now`'s clock.
+    pub fn restore(
+        plan: Plan,
+        cfg: Config,
+        history: &History,
+        seq0: u64,
+        now: Instant,
+        now_unix_ms: u64,
+    ) -> Engine {
+        let mut e = Engine::new(plan, cfg, seq0.max(history.max_seq + 1));
+        for (id, _) in history.workers.iter() {
+            if let Some(n) = id.strip_prefix('w').and_then(|n| n.parse::<u32>().ok()) {
+                e.next_worker = e.next_worker.max(n + 1);
+            }
+        }
+        let mut skipped = Vec::new();
+        for t in 0..e.tasks.len() {
+            let id = e.id(t);
+            let Some(h) = history.tasks.get(&id) else {
+                continue;
+            };
+            let task = &mut e.tasks[t];
+            task.attempt = h.last_attempt;
+            task.fence = h.fence.clone();
+            task.failures = h.failures;
+            task.reassigns = h.reassigns;
+            if let Some(s) = h.decided {
+                skipped.extend(e.restore_decided(t, s));
+                continue;
+            }
+            if task.fence.is_some() {
+                e.sched.adopt_running(t);
+            } else if let Some(at) = h.retry_at_unix_ms {
+                e.sched.adopt_running(t);
+                let left = Duration::from_millis(at.saturating_sub(now_unix_ms));
+                e.set_retry(t, Some(now + left));
+            }
+        }
+        for (k, race) in e.plan.races.clone().iter().enumerate() {
+            if let Some(winner) = history.races.get(&race.id) {
+                e.races_done[k] = true;
+                let node = e.graph.race_nodes[k];
+                match winner {
+                    Some(_) => {
+                        e.sched.succeed(node);
+                    }
+                    None => skipped.extend(e.sched.fail(node)),
+                }
+            }
+        }
+        for (name, node) in e.graph.signals.clone() {
+            match history.signals.get(&name) {
+                Some(true) => {
+                    e.sched.succeed(node);
+                }
+                Some(false) => skipped.extend(e.sched.fail(node)),
+                None => {}
+            }
+        }
+        e.cancelled_any = history
+            .tasks
+            .values()
+            .any(|h| h.decided == Some(TaskState::Cancelled));
+        // Dependents a crash may have left undecided.
+        e.propagate(skipped, TaskState::Skipped, "a dependency did not succeed");
+        e
+    }
+
+    /// Put a decided task's node where its state says; returns the nodes this skips.
+    fn restore_decided(&mut self, t: TaskIx, s: TaskState) -> Vec<usize> {
+        self.tasks[t].decided = Some(s);
+        self.tasks[t].fence = None;
+        match s {
+            TaskState::Succeeded => {
+                self.sched.succeed(t);
+                Vec::new()
+            }
+            TaskState::Lost => self.sched.lose(t),
+            _ => self.sched.fail(t),
+        }
+    }
+
+    /// What the shell found on disk after [`Engine::restore`].
+    pub(super) fn recovered(&mut self, found: Found, now: Instant) {
+        // Outcomes written just before the crash, whose journal line is missing.
+        let mut skipped = Vec::new();
+        for (id, s) in &found.outcomes {
+            if let Some(&t) = self.index.get(id)
+                && self.tasks[t].decided.is_none()
+            {
+                self.journal(Event::TaskFinished {
+                    task: id.clone(),
+                    attempt: self.tasks[t].attempt,
+                    worker: None,
+                    state: *s,
+                    exit_code: None,
+                    reason: Some("outcome found on resume".into()),
+                });
+                skipped.extend(self.restore_decided(t, *s));
+            }
+        }
+        self.propagate(skipped, TaskState::Skipped, "a dependency did not succeed");
+
+        let mut exits: BTreeMap<(String, u32), Exit> = found
+            .exits
+            .into_iter()
+            .map(|(t, a, e)| ((t, a), e))
+            .collect();
+        let mut started: BTreeMap<(String, u32), (String, Started)> = BTreeMap::new();
+        let mut adopted = BTreeSet::new();
+        let mut claimed: BTreeSet<(String, String, u32)> = BTreeSet::new();
+        for fw in &found.workers {
+            if let Some(n) = fw.id.strip_prefix('w').and_then(|n| n.parse::<u32>().ok()) {
+                self.next_worker = self.next_worker.max(n + 1);
+            }
+            for (task, n) in &fw.withdrawn {
+                if let Some(&t) = self.index.get(task)
+                    && self.tasks[t].fence == Some((*n, fw.id.clone()))
+                {
+                    self.tasks[t].fence = None;
+                    if self.tasks[t].attempt == *n {
+                        self.tasks[t].attempt = n - 1;
+                    }
+                    self.journal(Event::TaskWithdrawn {
+                        task: task.clone(),
+                        attempt: *n,
+                        worker: fw.id.clone(),
+                    });
+                    self.sched.requeue(t);
+                }
+            }
+            for st in &fw.started {
+                started.insert((st.task.clone(), st.attempt), (fw.id.clone(), st.clone()));
+            }
+            for (task, n) in &fw.claimed {
+                claimed.insert((fw.id.clone(), task.clone(), *n));
+            }
+            if fw.alive && fw.registered && !fw.stopped && !fw.foreign {
+                self.workers
+                    .insert(fw.id.clone(), Worker::new(WorkerState::Idle, now));
+                adopted.insert(fw.id.clone());
+                self.journal(Event::WorkerAdopted {
+                    worker: fw.id.clone(),
+                });
+            } else if fw.alive {
+                // Told to stop, or speaking another protocol version: never adopted.
+                self.workers
+                    .insert(fw.id.clone(), Worker::new(WorkerState::Stopping, now));
+                if fw.foreign && !fw.stopped {
+                    self.out.push(Command::StopWorker {
+                        worker: fw.id.clone(),
+                        reason: ShutdownReason::SessionEnd,
+                    });
+                }
+            }
+        }
+
+        // The fence holders: adopt, accept, or reassign.
+        for t in 0..self.tasks.len() {
+            if self.tasks[t].decided.is_some() {
+                continue;
+            }
+            let Some((n, w)) = self.tasks[t].fence.clone() else {
+                continue;
+            };
+            let id = self.id(t);
+            if let Some(exit) = exits.remove(&(id.clone(), n)) {
+                self.out.push(Command::Retire {
+                    worker: w.clone(),
+                    task: t,
+                    attempt: n,
+                });
+                self.exited(&w, t, n, exit, false, now);
+            } else if adopted.contains(&w) && claimed.contains(&(w.clone(), id.clone(), n)) {
+                if let Some(wk) = self.workers.get_mut(&w) {
+                    wk.state = WorkerState::Busy {
+                        task: t,
+                        attempt: n,
+                    };
+                }
+                self.tasks[t].started = started.contains_key(&(id.clone(), n));
+                self.journal(Event::TaskAdopted {
+                    task: id,
+                    attempt: n,
+                    worker: w,
+                });
+            } else {
+                let process = started.get(&(id, n)).map(|(_, st)| process_of(st));
+                self.out.push(Command::KillGroup {
+                    worker: w.clone(),
+                    task: t,
+                    attempt: n,
+                    process,
+                });
+                self.attempt_lost(t, n, &w, now);
+            }
+        }
+
+        // Every other attempt that ended meanwhile was superseded: refused, journalled.
+        for ((task, n), exit) in exits {
+            let Some(&t) = self.index.get(&task) else {
+                continue;
+            };
+            let worker = started
+                .get(&(task.clone(), n))
+                .map(|(w, _)| w.clone())
+                .unwrap_or_default();
+            let code = match &exit {
+                Exit::Record { record, .. } => record.exit_code,
+                Exit::Unreadable(_) => None,
+            };
+            self.journal(Event::StaleResult {
+                task: task.clone(),
+                attempt: n,
+                worker: Some(worker.clone()),
+                exit_code: code,
+                current_attempt: self.tasks[t].attempt,
+            });
+            self.journal(Event::AttemptEnded {
+                task,
+                attempt: n,
+                worker: Some(worker),
+                reason: EndReason::Stale,
+            });
+            started.retain(|k, _| k != &(self.id(t), n));
+        }
+
+        // Attempts that started, have no exit, and are not the attempt an adopted worker
+        // runs for its task now: stop them (the shell checks the process is the one that
+        // started, and that no exit was recorded).
+        for ((task, n), (w, st)) in started {
+            let Some(&t) = self.index.get(&task) else {
+                continue;
+            };
+            let runs_now = self.workers.get(&w).is_some_and(|wk| {
+                wk.state
+                    == WorkerState::Busy {
+                        task: t,
+                        attempt: n,
+                    }
+            });
+            if runs_now {
+                continue;
+            }
+            // An adopted worker still running a superseded attempt stays busy until it
+            // reports: it is stopped through its kill file, like a reassign.
+            if adopted.contains(&w)
+                && claimed.contains(&(w.clone(), task.clone(), n))
+                && let Some(wk) = self.workers.get_mut(&w)
+                && wk.state == WorkerState::Idle
+            {
+                wk.state = WorkerState::Busy {
+                    task: t,
+                    attempt: n,
+                };
+                self.out.push(Command::Kill {
+                    worker: w.clone(),
+                    task: t,
+                    attempt: n,
+                    reason: super::KillReason::Reassigned,
+                });
+                continue;
+            }
+            self.out.push(Command::KillGroup {
+                worker: w,
+                task: t,
+                attempt: n,
+                process: Some(process_of(&st)),
+            });
+        }
+    }
+}
+
+fn process_of(st: &Started) -> ProcessId {
+    ProcessId {
+        pgid: st.pgid,
+        proc_start: st.proc_start,
+        boot_id: st.boot_id.clone(),
+    }
+}
