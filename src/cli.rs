@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::{Error, Result};
 use crate::fsio;
+use crate::journal::ControlAction;
 use crate::launch::LauncherKind;
 use crate::orchestrator::{Orchestrator, ResumeConfig, RunConfig};
 use crate::plan::Plan;
@@ -260,7 +261,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
         OrchestratorCommand::Reassign { session, task } => {
             let s = Session::resolve(&root, Some(&session))?;
             check_task(&s, &task)?;
-            control(&s, "reassign", Some(&task))
+            control(&s, ControlAction::Reassign, Some(&task))
         }
         OrchestratorCommand::Cancel { session, task } => {
             let s = Session::resolve(&root, Some(&session))?;
@@ -268,7 +269,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 check_task(&s, t)?;
             }
             if crate::orchestrator::orchestrator_alive(&s) {
-                return control(&s, "cancel", task.as_deref());
+                return control(&s, ControlAction::Cancel, task.as_deref());
             }
             // No orchestrator (it was killed, or Ctrl-C'd): take the session over, cancel,
             // and stay until the stopped tasks have ended and the session is finished.
@@ -283,7 +284,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 Vec::new(),
             )?;
             let mut orch = Orchestrator::resume(cfg)?;
-            let reply = orch.control_now("cancel", task.as_deref());
+            let reply = orch.control_now(ControlAction::Cancel, task.as_deref());
             match reply {
                 Ok(msg) => {
                     println!("{msg}");
@@ -344,10 +345,19 @@ fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
         orch.set_progress(true);
     }
     let session = orch.session().clone();
-    let state = orch.run()?;
-    // Quiet, the count comes from `summary.json` (one file) rather than a status snapshot,
-    // which reads every task's outcome and the journal: on a 2000-task session that was
-    // ~2 % of the run (issue 5).
+    let ended = orch.run()?;
+    let state = ended.state;
+    if state == SessionState::Interrupted {
+        let _ = writeln!(
+            std::io::stderr(),
+            "session {} interrupted; `orchestrator resume {}` finishes it",
+            session.id(),
+            session.id()
+        );
+        return Ok(ended.exit_code());
+    }
+    // Quiet, the count comes from `summary.json` (one file) rather than a status
+    // snapshot, which reads every task's outcome and the journal.
     let (done, total) = if quiet {
         let summary = fsio::read_json::<crate::proto::Summary>(&session.summary_json())?
             .ok_or_else(|| {
@@ -373,11 +383,7 @@ fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
         done,
         total
     );
-    Ok(if state == SessionState::Succeeded {
-        0
-    } else {
-        1
-    })
+    Ok(ended.exit_code())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -428,7 +434,7 @@ fn check_task(s: &Session, task: &str) -> Result<()> {
     }
 }
 
-fn control(s: &Session, action: &str, task: Option<&str>) -> Result<i32> {
+fn control(s: &Session, action: ControlAction, task: Option<&str>) -> Result<i32> {
     let reply = crate::orchestrator::send_control(s, action, task)?;
     if reply.ok {
         println!("{}", reply.message);

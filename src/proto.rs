@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::plan::TaskCommand;
 
 /// Version of the on-disk protocol, written into `session.json`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Wall-clock timestamp as RFC 3339 UTC with milliseconds (`2026-11-23T06:29:04.123Z`).
 pub fn now_rfc3339() -> String {
@@ -57,6 +57,10 @@ pub struct WorkerInfo {
     /// The terminal the worker runs in (tty name or tmux window), if any.
     pub terminal: Option<String>,
     pub started_at: String,
+    /// The protocol version the worker speaks: a resumed orchestrator never adopts a
+    /// worker that speaks another (none: written before versions were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u32>,
 }
 
 /// `workers/<id>/assigned/<task>.<attempt>`: the orchestrator's assignment.
@@ -333,8 +337,7 @@ pub struct RetryPlan {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ControlRequest {
     pub id: String,
-    /// `reassign`, `cancel`.
-    pub action: String,
+    pub action: crate::journal::ControlAction,
     pub task: Option<String>,
     pub requested_at: String,
 }

@@ -111,6 +111,7 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         launcher: cfg.launcher.clone(),
         terminal,
         started_at: proto::now_rfc3339(),
+        protocol: Some(proto::PROTOCOL_VERSION),
     };
     let journal = Journal::open_worker(&session, &cfg.id)?;
     let mut w = Worker {

@@ -176,7 +176,14 @@ impl Engine {
             }
         }
         let n = self.decided_count() - before;
-        format!("session cancelled ({n} tasks stopped or dropped)")
+        if self.cfg.session.is_empty() {
+            format!("session cancelled ({n} tasks stopped or dropped)")
+        } else {
+            format!(
+                "session {} cancelled ({n} tasks stopped or dropped)",
+                self.cfg.session
+            )
+        }
     }
 
     /// SIGINT or SIGTERM: stop cleanly (no new attempts, running attempts stopped with

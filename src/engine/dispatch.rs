@@ -109,6 +109,10 @@ impl Engine {
             .collect();
         for id in late {
             self.worker_gone(&id, DeathCause::NeverRegistered, now);
+            self.out.push(Command::StopWorker {
+                worker: id,
+                reason: ShutdownReason::Lost,
+            });
         }
     }
 

@@ -124,8 +124,13 @@ pub enum Fact {
         exit: Exit,
     },
     /// A worker is gone (its `alive` lock was released, its process exited, or it never
-    /// registered). Sent after every exit its journal and files hold.
-    WorkerDied { worker: String, how: DeathCause },
+    /// registered), with the exits it recorded that were not fed yet (its journal's last
+    /// lines, or `exit.json` of what it had in flight), handled first.
+    WorkerDied {
+        worker: String,
+        how: DeathCause,
+        exits: Vec<(String, u32, Exit)>,
+    },
     /// A worker's heartbeat counter as just read.
     Heartbeat { worker: String, counter: u64 },
     /// The result of a [`Command::Withdraw`]: `ok` when the assignment was taken back

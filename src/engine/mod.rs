@@ -56,6 +56,8 @@ pub struct Config {
     pub max_spawn_failures: u32,
     /// Seed of the backoff jitter (the shell passes something random).
     pub seed: u64,
+    /// The session's id, for replies to people.
+    pub session: String,
 }
 
 impl Config {
@@ -67,6 +69,7 @@ impl Config {
             deadlock_confirm: Duration::from_millis(150),
             max_spawn_failures: 5,
             seed: 0x9e37_79b9_7f4a_7c15,
+            session: String::new(),
         }
     }
 }
@@ -248,7 +251,14 @@ impl Engine {
                     self.exited(&worker, t, attempt, exit, true, now);
                 }
             }
-            Fact::WorkerDied { worker, how } => self.worker_gone(&worker, how, now),
+            Fact::WorkerDied { worker, how, exits } => {
+                for (task, attempt, exit) in exits {
+                    if let Some(&t) = self.index.get(&task) {
+                        self.exited(&worker, t, attempt, exit, false, now);
+                    }
+                }
+                self.worker_gone(&worker, how, now);
+            }
             Fact::Heartbeat { worker, counter } => self.heartbeat(&worker, counter, now),
             Fact::Withdrawn {
                 worker,
@@ -285,6 +295,9 @@ impl Engine {
         self.retries_due(now);
         self.check_leases(now);
         self.check_registrations(now);
+        // The pool first: a worker starting takes ready work at once, so nothing is
+        // queued behind a busy one meanwhile.
+        self.fill_pool(now);
         self.dispatch(now);
         self.check_stall();
         self.deadlock_due(now);
@@ -333,6 +346,11 @@ impl Engine {
     /// The highest attempt number given to task `t`.
     pub fn attempts(&self, t: TaskIx) -> u32 {
         self.tasks[t].attempt
+    }
+
+    /// Failed attempts of task `t` so far (against its `retries`).
+    pub fn failures(&self, t: TaskIx) -> u32 {
+        self.tasks[t].failures
     }
 
     /// The attempt of task `t` that may report now, and its worker.

@@ -1,0 +1,557 @@
+//! Carrying out the engine's commands: every write, spawn and signal the orchestrator
+//! makes goes through [`Orchestrator::execute`], in the order the engine gave them.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::{Orchestrator, Wake};
+use crate::engine::{Command, Decision, Fact, ProcessId, TaskIx};
+use crate::error::Result;
+use crate::fsio;
+use crate::journal::{DeathCause, Event, Tail};
+use crate::proto::{
+    self, Assignment, BarrierVerdict, KillRequest, LockAbort, Outcome, RaceOutcome, RetryPlan,
+    SessionState, Shutdown, ShutdownReason, Summary, SummaryTask, TaskState, WorkerInfo,
+};
+use crate::worker::hostname;
+
+impl Orchestrator {
+    pub(super) fn execute(&mut self, c: Command) -> Result<()> {
+        match c {
+            Command::Journal(ev) => {
+                self.journal.append(&ev)?;
+                self.narrate(&ev);
+            }
+            Command::SpawnWorker { worker } => self.spawn_worker(&worker)?,
+            Command::Assign {
+                worker,
+                task,
+                attempt,
+                seq,
+            } => self.assign(&worker, task, attempt, seq)?,
+            Command::Withdraw {
+                worker,
+                task,
+                attempt,
+            } => {
+                let id = self.engine.plan().tasks[task].id.clone();
+                let ok = fsio::claim(
+                    &self.session.assignment(&worker, &id, attempt),
+                    &self.session.assignment_done(&worker, &id, attempt),
+                )?;
+                self.feedback.push_back(Fact::Withdrawn {
+                    worker: worker.clone(),
+                    task: id,
+                    attempt,
+                    ok,
+                });
+                if !ok {
+                    // The worker claimed it: its running task ended first, and that exit
+                    // is in its journal now.
+                    self.follow_later(&worker)?;
+                }
+            }
+            Command::Retire {
+                worker,
+                task,
+                attempt,
+            } => {
+                // Renamed to `done/`, not unlinked: on ext4 without a journal every
+                // recently deleted inode makes later file creations slower.
+                let id = &self.engine.plan().tasks[task].id;
+                let done = self.session.assignment_done(&worker, id, attempt);
+                let claimed = self.session.assignment_claimed(&worker, id, attempt);
+                if !matches!(fsio::claim(&claimed, &done), Ok(true)) {
+                    let _ = fsio::claim(&self.session.assignment(&worker, id, attempt), &done);
+                }
+            }
+            Command::Kill {
+                worker,
+                task,
+                attempt,
+                reason,
+            } => {
+                fsio::write_json(
+                    &self.session.worker_kill(&worker),
+                    &KillRequest {
+                        task: self.engine.plan().tasks[task].id.clone(),
+                        attempt,
+                        reason: reason.as_str().into(),
+                    },
+                )?;
+            }
+            Command::KillGroup {
+                worker,
+                task,
+                attempt,
+                process,
+            } => self.kill_group(&worker, task, attempt, process),
+            Command::StopWorker { worker, reason } => {
+                fsio::write_json(&self.session.worker_shutdown(&worker), &Shutdown { reason })?;
+                if reason == ShutdownReason::Lost {
+                    self.lingering.push(worker);
+                }
+            }
+            Command::ScheduleRetry {
+                task,
+                failed_attempt,
+                delay_ms,
+                reason,
+            } => self.schedule_retry(task, failed_attempt, delay_ms, reason)?,
+            Command::Decide(d) => self.decide(d)?,
+            Command::DecideRace {
+                race,
+                winner,
+                score,
+                result,
+                losers,
+            } => {
+                let plan = self.engine.plan();
+                let id = plan.races[race].id.clone();
+                let ro = RaceOutcome {
+                    race: id.clone(),
+                    state: if winner.is_some() {
+                        TaskState::Succeeded
+                    } else {
+                        TaskState::Failed
+                    },
+                    winner: winner.map(|w| plan.tasks[w].id.clone()),
+                    score,
+                    result,
+                    losers: losers.iter().map(|&l| plan.tasks[l].id.clone()).collect(),
+                    decided_at: proto::now_rfc3339(),
+                };
+                let path = self.session.race_outcome(&id);
+                if let Some(dir) = path.parent() {
+                    fsio::create_dir_private(dir)?;
+                }
+                fsio::create_json_once(&path, &ro)?;
+            }
+            Command::ReleaseBarrier { name } => {
+                fsio::create_json_once(
+                    &self.session.checkpoint_proceed(&name),
+                    &BarrierVerdict {
+                        released_at: proto::now_rfc3339(),
+                        task: None,
+                        reason: None,
+                    },
+                )?;
+            }
+            Command::BreakBarrier { name, task, reason } => {
+                fsio::create_json_once(
+                    &self.session.checkpoint_broken(&name),
+                    &BarrierVerdict {
+                        released_at: proto::now_rfc3339(),
+                        task: Some(task),
+                        reason: Some(reason),
+                    },
+                )?;
+            }
+            Command::AbortLockWait {
+                lock,
+                victim,
+                cycle,
+            } => {
+                let abort = self.session.lock_abort(&lock, &victim);
+                if fsio::create_json_once(
+                    &abort,
+                    &LockAbort {
+                        cycle: cycle.clone(),
+                    },
+                )? {
+                    let ev = Event::DeadlockDetected {
+                        cycle,
+                        victim,
+                        lock,
+                    };
+                    self.journal.append(&ev)?;
+                    self.narrate(&ev);
+                }
+            }
+            Command::Reply { id, ok, message } => self.reply(&id, ok, message)?,
+            Command::Rescan => self.prim_dirty = true,
+            Command::Finish(state) => self.ended = Some(state),
+        }
+        Ok(())
+    }
+
+    /// Follow a worker's journal after the current fact (its lines become facts).
+    fn follow_later(&mut self, worker: &str) -> Result<()> {
+        let Some(tail) = self.tails.get_mut(worker) else {
+            return Ok(());
+        };
+        for ev in tail.read_worker_events()? {
+            match ev {
+                crate::journal::WorkerEvent::Started(st) => {
+                    self.feedback.push_back(Fact::AttemptStarted(st));
+                }
+                crate::journal::WorkerEvent::Exited(rec) => {
+                    let (task, attempt) = (rec.task.clone(), rec.attempt);
+                    let exit = self.exit_of(rec);
+                    self.feedback.push_back(Fact::AttemptExited {
+                        worker: worker.to_string(),
+                        task,
+                        attempt,
+                        exit,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_worker(&mut self, id: &str) -> Result<()> {
+        for dir in [
+            self.session.assigned_dir(id),
+            self.session.claimed_dir(id),
+            self.session.done_dir(id),
+        ] {
+            fsio::create_dir_private(&dir)?;
+        }
+        // The worker's journal exists (empty) and is watched before the worker starts,
+        // so none of its lines goes unseen.
+        let journal = self.session.worker_events(id);
+        fsio::open_append(&journal)?;
+        if let Some(w) = self.watcher.as_mut() {
+            w.add(&journal);
+            self.watch = w.mode();
+        }
+        self.tails.insert(id.to_string(), Tail::new(journal));
+        let spawned = self.launcher.spawn(&self.session, id)?;
+        let ev = Event::WorkerSpawned {
+            worker: id.to_string(),
+            launcher: self.launcher.kind().as_str().into(),
+            terminal: spawned.terminal,
+        };
+        self.journal.append(&ev)?;
+        if let Some(mut child) = spawned.child {
+            // Reap our own children so they never linger as zombies, and learn of a death
+            // even before the worker managed to take its lock.
+            let tx = self.tx.clone();
+            let wid = id.to_string();
+            std::thread::spawn(move || {
+                let _ = child.wait();
+                let _ = tx.send(Wake::Died(wid, DeathCause::Exited));
+            });
+        }
+        Ok(())
+    }
+
+    fn ensure_task_dir(&mut self, t: TaskIx) -> Result<()> {
+        if !self.dir_made[t] {
+            let id = &self.engine.plan().tasks[t].id;
+            fsio::create_dir_private(&self.session.task_dir(id))?;
+            self.dir_made[t] = true;
+        }
+        Ok(())
+    }
+
+    fn assign(&mut self, wid: &str, t: TaskIx, attempt: u32, seq: u64) -> Result<()> {
+        self.ensure_task_dir(t)?;
+        let task = &self.engine.plan().tasks[t];
+        let a = Assignment {
+            task: task.id.clone(),
+            attempt,
+            command: task.command.clone(),
+            cwd: task.cwd.clone(),
+            env: task.env.clone(),
+            timeout_ms: task.timeout_ms,
+            kill_grace_ms: task.kill_grace_ms,
+            assigned_at: proto::now_rfc3339(),
+            seq,
+        };
+        fsio::write_json_new_via(
+            &self.session.orchestrator_dir(),
+            &self.session.assignment(wid, &a.task, attempt),
+            &a,
+        )?;
+        if std::mem::take(&mut self.retry_file[t]) {
+            let retry = self.session.retry_json(&a.task);
+            match std::fs::remove_file(&retry) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(crate::error::Error::io(&retry, "remove", e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn schedule_retry(
+        &mut self,
+        t: TaskIx,
+        failed_attempt: u32,
+        delay_ms: u64,
+        reason: String,
+    ) -> Result<()> {
+        let spec = &self.engine.plan().tasks[t];
+        let id = spec.id.clone();
+        let retries = spec.retries;
+        let not_before = proto::now_unix_ms() + delay_ms;
+        fsio::write_json(
+            &self.session.retry_json(&id),
+            &RetryPlan {
+                failed_attempt,
+                next_attempt: failed_attempt + 1,
+                not_before_unix_ms: not_before,
+                reason: reason.clone(),
+            },
+        )?;
+        self.retry_file[t] = true;
+        let retry = self.engine.failures(t);
+        let ev = Event::RetryScheduled {
+            task: id,
+            failed_attempt,
+            retry,
+            retries,
+            delay_ms,
+            not_before_unix_ms: not_before,
+            reason,
+        };
+        self.journal.append(&ev)?;
+        self.narrate(&ev);
+        Ok(())
+    }
+
+    fn decide(&mut self, d: Decision) -> Result<()> {
+        self.ensure_task_dir(d.task)?;
+        let id = self.engine.plan().tasks[d.task].id.clone();
+        let e = d.exit.as_deref();
+        let o = Outcome {
+            task: id.clone(),
+            state: d.state,
+            attempt: d.attempt,
+            worker: d.worker.clone(),
+            exit_code: e.and_then(|e| e.exit_code),
+            signal: e.and_then(|e| e.signal),
+            started_at: e.map(|e| e.started_at.clone()),
+            ended_at: e.map(|e| e.ended_at.clone()),
+            duration_ms: e.map(|e| e.duration_ms),
+            reason: d.reason.clone(),
+            result: d.result.clone(),
+            decided_at: proto::now_rfc3339(),
+        };
+        if d.marks {
+            self.write_markers(d.task, &o)?;
+        }
+        let path = self.session.outcome_json(&id);
+        // Created once: if one exists, it is the accepted outcome.
+        let o = if fsio::create_json_once(&path, &o)? {
+            o
+        } else {
+            fsio::read_json::<Outcome>(&path)?.unwrap_or(o)
+        };
+        if std::mem::take(&mut self.retry_file[d.task]) {
+            let _ = std::fs::remove_file(self.session.retry_json(&id));
+        }
+        self.rows[d.task] = Some(SummaryTask {
+            id: o.task,
+            state: o.state,
+            attempts: d.attempt.max(self.engine.attempts(d.task)),
+            worker: o.worker,
+            exit_code: o.exit_code,
+            duration_ms: o.duration_ms,
+            reason: o.reason,
+            result: o.result,
+        });
+        Ok(())
+    }
+
+    /// Completion markers (`marks = [...]`): written when the task succeeds.
+    fn write_markers(&self, t: TaskIx, o: &Outcome) -> Result<()> {
+        for m in &self.engine.plan().tasks[t].marks {
+            let text = format!(
+                "# {m}\n\ntask: {}\nsession: {}\nattempt: {}\nfinished: {}\nresult: {}\n",
+                o.task,
+                self.session.id(),
+                o.attempt,
+                o.ended_at.as_deref().unwrap_or("-"),
+                o.result
+                    .as_ref()
+                    .map_or_else(|| "none".to_string(), |r| r.to_string())
+            );
+            fsio::write_atomic(&self.session.marker(m), text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL the process group of an attempt whose worker cannot stop it (gone or
+    /// stuck): only when the attempt ran on this host, has not recorded its exit, and
+    /// its group leader is the process that started (or is gone, leaving members).
+    fn kill_group(&mut self, wid: &str, t: TaskIx, attempt: u32, process: Option<ProcessId>) {
+        let id = self.engine.plan().tasks[t].id.clone();
+        if self.session.exit_json(&id, attempt).exists() {
+            return;
+        }
+        let process = process.or_else(|| {
+            crate::journal::started_record(&self.session, wid, &id, attempt)
+                .ok()
+                .flatten()
+                .map(|st| ProcessId {
+                    pgid: st.pgid,
+                    proc_start: st.proc_start,
+                    boot_id: st.boot_id,
+                })
+        });
+        let host = fsio::read_json::<WorkerInfo>(&self.session.worker_json(wid))
+            .ok()
+            .flatten()
+            .map(|i| i.host);
+        if let Some(p) = process
+            && host.as_deref() == Some(&hostname())
+        {
+            crate::process::signal_group(
+                p.pgid,
+                p.proc_start,
+                p.boot_id.as_deref(),
+                Signal::SIGKILL,
+            );
+        }
+    }
+
+    /// A progress line for the events a person running the session wants to see.
+    fn narrate(&self, ev: &Event) {
+        match ev {
+            Event::TaskStarted {
+                task,
+                attempt,
+                worker,
+                ..
+            } => self.say(format_args!(
+                "{task}: started on {worker} (attempt {attempt})"
+            )),
+            Event::TaskFinished {
+                task,
+                state,
+                reason,
+                ..
+            } => match reason {
+                None => self.say(format_args!("{task}: {}", state.as_str())),
+                Some(r) => self.say(format_args!("{task}: {}: {r}", state.as_str())),
+            },
+            Event::TaskSkipped { task, reason } => {
+                self.say(format_args!("{task}: skipped ({reason})"))
+            }
+            Event::TaskCancelled { task, reason } => {
+                self.say(format_args!("{task}: cancelled ({reason})"))
+            }
+            Event::RetryScheduled {
+                task,
+                failed_attempt,
+                retry,
+                delay_ms,
+                reason,
+                ..
+            } => self.say(format_args!(
+                "{task}: attempt {failed_attempt} failed ({reason}); retry {retry} in {:.1}s",
+                *delay_ms as f64 / 1000.0
+            )),
+            Event::WorkerLost { worker, how } => {
+                self.say(format_args!("worker {worker} lost ({how:?})"))
+            }
+            Event::RaceDecided { race, winner, .. } => match winner {
+                Some(w) => self.say(format_args!("race {race}: won by {w}")),
+                None => self.say(format_args!("race {race}: no member succeeded")),
+            },
+            Event::SignalRaised { signal } => self.say(format_args!("signal {signal} raised")),
+            Event::DeadlockDetected {
+                cycle,
+                victim,
+                lock,
+            } => self.say(format_args!("deadlock: {cycle}; {victim} gives up {lock}")),
+            Event::SessionState { state, why } => {
+                self.say(format_args!("session {}: {why}", state.as_str()))
+            }
+            _ => {}
+        }
+    }
+
+    /// Write what ends the session and tell every worker.
+    pub(super) fn finish(mut self) -> Result<super::Ended> {
+        let state = self.ended.unwrap_or(SessionState::Failed);
+        if state != SessionState::Interrupted {
+            let n = self.engine.plan().tasks.len();
+            let mut tasks = Vec::with_capacity(n);
+            for t in 0..n {
+                let row = match self.rows[t].take() {
+                    Some(r) => r,
+                    None => self.row_from_disk(t)?,
+                };
+                tasks.push(row);
+            }
+            let summary = Summary {
+                session: self.session.id().to_string(),
+                state,
+                started_at: self.started_at.clone(),
+                ended_at: proto::now_rfc3339(),
+                duration_ms: self.started.elapsed().as_millis() as u64,
+                tasks,
+            };
+            fsio::write_json(&self.session.summary_json(), &summary)?;
+            self.journal.append(&Event::SessionFinished {
+                session: self.session.id().to_string(),
+                state,
+                duration_ms: summary.duration_ms,
+            })?;
+        }
+        // Tell every worker, including ones a previous orchestrator started.
+        for id in self.session.worker_ids()? {
+            if super::worker_alive(&self.session, &id) {
+                fsio::write_json(
+                    &self.session.worker_shutdown(&id),
+                    &Shutdown {
+                        reason: ShutdownReason::SessionEnd,
+                    },
+                )?;
+            }
+        }
+        // Give them a moment to exit so the caller sees a quiet session.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let live = self
+                .session
+                .worker_ids()?
+                .iter()
+                .any(|id| super::worker_alive(&self.session, id));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !live || left.is_zero() {
+                break;
+            }
+            let _ = self.rx.recv_timeout(left.min(Duration::from_millis(50)));
+        }
+        Ok(super::Ended {
+            state,
+            interrupt: self.engine.interrupted_by(),
+        })
+    }
+
+    /// A decided task's summary row from its `outcome.json` (decided by an earlier
+    /// orchestrator of this session).
+    fn row_from_disk(&self, t: TaskIx) -> Result<SummaryTask> {
+        let id = self.engine.plan().tasks[t].id.clone();
+        let o: Option<Outcome> = fsio::read_json(&self.session.outcome_json(&id))?;
+        Ok(match o {
+            Some(o) => SummaryTask {
+                id: o.task,
+                state: o.state,
+                attempts: self.engine.attempts(t),
+                worker: o.worker,
+                exit_code: o.exit_code,
+                duration_ms: o.duration_ms,
+                reason: o.reason,
+                result: o.result,
+            },
+            None => SummaryTask {
+                id,
+                state: self.engine.decided(t).unwrap_or(TaskState::Cancelled),
+                attempts: self.engine.attempts(t),
+                worker: None,
+                exit_code: None,
+                duration_ms: None,
+                reason: None,
+                result: None,
+            },
+        })
+    }
+}

@@ -1,0 +1,749 @@
+//! The imperative shell around the [`Engine`]: it turns file-system changes, worker
+//! deaths, signals and timers into [`Fact`]s, and carries the engine's [`Command`]s out
+//! (`effects.rs`). It decides nothing itself.
+//!
+//! What wakes the loop (all funnel into one channel): notify events under `workers/` (a
+//! worker's journal grew) and `control/` (a person's request), changes under the
+//! primitives' directories, a worker's death (a thread blocks on the worker's `alive`
+//! flock and gets it when the kernel releases it; the background launcher's child
+//! exits), SIGINT/SIGTERM, and timers (rescan, the engine's next deadline). Events are
+//! hints: every pass reads the files it acts on.
+//!
+//! `recover.rs` rebuilds a session whose orchestrator died: the journal gives the engine
+//! its history, the directory what happened meanwhile.
+
+mod effects;
+mod recover;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fs2::FileExt;
+
+use crate::engine::{self, Command, Engine, Exit, Fact, Interrupt, WorkerState};
+use crate::error::{Error, Result};
+use crate::fsio;
+use crate::journal::{ControlAction, DeathCause, Event, Journal, Tail, WorkerEvent};
+use crate::launch::{self, LauncherKind, WorkerCommand};
+use crate::plan::Plan;
+use crate::proto::{
+    self, ControlReply, ControlRequest, Heartbeat, OrchestratorInfo, SessionInfo, SessionState,
+    SummaryTask, WorkerInfo,
+};
+use crate::session::Session;
+use crate::watch::{self, WatchMode};
+use crate::worker::hostname;
+
+/// How often a starting worker's registration is looked for without a native watcher.
+const STARTING_POLL: Duration = Duration::from_millis(5);
+/// How often heartbeats are read (leases are judged on our monotonic clock).
+const LEASE_CHECK: Duration = Duration::from_millis(500);
+
+/// A validated `orchestrator run` configuration.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub plan: Plan,
+    pub plan_file: PathBuf,
+    pub sessions_root: PathBuf,
+    /// Workers at once (the plan's `workers`, or `--workers`).
+    pub workers: usize,
+    /// Already resolved (never `Auto`).
+    pub launcher: LauncherKind,
+    pub watch: WatchMode,
+    pub durable: bool,
+}
+
+/// A validated `orchestrator resume` / `retry` configuration.
+#[derive(Debug, Clone)]
+pub struct ResumeConfig {
+    pub session: Session,
+    /// `None`: the launcher recorded in `session.json` (resolved anew if it was `auto`).
+    pub launcher: Option<LauncherKind>,
+    pub workers: Option<usize>,
+    pub watch: WatchMode,
+    pub durable: bool,
+    /// Tasks to re-run (with their skipped dependents) in a finished session.
+    pub retry: Vec<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    pub state: SessionState,
+    /// The signal that interrupted it, if one did.
+    pub interrupt: Option<Interrupt>,
+}
+
+impl Ended {
+    /// The process exit code: 0 succeeded, 1 failed or cancelled, 130/143 interrupted.
+    pub fn exit_code(&self) -> i32 {
+        match (self.state, self.interrupt) {
+            (SessionState::Succeeded, _) => 0,
+            (SessionState::Interrupted, Some(i)) => i.exit_code(),
+            (SessionState::Interrupted, None) => 130,
+            _ => 1,
+        }
+    }
+}
+
+enum Wake {
+    Files,
+    Control,
+    /// Something changed under checkpoints/, signals/ or locks/.
+    Prim,
+    Died(String, DeathCause),
+    Signal(Interrupt),
+}
+
+/// A running session's orchestrator.
+pub struct Orchestrator {
+    session: Session,
+    engine: Engine,
+    watch: WatchMode,
+    watcher: Option<watch::Watch>,
+    launcher: Box<dyn launch::Launcher>,
+    journal: Journal,
+    /// Each worker's journal, followed.
+    tails: BTreeMap<String, Tail>,
+    /// Workers the engine gave up on whose process may still report (their late exits
+    /// are journalled as stale).
+    lingering: Vec<String>,
+    /// `tasks/<id>/` exists (made lazily: 10 000 mkdirs before the first start cost).
+    dir_made: Vec<bool>,
+    /// `tasks/<id>/retry.json` may exist: only then is it removed on the next assignment.
+    retry_file: Vec<bool>,
+    /// Each decided task's summary row.
+    rows: Vec<Option<SummaryTask>>,
+    /// Facts produced by carrying out commands, fed before anything else.
+    feedback: VecDeque<Fact>,
+    prim_dirty: bool,
+    /// Replies to requests made directly (not through `control/`).
+    direct_replies: BTreeMap<String, (bool, String)>,
+    ended: Option<SessionState>,
+    tx: Sender<Wake>,
+    rx: Receiver<Wake>,
+    started: Instant,
+    started_at: String,
+    progress: bool,
+    _lock: File,
+}
+
+impl Orchestrator {
+    /// Create the session directory and everything written once. Nothing is created when
+    /// this fails before `Session::create` (the worker binary is located first).
+    pub fn create(cfg: RunConfig) -> Result<Orchestrator> {
+        fsio::set_durable(cfg.durable);
+        let cmd = WorkerCommand::locate(cfg.watch, cfg.durable)?;
+        let session = Session::create(&cfg.sessions_root, &cfg.plan.name)?;
+        let lock = take_lock(&session)?;
+        let started_at = proto::now_rfc3339();
+        fsio::write_json(
+            &session.session_json(),
+            &SessionInfo {
+                protocol: proto::PROTOCOL_VERSION,
+                id: session.id().to_string(),
+                plan_file: cfg.plan_file.clone(),
+                created_at: started_at,
+                launcher: cfg.launcher.as_str().into(),
+                workers: cfg.workers,
+                durable: cfg.durable,
+            },
+        )?;
+        fsio::write_json(&session.plan_json(), &cfg.plan)?;
+        let launcher = launch::make(cfg.launcher, cmd, &session, cfg.plan.keep_windows);
+        let mut journal = Journal::open(&session)?;
+        journal.append(&Event::SessionStarted {
+            session: session.id().to_string(),
+            tasks: cfg.plan.tasks.len(),
+            workers: cfg.workers,
+            launcher: cfg.launcher.as_str().into(),
+            protocol: proto::PROTOCOL_VERSION,
+        })?;
+        journal.append(&Event::TasksAdded {
+            tasks: cfg.plan.tasks.iter().map(|t| t.id.clone()).collect(),
+        })?;
+        let ecfg = engine::Config {
+            seed: seed(),
+            session: session.id().to_string(),
+            ..engine::Config::new(cfg.workers, Duration::from_millis(cfg.plan.lease_ms))
+        };
+        let engine = Engine::new(cfg.plan, ecfg, proto::now_unix_ms() * 1000);
+        Ok(Orchestrator::assemble(
+            session, engine, cfg.watch, launcher, journal, lock,
+        ))
+    }
+
+    fn assemble(
+        session: Session,
+        engine: Engine,
+        watch: WatchMode,
+        launcher: Box<dyn launch::Launcher>,
+        journal: Journal,
+        lock: File,
+    ) -> Orchestrator {
+        let (tx, rx) = mpsc::channel();
+        let n = engine.plan().tasks.len();
+        Orchestrator {
+            session,
+            engine,
+            watch,
+            watcher: None,
+            launcher,
+            journal,
+            tails: BTreeMap::new(),
+            lingering: Vec::new(),
+            dir_made: vec![false; n],
+            retry_file: vec![false; n],
+            rows: vec![None; n],
+            feedback: VecDeque::new(),
+            prim_dirty: true,
+            direct_replies: BTreeMap::new(),
+            ended: None,
+            tx,
+            rx,
+            started: Instant::now(),
+            started_at: proto::now_rfc3339(),
+            progress: false,
+            _lock: lock,
+        }
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Print a line to stderr as tasks start and end.
+    pub fn set_progress(&mut self, on: bool) {
+        self.progress = on;
+    }
+
+    /// Where a person can watch the workers (tmux), if anywhere.
+    pub fn hint(&self) -> Option<String> {
+        self.launcher.hint()
+    }
+
+    /// Carry out a request directly, without `control/` (used when the CLI itself took
+    /// the session over because no orchestrator was running).
+    pub fn control_now(
+        &mut self,
+        action: ControlAction,
+        task: Option<&str>,
+    ) -> std::result::Result<String, String> {
+        let id = format!("direct-{}", proto::now_unix_ms());
+        self.feed(Fact::Control {
+            id: id.clone(),
+            action,
+            task: task.map(str::to_string),
+        })
+        .map_err(|e| e.to_string())?;
+        match self.direct_replies.remove(&id) {
+            Some((true, m)) => Ok(m),
+            Some((false, m)) => Err(m),
+            None => Ok("request accepted".into()),
+        }
+    }
+
+    /// Feed one fact, carry out the commands, and feed back what they produced.
+    fn feed(&mut self, fact: Fact) -> Result<()> {
+        self.feedback.push_back(fact);
+        while let Some(f) = self.feedback.pop_front() {
+            let cmds = self.engine.on(f, Instant::now());
+            for c in cmds {
+                self.execute(c)?;
+            }
+        }
+        if let Some(msg) = self.engine.fatal() {
+            return Err(Error::Launch(msg.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Run the session to its end (or its interruption).
+    pub fn run(mut self) -> Result<Ended> {
+        let tx = self.tx.clone();
+        spawn_signal_thread(tx.clone());
+        let control = self.session.control_dir();
+        let prim_dirs = [
+            self.session.checkpoints_dir(),
+            self.session.signals_dir(),
+            self.session.locks_dir(),
+        ];
+        let prim = prim_dirs.clone();
+        // Only what the loop acts on: the control directory, the primitives' trees, and
+        // each worker's journal, added as workers appear (not the rest of a worker's
+        // directory, whose console lines, claims and heartbeats would wake us per task).
+        let mut spec = watch::Spec::new(watch::Kinds::Changes).flat(control.clone());
+        for d in prim_dirs {
+            spec = spec.tree(d);
+        }
+        for id in self.tails.keys() {
+            spec = spec.flat(self.session.worker_events(id));
+        }
+        let watcher = watch::start_spec(&spec, self.watch, tx, move |ev| {
+            if let Ok(e) = &ev
+                && e.paths
+                    .iter()
+                    .any(|p| prim.iter().any(|d| p.starts_with(d)))
+            {
+                return Some(Wake::Prim);
+            }
+            if let Ok(e) = &ev
+                && e.paths.iter().any(|p| {
+                    p.parent() == Some(control.as_path())
+                        && !p
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(fsio::is_hidden)
+                })
+            {
+                return Some(Wake::Control);
+            }
+            watch::event_touches(&ev, |p| p.file_name().is_some_and(|n| n == "events.jsonl"))
+                .then_some(Wake::Files)
+        })?;
+        self.watch = watcher.mode();
+        self.watcher = Some(watcher);
+        self.feed(Fact::Start)?;
+        let mut died: Vec<(String, DeathCause)> = Vec::new();
+        let mut signals: Vec<Interrupt> = Vec::new();
+        let mut control = true;
+        let mut last_control = Instant::now();
+        let mut last_lease = Instant::now();
+        while self.ended.is_none() {
+            for sig in signals.drain(..) {
+                let again = self.engine.interrupted_by().is_some();
+                self.feed(Fact::Interrupt { signal: sig, again })?;
+            }
+            for (id, how) in died.drain(..) {
+                self.worker_died(&id, how)?;
+            }
+            if control || last_control.elapsed() >= self.watch.rescan_interval() {
+                self.handle_control()?;
+                control = false;
+                last_control = Instant::now();
+                self.prim_dirty = true;
+            }
+            if self.prim_dirty {
+                self.prim_dirty = false;
+                let scan = self.scan_primitives();
+                self.feed(Fact::Primitives(scan))?;
+            }
+            if last_lease.elapsed() >= LEASE_CHECK {
+                self.read_heartbeats()?;
+                last_lease = Instant::now();
+            }
+            self.reconcile()?;
+            self.feed(Fact::Tick)?;
+            if self.ended.is_some() {
+                break;
+            }
+            let mut wait = self.watch.rescan_interval().min(LEASE_CHECK);
+            // A starting worker's registration, with the poll watcher or none, would be
+            // seen only at the next rescan: look every few ms (recovery waits on it).
+            if self.watch != WatchMode::Native && self.engine.any_starting() {
+                wait = wait.min(STARTING_POLL);
+            }
+            if self.prim_dirty {
+                wait = Duration::ZERO;
+            }
+            if let Some(at) = self.engine.next_deadline() {
+                wait = wait.min(at.saturating_duration_since(Instant::now()));
+            }
+            let first = self.rx.recv_timeout(wait);
+            let mut prim = false;
+            let mut note = |w: Wake| match w {
+                Wake::Died(id, how) => died.push((id, how)),
+                Wake::Control => control = true,
+                Wake::Prim => prim = true,
+                Wake::Signal(s) => signals.push(s),
+                Wake::Files => {}
+            };
+            match first {
+                Ok(w) => note(w),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => unreachable!("we hold a sender"),
+            }
+            while let Ok(w) = self.rx.try_recv() {
+                note(w);
+            }
+            self.prim_dirty |= prim;
+        }
+        self.finish()
+    }
+
+    /// Registrations of starting workers, and what busy workers journalled.
+    fn reconcile(&mut self) -> Result<()> {
+        let ids: Vec<(String, WorkerState)> = self
+            .engine
+            .live_workers()
+            .map(|(id, s)| (id.to_string(), s))
+            .collect();
+        for (id, state) in ids {
+            match state {
+                WorkerState::Starting => {
+                    if let Ok(Some(info)) =
+                        fsio::read_json::<WorkerInfo>(&self.session.worker_json(&id))
+                    {
+                        self.feed(Fact::WorkerRegistered {
+                            worker: id.clone(),
+                            pid: info.pid,
+                            host: info.host,
+                            terminal: info.terminal,
+                        })?;
+                        self.watch_death(&id);
+                    }
+                }
+                WorkerState::Busy { .. } => self.follow(&id)?,
+                _ => {}
+            }
+        }
+        for id in self.lingering.clone() {
+            self.follow(&id)?;
+        }
+        Ok(())
+    }
+
+    /// Feed what worker `id` journalled since we last looked.
+    fn follow(&mut self, id: &str) -> Result<()> {
+        let Some(tail) = self.tails.get_mut(id) else {
+            return Ok(());
+        };
+        let events = tail.read_worker_events()?;
+        for ev in events {
+            match ev {
+                WorkerEvent::Started(st) => self.feed(Fact::AttemptStarted(st))?,
+                WorkerEvent::Exited(rec) => {
+                    let exit = self.exit_of(rec);
+                    let (task, attempt) = match &exit {
+                        Exit::Record { record, .. } => (record.task.clone(), record.attempt),
+                        Exit::Unreadable(_) => continue,
+                    };
+                    self.feed(Fact::AttemptExited {
+                        worker: id.to_string(),
+                        task,
+                        attempt,
+                        exit,
+                    })?;
+                }
+                WorkerEvent::Ready { .. } | WorkerEvent::Stopped {} | WorkerEvent::Unknown => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// An exit record with the task's result, read only when the record says there is
+    /// one and the attempt succeeded.
+    fn exit_of(&self, rec: proto::ExitRecord) -> Exit {
+        let result = if rec.succeeded() && rec.has_result {
+            fsio::read_json::<serde_json::Value>(&self.session.result_json(&rec.task, rec.attempt))
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        Exit::Record {
+            record: Box::new(rec),
+            result,
+        }
+    }
+
+    /// Worker `id` is gone: its death, with every exit it recorded that was not fed yet
+    /// (its journal's last lines, then the `exit.json` of what it had in flight).
+    fn worker_died(&mut self, id: &str, how: DeathCause) -> Result<()> {
+        self.lingering.retain(|w| w != id);
+        let gone = matches!(self.engine.worker_state(id), None | Some(WorkerState::Gone));
+        let events = match self.tails.get_mut(id) {
+            Some(tail) => tail.read_worker_events()?,
+            None => Vec::new(),
+        };
+        let mut exits = Vec::new();
+        for ev in events {
+            match ev {
+                WorkerEvent::Started(st) => self.feed(Fact::AttemptStarted(st))?,
+                WorkerEvent::Exited(rec) => {
+                    let (task, attempt) = (rec.task.clone(), rec.attempt);
+                    exits.push((task, attempt, self.exit_of(rec)));
+                }
+                _ => {}
+            }
+        }
+        if gone {
+            // Declared lost before it died: what it recorded late is stale.
+            for (task, attempt, exit) in exits {
+                self.feed(Fact::AttemptExited {
+                    worker: id.to_string(),
+                    task,
+                    attempt,
+                    exit,
+                })?;
+            }
+            return Ok(());
+        }
+        for (t, a) in self.engine.in_flight(id) {
+            let task = self.engine.plan().tasks[t].id.clone();
+            if exits.iter().any(|(x, n, _)| *x == task && *n == a) {
+                continue;
+            }
+            let path = self.session.exit_json(&task, a);
+            let exit = match fsio::read_json::<proto::ExitRecord>(&path) {
+                Ok(None) => continue,
+                Ok(Some(e)) if e.task == task && e.attempt == a => self.exit_of(e),
+                Ok(Some(_)) => Exit::Unreadable(format!(
+                    "{}: record does not match task {task} attempt {a}",
+                    path.display()
+                )),
+                Err(e) => Exit::Unreadable(e.to_string()),
+            };
+            exits.push((task, a, exit));
+        }
+        self.feed(Fact::WorkerDied {
+            worker: id.to_string(),
+            how,
+            exits,
+        })
+    }
+
+    fn read_heartbeats(&mut self) -> Result<()> {
+        let ids: Vec<String> = self
+            .engine
+            .live_workers()
+            .filter(|(_, s)| matches!(s, WorkerState::Idle | WorkerState::Busy { .. }))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        for id in ids {
+            if let Ok(Some(h)) = fsio::read_json::<Heartbeat>(&self.session.worker_heartbeat(&id)) {
+                self.feed(Fact::Heartbeat {
+                    worker: id,
+                    counter: h.counter,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn watch_death(&self, id: &str) {
+        let path = self.session.worker_alive(id);
+        let tx = self.tx.clone();
+        let id = id.to_string();
+        // Blocks until the kernel releases the worker's flock, i.e. until it dies (no
+        // pid is trusted).
+        thread::spawn(move || {
+            if let Ok(f) = File::open(&path) {
+                let _ = f.lock_exclusive();
+            }
+            let _ = tx.send(Wake::Died(id, DeathCause::Died));
+        });
+    }
+
+    /// Consume `control/` requests (written by `orchestrator reassign|cancel`).
+    fn handle_control(&mut self) -> Result<()> {
+        for rid in self.session.control_requests()? {
+            let path = self.session.control_request(&rid);
+            match fsio::read_json::<ControlRequest>(&path) {
+                Ok(Some(req)) => {
+                    self.feed(Fact::Control {
+                        id: rid,
+                        action: req.action,
+                        task: req.task,
+                    })?;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.reply(&rid, false, e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reply(&mut self, id: &str, ok: bool, message: String) -> Result<()> {
+        if id.starts_with("direct-") {
+            self.direct_replies.insert(id.to_string(), (ok, message));
+            return Ok(());
+        }
+        fsio::write_json(
+            &self.session.control_reply(id),
+            &ControlReply { ok, message },
+        )?;
+        let _ = std::fs::remove_file(self.session.control_request(id));
+        Ok(())
+    }
+
+    fn scan_primitives(&self) -> engine::PrimScan {
+        let raised = self
+            .engine
+            .open_signals()
+            .into_iter()
+            .filter(|n| self.session.signal(n).exists())
+            .collect();
+        let mut barriers = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.session.checkpoints_dir()) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if crate::names::validate("checkpoint name", &name).is_err() {
+                    continue;
+                }
+                let decided = self.session.checkpoint_proceed(&name).exists()
+                    || self.session.checkpoint_broken(&name).exists();
+                let arrived = if decided {
+                    Vec::new()
+                } else {
+                    crate::primitives::arrivals(&self.session, &name)
+                };
+                barriers.push(engine::BarrierScan {
+                    name,
+                    arrived,
+                    decided,
+                });
+            }
+        }
+        engine::PrimScan {
+            raised,
+            barriers,
+            locks: crate::locks::scan(&self.session),
+        }
+    }
+
+    fn say(&self, msg: std::fmt::Arguments) {
+        if self.progress {
+            // Never panic on a closed stderr (`orchestrator run ... 2>&1 | head`): the
+            // session matters more than its commentary.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "[{:>7.1}s] {msg}",
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// SIGINT and SIGTERM become wake-ups (blocked in every thread and taken by one); SIGHUP
+/// is ignored: a closed terminal or ssh session never stops the tasks.
+fn spawn_signal_thread(tx: Sender<Wake>) {
+    use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+    // SAFETY: ignoring a signal installs no handler code.
+    unsafe {
+        let _ = signal(Signal::SIGHUP, SigHandler::SigIgn);
+    }
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    // Blocked in this thread before the waiter starts; threads spawned later inherit
+    // the mask, and children get a clean one (std resets it before exec).
+    if set.thread_block().is_err() {
+        return;
+    }
+    thread::spawn(move || {
+        loop {
+            let Ok(sig) = set.wait() else {
+                return;
+            };
+            let i = if sig == Signal::SIGTERM {
+                Interrupt::Term
+            } else {
+                Interrupt::Int
+            };
+            if tx.send(Wake::Signal(i)).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// A seed for the backoff jitter (the low bits of the clock are random enough to keep
+/// retries of many tasks from firing in lockstep).
+fn seed() -> u64 {
+    proto::now_unix_ms() ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Take `orchestrator/lock` (held for the orchestrator's life) and write `info.json`.
+fn take_lock(session: &Session) -> Result<File> {
+    let path = session.orchestrator_lock();
+    let f = fsio::open_lock_file(&path)?;
+    if f.try_lock_exclusive().is_err() {
+        let pid = fsio::read_json::<OrchestratorInfo>(&session.orchestrator_info())
+            .ok()
+            .flatten()
+            .map(|i| format!(" (pid {} on {})", i.pid, i.host))
+            .unwrap_or_default();
+        return Err(Error::Session(format!(
+            "session {} already has a live orchestrator{pid}",
+            session.id()
+        )));
+    }
+    fsio::write_json(
+        &session.orchestrator_info(),
+        &OrchestratorInfo {
+            pid: std::process::id(),
+            host: hostname(),
+            started_at: proto::now_rfc3339(),
+        },
+    )?;
+    Ok(f)
+}
+
+/// Whether a worker holds its `alive` lock (a non-blocking probe; used by status too).
+pub fn worker_alive(session: &Session, id: &str) -> bool {
+    fsio::lock_held(&session.worker_alive(id))
+}
+
+/// Whether the session has a live orchestrator.
+pub fn orchestrator_alive(session: &Session) -> bool {
+    fsio::lock_held(&session.orchestrator_lock())
+}
+
+/// Send a control request to a session's live orchestrator and wait for its answer.
+pub fn send_control(
+    session: &Session,
+    action: ControlAction,
+    task: Option<&str>,
+) -> Result<ControlReply> {
+    if !orchestrator_alive(session) {
+        return Err(Error::Session(format!(
+            "session {} has no live orchestrator (`orchestrator resume {}` first)",
+            session.id(),
+            session.id()
+        )));
+    }
+    let id = format!(
+        "{}-{}-{}",
+        proto::now_unix_ms(),
+        std::process::id(),
+        action.as_str()
+    );
+    let req = ControlRequest {
+        id: id.clone(),
+        action,
+        task: task.map(str::to_string),
+        requested_at: proto::now_rfc3339(),
+    };
+    if !fsio::create_json_once(&session.control_request(&id), &req)? {
+        return Err(Error::Session(format!(
+            "control request {id} already exists"
+        )));
+    }
+    let reply_path = session.control_reply(&id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(r) = fsio::read_json::<ControlReply>(&reply_path)? {
+            let _ = std::fs::remove_file(&reply_path);
+            return Ok(r);
+        }
+        if Instant::now() > deadline || !orchestrator_alive(session) {
+            let _ = std::fs::remove_file(session.control_request(&id));
+            return Err(Error::Session(format!(
+                "session {}: the orchestrator did not answer request {id}",
+                session.id()
+            )));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[allow(unused_imports)]
+use Command as _;

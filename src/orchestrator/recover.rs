@@ -1,0 +1,273 @@
+//! Taking over a session whose orchestrator is gone (`resume`, `retry`, and `cancel`
+//! without a live orchestrator): the journal rebuilds the engine, then one scan of the
+//! directory tells it what happened meanwhile ([`Found`]).
+
+use std::time::{Duration, Instant};
+
+use super::{Orchestrator, take_lock};
+use crate::engine::{self, Engine, Exit, Fact, Found, FoundWorker};
+use crate::error::{Error, Result, io_err};
+use crate::fsio;
+use crate::journal::{EndReason, Event, History, Journal, Tail, WorkerEvent};
+use crate::launch::{self, LauncherKind, WorkerCommand};
+use crate::plan::Plan;
+use crate::proto::{self, ExitRecord, Outcome, SessionInfo, Summary, TaskState, WorkerInfo};
+use crate::session::Session;
+
+impl Orchestrator {
+    /// Take over an existing session whose orchestrator is gone.
+    pub fn resume(cfg: super::ResumeConfig) -> Result<Orchestrator> {
+        fsio::set_durable(cfg.durable);
+        let session = cfg.session;
+        let lock = take_lock(&session)?;
+        let info: SessionInfo = fsio::read_json(&session.session_json())?.ok_or_else(|| {
+            Error::Session(format!("{}: missing", session.session_json().display()))
+        })?;
+        if info.protocol > proto::PROTOCOL_VERSION {
+            return Err(Error::Session(format!(
+                "session {} was written by a newer maestro (protocol {}, this one speaks {})",
+                session.id(),
+                info.protocol,
+                proto::PROTOCOL_VERSION
+            )));
+        }
+        let plan: Plan = fsio::read_json(&session.plan_json())?
+            .ok_or_else(|| Error::Session(format!("{}: missing", session.plan_json().display())))?;
+        let summary: Option<Summary> = fsio::read_json(&session.summary_json())?;
+        if let Some(sum) = &summary
+            && cfg.retry.is_empty()
+        {
+            return Err(Error::Session(format!(
+                "session {} already finished ({}); `orchestrator retry {} TASK` re-runs a failed task",
+                session.id(),
+                sum.state.as_str(),
+                session.id()
+            )));
+        }
+        if summary.is_none() && !cfg.retry.is_empty() {
+            return Err(Error::Session(format!(
+                "session {} has not finished; retry re-runs tasks of a finished session (use `orchestrator resume`)",
+                session.id()
+            )));
+        }
+        let cmd = WorkerCommand::locate(cfg.watch, cfg.durable)?;
+        let kind = cfg.launcher.unwrap_or_else(|| {
+            info.launcher
+                .parse::<LauncherKind>()
+                .unwrap_or(LauncherKind::Auto)
+                .resolve()
+        });
+        let launcher = launch::make(kind, cmd, &session, plan.keep_windows);
+        let mut journal = Journal::open(&session)?;
+        let mut history = crate::journal::read_history(&session)?;
+        if !cfg.retry.is_empty() {
+            let ev = prepare_retry(&session, &plan, &cfg.retry)?;
+            journal.append(&ev)?;
+            history.apply(&ev);
+        }
+        let ev = if cfg.retry.is_empty() {
+            Event::SessionResumed {
+                session: session.id().to_string(),
+                retry: Vec::new(),
+            }
+        } else {
+            Event::SessionRetried {
+                session: session.id().to_string(),
+                retry: cfg.retry.clone(),
+            }
+        };
+        journal.append(&ev)?;
+        history.apply(&ev);
+        let workers = cfg.workers.unwrap_or(info.workers);
+        let ecfg = engine::Config {
+            seed: super::seed(),
+            session: session.id().to_string(),
+            ..engine::Config::new(workers, Duration::from_millis(plan.lease_ms))
+        };
+        let (found, tails) = scan(&session, &plan, &history)?;
+        let engine = Engine::restore(
+            plan,
+            ecfg,
+            &history,
+            proto::now_unix_ms() * 1000,
+            Instant::now(),
+            proto::now_unix_ms(),
+        );
+        let mut o = Orchestrator::assemble(session, engine, cfg.watch, launcher, journal, lock);
+        let adopted: Vec<String> = found
+            .workers
+            .iter()
+            .filter(|w| w.alive)
+            .map(|w| w.id.clone())
+            .collect();
+        o.tails = tails;
+        for (t, task) in o.engine.plan().tasks.iter().enumerate() {
+            o.dir_made[t] = o.session.task_dir(&task.id).is_dir();
+            o.retry_file[t] = o.session.retry_json(&task.id).exists();
+        }
+        o.feed(Fact::Recovered(found))?;
+        for id in adopted {
+            o.watch_death(&id);
+        }
+        Ok(o)
+    }
+}
+
+/// Before resuming a finished session for `retry`: move aside the outcomes of the tasks
+/// to re-run and of their dependents that never ran, and the summary. Returns the event
+/// that records it.
+fn prepare_retry(session: &Session, plan: &Plan, names: &[String]) -> Result<Event> {
+    let deps = plan.dep_indices();
+    let mut dependents = vec![Vec::new(); deps.len()];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let index_of = |name: &str| plan.tasks.iter().position(|t| t.id == name);
+    let mut reset = Vec::new();
+    for name in names {
+        let t = index_of(name).ok_or_else(|| {
+            Error::Usage(format!("session {} has no task {name:?}", session.id()))
+        })?;
+        let o: Option<Outcome> = fsio::read_json(&session.outcome_json(name))?;
+        match o.map(|o| o.state) {
+            Some(TaskState::Failed | TaskState::Skipped | TaskState::Cancelled) => {}
+            Some(s) => {
+                return Err(Error::Usage(format!(
+                    "task {name} {}; only failed, skipped or cancelled tasks can be retried",
+                    s.as_str()
+                )));
+            }
+            None => {
+                return Err(Error::Usage(format!("task {name} has no outcome to retry")));
+            }
+        }
+        let mut stack = vec![t];
+        while let Some(u) = stack.pop() {
+            if reset.contains(&u) {
+                continue;
+            }
+            reset.push(u);
+            for &d in dependents.get(u).map(Vec::as_slice).unwrap_or(&[]) {
+                let o: Option<Outcome> = fsio::read_json(&session.outcome_json(&plan.tasks[d].id))?;
+                if o.is_some_and(|o| matches!(o.state, TaskState::Skipped | TaskState::Cancelled)) {
+                    stack.push(d);
+                }
+            }
+        }
+    }
+    let stamp = proto::now_unix_ms();
+    for &t in &reset {
+        let id = &plan.tasks[t].id;
+        let from = session.outcome_json(id);
+        let to = session.superseded_outcome(id, stamp);
+        std::fs::rename(&from, &to).map_err(io_err(&from, "move aside"))?;
+    }
+    let from = session.summary_json();
+    let to = session.superseded_summary(stamp);
+    std::fs::rename(&from, &to).map_err(io_err(&from, "move aside"))?;
+    Ok(Event::RetryRequested {
+        tasks: reset.iter().map(|&t| plan.tasks[t].id.clone()).collect(),
+    })
+}
+
+/// Read an attempt's `exit.json` into an [`Exit`] (none when there is no file).
+fn read_exit(session: &Session, task: &str, attempt: u32) -> Option<Exit> {
+    let path = session.exit_json(task, attempt);
+    match fsio::read_json::<ExitRecord>(&path) {
+        Ok(None) => None,
+        Ok(Some(e)) if e.task == task && e.attempt == attempt => {
+            let result = if e.succeeded() && e.has_result {
+                fsio::read_json::<serde_json::Value>(&session.result_json(task, attempt))
+                    .ok()
+                    .flatten()
+            } else {
+                None
+            };
+            Some(Exit::Record {
+                record: Box::new(e),
+                result,
+            })
+        }
+        Ok(Some(_)) => Some(Exit::Unreadable(format!(
+            "{}: record does not match task {task} attempt {attempt}",
+            path.display()
+        ))),
+        Err(e) => Some(Exit::Unreadable(e.to_string())),
+    }
+}
+
+type Tails = std::collections::BTreeMap<String, Tail>;
+
+/// One look at the directory: workers (alive, registered, their claimed assignments;
+/// unclaimed ones are taken back now), exits that happened meanwhile, outcomes whose
+/// journal line is missing, and the starts of attempts that have no exit.
+fn scan(session: &Session, plan: &Plan, history: &History) -> Result<(Found, Tails)> {
+    let mut found = Found::default();
+    let mut tails = Tails::new();
+    for wid in session.worker_ids()? {
+        let mut fw = FoundWorker {
+            id: wid.clone(),
+            alive: super::worker_alive(session, &wid),
+            stopped: session.worker_shutdown(&wid).exists(),
+            ..Default::default()
+        };
+        if let Ok(Some(info)) = fsio::read_json::<WorkerInfo>(&session.worker_json(&wid)) {
+            fw.registered = true;
+            fw.foreign = info.protocol.is_some_and(|p| p != proto::PROTOCOL_VERSION);
+        }
+        // Assignments not claimed yet never ran: take them back; the tasks go out again
+        // with the same attempt numbers.
+        fsio::create_dir_private(&session.done_dir(&wid))?;
+        for (task, attempt) in session.assignments(&wid)? {
+            if fsio::claim(
+                &session.assignment(&wid, &task, attempt),
+                &session.assignment_done(&wid, &task, attempt),
+            )? {
+                fw.withdrawn.push((task, attempt));
+            }
+        }
+        fw.claimed = session.claimed_assignments(&wid)?;
+        let mut tail = Tail::new(session.worker_events(&wid));
+        for ev in tail.read_worker_events()? {
+            if let WorkerEvent::Started(st) = ev
+                && !session.exit_json(&st.task, st.attempt).exists()
+            {
+                fw.started.push(st);
+            }
+        }
+        tails.insert(wid, tail);
+        found.workers.push(fw);
+    }
+    for task in &plan.tasks {
+        let id = &task.id;
+        let h = history.tasks.get(id);
+        if h.is_some_and(|h| h.decided.is_some()) {
+            continue;
+        }
+        if let Some(o) = fsio::read_json::<Outcome>(&session.outcome_json(id))? {
+            found.outcomes.push((id.clone(), o.state));
+            continue;
+        }
+        let Some(h) = h else {
+            continue;
+        };
+        // The fence attempt's exit, and late exits of attempts that were taken away
+        // and not yet refused.
+        for a in &h.attempts {
+            let fence = h.fence.as_ref().is_some_and(|(n, _)| *n == a.attempt);
+            let open = !a.stale
+                && matches!(
+                    a.ended,
+                    None | Some(EndReason::WorkerLost | EndReason::Reassigned)
+                );
+            if (fence || open)
+                && let Some(exit) = read_exit(session, id, a.attempt)
+            {
+                found.exits.push((id.clone(), a.attempt, exit));
+            }
+        }
+    }
+    Ok((found, tails))
+}
