@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and integration tests with the native (inotify) watcher, then
 # the integration tests again with notify's poll watcher and with no watcher at all
-# (DESIGN.md invariant 7: events are hints; rescanning alone must be enough).
+# (docs/PROTOCOL.md rule 6: events are hints; rescanning alone must be enough).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --all-targets

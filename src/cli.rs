@@ -283,6 +283,10 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 false,
                 Vec::new(),
             )?;
+            let cfg = ResumeConfig {
+                best_effort: true,
+                ..cfg
+            };
             let mut orch = Orchestrator::resume(cfg)?;
             let reply = orch.control_now(ControlAction::Cancel, task.as_deref());
             match reply {
@@ -297,7 +301,18 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             }
         }
         OrchestratorCommand::Status { session, json } => {
-            let s = Session::resolve(&root, session.as_deref())?;
+            let s = match session {
+                Some(a) => Session::resolve(&root, Some(&a))?,
+                None => {
+                    // The newest session; entries newer than it that are not sessions we
+                    // may use are said, not silently passed over.
+                    let (s, skipped) = Session::newest(&root)?;
+                    for r in skipped {
+                        eprintln!("warning: skipped {}", r.reason);
+                    }
+                    s
+                }
+            };
             let snap = status::snapshot(&s)?;
             let text = if json {
                 format!("{:#}\n", status::to_json(&snap))
@@ -317,8 +332,8 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             Ok(0)
         }
         OrchestratorCommand::List => {
-            let sessions = Session::list(&root)?;
-            let _ = out.write_all(status::render_list(&sessions)?.as_bytes());
+            let listing = Session::list(&root)?;
+            let _ = out.write_all(status::render_list(&listing).as_bytes());
             Ok(0)
         }
         OrchestratorCommand::Logs {
@@ -372,7 +387,11 @@ fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
     } else {
         let snap = status::snapshot(&session)?;
         let _ = write!(std::io::stderr(), "\n{}", status::render(&snap));
-        let done = snap.tasks.iter().filter(|t| t.state == "succeeded").count();
+        let done = snap
+            .tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Succeeded)
+            .count();
         (done, snap.tasks.len())
     };
     let _ = writeln!(
@@ -418,6 +437,7 @@ fn resume_config(
         watch,
         durable,
         retry,
+        best_effort: false,
     })
 }
 

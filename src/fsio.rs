@@ -1,6 +1,6 @@
 //! The one file helper: every file maestro publishes in a session goes through here.
 //!
-//! DESIGN.md invariant 2: a reader never sees half a file. A file with a new name is
+//! docs/PROTOCOL.md rule 2: a reader never sees half a file. A file with a new name is
 //! written unnamed (`O_TMPFILE`) and then linked to its name, which never replaces: that is
 //! how "written once" files (outcomes, ready markers) are created without a
 //! check-then-create race (invariant 1), and it costs one directory entry and one inotify

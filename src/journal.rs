@@ -598,7 +598,14 @@ impl History {
                 reason,
             } => {
                 let h = self.task(task);
-                if h.fence.as_ref().is_some_and(|f| f.0 == *attempt) {
+                // An accepted exit keeps the fence until what it decided is journalled
+                // (`task_finished` or `retry_scheduled`): a crash in between must leave
+                // that exit to be accepted again on resume, not orphan the task.
+                let accepted = matches!(
+                    reason,
+                    EndReason::Exited | EndReason::Failed | EndReason::TimedOut
+                );
+                if !accepted && h.fence.as_ref().is_some_and(|f| f.0 == *attempt) {
                     h.fence = None;
                 }
                 if *reason == EndReason::WorkerLost {
@@ -629,6 +636,7 @@ impl History {
                 let h = self.task(task);
                 h.failures = (*retry).max(h.failures);
                 h.retry_at_unix_ms = Some(*not_before_unix_ms);
+                h.fence = None;
             }
             Event::TaskFinished { task, state, .. } => {
                 let h = self.task(task);
@@ -916,6 +924,132 @@ mod tests {
         assert_eq!(r.refresh().unwrap().len(), 1);
         assert_eq!(r.history().tasks["b"].decided, Some(TaskState::Skipped));
         assert_eq!(r.history().events, 2);
+    }
+
+    #[test]
+    fn started_record_finds_the_line_of_that_attempt_beyond_the_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Session::create(d.path(), "t").unwrap();
+        fsio::create_dir_private(&s.worker_dir("w1")).unwrap();
+        let mut j = Journal::open_worker(&s, "w1").unwrap();
+        let started = |task: &str, attempt: u32, pid: u32| {
+            WorkerEvent::Started(Started {
+                task: task.into(),
+                attempt,
+                worker: "w1".into(),
+                pid,
+                pgid: pid,
+                started_at: "x".into(),
+                started_unix_ms: 1,
+                proc_start: None,
+                boot_id: None,
+            })
+        };
+        j.append_worker(&started("a", 1, 100)).unwrap();
+        // Push a's line out of the 64 KiB tail that is searched first.
+        for i in 0..2000 {
+            j.append_worker(&started(&format!("filler{i}"), 1, 7))
+                .unwrap();
+        }
+        j.append_worker(&started("a", 2, 200)).unwrap();
+        let pid = |n| started_record(&s, "w1", "a", n).unwrap().map(|st| st.pgid);
+        assert_eq!(pid(1), Some(100));
+        assert_eq!(pid(2), Some(200));
+        assert_eq!(pid(3), None);
+        assert!(started_record(&s, "w9", "a", 1).unwrap().is_none());
+    }
+
+    #[test]
+    fn worker_lines_keep_their_json_shape() {
+        // docs/PROTOCOL.md and the tests read these lines: `ready` has `pid`, `started`
+        // and `exited` carry their records' fields at the top level, `stopped` nothing.
+        let v = |ev: &WorkerEvent| -> serde_json::Value {
+            serde_json::from_str(&line(ev).unwrap()).unwrap()
+        };
+        let ready = v(&WorkerEvent::Ready {
+            pid: 42,
+            protocol: Some(proto::PROTOCOL_VERSION),
+        });
+        assert_eq!(
+            (&ready["event"], &ready["pid"]),
+            (&"ready".into(), &42.into())
+        );
+        let st = v(&WorkerEvent::Started(Started {
+            task: "a".into(),
+            attempt: 2,
+            worker: "w1".into(),
+            pid: 9,
+            pgid: 9,
+            started_at: "x".into(),
+            started_unix_ms: 5,
+            proc_start: None,
+            boot_id: None,
+        }));
+        assert_eq!(st["event"], "started");
+        assert_eq!((&st["task"], &st["attempt"]), (&"a".into(), &2.into()));
+        assert_eq!(
+            (&st["pgid"], &st["started_unix_ms"]),
+            (&9.into(), &5.into())
+        );
+        let rec = ExitRecord {
+            task: "a".into(),
+            attempt: 2,
+            worker: "w1".into(),
+            exit_code: Some(3),
+            signal: None,
+            started_at: "x".into(),
+            ended_at: "y".into(),
+            duration_ms: 7,
+            timed_out: false,
+            killed_by: None,
+            spawn_error: None,
+            result_error: None,
+            has_result: false,
+        };
+        let ex = v(&WorkerEvent::Exited(rec.clone()));
+        assert_eq!(ex["event"], "exited");
+        let mut fields = ex.as_object().unwrap().clone();
+        fields.remove("ts");
+        fields.remove("event");
+        assert_eq!(
+            serde_json::Value::Object(fields),
+            serde_json::to_value(&rec).unwrap(),
+            "every field of exit.json, and nothing else"
+        );
+        let stopped = v(&WorkerEvent::Stopped {});
+        assert_eq!(stopped.as_object().unwrap().len(), 2, "{stopped}");
+        assert_eq!(stopped["event"], "stopped");
+    }
+
+    #[test]
+    fn last_worker_event_skips_a_partial_last_line_and_reads_only_the_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        assert!(last_worker_event(&p).unwrap().is_none(), "no file");
+        let started = r#"{"ts":"x","event":"started","task":"a","attempt":1,"worker":"w1","pid":5,"pgid":5,"started_at":"x","started_unix_ms":1}"#;
+        std::fs::write(
+            &p,
+            format!("{{\"ts\":\"x\",\"event\":\"ready\",\"pid\":5}}\n{started}\n{{\"ts\":\"x\",\"event\":\"exi"),
+        )
+        .unwrap();
+        assert!(matches!(
+            last_worker_event(&p).unwrap(),
+            Some(WorkerEvent::Started(st)) if st.task == "a"
+        ));
+        std::fs::write(&p, b"{\"ts\":\"x\",\"event\":\"rea").unwrap();
+        assert!(last_worker_event(&p).unwrap().is_none(), "no complete line");
+        // Only the tail is read: a long journal still gives its last line.
+        let mut long = String::new();
+        for i in 0..5000 {
+            long.push_str(&format!(
+                "{{\"ts\":\"x\",\"event\":\"ready\",\"pid\":{i}}}\n"
+            ));
+        }
+        std::fs::write(&p, &long).unwrap();
+        assert!(matches!(
+            last_worker_event(&p).unwrap(),
+            Some(WorkerEvent::Ready { pid: 4999, .. })
+        ));
     }
 
     #[test]

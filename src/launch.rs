@@ -135,9 +135,25 @@ pub struct Spawned {
     pub terminal: Option<String>,
 }
 
+/// What a launcher's workers can do, declared so the orchestrator never guesses from the
+/// launcher's name (terminal emulators, ssh and Slurm come with other answers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Each worker has a terminal a person can look at (and later type into).
+    pub terminal: bool,
+    /// Workers are our child processes: their exit is seen by reaping them.
+    pub children: bool,
+    /// Workers run on this host, so their task's process groups can be signalled here.
+    pub local: bool,
+    /// A worker's window can stay open after it exits (`keep_windows`).
+    pub keeps_windows: bool,
+}
+
 /// Starts workers.
 pub trait Launcher: Send {
     fn kind(&self) -> LauncherKind;
+    /// What its workers can do.
+    fn capabilities(&self) -> Capabilities;
     /// Start worker `id` for `session`.
     fn spawn(&mut self, session: &Session, id: &str) -> Result<Spawned>;
     /// A line for the user saying where to watch, if there is anything to watch.
@@ -169,6 +185,15 @@ pub struct Background {
 impl Launcher for Background {
     fn kind(&self) -> LauncherKind {
         LauncherKind::Background
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            terminal: false,
+            children: true,
+            local: true,
+            keeps_windows: false,
+        }
     }
 
     fn spawn(&mut self, session: &Session, id: &str) -> Result<Spawned> {
@@ -244,6 +269,15 @@ impl Tmux {
 impl Launcher for Tmux {
     fn kind(&self) -> LauncherKind {
         LauncherKind::Tmux
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            terminal: true,
+            children: false,
+            local: true,
+            keeps_windows: true,
+        }
     }
 
     fn spawn(&mut self, session: &Session, id: &str) -> Result<Spawned> {

@@ -2,8 +2,9 @@
 //!
 //! An orchestrator reads a plan, creates a session directory and spawns workers (tmux
 //! windows or headless processes) that coordinate with it only through files in that
-//! directory. See docs/PROTOCOL.md for the on-disk protocol and ../shared/DESIGN.md for the
-//! invariants the modules below uphold.
+//! directory. See docs/PROTOCOL.md for the on-disk protocol and docs/ARCHITECTURE.md for the
+//! map of the modules below: a pure decision engine (`engine`) inside a thin shell
+//! (`orchestrator`).
 
 pub mod bell;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod fsio;
 pub mod journal;
 pub mod launch;
+pub mod liveness;
 pub mod locks;
 pub mod message;
 pub mod names;

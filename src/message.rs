@@ -5,7 +5,7 @@
 //! Why it is built this way:
 //! - **Many writers, one name each.** Every message is its own file,
 //!   `messages/<recipient>/<sent_unix_ns:020>-<sender>-<seq:010>.json`, published with a
-//!   create-exclusive link (DESIGN.md invariant 1), so concurrent senders never collide and a
+//!   create-exclusive link (docs/PROTOCOL.md rule 1), so concurrent senders never collide and a
 //!   reader never sees half a message.
 //! - **Per-sender order survives clock jumps.** `seq` comes from a counter per sender that is
 //!   read, incremented and written back under an exclusive flock, and the message is

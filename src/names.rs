@@ -1,4 +1,4 @@
-//! Name validation at the edge (DESIGN.md invariant 6): every task, worker, plan and key
+//! Name validation at the edge (docs/PROTOCOL.md rule 4): every task, worker, plan and key
 //! name that may become part of a path is checked here first, so `../x`, absolute paths,
 //! NUL bytes, hidden names and over-long names never reach the filesystem.
 

@@ -117,7 +117,7 @@ pub struct Shutdown {
 }
 
 /// The `started` line of a worker's `workers/<id>/events.jsonl`: written by the worker when
-/// the attempt's process started (see [`crate::session::started_record`]).
+/// the attempt's process started (see [`crate::journal::started_record`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Started {
     pub task: String,
@@ -216,6 +216,9 @@ impl ExitRecord {
 pub enum TaskState {
     Pending,
     Running,
+    /// An attempt failed and another is scheduled (`retry.json`): not decided yet. Only
+    /// `status` shows it; the engine never decides a task `retrying`.
+    Retrying,
     Succeeded,
     Failed,
     Skipped,
@@ -230,6 +233,7 @@ impl TaskState {
         match self {
             TaskState::Pending => "pending",
             TaskState::Running => "running",
+            TaskState::Retrying => "retrying",
             TaskState::Succeeded => "succeeded",
             TaskState::Failed => "failed",
             TaskState::Skipped => "skipped",
@@ -238,6 +242,8 @@ impl TaskState {
         }
     }
 
+    /// Whether the task is decided (it has an outcome): what `status` and `list` count
+    /// as done.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -408,6 +414,21 @@ pub struct RaceOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_states_serialize_as_their_names_and_retrying_is_not_decided() {
+        use TaskState::*;
+        for st in [
+            Pending, Running, Retrying, Succeeded, Failed, Skipped, Cancelled, Lost,
+        ] {
+            assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
+            let back: TaskState = serde_json::from_value(st.as_str().into()).unwrap();
+            assert_eq!(back, st);
+        }
+        assert_eq!(Retrying.as_str(), "retrying");
+        assert!(!Retrying.is_terminal() && !Running.is_terminal() && !Pending.is_terminal());
+        assert!(Lost.is_terminal() && Cancelled.is_terminal());
+    }
 
     /// An `exit.json` from before `has_result` existed: the orchestrator must still look
     /// for the result file.

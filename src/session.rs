@@ -1,19 +1,16 @@
 //! The session directory: where it lives, how it is named, and the path of every file in it.
 //!
-//! DESIGN.md: "the directory is the database". This module is the only one that knows the
+//! The directory is the database. This module is the only one that knows the
 //! layout (docs/PROTOCOL.md documents it); everyone else asks it for paths. Reading and
 //! writing go through [`crate::fsio`].
 
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde_json::{Map, Value};
-
 use crate::error::{Error, Result, io_err};
 use crate::fsio;
-use crate::proto;
 
 /// Default root for sessions, relative to the current directory.
 pub const DEFAULT_ROOT: &str = "sessions";
@@ -23,6 +20,26 @@ pub const DEFAULT_ROOT: &str = "sessions";
 pub struct Session {
     root: PathBuf,
     id: String,
+}
+
+/// What [`Session::list`] found under a sessions root.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The sessions, oldest first.
+    pub sessions: Vec<Session>,
+    /// Entries that are not sessions we may use, by name.
+    pub refused: Vec<Refused>,
+}
+
+/// An entry of a sessions root that [`Session::open`] refused.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// Its name under the root.
+    pub name: String,
+    /// Why it was refused ([`Session::open`]'s error, which names the path).
+    pub reason: String,
+    /// When it last changed (the entry itself, not a symlink's target).
+    pub modified: Option<SystemTime>,
 }
 
 /// Where sessions live: `--sessions-dir`, else `$MAESTRO_SESSIONS`, else `./sessions`.
@@ -147,35 +164,79 @@ impl Session {
                     root.display()
                 )))
             }
-            None => Session::list(root)?
-                .pop()
-                .ok_or_else(|| Error::Session(format!("no sessions under {}", root.display()))),
+            None => Session::newest(root).map(|(s, _)| s),
         }
     }
 
-    /// Every session under `root`, oldest first (by creation time in `session.json`, then id).
-    pub fn list(root: &Path) -> Result<Vec<Session>> {
+    /// The newest session under `root`, with the refused entries that changed after it
+    /// was created: a person asking for the newest session may mean one of those, so the
+    /// caller says it skipped them. With no session at all, the error names every refusal.
+    pub fn newest(root: &Path) -> Result<(Session, Vec<Refused>)> {
+        let Listing {
+            mut sessions,
+            refused,
+        } = Session::list(root)?;
+        let Some(s) = sessions.pop() else {
+            let mut msg = format!("no sessions under {}", root.display());
+            for r in &refused {
+                msg.push_str(&format!("; skipped {}", r.reason));
+            }
+            return Err(Error::Session(msg));
+        };
+        let created = fs::metadata(s.session_json())
+            .and_then(|m| m.modified())
+            .ok();
+        let newer = refused
+            .into_iter()
+            .filter(|r| match (r.modified, created) {
+                (Some(m), Some(c)) => m > c,
+                _ => true,
+            })
+            .collect();
+        Ok((s, newer))
+    }
+
+    /// Every session under `root`, oldest first (by creation time in `session.json`, then
+    /// id), and every entry [`Session::open`] refused, with why (hidden names are not
+    /// entries: they are temp files or a person's notes).
+    pub fn list(root: &Path) -> Result<Listing> {
         let entries = match fs::read_dir(root) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Listing::default());
+            }
             Err(e) => return Err(Error::io(root, "list", e)),
         };
         let mut found = Vec::new();
+        let mut refused = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io_err(root, "list"))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if fsio::is_hidden(&name) {
                 continue;
             }
-            if let Ok(s) = Session::open(&entry.path()) {
-                let created = fs::metadata(s.session_json())
-                    .and_then(|m| m.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                found.push((created, s));
+            match Session::open(&entry.path()) {
+                Ok(s) => {
+                    let created = fs::metadata(s.session_json())
+                        .and_then(|m| m.modified())
+                        .unwrap_or(SystemTime::UNIX_EPOCH);
+                    found.push((created, s));
+                }
+                Err(e) => refused.push(Refused {
+                    modified: fs::symlink_metadata(entry.path())
+                        .and_then(|m| m.modified())
+                        .ok(),
+                    name,
+                    reason: e.to_string(),
+                }),
             }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
-        Ok(found.into_iter().map(|(_, s)| s).collect())
+        refused.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Listing {
+            sessions: found.into_iter().map(|(_, s)| s).collect(),
+            refused,
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -520,277 +581,10 @@ fn list_names(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// An append-only journal: the session's `events.jsonl` (only the orchestrator writes it)
-/// or a worker's `workers/<id>/events.jsonl` (only that worker writes it).
-pub struct Journal {
-    path: PathBuf,
-    file: File,
-}
-
-impl Journal {
-    pub fn open(session: &Session) -> Result<Journal> {
-        Journal::open_at(session.events())
-    }
-
-    pub fn open_worker(session: &Session, worker: &str) -> Result<Journal> {
-        Journal::open_at(session.worker_events(worker))
-    }
-
-    fn open_at(path: PathBuf) -> Result<Journal> {
-        let file = fsio::open_append(&path)?;
-        Ok(Journal { path, file })
-    }
-
-    /// Append one event: `{"ts": ..., "event": kind, ...fields}`.
-    pub fn log(&mut self, kind: &str, fields: Value) -> Result<()> {
-        let mut obj = Map::new();
-        obj.insert("ts".into(), Value::String(proto::now_rfc3339()));
-        obj.insert("event".into(), Value::String(kind.into()));
-        if let Value::Object(f) = fields {
-            obj.extend(f);
-        }
-        let line = Value::Object(obj).to_string();
-        fsio::append_line(&mut self.file, &self.path, &line)
-    }
-}
-
-/// Follows a journal as it grows: each call returns the complete lines appended since the
-/// last one. The orchestrator follows each worker's `events.jsonl` this way, one read(2) per
-/// wake-up, instead of probing each running attempt's files (issue 5). The file stays open:
-/// a journal is only ever appended to, never replaced.
-pub struct JournalTail {
-    path: PathBuf,
-    file: Option<File>,
-    /// The start of a line whose newline has not been written yet.
-    partial: Vec<u8>,
-}
-
-impl JournalTail {
-    pub fn new(path: PathBuf) -> JournalTail {
-        JournalTail {
-            path,
-            file: None,
-            partial: Vec::new(),
-        }
-    }
-
-    /// The events appended since the last call (none while the file does not exist). A
-    /// malformed line is skipped, as every journal reader does.
-    pub fn read_new(&mut self) -> Result<Vec<Value>> {
-        use std::io::Read;
-        if self.file.is_none() {
-            self.file = fsio::open_read(&self.path)?;
-        }
-        let Some(file) = self.file.as_mut() else {
-            return Ok(Vec::new());
-        };
-        // Plain reads, not `read_to_end`, which costs an fstat and an lseek per call (issue
-        // 5: this runs for every busy worker on every wake-up). A short read of a regular
-        // file means we are at its end for now.
-        let before = self.partial.len();
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            let n = match file.read(&mut chunk) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err(&self.path, "read")(e)),
-            };
-            self.partial.extend_from_slice(&chunk[..n]);
-            if n < chunk.len() {
-                break;
-            }
-        }
-        if self.partial.len() == before {
-            return Ok(Vec::new());
-        }
-        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
-            return Ok(Vec::new());
-        };
-        let out = self.partial[..end]
-            .split(|&b| b == b'\n')
-            .filter_map(|l| serde_json::from_slice(l).ok())
-            .collect();
-        self.partial.drain(..=end);
-        Ok(out)
-    }
-}
-
-/// The `started` line of `task`'s attempt `attempt` in worker `worker`'s journal: the
-/// attempt's process and group id and start time (issue 5 moved these here from a
-/// per-attempt `started.json`). The line is near the end while the attempt runs, so the
-/// journal's tail is searched first, then the whole file.
-pub fn started_record(
-    session: &Session,
-    worker: &str,
-    task: &str,
-    attempt: u32,
-) -> Result<Option<proto::Started>> {
-    use std::io::{Read, Seek, SeekFrom};
-    const TAIL: u64 = 64 * 1024;
-    let path = session.worker_events(worker);
-    let Some(mut file) = fsio::open_read(&path)? else {
-        return Ok(None);
-    };
-    let len = file.metadata().map_err(io_err(&path, "read"))?.len();
-    let find = |buf: &[u8]| {
-        buf.split(|&b| b == b'\n').rev().find_map(|l| {
-            let v: Value = serde_json::from_slice(l).ok()?;
-            (v["event"] == "started" && v["task"] == task && v["attempt"] == attempt)
-                .then(|| serde_json::from_value::<proto::Started>(v).ok())
-                .flatten()
-        })
-    };
-    let mut from = len.saturating_sub(TAIL);
-    loop {
-        file.seek(SeekFrom::Start(from))
-            .map_err(io_err(&path, "read"))?;
-        let mut buf = Vec::new();
-        (&mut file)
-            .take(len - from)
-            .read_to_end(&mut buf)
-            .map_err(io_err(&path, "read"))?;
-        if let Some(st) = find(&buf) {
-            return Ok(Some(st));
-        }
-        if from == 0 {
-            return Ok(None);
-        }
-        from = 0;
-    }
-}
-
-/// The journal's events of one kind, parsed; lines of other kinds are skipped unparsed (a
-/// 10 000-task journal holds tens of thousands of lines), so is a partial last line.
-pub fn events_of_kind(session: &Session, kind: &str) -> Result<Vec<Value>> {
-    use std::io::BufRead;
-    let path = session.events();
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&path, "read", e)),
-    };
-    let needle = format!("\"event\":\"{kind}\"");
-    let mut out = Vec::new();
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(io_err(&path, "read"))?;
-        if line.contains(&needle)
-            && let Ok(v) = serde_json::from_str::<Value>(&line)
-            && v["event"] == kind
-        {
-            out.push(v);
-        }
-    }
-    Ok(out)
-}
-
-/// The last complete event of a journal (a worker's: what it does now), reading only the
-/// file's tail. `Ok(None)` when the file is missing or holds no complete line.
-pub fn last_event(path: &Path) -> Result<Option<Value>> {
-    use std::io::{Read, Seek, SeekFrom};
-    const TAIL: u64 = 8192;
-    let mut file = match fsio::open_read(path)? {
-        Some(f) => f,
-        None => return Ok(None),
-    };
-    let len = file.metadata().map_err(io_err(path, "read"))?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(TAIL)))
-        .map_err(io_err(path, "read"))?;
-    let mut buf = Vec::with_capacity(TAIL as usize);
-    file.take(TAIL)
-        .read_to_end(&mut buf)
-        .map_err(io_err(path, "read"))?;
-    // Only lines ended by a newline are complete (a crash may leave a partial last one).
-    let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
-        return Ok(None);
-    };
-    Ok(buf[..end]
-        .split(|&b| b == b'\n')
-        .rev()
-        .find_map(|l| serde_json::from_slice(l).ok()))
-}
-
-/// Read the journal: each complete line as JSON; a malformed or partial line is skipped
-/// (a crash may leave a partial last line).
-pub fn read_events(session: &Session) -> Result<Vec<Value>> {
-    let path = session.events();
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&path, "read", e)),
-    };
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn journal_tail_returns_each_complete_line_once() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("events.jsonl");
-        let mut tail = JournalTail::new(p.clone());
-        let mut ns = || -> Vec<Value> {
-            let lines = tail.read_new().unwrap();
-            lines.iter().map(|v| v["n"].clone()).collect()
-        };
-        assert!(ns().is_empty(), "no file yet");
-        let mut f = fsio::open_append(&p).unwrap();
-        use std::io::Write;
-        f.write_all(b"{\"n\":1}\n{\"n\":2}\n{\"n\":").unwrap();
-        assert_eq!(ns(), vec![1, 2]);
-        assert!(ns().is_empty(), "the partial line waits");
-        f.write_all(b"3}\nnot json\n{\"n\":4}\n").unwrap();
-        assert_eq!(ns(), vec![3, 4]);
-        // More than one read's worth at once (the reader reads 16 KiB at a time), and
-        // exactly one read's worth.
-        let many: String = (5..3005).map(|n| format!("{{\"n\":{n}}}\n")).collect();
-        f.write_all(many.as_bytes()).unwrap();
-        assert_eq!(ns(), (5..3005).collect::<Vec<_>>());
-        let pad = 16 * 1024 - "{\"n\":9,\"p\":\"\"}\n".len();
-        let exact = format!("{{\"n\":9,\"p\":\"{}\"}}\n", "x".repeat(pad));
-        assert_eq!(exact.len(), 16 * 1024);
-        f.write_all(exact.as_bytes()).unwrap();
-        assert_eq!(ns(), vec![9]);
-        assert!(ns().is_empty());
-    }
-
-    #[test]
-    fn started_record_finds_the_line_of_that_attempt_beyond_the_tail() {
-        let d = tempfile::tempdir().unwrap();
-        let s = Session::create(d.path(), "t").unwrap();
-        fsio::create_dir_private(&s.worker_dir("w1")).unwrap();
-        let mut j = Journal::open_worker(&s, "w1").unwrap();
-        let started = |task: &str, attempt: u32, pid: u32| {
-            serde_json::to_value(proto::Started {
-                task: task.into(),
-                attempt,
-                worker: "w1".into(),
-                pid,
-                pgid: pid,
-                started_at: "x".into(),
-                started_unix_ms: 1,
-                proc_start: None,
-                boot_id: None,
-            })
-            .unwrap()
-        };
-        j.log("started", started("a", 1, 100)).unwrap();
-        // Push a's line out of the 64 KiB tail that is searched first.
-        for i in 0..2000 {
-            j.log("started", started(&format!("filler{i}"), 1, 7))
-                .unwrap();
-        }
-        j.log("started", started("a", 2, 200)).unwrap();
-        let pid = |n| started_record(&s, "w1", "a", n).unwrap().map(|st| st.pgid);
-        assert_eq!(pid(1), Some(100));
-        assert_eq!(pid(2), Some(200));
-        assert_eq!(pid(3), None);
-        assert!(started_record(&s, "w9", "a", 1).unwrap().is_none());
-    }
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn assignment_names_round_trip_with_dotted_ids() {
@@ -831,26 +625,76 @@ mod tests {
         assert!(Session::open(s.root()).is_ok());
     }
 
-    #[test]
-    fn last_event_skips_a_partial_last_line() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("events.jsonl");
-        assert_eq!(last_event(&p).unwrap(), None);
-        fs::write(
-            &p,
-            b"{\"event\":\"ready\"}\n{\"event\":\"started\"}\n{\"event\":\"exi",
-        )
-        .unwrap();
-        assert_eq!(last_event(&p).unwrap().unwrap()["event"], "started");
-        fs::write(&p, b"{\"event\":\"rea").unwrap();
-        assert_eq!(last_event(&p).unwrap(), None);
-        // Only the tail is read: a long journal still gives its last line.
-        let mut long = Vec::new();
-        for i in 0..5000 {
-            long.extend_from_slice(format!("{{\"event\":\"exited\",\"n\":{i}}}\n").as_bytes());
+    /// Set a file's or directory's modification time (and make a directory private,
+    /// whatever the umask, so it is refused for what it lacks, not for its mode).
+    fn touch(path: &Path, secs: u64) {
+        if path.is_dir() {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o700)).unwrap();
         }
-        fs::write(&p, &long).unwrap();
-        assert_eq!(last_event(&p).unwrap().unwrap()["n"], 4999);
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        fs::File::open(path).unwrap().set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn list_names_what_it_refuses_and_newest_says_what_it_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let s = Session::create(root, "p").unwrap();
+        fs::write(s.session_json(), b"{}").unwrap();
+        touch(&s.session_json(), 2_000);
+        fs::create_dir(root.join("old-stray")).unwrap();
+        touch(&root.join("old-stray"), 1_000);
+        fs::create_dir(root.join("new-stray")).unwrap();
+        touch(&root.join("new-stray"), 3_000);
+        fs::create_dir(root.join(".notes")).unwrap();
+        let l = Session::list(root).unwrap();
+        assert_eq!(
+            l.sessions.iter().map(Session::id).collect::<Vec<_>>(),
+            [s.id()]
+        );
+        let refused: Vec<(&str, &str)> = l
+            .refused
+            .iter()
+            .map(|r| (r.name.as_str(), r.reason.as_str()))
+            .collect();
+        let why = |n: &str| {
+            format!(
+                "{}: is not a maestro session (no session.json)",
+                root.join(n).display()
+            )
+        };
+        assert_eq!(
+            refused,
+            [
+                ("new-stray", why("new-stray").as_str()),
+                ("old-stray", why("old-stray").as_str())
+            ],
+            "hidden names are not entries"
+        );
+        let (newest, skipped) = Session::newest(root).unwrap();
+        assert_eq!(newest.id(), s.id());
+        assert_eq!(
+            skipped.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["new-stray"],
+            "only what changed after the newest session was created"
+        );
+        fs::remove_dir_all(s.root()).unwrap();
+        assert_eq!(
+            Session::newest(root).unwrap_err().to_string(),
+            format!(
+                "no sessions under {}; skipped {}; skipped {}",
+                root.display(),
+                why("new-stray"),
+                why("old-stray")
+            )
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            Session::resolve(empty.path(), None)
+                .unwrap_err()
+                .to_string(),
+            format!("no sessions under {}", empty.path().display())
+        );
     }
 
     #[test]

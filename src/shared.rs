@@ -1,9 +1,9 @@
-//! Shared key-value data and progress reports (issue 4): `worker set|get|progress`.
+//! Shared key-value data and progress reports `worker set|get|progress`.
 //! This module owns `shared/<key>.json` and `tasks/<task>/attempt-<n>/progress.json`.
 //!
 //! Shared values are last-writer-wins: `worker set` replaces the file atomically (any task
-//! may write, and a rename of a unique temp file is safe with several writers, DESIGN.md
-//! invariant 1), so a reader sees the old value or the new one, never a mix. Values are
+//! may write, and a rename of a unique temp file is safe with several writers:
+//! docs/PROTOCOL.md rule 1), so a reader sees the old value or the new one, never a mix. Values are
 //! stored as compact JSON and capped at [`MAX_VALUE_BYTES`]: the store is for small
 //! coordination data (a URL, a count, a list of ids), not for bulk transfer, and the cap
 //! keeps every value readable under the session's JSON read cap.

@@ -2,7 +2,7 @@
 //! the receiver then reconciles by reading the files. Events are never trusted to be
 //! complete (inotify drops events on overflow, misses new subdirectories for a moment, and
 //! sees nothing from other hosts), so every waiter also rescans on a timer: slow with the
-//! native watcher, fast when watching is off (DESIGN.md invariant 7).
+//! native watcher, fast when watching is off (docs/PROTOCOL.md rule 6).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

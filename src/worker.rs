@@ -23,13 +23,14 @@ use nix::unistd::Pid;
 use crate::bell::Bell;
 use crate::error::{Error, Result};
 use crate::fsio;
+use crate::journal::{Journal, WorkerEvent};
 use crate::names;
 use crate::plan::TaskCommand;
 use crate::proto::{
     self, Assignment, ExitRecord, Heartbeat, KillRequest, Shutdown, ShutdownReason, Started,
     WorkerInfo,
 };
-use crate::session::{Journal, Session};
+use crate::session::Session;
 use crate::watch::{self, WatchMode};
 
 /// How often a task's exit is looked for where the kernel has no pidfd (Linux < 5.3).
@@ -129,14 +130,16 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
     // worker.json first: the `ready` line is what wakes the orchestrator, which watches
     // our journal, not our directory (issue 5), and reads worker.json when it wakes.
     fsio::write_json(&w.session.worker_json(&w.cfg.id), &info)?;
-    w.journal
-        .log("ready", serde_json::json!({"pid": std::process::id()}))?;
+    w.journal.append_worker(&WorkerEvent::Ready {
+        pid: std::process::id(),
+        protocol: Some(proto::PROTOCOL_VERSION),
+    })?;
 
     let (stop, hb) = heartbeat(w.session.worker_heartbeat(&w.cfg.id));
     let result = w.main_loop();
     drop(stop);
     let _ = hb.join();
-    let _ = w.journal.log("stopped", serde_json::json!({}));
+    let _ = w.journal.append_worker(&WorkerEvent::Stopped {});
     drop(alive);
     result
 }
@@ -319,19 +322,16 @@ impl Worker {
             self.failed.push(task.to_string());
         }
         fsio::write_json_new(&self.session.exit_json(task, attempt), &record)?;
-        // The whole record, not just the exit code: the orchestrator takes the exit from
-        // this line and reads no `exit.json` while we live (issue 5).
-        self.journal.log(
-            "exited",
-            serde_json::to_value(&record).map_err(|e| Error::Session(e.to_string()))?,
-        )?;
         let how = match record.failure_reason() {
             None => "succeeded".to_string(),
             Some(r) => format!("failed: {r}"),
         };
+        let secs = record.duration_ms as f64 / 1000.0;
+        // The whole record, not just the exit code: the orchestrator takes the exit from
+        // this line and reads no `exit.json` while we live (issue 5).
+        self.journal.append_worker(&WorkerEvent::Exited(record))?;
         self.say(&format!(
-            "task {task} (attempt {attempt}) {how} after {:.1}s",
-            record.duration_ms as f64 / 1000.0
+            "task {task} (attempt {attempt}) {how} after {secs:.1}s"
         ));
         Ok(())
     }
@@ -430,10 +430,7 @@ impl Worker {
             proc_start: crate::process::start_time(pid),
             boot_id: self.boot_id.clone(),
         };
-        self.journal.log(
-            "started",
-            serde_json::to_value(&started).map_err(|e| Error::Session(e.to_string()))?,
-        )?;
+        self.journal.append_worker(&WorkerEvent::Started(started))?;
 
         let (done_tx, done_rx) = mpsc::channel();
         let mut tees = 0;

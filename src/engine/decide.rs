@@ -36,6 +36,7 @@ impl Engine {
             w.state = match w.queued.take() {
                 Some((task, attempt)) => {
                     w.withdrawing = false;
+                    w.claimed = false;
                     WorkerState::Busy { task, attempt }
                 }
                 None => WorkerState::Idle,

@@ -144,13 +144,16 @@ impl Engine {
             return;
         }
         self.assign_ready(now);
-        let idle = self.idle().len();
+        // Only as many as may start: an idle worker beyond the limit (after a reassign, or
+        // adopted on resume) would take nothing and the task would be queued again.
+        let room = self.cfg.workers.saturating_sub(self.running_count());
+        let idle = self.idle().len().min(room);
         if idle > 0 {
             // The queues behind the longest-running tasks first: they would wait longest.
             let mut behind: Vec<(Instant, String)> = self
                 .workers
                 .iter()
-                .filter(|(_, w)| w.queued.is_some() && !w.withdrawing)
+                .filter(|(_, w)| w.queued.is_some() && !w.withdrawing && !w.claimed)
                 .map(|(id, w)| (w.busy_since, id.clone()))
                 .collect();
             behind.sort();
@@ -161,17 +164,35 @@ impl Engine {
         self.queue_ready(now);
         // Release idle workers the plan can no longer use (their windows close).
         let idle = self.idle();
-        let excess =
-            scheduler::excess_idle(idle.len(), self.sched.not_started() + self.retrying.len());
+        let coming_back = self.workers.values().filter(|w| w.withdrawing).count();
+        let excess = scheduler::excess_idle(
+            idle.len(),
+            self.sched.not_started() + self.retrying.len() + coming_back,
+        );
         for wid in idle.into_iter().take(excess) {
             self.stop_worker(&wid, ShutdownReason::Idle);
         }
     }
 
+    /// Current attempts running now, against the worker limit. An attempt being stopped
+    /// after a reassign no longer counts: its task moves on at once, as a person asked.
+    fn running_count(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|(id, w)| match w.state {
+                WorkerState::Busy { task, attempt } => self.tasks[task]
+                    .fence
+                    .as_ref()
+                    .is_some_and(|(a, f)| *a == attempt && f == *id),
+                _ => false,
+            })
+            .count()
+    }
+
     fn assign_ready(&mut self, now: Instant) {
         loop {
             let idle = self.idle();
-            if idle.is_empty() {
+            if idle.is_empty() || self.running_count() >= self.cfg.workers {
                 return;
             }
             let Some(t) = self.sched.pop_ready() else {
@@ -188,7 +209,13 @@ impl Engine {
     }
 
     fn queue_ready(&mut self, now: Instant) {
-        if !self.plan.races.is_empty() || !self.sched.has_ready() || self.any_starting() {
+        // Not while requests wait for queued assignments to be withdrawn (they would be
+        // queued again as soon as they are taken back).
+        if !self.plan.races.is_empty()
+            || !self.sched.has_ready()
+            || self.any_starting()
+            || !self.pending.is_empty()
+        {
             return;
         }
         let ready_for_more: Vec<String> = self
@@ -206,8 +233,9 @@ impl Engine {
                 break;
             };
             if self.tasks[t].avoid.as_deref() == Some(wid.as_str()) {
+                // Another busy worker may take it.
                 self.sched.requeue(t);
-                break;
+                continue;
             }
             self.assign(t, &wid, true, now);
         }
@@ -217,7 +245,10 @@ impl Engine {
     /// that task's outcome is written (the round trip is on every worker's critical
     /// path).
     pub(super) fn hand_next(&mut self, wid: &str, now: Instant) {
-        if !self.running() || self.worker_state(wid) != Some(WorkerState::Idle) {
+        if !self.running()
+            || self.worker_state(wid) != Some(WorkerState::Idle)
+            || self.running_count() >= self.cfg.workers
+        {
             return;
         }
         let Some(t) = self.sched.pop_ready() else {
@@ -270,7 +301,7 @@ impl Engine {
         let Some((task, attempt)) = w.queued else {
             return;
         };
-        if w.withdrawing {
+        if w.withdrawing || w.claimed {
             return;
         }
         w.withdrawing = true;
@@ -308,6 +339,7 @@ impl Engine {
             return;
         }
         w.withdrawing = false;
+        w.claimed = !ok;
         if ok {
             w.queued = None;
             let task = &mut self.tasks[t];

@@ -98,6 +98,8 @@ struct Worker {
     queued: Option<(TaskIx, u32)>,
     /// A [`Command::Withdraw`] of `queued` is out, its answer not in yet.
     withdrawing: bool,
+    /// The worker claimed `queued` (a withdrawal was refused): it runs next.
+    claimed: bool,
     busy_since: Instant,
     spawned_at: Instant,
     heartbeat: Option<u64>,
@@ -110,6 +112,7 @@ impl Worker {
             state,
             queued: None,
             withdrawing: false,
+            claimed: false,
             busy_since: now,
             spawned_at: now,
             heartbeat: None,

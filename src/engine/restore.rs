@@ -158,6 +158,11 @@ impl Engine {
                 self.journal(Event::WorkerAdopted {
                     worker: fw.id.clone(),
                 });
+            } else if fw.alive && !fw.registered && !fw.stopped {
+                // Started by the last orchestrator and not registered yet: it registers
+                // with us (or is given up on after the registration timeout).
+                self.workers
+                    .insert(fw.id.clone(), Worker::new(WorkerState::Starting, now));
             } else if fw.alive {
                 // Told to stop, or speaking another protocol version: never adopted.
                 self.workers
@@ -181,11 +186,8 @@ impl Engine {
             };
             let id = self.id(t);
             if let Some(exit) = exits.remove(&(id.clone(), n)) {
-                self.out.push(Command::Retire {
-                    worker: w.clone(),
-                    task: t,
-                    attempt: n,
-                });
+                // Accepted now: nothing of it may run any more.
+                started.remove(&(id.clone(), n));
                 self.exited(&w, t, n, exit, false, now);
             } else if adopted.contains(&w) && claimed.contains(&(w.clone(), id.clone(), n)) {
                 if let Some(wk) = self.workers.get_mut(&w) {
@@ -201,7 +203,7 @@ impl Engine {
                     worker: w,
                 });
             } else {
-                let process = started.get(&(id, n)).map(|(_, st)| process_of(st));
+                let process = started.remove(&(id, n)).map(|(_, st)| process_of(&st));
                 self.out.push(Command::KillGroup {
                     worker: w.clone(),
                     task: t,

@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::fsio;
 use crate::journal::{ControlAction, DeathCause, Event, Journal, Tail, WorkerEvent};
 use crate::launch::{self, LauncherKind, WorkerCommand};
+use crate::liveness::{Flock, Liveness};
 use crate::plan::Plan;
 use crate::proto::{
     self, ControlReply, ControlRequest, Heartbeat, OrchestratorInfo, SessionInfo, SessionState,
@@ -68,6 +69,10 @@ pub struct ResumeConfig {
     pub durable: bool,
     /// Tasks to re-run (with their skipped dependents) in a finished session.
     pub retry: Vec<String>,
+    /// Carry on past a command that fails (reported as a warning): for `cancel` taking
+    /// over a session whose orchestrator failed, where stopping everything matters more
+    /// than the write that failed before.
+    pub best_effort: bool,
 }
 
 /// How a run ended.
@@ -124,6 +129,8 @@ pub struct Orchestrator {
     /// Replies to requests made directly (not through `control/`).
     direct_replies: BTreeMap<String, (bool, String)>,
     ended: Option<SessionState>,
+    /// See [`ResumeConfig::best_effort`].
+    best_effort: bool,
     tx: Sender<Wake>,
     rx: Receiver<Wake>,
     started: Instant,
@@ -203,6 +210,7 @@ impl Orchestrator {
             prim_dirty: true,
             direct_replies: BTreeMap::new(),
             ended: None,
+            best_effort: false,
             tx,
             rx,
             started: Instant::now(),
@@ -253,7 +261,14 @@ impl Orchestrator {
         while let Some(f) = self.feedback.pop_front() {
             let cmds = self.engine.on(f, Instant::now());
             for c in cmds {
-                self.execute(c)?;
+                match self.execute(c) {
+                    Ok(()) => {}
+                    Err(e) if self.best_effort => {
+                        use std::io::Write as _;
+                        let _ = writeln!(std::io::stderr(), "warning: {e}");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         if let Some(msg) = self.engine.fatal() {
@@ -265,7 +280,7 @@ impl Orchestrator {
     /// Run the session to its end (or its interruption).
     pub fn run(mut self) -> Result<Ended> {
         let tx = self.tx.clone();
-        spawn_signal_thread(tx.clone());
+        spawn_signal_thread(tx.clone())?;
         let control = self.session.control_dir();
         let prim_dirs = [
             self.session.checkpoints_dir(),
@@ -377,6 +392,7 @@ impl Orchestrator {
 
     /// Registrations of starting workers, and what busy workers journalled.
     fn reconcile(&mut self) -> Result<()> {
+        let mut busy = Vec::new();
         let ids: Vec<(String, WorkerState)> = self
             .engine
             .live_workers()
@@ -397,40 +413,46 @@ impl Orchestrator {
                         self.watch_death(&id);
                     }
                 }
-                WorkerState::Busy { .. } => self.follow(&id)?,
+                WorkerState::Busy { .. } => busy.push(id),
                 _ => {}
             }
         }
-        for id in self.lingering.clone() {
-            self.follow(&id)?;
-        }
-        Ok(())
+        busy.extend(self.lingering.iter().cloned());
+        self.follow_all(&busy)
     }
 
-    /// Feed what worker `id` journalled since we last looked.
-    fn follow(&mut self, id: &str) -> Result<()> {
-        let Some(tail) = self.tails.get_mut(id) else {
-            return Ok(());
-        };
-        let events = tail.read_worker_events()?;
-        for ev in events {
-            match ev {
-                WorkerEvent::Started(st) => self.feed(Fact::AttemptStarted(st))?,
-                WorkerEvent::Exited(rec) => {
-                    let exit = self.exit_of(rec);
-                    let (task, attempt) = match &exit {
-                        Exit::Record { record, .. } => (record.task.clone(), record.attempt),
-                        Exit::Unreadable(_) => continue,
-                    };
-                    self.feed(Fact::AttemptExited {
-                        worker: id.to_string(),
-                        task,
-                        attempt,
-                        exit,
-                    })?;
+    /// Feed what workers `ids` journalled since we last looked: starts first, then exits
+    /// in the order they happened (across workers), so a decision that depends on which
+    /// ended first (a race) sees them as they were, not in worker order.
+    fn follow_all(&mut self, ids: &[String]) -> Result<()> {
+        let mut exits = Vec::new();
+        for id in ids {
+            let Some(tail) = self.tails.get_mut(id) else {
+                continue;
+            };
+            for ev in tail.read_worker_events()? {
+                match ev {
+                    WorkerEvent::Started(st) => self.feed(Fact::AttemptStarted(st))?,
+                    WorkerEvent::Exited(rec) => {
+                        let at = humantime::parse_rfc3339(&rec.ended_at)
+                            .ok()
+                            .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+                        exits.push((at, id.clone(), rec));
+                    }
+                    WorkerEvent::Ready { .. } | WorkerEvent::Stopped {} | WorkerEvent::Unknown => {}
                 }
-                WorkerEvent::Ready { .. } | WorkerEvent::Stopped {} | WorkerEvent::Unknown => {}
             }
+        }
+        exits.sort_by_key(|(at, _, _)| *at);
+        for (_, id, rec) in exits {
+            let (task, attempt) = (rec.task.clone(), rec.attempt);
+            let exit = self.exit_of(rec);
+            self.feed(Fact::AttemptExited {
+                worker: id,
+                task,
+                attempt,
+                exit,
+            })?;
         }
         Ok(())
     }
@@ -526,15 +548,11 @@ impl Orchestrator {
     }
 
     fn watch_death(&self, id: &str) {
-        let path = self.session.worker_alive(id);
+        let session = self.session.clone();
         let tx = self.tx.clone();
         let id = id.to_string();
-        // Blocks until the kernel releases the worker's flock, i.e. until it dies (no
-        // pid is trusted).
         thread::spawn(move || {
-            if let Ok(f) = File::open(&path) {
-                let _ = f.lock_exclusive();
-            }
+            Flock.wait_dead(&session, &id);
             let _ = tx.send(Wake::Died(id, DeathCause::Died));
         });
     }
@@ -622,37 +640,27 @@ impl Orchestrator {
     }
 }
 
-/// SIGINT and SIGTERM become wake-ups (blocked in every thread and taken by one); SIGHUP
-/// is ignored: a closed terminal or ssh session never stops the tasks.
-fn spawn_signal_thread(tx: Sender<Wake>) {
-    use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
-    // SAFETY: ignoring a signal installs no handler code.
-    unsafe {
-        let _ = signal(Signal::SIGHUP, SigHandler::SigIgn);
-    }
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    // Blocked in this thread before the waiter starts; threads spawned later inherit
-    // the mask, and children get a clean one (std resets it before exec).
-    if set.thread_block().is_err() {
-        return;
-    }
+/// SIGINT and SIGTERM become wake-ups; SIGHUP is taken and dropped: a closed terminal or
+/// ssh session never stops the tasks (the orchestrator carries on without it). Handlers,
+/// not a blocked mask and not SIG_IGN: both would be inherited by every worker and task
+/// we start, where a caught signal reverts to its default at exec.
+fn spawn_signal_thread(tx: Sender<Wake>) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| Error::Session(format!("cannot handle signals: {e}")))?;
     thread::spawn(move || {
-        loop {
-            let Ok(sig) = set.wait() else {
-                return;
-            };
-            let i = if sig == Signal::SIGTERM {
-                Interrupt::Term
-            } else {
-                Interrupt::Int
+        for sig in signals.forever() {
+            let i = match sig {
+                SIGTERM => Interrupt::Term,
+                SIGINT => Interrupt::Int,
+                _ => continue,
             };
             if tx.send(Wake::Signal(i)).is_err() {
                 return;
             }
         }
     });
+    Ok(())
 }
 
 /// A seed for the backoff jitter (the low bits of the clock are random enough to keep
@@ -687,9 +695,9 @@ fn take_lock(session: &Session) -> Result<File> {
     Ok(f)
 }
 
-/// Whether a worker holds its `alive` lock (a non-blocking probe; used by status too).
+/// Whether a worker is alive (a non-blocking probe; used by status too).
 pub fn worker_alive(session: &Session, id: &str) -> bool {
-    fsio::lock_held(&session.worker_alive(id))
+    Flock.alive(session, id)
 }
 
 /// Whether the session has a live orchestrator.

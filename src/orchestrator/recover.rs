@@ -94,6 +94,7 @@ impl Orchestrator {
             proto::now_unix_ms(),
         );
         let mut o = Orchestrator::assemble(session, engine, cfg.watch, launcher, journal, lock);
+        o.best_effort = cfg.best_effort;
         let adopted: Vec<String> = found
             .workers
             .iter()

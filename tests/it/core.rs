@@ -451,6 +451,98 @@ fn list_and_logs() {
     );
 }
 
+/// A race's losers are decided: `status` and `list` count them as done.
+#[test]
+fn status_and_list_count_race_losers_as_done() {
+    let sb = Sandbox::new();
+    let session = sb.run_ok(
+        "best.toml",
+        r#"
+name = "best"
+workers = 2
+[[race]]
+id = "pick"
+tasks = ["p1", "p2"]
+pick = "best"
+score = "/score"
+[[task]]
+id = "p1"
+run = 'echo "{\"score\": 3}" > "$MAESTRO_RESULT"'
+[[task]]
+id = "p2"
+run = 'echo "{\"score\": 9}" > "$MAESTRO_RESULT"'
+[[task]]
+id = "after"
+cmd = ["true"]
+after = ["pick"]
+"#,
+    );
+    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let st = status_json(&sb, &session);
+    assert_eq!(task_state(&st, "p1"), "lost");
+    let o = sb.run(&["status", &id]);
+    assert!(
+        stdout(&o).starts_with(&format!("session {id} (succeeded): 3/3 tasks done\n")),
+        "{}",
+        stdout(&o)
+    );
+    let o = sb.run(&["list"]);
+    let text = stdout(&o);
+    let line = text.lines().find(|l| l.starts_with(&id)).expect("listed");
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&cols[1..3], &["succeeded", "3/3"], "{text}");
+}
+
+/// `list` shows what it cannot use as a session, with why; `status` of the newest session
+/// says what newer entry it skipped.
+#[test]
+fn list_and_status_name_the_entries_they_refuse() {
+    let sb = Sandbox::new();
+    let session = sb.run_ok(
+        "one.toml",
+        "name = \"one\"\n[[task]]\nid = \"a\"\ncmd = [\"true\"]\n",
+    );
+    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let stray = sb.sessions().join("stray");
+    fs::create_dir(&stray).unwrap();
+    // Not writable by others whatever the umask: refused for what it lacks, not its mode.
+    fs::set_permissions(&stray, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let why = format!(
+        "{}: is not a maestro session (no session.json)",
+        stray.display()
+    );
+    let o = sb.run(&["list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["SESSION", "STATE", "DONE", "AGE", "NOTE"],
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("stray "))
+        .expect("stray listed");
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&cols[1..3], &["unreadable", "-"], "{text}");
+    assert!(line.ends_with(&format!("  {why}")), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .expect("session listed");
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols.len(), 4, "a readable session has no note: {line}");
+    let o = sb.run(&["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), format!("warning: skipped {why}\n"));
+    assert!(stdout(&o).starts_with(&format!("session {id} (succeeded): 1/1 tasks done\n")));
+    // Named, the stray is refused outright.
+    let o = sb.run(&["status", stray.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(stderr(&o), format!("error: {why}\n"));
+}
+
 #[test]
 fn run_refuses_bad_flags_before_creating_anything() {
     let sb = Sandbox::new();

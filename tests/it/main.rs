@@ -10,4 +10,5 @@ mod faults;
 mod plan_errors;
 mod primitives;
 mod recovery;
+mod regressions;
 mod tmux;
