@@ -244,7 +244,7 @@ impl Orchestrator {
             .map(|(i, t)| (t.id.clone(), i))
             .collect();
         let race_done = vec![false; plan.races.len()];
-        let sched = Scheduler::with_external(graph.deps.clone(), graph.external.clone());
+        let sched = Scheduler::with_external(graph.dep_lists(), graph.external_flags());
         let (tx, rx) = mpsc::channel();
         let tasks = plan.tasks.iter().map(|_| TaskRt::default()).collect();
         Orchestrator {
@@ -1291,7 +1291,7 @@ impl Orchestrator {
         losers: &[usize],
     ) -> Result<()> {
         let race = self.plan.races[k].id.clone();
-        let node = self.graph.race_nodes[k];
+        let node = self.graph.race_nodes()[k].index();
         let w = winner.map(|w| self.plan.tasks[w].id.clone());
         let result = winner.and_then(|w| {
             self.tasks[w]
@@ -1344,11 +1344,11 @@ impl Orchestrator {
 
     /// Signals raised since the last look release the tasks waiting for them.
     fn check_signals(&mut self) -> Result<()> {
-        for (name, node) in self.graph.signals.clone() {
-            if self.sched.is_open(node) && self.session.signal(&name).exists() {
+        for (name, node) in self.graph.signals().to_vec() {
+            if self.sched.is_open(node.index()) && self.session.signal(&name).exists() {
                 self.journal.log("signal_raised", json!({"signal": name}))?;
                 self.say(format_args!("signal {name} raised"));
-                self.sched.succeed(node);
+                self.sched.succeed(node.index());
             }
         }
         Ok(())
@@ -1357,7 +1357,7 @@ impl Orchestrator {
     /// Nothing runs, nothing is ready, no retry is pending: signals not raised by now never
     /// will be; their waiters are skipped instead of hanging the session.
     fn check_stall(&mut self) -> Result<()> {
-        if self.graph.signals.is_empty() || self.sched.finished() {
+        if self.graph.signals().is_empty() || self.sched.finished() {
             return Ok(());
         }
         let busy = self
@@ -1368,11 +1368,11 @@ impl Orchestrator {
             return Ok(());
         }
         self.check_signals()?;
-        for (name, node) in self.graph.signals.clone() {
-            if self.sched.is_open(node) {
+        for (name, node) in self.graph.signals().to_vec() {
+            if self.sched.is_open(node.index()) {
                 self.journal
                     .log("signal_never_raised", json!({"signal": name}))?;
-                let skipped = self.sched.fail(node);
+                let skipped = self.sched.fail(node.index());
                 self.propagate(
                     skipped,
                     TaskState::Skipped,
