@@ -134,6 +134,12 @@ impl Graph {
         &self.signals
     }
 
+    /// The node of the signal called `name`, if some task waits for it.
+    pub fn signal(&self, name: &str) -> Option<NodeId> {
+        let found = self.signals.iter().find(|(s, _)| s == name);
+        found.map(|&(_, node)| node)
+    }
+
     /// Every node's dependencies as indices, for the scheduler (which numbers nodes as
     /// this graph does).
     pub fn dep_lists(&self) -> Vec<Vec<usize>> {
@@ -503,6 +509,8 @@ mod tests {
             g.external_flags(),
             [false, false, false, false, true, true, true]
         );
+        assert_eq!(g.signal("stop"), Some(NodeId(6)));
+        assert_eq!(g.signal("nope"), None);
         assert_eq!(g.dep_lists()[2], [4, 6, 5]);
         assert_eq!(g.task_of(NodeId(3)), Some(3));
         assert_eq!(g.task_of(NodeId(4)), None);
