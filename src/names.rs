@@ -2,21 +2,26 @@
 //! name that may become part of a path is checked here first, so `../x`, absolute paths,
 //! NUL bytes, hidden names and over-long names never reach the filesystem.
 
-/// Check that `name` matches `[A-Za-z0-9._-]{1,64}` and does not start with a dot.
-/// `kind` ("task id", "worker id", ...) names the thing in the error message.
-pub fn validate(kind: &str, name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
+/// What a valid name looks like, as error messages say it.
+pub const RULE: &str = "must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot";
+
+/// Whether `name` matches `[A-Za-z0-9._-]{1,64}` and does not start with a dot.
+pub fn is_valid(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Check that `name` is valid (see [`is_valid`]). `kind` ("task id", "worker id", ...)
+/// names the thing in the error message.
+pub fn validate(kind: &str, name: &str) -> Result<(), String> {
+    if is_valid(name) {
         Ok(())
     } else {
-        Err(format!(
-            "invalid {kind} {name:?}: must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot"
-        ))
+        Err(format!("invalid {kind} {name:?}: {RULE}"))
     }
 }
 

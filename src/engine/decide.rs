@@ -450,7 +450,7 @@ impl Engine {
         losers: Vec<TaskIx>,
     ) {
         let race = self.plan.races[k].id.clone();
-        let node = self.graph.race_nodes[k];
+        let node = self.graph.race_nodes()[k].index();
         self.journal(Event::RaceDecided {
             race: race.clone(),
             winner: winner.map(|w| self.id(w)),

@@ -200,7 +200,7 @@ impl Engine {
     /// A new session's engine; `seq0` is where assignment sequence numbers start.
     pub fn new(plan: Plan, cfg: Config, seq0: u64) -> Engine {
         let graph = plan.graph();
-        let sched = Scheduler::with_external(graph.deps.clone(), graph.external.clone());
+        let sched = Scheduler::with_external(graph.dep_lists(), graph.external_flags());
         let index = plan
             .tasks
             .iter()
@@ -397,9 +397,9 @@ impl Engine {
     /// Signals some task still waits for.
     pub fn open_signals(&self) -> Vec<String> {
         self.graph
-            .signals
+            .signals()
             .iter()
-            .filter(|(_, node)| self.sched.is_open(*node))
+            .filter(|(_, node)| self.sched.is_open(node.index()))
             .map(|(n, _)| n.clone())
             .collect()
     }

@@ -35,13 +35,7 @@ impl Engine {
     }
 
     fn signal_raised(&mut self, name: &str) {
-        let Some(node) = self
-            .graph
-            .signals
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, node)| *node)
-        else {
+        let Some(node) = self.graph.signal(name).map(|n| n.index()) else {
             return;
         };
         if self.sched.is_open(node) {
@@ -57,7 +51,7 @@ impl Engine {
     /// never will be, and their waiters are skipped instead of hanging the session. One
     /// more look at the files first (a signal may have been raised since the last one).
     pub(super) fn check_stall(&mut self) {
-        if self.graph.signals.is_empty() || self.sched.finished() || !self.running() {
+        if self.graph.signals().is_empty() || self.sched.finished() || !self.running() {
             self.stall = Stall::No;
             return;
         }
@@ -77,7 +71,8 @@ impl Engine {
             Stall::Suspected => {}
             Stall::Confirmed => {
                 self.stall = Stall::No;
-                for (name, node) in self.graph.signals.clone() {
+                for (name, node) in self.graph.signals().to_vec() {
+                    let node = node.index();
                     if self.sched.is_open(node) {
                         self.journal(Event::SignalNeverRaised {
                             signal: name.clone(),

@@ -55,7 +55,7 @@ impl Engine {
         for (k, race) in e.plan.races.clone().iter().enumerate() {
             if let Some(winner) = history.races.get(&race.id) {
                 e.races_done[k] = true;
-                let node = e.graph.race_nodes[k];
+                let node = e.graph.race_nodes()[k].index();
                 match winner {
                     Some(_) => {
                         e.sched.succeed(node);
@@ -64,7 +64,8 @@ impl Engine {
                 }
             }
         }
-        for (name, node) in e.graph.signals.clone() {
+        for (name, node) in e.graph.signals().to_vec() {
+            let node = node.index();
             match history.signals.get(&name) {
                 Some(true) => {
                     e.sched.succeed(node);

@@ -1,0 +1,285 @@
+//! Where things are in a plan's text: the line and column of a key's value, for error
+//! messages, and the byte offsets of a TOML plan's top-level table headers, for cutting a
+//! large plan into pieces.
+//!
+//! Validation works on the format-agnostic raw structs, which have no positions. When it
+//! refuses a TOML plan it asks [`Source`] where the offending value is; Source then parses
+//! the text a second time into [`Locs`], a view made of `toml::Spanned` values. That parse
+//! happens only once an error needs it: doing it up front would double the time taken to
+//! validate a 100 000-task plan. JSON plans have no such view; their messages name the
+//! value instead (see `Scope`).
+
+use std::cell::OnceCell;
+
+use serde::Deserialize;
+
+use super::error::{DurationKey, Location, PlanError, PlanErrorKind};
+
+/// The plan being validated: its name for messages, its text, and (once asked for) where
+/// its values are.
+pub(super) struct Source<'a> {
+    pub(super) file: &'a str,
+    pub(super) text: &'a str,
+    is_toml: bool,
+    locs: OnceCell<Option<Locs>>,
+}
+
+/// A part of a plan that holds values: the root, `[defaults]`, or the task at an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Table {
+    Root,
+    Defaults,
+    Task(usize),
+}
+
+impl<'a> Source<'a> {
+    /// JSON when the name ends in `.json`, TOML otherwise.
+    pub(super) fn new(file: &'a str, text: &'a str) -> Self {
+        Source {
+            file,
+            text,
+            is_toml: !file.ends_with(".json"),
+            locs: OnceCell::new(),
+        }
+    }
+
+    pub(super) fn is_toml(&self) -> bool {
+        self.is_toml
+    }
+
+    /// An error at byte `offset` of the text, when known.
+    pub(super) fn error(&self, offset: Option<usize>, kind: PlanErrorKind) -> PlanError {
+        PlanError::new(self.file, offset.map(|o| self.location(o)), kind)
+    }
+
+    /// The line and column of a byte offset (clamped to the text).
+    pub(super) fn location(&self, offset: usize) -> Location {
+        let offset = offset.min(self.text.len());
+        let before = &self.text.as_bytes()[..offset];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let col = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        Location { line, col }
+    }
+
+    fn locs(&self) -> Option<&Locs> {
+        self.locs
+            .get_or_init(|| {
+                self.is_toml
+                    .then(|| toml::from_str::<Locs>(self.text).unwrap_or_default())
+            })
+            .as_ref()
+    }
+
+    fn table(&self, table: Table) -> Option<&TableLocs> {
+        let locs = self.locs()?;
+        match table {
+            Table::Root => None,
+            Table::Defaults => Some(&locs.defaults),
+            Table::Task(i) => locs.task.get(i),
+        }
+    }
+
+    /// The plan's `name`.
+    pub(super) fn name_pos(&self) -> Option<usize> {
+        self.locs().and_then(|l| start(&l.name))
+    }
+
+    /// The plan's `workers`.
+    pub(super) fn workers_pos(&self) -> Option<usize> {
+        self.locs().and_then(|l| start(&l.workers))
+    }
+
+    /// The `id` of the task at index `i`.
+    pub(super) fn id_pos(&self, i: usize) -> Option<usize> {
+        self.table(Table::Task(i)).and_then(|t| start(&t.id))
+    }
+
+    /// Entry `j` of the `after` list of the task at index `i`.
+    pub(super) fn after_pos(&self, i: usize, j: usize) -> Option<usize> {
+        let after = self.table(Table::Task(i))?.after.as_ref()?;
+        after.get(j).map(|s| s.span().start)
+    }
+
+    /// A duration-valued key of `table` (`lease` is always the root's).
+    pub(super) fn duration_pos(&self, table: Table, key: DurationKey) -> Option<usize> {
+        start(match key {
+            DurationKey::Lease => &self.locs()?.lease,
+            DurationKey::Timeout => &self.table(table)?.timeout,
+            DurationKey::KillGrace => &self.table(table)?.kill_grace,
+            DurationKey::BackoffInitial => &self.table(table)?.backoff.initial,
+            DurationKey::BackoffMax => &self.table(table)?.backoff.max,
+        })
+    }
+
+    /// `backoff.factor` of `table`.
+    pub(super) fn factor_pos(&self, table: Table) -> Option<usize> {
+        start(&self.table(table)?.backoff.factor)
+    }
+
+    /// `backoff.jitter` of `table`.
+    pub(super) fn jitter_pos(&self, table: Table) -> Option<usize> {
+        start(&self.table(table)?.backoff.jitter)
+    }
+}
+
+/// A value's position in a TOML plan. Values are kept as `toml::Value` so that this view
+/// never fails where the real schema succeeded (it only ever reads a valid plan).
+type Loc = Option<toml::Spanned<toml::Value>>;
+
+/// The start offset of a located value.
+fn start(loc: &Loc) -> Option<usize> {
+    loc.as_ref().map(|s| s.span().start)
+}
+
+/// Where things are in a TOML plan (byte offsets). No `deny_unknown_fields`: keys this
+/// view does not need are simply skipped.
+#[derive(Debug, Default, Deserialize)]
+struct Locs {
+    name: Loc,
+    workers: Loc,
+    lease: Loc,
+    #[serde(default)]
+    defaults: TableLocs,
+    #[serde(default)]
+    task: Vec<TableLocs>,
+}
+
+/// `[defaults]` or one `[[task]]` (`[defaults]` has no `id` or `after`).
+#[derive(Debug, Default, Deserialize)]
+struct TableLocs {
+    id: Loc,
+    after: Option<Vec<toml::Spanned<toml::Value>>>,
+    timeout: Loc,
+    kill_grace: Loc,
+    #[serde(default)]
+    backoff: BackoffLocs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct BackoffLocs {
+    initial: Loc,
+    max: Loc,
+    factor: Loc,
+    jitter: Loc,
+}
+
+/// What a top-level table header of a plan opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Header {
+    /// `[[task]]`: the next task.
+    Task,
+    /// `[task.x]`: a subtable of the latest task.
+    TaskSub,
+    /// Any other table (`[defaults]`, `[[checkpoint]]`, ...).
+    Other,
+}
+
+/// Byte offsets and kinds of a TOML text's table headers: a `[` that is the first token of
+/// a line outside any inline array or table. Strings and comments are single tokens of the
+/// lexer (which streams: nothing is kept), so a `[` inside one is never taken for a header.
+/// `None` when a header names `task` in any other way than `[[task]]` or `[task.x]`
+/// (quoted, nested arrays): the caller then parses the whole text.
+pub(super) fn top_level_headers(text: &str) -> Option<Vec<(usize, Header)>> {
+    use toml_parser::lexer::TokenKind as K;
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut line_start = true;
+    let mut in_header = false;
+    for tok in toml_parser::Source::new(text).lex() {
+        match tok.kind() {
+            K::Newline => {
+                line_start = true;
+                in_header = false;
+                continue;
+            }
+            K::Whitespace => continue,
+            K::LeftSquareBracket if line_start && depth == 0 => {
+                let start = tok.span().start();
+                let line = text[start..].split(['\n', '#']).next().unwrap_or("");
+                let head: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+                let kind = if head.starts_with("[[task]]") {
+                    Header::Task
+                } else if head.starts_with("[task.") {
+                    Header::TaskSub
+                } else if head.contains("task") {
+                    return None;
+                } else {
+                    Header::Other
+                };
+                out.push((start, kind));
+                in_header = true;
+            }
+            K::LeftSquareBracket | K::LeftCurlyBracket if !in_header => depth += 1,
+            K::RightSquareBracket | K::RightCurlyBracket if !in_header => {
+                depth = depth.saturating_sub(1)
+            }
+            _ => {}
+        }
+        line_start = false;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_count_lines_and_characters_from_one() {
+        let src = Source::new("p.toml", "ab\nçd = 1\n");
+        assert_eq!(src.location(0), Location { line: 1, col: 1 });
+        assert_eq!(src.location(3), Location { line: 2, col: 1 });
+        // `ç` is two bytes but one column.
+        assert_eq!(src.location(5), Location { line: 2, col: 2 });
+        assert_eq!(src.location(999), Location { line: 3, col: 1 });
+    }
+
+    #[test]
+    fn positions_of_keys_in_toml() {
+        let text = "name = \"p\"\nworkers = 2\nlease = \"1s\"\n[defaults]\ntimeout = \"1s\"\n\
+                    [[task]]\nid = \"a\"\nafter = [\"x\", \"y\"]\nbackoff = { max = \"1s\", jitter = 2 }\n";
+        let src = Source::new("p.toml", text);
+        let at = |o: Option<usize>| o.map(|o| src.location(o)).map(|l| (l.line, l.col));
+        assert_eq!(at(src.name_pos()), Some((1, 8)));
+        assert_eq!(at(src.workers_pos()), Some((2, 11)));
+        assert_eq!(
+            at(src.duration_pos(Table::Root, DurationKey::Lease)),
+            Some((3, 9))
+        );
+        assert_eq!(
+            at(src.duration_pos(Table::Defaults, DurationKey::Timeout)),
+            Some((5, 11))
+        );
+        assert_eq!(at(src.id_pos(0)), Some((7, 6)));
+        assert_eq!(at(src.after_pos(0, 1)), Some((8, 15)));
+        assert_eq!(
+            at(src.duration_pos(Table::Task(0), DurationKey::BackoffMax)),
+            Some((9, 19))
+        );
+        assert_eq!(at(src.jitter_pos(Table::Task(0))), Some((9, 34)));
+        assert_eq!(src.factor_pos(Table::Task(0)), None);
+        // What is not there has no position; nor has anything in a JSON plan.
+        assert_eq!(src.id_pos(1), None);
+        assert_eq!(src.duration_pos(Table::Task(0), DurationKey::Timeout), None);
+        let json = Source::new("p.json", "{\"name\": \"p\"}");
+        assert_eq!(json.name_pos(), None);
+    }
+
+    #[test]
+    fn headers_skip_strings_comments_and_inline_tables() {
+        let text = "name = \"p\"\n[[task]]\nid = \"a\"\nx = [\n[1], {a = 1}]\n# [[task]]\n\
+                    s = '''\n[[task]]\n'''\n[task.env]\n[defaults]\n";
+        let headers = top_level_headers(text).unwrap();
+        let kinds: Vec<Header> = headers.iter().map(|h| h.1).collect();
+        assert_eq!(kinds, [Header::Task, Header::TaskSub, Header::Other]);
+        assert_eq!(&text[headers[0].0..headers[0].0 + 8], "[[task]]");
+        assert_eq!(top_level_headers("[[\"task\"]]\n"), None);
+    }
+}

@@ -1,0 +1,297 @@
+//! Plans: what a session is asked to run. A plan file (TOML, or JSON when its name ends in
+//! `.json`) is parsed and validated into a normalised [`Plan`] before anything else sees
+//! it, so that every other module handles only valid plans, and a bad plan is refused, with
+//! file, line, column and reason, before any directory is made. A `Plan` serialised is
+//! `plan.json` in the session directory: its JSON shape is part of the on-disk protocol.
+//!
+//! The way through this module: `raw` parses the text into structs that mirror the file,
+//! `validate` checks them and fills in defaults, `locate` finds the line and column of
+//! a refused value, and `error` says what was wrong. `graph` holds the dependency
+//! graph and what is drawn from it; `describe` prints a plan for `orchestrator plan`.
+
+mod describe;
+mod error;
+mod graph;
+mod locate;
+mod raw;
+#[cfg(test)]
+mod test_util;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::scheduler::Backoff;
+
+pub use error::{DurationKey, FirstDefined, Location, PlanError, PlanErrorKind, Scope};
+pub use graph::{Graph, NodeId, NodeKind};
+
+/// How a task is started: a shell string run by `sh -c`, or an argv without a shell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskCommand {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+/// One validated task. Defaults from `[defaults]` are already applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub command: TaskCommand,
+    /// Ids of the tasks (or races) this one runs after (all must succeed).
+    pub after: Vec<String>,
+    /// Signals (`after = ["signal:NAME"]`) that must be raised before it starts.
+    #[serde(default)]
+    pub after_signals: Vec<String>,
+    /// Deadlock victims are chosen lowest priority first.
+    #[serde(default)]
+    pub priority: i64,
+    /// Completion markers written into `markers/` when the task succeeds.
+    #[serde(default)]
+    pub marks: Vec<String>,
+    /// Absolute working directory.
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub timeout_ms: Option<u64>,
+    pub retries: u32,
+    /// Wait between retries.
+    pub backoff: Backoff,
+    /// How many lost workers this task may outlive before it fails.
+    pub max_reassign: u32,
+    /// SIGTERM → SIGKILL delay when the task is stopped (timeout, cancel, reassign).
+    pub kill_grace_ms: u64,
+}
+
+/// A validated, normalised plan: what `plan.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub name: String,
+    pub workers: usize,
+    /// Keep every tmux window open after its worker exits (plan key `keep_windows`).
+    pub keep_windows: bool,
+    /// A worker whose heartbeat has not moved for this long is lost.
+    pub lease_ms: u64,
+    pub tasks: Vec<Task>,
+    /// Barriers with a fixed set of participants (`[[checkpoint]]`).
+    #[serde(default)]
+    pub checkpoints: Vec<Checkpoint>,
+    /// Lock hierarchy, highest first (`[locks] order = [...]`).
+    #[serde(default)]
+    pub lock_order: Vec<String>,
+    /// Competitive groups (`[[race]]`).
+    #[serde(default)]
+    pub races: Vec<Race>,
+}
+
+/// A barrier: `worker checkpoint NAME` in each of `tasks` blocks until all arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    pub name: String,
+    pub tasks: Vec<String>,
+}
+
+/// How a race picks its winner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    /// The first member to succeed wins; the others are stopped.
+    First,
+    /// Once all finished, the highest `score` (a JSON pointer into the result) wins.
+    Best,
+}
+
+/// A race: several tasks attempt the same goal; one wins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Race {
+    pub id: String,
+    pub tasks: Vec<String>,
+    pub pick: Pick,
+    pub score: Option<String>,
+}
+
+impl Plan {
+    /// Read and validate a plan file (TOML, or JSON when the name ends in `.json`).
+    /// Relative `cwd`s resolve against `base_cwd`.
+    pub fn load(path: &Path, base_cwd: &Path) -> Result<Plan, PlanError> {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Plan::parse(&file, &text, base_cwd),
+            Err(e) => Err(PlanError::new(file, None, PlanErrorKind::Read(e))),
+        }
+    }
+
+    /// Validate a plan given as text; `file` names it in errors and tells JSON (a name
+    /// ending in `.json`) from TOML.
+    pub fn parse(file: &str, text: &str, base_cwd: &Path) -> Result<Plan, PlanError> {
+        let src = locate::Source::new(file, text);
+        let raw = raw::parse(&src)?;
+        validate::validate(&src, raw, base_cwd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Fuzzing light: any text, TOML or JSON, gives a plan or an error, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = Plan::parse("f.toml", &text, Path::new("/b"));
+            let _ = Plan::parse("f.json", &text, Path::new("/b"));
+        }
+
+        /// Mutations of a valid plan (a byte replaced, the text cut) never panic either.
+        #[test]
+        fn mutated_plans_never_panic(pos in 0usize..400, byte in proptest::prelude::any::<u8>(), cut in 0usize..400) {
+            let good = "name = \"p\"\nworkers = 2\n[defaults]\ntimeout = \"1s\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"b\"\ncmd = [\"x\"]\nafter = [\"a\", \"signal:s\"]\n[[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\n";
+            let mut bytes = good.as_bytes().to_vec();
+            let i = pos % bytes.len();
+            bytes[i] = byte;
+            bytes.truncate(cut.max(1).min(bytes.len()));
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = Plan::parse("f.toml", &text, Path::new("/b"));
+        }
+    }
+
+    /// A plan that gives every field of `plan.json` a value other than its default
+    /// somewhere, with a race of each kind: the plan whose `plan.json` the test below pins.
+    const FULL_PLAN: &str = r#"name = "shape"
+workers = 3
+keep_windows = true
+lease = "20s"
+[defaults]
+retries = 1
+env = { A = "1" }
+backoff = { initial = "2s", max = "30s", factor = 3, jitter = 0.5 }
+[[task]]
+id = "a"
+run = "echo a"
+priority = 5
+timeout = "1m"
+marks = ["built"]
+env = { B = "2" }
+[[task]]
+id = "b"
+cmd = ["echo", "b"]
+after = ["a", "signal:go"]
+cwd = "sub"
+kill_grace = "1s"
+max_reassign = 1
+[[task]]
+id = "c"
+after = ["a"]
+run = "true"
+[[task]]
+after = ["r"]
+id = "d"
+run = "true"
+[[checkpoint]]
+name = "cp"
+tasks = ["b", "c"]
+[locks]
+order = ["db", "cache"]
+[[race]]
+id = "r"
+tasks = ["b", "c"]
+[[race]]
+id = "s"
+tasks = ["a", "d"]
+pick = "best"
+score = "/score"
+"#;
+
+    /// `plan.json` is read back by running sessions (and by `worker`, `status` and the
+    /// verbs), so its shape is a protocol: field names, their order, defaults and `null`s
+    /// are pinned here byte for byte (compact; the file is the same pretty-printed), a
+    /// line per task.
+    const FULL_PLAN_JSON: &str = concat!(
+        r#"{"name":"shape","workers":3,"keep_windows":true,"lease_ms":20000,"tasks":["#,
+        r#"{"id":"a","command":{"shell":"echo a"},"after":[],"after_signals":[],"priority":5,"marks":["built"],"cwd":"/base","env":{"A":"1","B":"2"},"timeout_ms":60000,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000},"#,
+        r#"{"id":"b","command":{"argv":["echo","b"]},"after":["a"],"after_signals":["go"],"priority":0,"marks":[],"cwd":"/base/sub","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":1,"kill_grace_ms":1000},"#,
+        r#"{"id":"c","command":{"shell":"true"},"after":["a"],"after_signals":[],"priority":0,"marks":[],"cwd":"/base","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000},"#,
+        r#"{"id":"d","command":{"shell":"true"},"after":["r"],"after_signals":[],"priority":0,"marks":[],"cwd":"/base","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000}"#,
+        r#"],"checkpoints":[{"name":"cp","tasks":["b","c"]}],"lock_order":["db","cache"],"races":[{"id":"r","tasks":["b","c"],"pick":"first","score":null},{"id":"s","tasks":["a","d"],"pick":"best","score":"/score"}]}"#,
+    );
+
+    #[test]
+    fn plan_json_keeps_its_shape() {
+        let plan = Plan::parse("shape.toml", FULL_PLAN, Path::new("/base")).unwrap();
+        assert_eq!(serde_json::to_string(&plan).unwrap(), FULL_PLAN_JSON);
+        let back: Plan = serde_json::from_str(FULL_PLAN_JSON).unwrap();
+        assert_eq!(back, plan);
+    }
+
+    #[test]
+    fn plan_json_from_before_signals_marks_and_races_still_loads() {
+        // Keys added to plan.json later have serde defaults, so older sessions' files load.
+        let old = r#"{"name": "o", "workers": 1, "keep_windows": false, "lease_ms": 10000,
+            "tasks": [{"id": "a", "command": {"argv": ["x"]}, "after": [], "cwd": "/",
+            "env": {}, "timeout_ms": null, "retries": 0,
+            "backoff": {"initial_ms": 1000, "max_ms": 60000, "factor": 2.0, "jitter": 0.1},
+            "max_reassign": 3, "kill_grace_ms": 5000}]}"#;
+        let p: Plan = serde_json::from_str(old).unwrap();
+        let a = &p.tasks[0];
+        assert!(a.after_signals.is_empty() && a.marks.is_empty() && a.priority == 0);
+        assert!(p.checkpoints.is_empty() && p.lock_order.is_empty() && p.races.is_empty());
+    }
+
+    #[test]
+    fn load_reads_toml_and_json_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base");
+        let toml_file = dir.path().join("plan.toml");
+        std::fs::write(
+            &toml_file,
+            "name = \"t\"\n[defaults]\ncwd = \"w\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        )
+        .unwrap();
+        let p = Plan::load(&toml_file, &base).unwrap();
+        assert_eq!(p.name, "t");
+        assert_eq!(p.tasks[0].cwd, base.join("w"));
+
+        let json_file = dir.path().join("plan.json");
+        std::fs::write(
+            &json_file,
+            r#"{"name": "j", "workers": 2, "defaults": {"timeout": "2s", "env": {"K": "v"}},
+                "task": [{"id": "a", "run": "true"},
+                         {"id": "b", "cmd": ["x", "y"], "after": ["a"], "cwd": "/abs"}]}"#,
+        )
+        .unwrap();
+        let p = Plan::load(&json_file, &base).unwrap();
+        assert_eq!((p.name.as_str(), p.workers, p.tasks.len()), ("j", 2, 2));
+        assert_eq!(p.tasks[0].timeout_ms, Some(2000));
+        assert_eq!(p.tasks[1].env["K"], "v");
+        assert_eq!(p.tasks[1].cwd, PathBuf::from("/abs"));
+        assert_eq!(p.tasks[0].cwd, base);
+
+        // Errors name the file as given.
+        std::fs::write(&toml_file, "name = \"t\"\n").unwrap();
+        let e = Plan::load(&toml_file, &base).unwrap_err().to_string();
+        assert_eq!(e, format!("{}: plan has no tasks", toml_file.display()));
+        let missing = dir.path().join("nope.toml");
+        assert_eq!(
+            Plan::load(&missing, &base).unwrap_err().to_string(),
+            format!(
+                "{}: cannot read plan: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+    }
+
+    #[test]
+    fn shipped_examples_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let demo = Plan::load(&dir.join("demo.toml"), Path::new("/")).unwrap();
+        assert_eq!((demo.name.as_str(), demo.workers), ("demo", 3));
+        assert_eq!(demo.waves().len(), 4);
+        let diamond = Plan::load(&dir.join("diamond.toml"), Path::new("/")).unwrap();
+        assert_eq!(diamond.waves(), vec![vec![0], vec![1, 2], vec![3]]);
+    }
+}

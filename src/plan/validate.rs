@@ -1,0 +1,500 @@
+//! Semantic checks and normalisation: a [`RawPlan`] becomes a [`Plan`], with defaults
+//! applied, relative paths resolved and durations in milliseconds, or is refused with a
+//! [`PlanError`].
+//!
+//! Errors come in a fixed order (plan-level values and defaults, then task ids, duplicates,
+//! commands, races, checkpoints, locks, unknown dependencies, cycles, then each task's own
+//! values) so that the first one reported never depends on hash order. Each step is one
+//! function below, called in that order by [`validate`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::{DurationKey, FirstDefined, PlanError, PlanErrorKind as K, Scope};
+use super::graph::{Graph, task_deps};
+use super::locate::{Source, Table};
+use super::raw::{RawBackoff, RawDefaults, RawPlan, RawRace, RawTask};
+use super::{Checkpoint, Pick, Plan, Race, Task, TaskCommand};
+use crate::names;
+use crate::scheduler::Backoff;
+
+const DEFAULT_WORKERS: i64 = 4;
+const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_REASSIGN: u32 = 3;
+
+/// Check `raw` (parsed from `src`) and normalise it. Relative `cwd`s resolve against
+/// `base_cwd`.
+pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Plan, PlanError> {
+    let RawPlan {
+        name,
+        workers,
+        keep_windows,
+        lease,
+        defaults,
+        task: mut raw_tasks,
+        checkpoint: checkpoints,
+        locks,
+        race,
+    } = raw;
+    if !names::is_valid(&name) {
+        return Err(src.error(src.name_pos(), bad_name("plan name", &name, Scope::Plan)));
+    }
+    let workers = worker_count(src, workers)?;
+    let lease_ms = match &lease {
+        Some(v) => duration(src, Whose::ROOT, DurationKey::Lease, v)?,
+        None => millis(DEFAULT_LEASE),
+    };
+    if raw_tasks.is_empty() {
+        return Err(src.error(None, K::NoTasks));
+    }
+    let defaults = Defaults::resolve(src, defaults.unwrap_or_default(), base_cwd)?;
+
+    let commands = take_commands(&mut raw_tasks);
+    let (commands, races, lock_order) = {
+        let ids = task_ids(src, &raw_tasks)?;
+        let commands = check_commands(src, &raw_tasks, commands)?;
+        let races = check_races(src, &race, &ids)?;
+        check_checkpoints(src, &checkpoints, &ids)?;
+        let lock_order = check_lock_order(src, locks.map(|l| l.order).unwrap_or_default())?;
+        let known = Known::new(ids, &races);
+        check_dependencies(src, &raw_tasks, &known)?;
+        check_cycles(src, &raw_tasks, &known)?;
+        (commands, races, lock_order)
+    };
+
+    let tasks = raw_tasks.into_iter().zip(commands).enumerate();
+    let tasks = tasks.map(|(i, (t, command))| task(src, i, t, command, &defaults, base_cwd));
+    Ok(Plan {
+        name,
+        workers,
+        keep_windows: keep_windows.unwrap_or(false),
+        lease_ms,
+        tasks: tasks.collect::<Result<_, _>>()?,
+        checkpoints,
+        lock_order,
+        races,
+    })
+}
+
+/// Whose values are being checked: where the text has them, and the task id that names
+/// them in messages without a location.
+#[derive(Debug, Clone, Copy)]
+struct Whose<'a> {
+    table: Table,
+    task: &'a str,
+}
+
+impl<'a> Whose<'a> {
+    const ROOT: Whose<'static> = Whose {
+        table: Table::Root,
+        task: "",
+    };
+    const DEFAULTS: Whose<'static> = Whose {
+        table: Table::Defaults,
+        task: "",
+    };
+
+    fn task(i: usize, id: &'a str) -> Self {
+        Whose {
+            table: Table::Task(i),
+            task: id,
+        }
+    }
+
+    fn scope(self) -> Scope {
+        match self.table {
+            Table::Root => Scope::Plan,
+            Table::Defaults => Scope::Defaults,
+            Table::Task(_) => Scope::Task(self.task.to_string()),
+        }
+    }
+}
+
+fn bad_name(field: &'static str, name: &str, scope: Scope) -> K {
+    K::BadName {
+        field,
+        name: name.to_string(),
+        scope,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn worker_count(src: &Source, workers: Option<i64>) -> Result<usize, PlanError> {
+    let workers = workers.unwrap_or(DEFAULT_WORKERS);
+    if workers < 1 {
+        return Err(src.error(src.workers_pos(), K::TooFewWorkers { workers }));
+    }
+    Ok(usize::try_from(workers).unwrap_or(usize::MAX))
+}
+
+/// A humantime duration (`"30s"`, `"1h 5m"`) in milliseconds, saturating.
+fn duration(src: &Source, whose: Whose, key: DurationKey, value: &str) -> Result<u64, PlanError> {
+    humantime::parse_duration(value)
+        .map(millis)
+        .map_err(|reason| {
+            let kind = K::BadDuration {
+                scope: whose.scope(),
+                key,
+                value: value.to_string(),
+                reason,
+            };
+            src.error(src.duration_pos(whose.table, key), kind)
+        })
+}
+
+/// `base` with the keys of a `backoff` table that are given replaced.
+fn merge_backoff(
+    src: &Source,
+    whose: Whose,
+    base: Backoff,
+    raw: Option<&RawBackoff>,
+) -> Result<Backoff, PlanError> {
+    let Some(r) = raw else {
+        return Ok(base);
+    };
+    let mut b = base;
+    if let Some(v) = &r.initial {
+        b.initial_ms = duration(src, whose, DurationKey::BackoffInitial, v)?;
+    }
+    if let Some(v) = &r.max {
+        b.max_ms = duration(src, whose, DurationKey::BackoffMax, v)?;
+    }
+    if let Some(factor) = r.factor {
+        if !(factor.is_finite() && factor >= 1.0) {
+            let kind = K::BadBackoffFactor {
+                scope: whose.scope(),
+                factor,
+            };
+            return Err(src.error(src.factor_pos(whose.table), kind));
+        }
+        b.factor = factor;
+    }
+    if let Some(jitter) = r.jitter {
+        if !(0.0..=1.0).contains(&jitter) {
+            let kind = K::BadBackoffJitter {
+                scope: whose.scope(),
+                jitter,
+            };
+            return Err(src.error(src.jitter_pos(whose.table), kind));
+        }
+        b.jitter = jitter;
+    }
+    Ok(b)
+}
+
+/// `[defaults]`, checked, with the built-in defaults filled in: what a task gets for each
+/// key it does not set.
+struct Defaults {
+    cwd: PathBuf,
+    env: BTreeMap<String, String>,
+    timeout_ms: Option<u64>,
+    kill_grace_ms: u64,
+    retries: u32,
+    backoff: Backoff,
+    max_reassign: u32,
+}
+
+impl Defaults {
+    fn resolve(src: &Source, d: RawDefaults, base_cwd: &Path) -> Result<Defaults, PlanError> {
+        let whose = Whose::DEFAULTS;
+        let timeout_ms = match &d.timeout {
+            Some(v) => Some(duration(src, whose, DurationKey::Timeout, v)?),
+            None => None,
+        };
+        let kill_grace_ms = match &d.kill_grace {
+            Some(v) => duration(src, whose, DurationKey::KillGrace, v)?,
+            None => millis(DEFAULT_KILL_GRACE),
+        };
+        let backoff = merge_backoff(src, whose, Backoff::default(), d.backoff.as_ref())?;
+        Ok(Defaults {
+            // Joining an absolute path replaces the base.
+            cwd: d
+                .cwd
+                .map_or_else(|| base_cwd.to_path_buf(), |p| base_cwd.join(p)),
+            env: d.env.unwrap_or_default(),
+            timeout_ms,
+            kill_grace_ms,
+            retries: d.retries.unwrap_or(0),
+            backoff,
+            max_reassign: d.max_reassign.unwrap_or(DEFAULT_MAX_REASSIGN),
+        })
+    }
+}
+
+/// Task ids, all valid first (a path-like id is the worse problem), then unique: the
+/// index of each task by id.
+fn task_ids<'r>(src: &Source, tasks: &'r [RawTask]) -> Result<HashMap<&'r str, usize>, PlanError> {
+    for (i, t) in tasks.iter().enumerate() {
+        if !names::is_valid(&t.id) {
+            return Err(src.error(src.id_pos(i), bad_name("task id", &t.id, Scope::Plan)));
+        }
+        if matches!(t.id.as_str(), "all" | "orchestrator") {
+            let id = t.id.clone();
+            return Err(src.error(src.id_pos(i), K::ReservedId { id }));
+        }
+    }
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(tasks.len());
+    for (i, t) in tasks.iter().enumerate() {
+        if let Some(&j) = first.get(t.id.as_str()) {
+            let first = match src.id_pos(j) {
+                Some(p) => FirstDefined::AtLine(src.location(p).line),
+                None => FirstDefined::AsTask(j + 1),
+            };
+            let id = t.id.clone();
+            return Err(src.error(src.id_pos(i), K::DuplicateId { id, first }));
+        }
+        first.insert(&t.id, i);
+    }
+    Ok(first)
+}
+
+/// A task's `run` and `cmd` as written.
+type RawCommand = (Option<String>, Option<Vec<String>>);
+
+/// Every task's `run` and `cmd`, moved out: the checks that follow borrow the tasks, and
+/// the commands must move into the plan without a copy.
+fn take_commands(tasks: &mut [RawTask]) -> Vec<RawCommand> {
+    tasks
+        .iter_mut()
+        .map(|t| (t.run.take(), t.cmd.take()))
+        .collect()
+}
+
+/// Each task has exactly one of `run` and `cmd`, and a `cmd` is not empty.
+fn check_commands(
+    src: &Source,
+    tasks: &[RawTask],
+    commands: Vec<RawCommand>,
+) -> Result<Vec<TaskCommand>, PlanError> {
+    let each = tasks.iter().zip(commands).enumerate();
+    each.map(|(i, (t, command))| {
+        let kind: fn(String) -> K = match command {
+            (Some(run), None) => return Ok(TaskCommand::Shell(run)),
+            (None, Some(cmd)) if !cmd.is_empty() => return Ok(TaskCommand::Argv(cmd)),
+            (None, None) => |task| K::NoCommand { task },
+            (Some(_), Some(_)) => |task| K::TwoCommands { task },
+            (None, Some(_)) => |task| K::EmptyCmd { task },
+        };
+        Err(src.error(src.id_pos(i), kind(t.id.clone())))
+    })
+    .collect()
+}
+
+/// Races: ids unique among tasks and races, at least two members, members are tasks, each
+/// task in one race at most, and a winner that can be picked. Races have no positions.
+fn check_races(
+    src: &Source,
+    raw: &[RawRace],
+    tasks: &HashMap<&str, usize>,
+) -> Result<Vec<Race>, PlanError> {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut race_of_task: HashMap<&str, &str> = HashMap::new();
+    let mut races = Vec::with_capacity(raw.len());
+    for r in raw {
+        let race = || r.id.clone();
+        if !names::is_valid(&r.id) {
+            return Err(src.error(None, bad_name("race id", &r.id, Scope::Plan)));
+        }
+        if tasks.contains_key(r.id.as_str()) || !seen.insert(&r.id) {
+            return Err(src.error(None, K::RaceIdTaken { race: race() }));
+        }
+        if r.tasks.len() < 2 {
+            return Err(src.error(None, K::RaceTooSmall { race: race() }));
+        }
+        for m in &r.tasks {
+            let task = m.clone();
+            if !tasks.contains_key(m.as_str()) {
+                return Err(src.error(None, K::UnknownRaceMember { race: race(), task }));
+            }
+            if let Some(first) = race_of_task.insert(m, &r.id) {
+                let first = first.to_string();
+                let kind = K::TaskInTwoRaces {
+                    task,
+                    first,
+                    second: race(),
+                };
+                return Err(src.error(None, kind));
+            }
+        }
+        races.push(Race {
+            id: race(),
+            tasks: r.tasks.clone(),
+            pick: pick(r).map_err(|kind| src.error(None, kind))?,
+            score: r.score.clone(),
+        });
+    }
+    Ok(races)
+}
+
+/// How a race picks its winner: `"first"` unless said, and `"best"` only with a score
+/// that points into each member's result.
+fn pick(r: &RawRace) -> Result<Pick, K> {
+    let race = r.id.clone();
+    let pick = match r.pick.as_deref().unwrap_or("first") {
+        "first" => Pick::First,
+        "best" => Pick::Best,
+        other => {
+            let pick = other.to_string();
+            return Err(K::BadPick { race, pick });
+        }
+    };
+    if pick == Pick::Best && !r.score.as_deref().is_some_and(|s| s.starts_with('/')) {
+        return Err(K::ScoreNeeded { race });
+    }
+    Ok(pick)
+}
+
+/// Checkpoints: valid names, each defined once, participants that are tasks.
+fn check_checkpoints(
+    src: &Source,
+    checkpoints: &[Checkpoint],
+    tasks: &HashMap<&str, usize>,
+) -> Result<(), PlanError> {
+    let mut seen = HashSet::new();
+    for c in checkpoints {
+        let name = c.name.clone();
+        if !names::is_valid(&c.name) {
+            return Err(src.error(None, bad_name("checkpoint name", &name, Scope::Plan)));
+        }
+        if !seen.insert(c.name.as_str()) {
+            return Err(src.error(None, K::DuplicateCheckpoint { name }));
+        }
+        if let Some(t) = c.tasks.iter().find(|t| !tasks.contains_key(t.as_str())) {
+            let kind = K::UnknownCheckpointTask {
+                checkpoint: name,
+                task: t.clone(),
+            };
+            return Err(src.error(None, kind));
+        }
+    }
+    Ok(())
+}
+
+/// The lock hierarchy: valid lock names.
+fn check_lock_order(src: &Source, order: Vec<String>) -> Result<Vec<String>, PlanError> {
+    match order.iter().find(|l| !names::is_valid(l)) {
+        Some(l) => Err(src.error(None, bad_name("lock name", l, Scope::Plan))),
+        None => Ok(order),
+    }
+}
+
+/// What an `after` entry may name once tasks and races are checked: the index of each
+/// task by id, and the members of each race.
+struct Known<'r> {
+    tasks: HashMap<&'r str, usize>,
+    races: HashMap<&'r str, &'r [String]>,
+}
+
+impl<'r> Known<'r> {
+    fn new(tasks: HashMap<&'r str, usize>, races: &'r [Race]) -> Self {
+        let races = races.iter().map(|r| (r.id.as_str(), r.tasks.as_slice()));
+        Known {
+            tasks,
+            races: races.collect(),
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.tasks.contains_key(name) || self.races.contains_key(name)
+    }
+}
+
+/// Every `after` entry names a task, a race, or a validly named signal.
+fn check_dependencies(src: &Source, tasks: &[RawTask], known: &Known) -> Result<(), PlanError> {
+    for (i, t) in tasks.iter().enumerate() {
+        for (j, dep) in t.after.iter().flatten().enumerate() {
+            let kind = match dep.strip_prefix("signal:") {
+                Some(sig) if names::is_valid(sig) => continue,
+                Some(sig) => bad_name("signal name", sig, Scope::Task(t.id.clone())),
+                None if known.has(dep) => continue,
+                None => K::UnknownDependency {
+                    task: t.id.clone(),
+                    dep: dep.clone(),
+                },
+            };
+            return Err(src.error(src.after_pos(i, j), kind));
+        }
+    }
+    Ok(())
+}
+
+/// No task depends on itself, however indirectly (a dependency on a race being one on
+/// each of its members). The cycle reported is found by [`Graph::find_cycle`].
+fn check_cycles(src: &Source, tasks: &[RawTask], known: &Known) -> Result<(), PlanError> {
+    let afters = tasks.iter().map(|t| t.after.iter().flatten());
+    let graph = Graph::of_tasks(task_deps(afters, &known.tasks, &known.races));
+    if graph.topo_order().is_some() {
+        return Ok(());
+    }
+    let cycle: Vec<usize> = graph
+        .find_cycle()
+        .into_iter()
+        .filter_map(|n| graph.task_of(n))
+        .collect();
+    let mut path: Vec<String> = cycle.iter().map(|&i| tasks[i].id.clone()).collect();
+    if let Some(first) = path.first().cloned() {
+        path.push(first);
+    }
+    let pos = cycle.first().and_then(|&i| src.id_pos(i));
+    Err(src.error(pos, K::Cycle { path }))
+}
+
+/// One task, its own values checked and the defaults filled in.
+fn task(
+    src: &Source,
+    i: usize,
+    t: RawTask,
+    command: TaskCommand,
+    d: &Defaults,
+    base_cwd: &Path,
+) -> Result<Task, PlanError> {
+    let whose = Whose::task(i, &t.id);
+    let timeout_ms = match &t.timeout {
+        Some(v) => Some(duration(src, whose, DurationKey::Timeout, v)?),
+        None => d.timeout_ms,
+    };
+    let kill_grace_ms = match &t.kill_grace {
+        Some(v) => duration(src, whose, DurationKey::KillGrace, v)?,
+        None => d.kill_grace_ms,
+    };
+    let backoff = merge_backoff(src, whose, d.backoff, t.backoff.as_ref())?;
+    let marks = t.marks.unwrap_or_default();
+    if let Some(m) = marks.iter().find(|m| !names::is_valid(m)) {
+        // Marks have no position of their own: the task's id stands for them.
+        let kind = bad_name("marker name", m, whose.scope());
+        return Err(src.error(src.id_pos(i), kind));
+    }
+    let mut env = d.env.clone();
+    env.extend(t.env.unwrap_or_default());
+    let (signals, after): (Vec<String>, Vec<String>) = t
+        .after
+        .unwrap_or_default()
+        .into_iter()
+        .partition(|d| d.starts_with("signal:"));
+    let after_signals = signals.iter();
+    let after_signals = after_signals.map(|s| s.trim_start_matches("signal:").to_string());
+    Ok(Task {
+        id: t.id,
+        command,
+        after,
+        after_signals: after_signals.collect(),
+        priority: t.priority.unwrap_or(0),
+        marks,
+        // Relative to the base, not to `defaults.cwd`.
+        cwd: t.cwd.map_or_else(|| d.cwd.clone(), |p| base_cwd.join(p)),
+        env,
+        timeout_ms,
+        retries: t.retries.unwrap_or(d.retries),
+        backoff,
+        max_reassign: t.max_reassign.unwrap_or(d.max_reassign),
+        kill_grace_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests;

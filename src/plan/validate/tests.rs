@@ -1,0 +1,541 @@
+//! Validation's tests: what each plan gives, and the exact message of each refusal.
+
+use std::path::{Path, PathBuf};
+
+use super::super::test_util::{SUFFIX, err, json_err, parse, tasks};
+use super::super::{Plan, TaskCommand};
+
+#[test]
+fn defaults_merge_into_tasks() {
+    let p = parse(
+        r#"
+name = "x"
+workers = 2
+[defaults]
+timeout = "30m"
+retries = 2
+cwd = "work"
+env = { A = "1", B = "2" }
+backoff = { initial = "2s" }
+[[task]]
+id = "a"
+run = "true"
+env = { B = "3" }
+[[task]]
+id = "b"
+cmd = ["echo", "hi"]
+after = ["a"]
+cwd = "/abs"
+timeout = "5s"
+retries = 0
+backoff = { factor = 3, jitter = 0 }
+[[task]]
+id = "c"
+run = "true"
+cwd = "sub/dir"
+"#,
+    )
+    .unwrap();
+    let a = &p.tasks[0];
+    assert_eq!(a.command, TaskCommand::Shell("true".into()));
+    assert_eq!(a.timeout_ms, Some(30 * 60 * 1000));
+    assert_eq!(a.retries, 2);
+    assert_eq!(a.cwd, PathBuf::from("/base/work"));
+    assert_eq!(a.env["A"], "1");
+    assert_eq!(a.env["B"], "3");
+    assert_eq!(a.backoff.initial_ms, 2000);
+    assert_eq!(a.max_reassign, 3);
+    assert_eq!(a.kill_grace_ms, 5000);
+    assert!(a.after.is_empty());
+    let b = &p.tasks[1];
+    assert_eq!(
+        b.command,
+        TaskCommand::Argv(vec!["echo".into(), "hi".into()])
+    );
+    assert_eq!(b.after, vec!["a".to_string()]);
+    assert_eq!(b.cwd, PathBuf::from("/abs"));
+    assert_eq!(b.timeout_ms, Some(5000));
+    assert_eq!(b.retries, 0);
+    assert_eq!(b.env.len(), 2);
+    assert_eq!(b.backoff.initial_ms, 2000);
+    assert_eq!(b.backoff.factor, 3.0);
+    assert_eq!(b.backoff.jitter, 0.0);
+    // A relative task cwd resolves against the base, not against defaults.cwd.
+    assert_eq!(p.tasks[2].cwd, PathBuf::from("/base/sub/dir"));
+    assert_eq!(p.workers, 2);
+    assert!(!p.keep_windows);
+    assert_eq!(p.lease_ms, 10_000);
+}
+
+#[test]
+fn bare_plan_gets_defaults() {
+    let p =
+        parse("name = \"p\"\nkeep_windows = true\n[[task]]\nid = \"a\"\nrun = \"true\"\n").unwrap();
+    assert_eq!(p.workers, 4);
+    assert!(p.keep_windows);
+    let a = &p.tasks[0];
+    assert_eq!(a.cwd, PathBuf::from("/base"));
+    assert_eq!(a.timeout_ms, None);
+    assert_eq!(a.retries, 0);
+    assert!(a.env.is_empty());
+}
+
+#[test]
+fn every_toml_error_has_its_exact_message() {
+    let cases: &[(&str, String)] = &[
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n[[task]]\nid = \"a\"\nrun = \"x\"\n",
+            "p.toml:6:6: duplicate task id \"a\" (first defined at line 3)".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"b\"\nrun = \"true\"\nafter = [\"zz\"]\n",
+            "p.toml:5:10: task \"b\" depends on unknown task \"zz\"".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"b\"\nrun = \"true\"\nafter = [ \"x\",\n  \"zz\" ]\n[[task]]\nid = \"x\"\nrun = \"t\"\n",
+            "p.toml:6:3: task \"b\" depends on unknown task \"zz\"".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nafter = [\"a\"]\n",
+            "p.toml:3:6: dependency cycle: a -> a".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nafter = [\"b\"]\n[[task]]\nid = \"b\"\nrun = \"t\"\nafter = [\"a\"]\n",
+            "p.toml:3:6: dependency cycle: a -> b -> a".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"../x\"\nrun = \"t\"\n",
+            format!("p.toml:3:6: invalid task id \"../x\": {SUFFIX}"),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \".x\"\nrun = \"t\"\n",
+            format!("p.toml:3:6: invalid task id \".x\": {SUFFIX}"),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\\u0000b\"\nrun = \"t\"\n",
+            format!("p.toml:3:6: invalid task id \"a\\0b\": {SUFFIX}"),
+        ),
+        (
+            "name = \"../evil\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            format!("p.toml:1:8: invalid plan name \"../evil\": {SUFFIX}"),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\n",
+            "p.toml:3:6: task \"a\" has neither `run` nor `cmd`".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\ncmd = [\"t\"]\n",
+            "p.toml:3:6: task \"a\" has both `run` and `cmd`".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\ncmd = []\n",
+            "p.toml:3:6: task \"a\" has an empty `cmd`".into(),
+        ),
+        (
+            "name = \"p\"\nworkers = 0\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            "p.toml:2:11: workers must be at least 1".into(),
+        ),
+        (
+            "name = \"p\"\nworkers = -3\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            "p.toml:2:11: workers must be at least 1".into(),
+        ),
+        ("name = \"p\"\n", "p.toml: plan has no tasks".into()),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\ntimeout = \"soon\"\n",
+            "p.toml:5:11: invalid duration \"soon\": expected number at 0".into(),
+        ),
+        (
+            "name = \"p\"\n[defaults]\ntimeout = \"xyz\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            "p.toml:3:11: invalid duration \"xyz\": expected number at 0".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nbackoff = { factor = 0.5 }\n",
+            "p.toml:5:22: backoff.factor must be at least 1 (got 0.5)".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nrn = 1\n",
+            "p.toml:5:1: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`".into(),
+        ),
+        (
+            "name = \"p\"\nworkers = \"many\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            "p.toml:2:11: invalid type: string \"many\", expected i64".into(),
+        ),
+        // Plan-level and per-task values point at the value; races, checkpoints and locks
+        // have no position.
+        (
+            "name = \"p\"\nlease = \"x\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            "p.toml:2:9: invalid duration \"x\": expected number at 0".into(),
+        ),
+        (
+            "name = \"p\"\n[defaults]\nkill_grace = \"x\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            "p.toml:3:14: invalid duration \"x\": expected number at 0".into(),
+        ),
+        (
+            "name = \"p\"\n[defaults]\nbackoff = { initial = \"x\" }\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            "p.toml:3:23: invalid duration \"x\": expected number at 0".into(),
+        ),
+        (
+            "name = \"p\"\n[defaults]\nbackoff = { max = \"x\" }\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            "p.toml:3:19: invalid duration \"x\": expected number at 0".into(),
+        ),
+        (
+            "name = \"p\"\n[defaults]\nbackoff = { factor = 0.5 }\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            "p.toml:3:22: backoff.factor must be at least 1 (got 0.5)".into(),
+        ),
+        (
+            "name = \"p\"\n[defaults]\nbackoff = { jitter = 2.0 }\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            "p.toml:3:22: backoff.jitter must be between 0 and 1 (got 2)".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nbackoff = { jitter = -1.0 }\n",
+            "p.toml:5:22: backoff.jitter must be between 0 and 1 (got -1)".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nbackoff = { initial = \"q\" }\n",
+            "p.toml:5:23: invalid duration \"q\": expected number at 0".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nbackoff = { max = \"q\" }\n",
+            "p.toml:5:19: invalid duration \"q\": expected number at 0".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nkill_grace = \"q\"\n",
+            "p.toml:5:14: invalid duration \"q\": expected number at 0".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nmarks = [\"../m\"]\n",
+            "p.toml:3:6: invalid marker name \"../m\": must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nafter = [\"signal:../s\"]\n",
+            "p.toml:5:10: invalid signal name \"../s\": must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"orchestrator\"\nrun = \"t\"\n",
+            "p.toml:3:6: task id \"orchestrator\" is reserved (a message recipient)".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[race]]\nid = \"../r\"\ntasks = [\"a\", \"b\"]\n",
+            "p.toml: invalid race id \"../r\": must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[race]]\nid = \"a\"\ntasks = [\"a\", \"b\"]\n",
+            "p.toml: race id \"a\" is already used by a task or race".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\n[[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\n",
+            "p.toml: race id \"r\" is already used by a task or race".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[race]]\nid = \"r\"\ntasks = [\"a\"]\n",
+            "p.toml: race \"r\" needs at least two tasks".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[race]]\nid = \"r\"\ntasks = [\"a\", \"z\"]\n",
+            "p.toml: race \"r\" names unknown task \"z\"".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\n[[race]]\nid = \"s\"\ntasks = [\"b\", \"a\"]\n",
+            "p.toml: task \"b\" is in two races (\"r\" and \"s\")".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\npick = \"last\"\n",
+            "p.toml: race \"r\": pick must be \"first\" or \"best\", not \"last\"".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\npick = \"best\"\n",
+            "p.toml: race \"r\": pick = \"best\" needs score = \"/json/pointer\" into each result".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\npick = \"best\"\nscore = \"x\"\n",
+            "p.toml: race \"r\": pick = \"best\" needs score = \"/json/pointer\" into each result".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[checkpoint]]\nname = \"../c\"\ntasks = [\"a\"]\n",
+            "p.toml: invalid checkpoint name \"../c\": must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[checkpoint]]\nname = \"c\"\ntasks = [\"a\"]\n[[checkpoint]]\nname = \"c\"\ntasks = [\"a\"]\n",
+            "p.toml: checkpoint \"c\" is defined twice".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[checkpoint]]\nname = \"c\"\ntasks = [\"z\"]\n",
+            "p.toml: checkpoint \"c\" names unknown task \"z\"".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n[locks]\norder = [\"ok\", \"../l\"]\n",
+            "p.toml: invalid lock name \"../l\": must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nafter = [\"r\"]\n[[task]]\nid = \"b\"\nrun = \"t\"\n[[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\n",
+            "p.toml:3:6: dependency cycle: a -> a".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nrun = \"t\"\n",
+            "p.toml:2:1: missing field `id`".into(),
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(&err(text), expected, "plan:\n{text}");
+    }
+    // Syntax errors: position and toml's one-line message.
+    let e = err("name = \"p\n");
+    assert!(e.starts_with("p.toml:1:") && !e.contains('\n'), "{e}");
+}
+
+#[test]
+fn first_error_follows_the_documented_order() {
+    // A bad id (task 3) beats a duplicate (task 2).
+    let e = err(&tasks(&[("a", &[]), ("a", &[]), ("../x", &[])]));
+    assert!(e.starts_with("p.toml:9:6: invalid task id \"../x\""), "{e}");
+    // A duplicate beats a missing command.
+    let e = err("name = \"p\"\n[[task]]\nid = \"a\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n");
+    assert!(e.contains("duplicate task id"), "{e}");
+    // A missing command beats an unknown dependency.
+    let e = err(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nafter = [\"q\"]\n[[task]]\nid = \"b\"\n",
+    );
+    assert!(e.contains("has neither"), "{e}");
+    // An unknown dependency beats a cycle.
+    let e = err(&tasks(&[("a", &["b"]), ("b", &["a", "q"])]));
+    assert!(e.contains("unknown task \"q\""), "{e}");
+}
+
+#[test]
+fn cycle_reported_from_earliest_member() {
+    // x depends on the cycle b -> c -> b, but is not part of it.
+    let e = err(&tasks(&[("x", &["c"]), ("b", &["c"]), ("c", &["b"])]));
+    assert_eq!(e, "p.toml:7:6: dependency cycle: b -> c -> b");
+    // x leads into the later cycle d <-> e; a <-> b appears earlier in the plan.
+    let e = err(&tasks(&[
+        ("x", &["d"]),
+        ("a", &["b"]),
+        ("b", &["a"]),
+        ("d", &["e"]),
+        ("e", &["d"]),
+    ]));
+    assert_eq!(e, "p.toml:7:6: dependency cycle: a -> b -> a");
+    // The shortest cycle through the earliest member, edges in `after` order.
+    let e = err(&tasks(&[("a", &["b", "c"]), ("b", &["c"]), ("c", &["a"])]));
+    assert_eq!(e, "p.toml:3:6: dependency cycle: a -> c -> a");
+    let e = err(&tasks(&[("a", &["c"]), ("b", &["a"]), ("c", &["b"])]));
+    assert_eq!(e, "p.toml:3:6: dependency cycle: a -> c -> b -> a");
+}
+
+#[test]
+fn json_plans_work_and_errors_have_positions_or_names() {
+    let p = Plan::parse(
+        "p.json",
+        r#"{"name": "j", "task": [{"id": "a", "run": "true"}, {"id": "b", "cmd": ["x"], "after": ["a"]}]}"#,
+        Path::new("/b"),
+    )
+    .unwrap();
+    assert_eq!(p.tasks.len(), 2);
+    assert_eq!(p.workers, 4);
+    assert_eq!(p.dep_indices(), vec![vec![], vec![0]]);
+    let cases: &[(&str, String)] = &[
+        (
+            r#"{"name": "j", "task": [{"id": "a", "run": "t", "after": ["q"]}]}"#,
+            "p.json: task \"a\" depends on unknown task \"q\"".into(),
+        ),
+        (
+            r#"{"name": "j", "task": [{"id": "a", "run": "t"}, {"id": "a", "run": "t"}]}"#,
+            "p.json: duplicate task id \"a\" (first defined as task #1)".into(),
+        ),
+        (
+            r#"{"name": "j", "task": [{"id": "a", "run": "t", "after": ["b"]}, {"id": "b", "run": "t", "after": ["a"]}]}"#,
+            "p.json: dependency cycle: a -> b -> a".into(),
+        ),
+        (
+            r#"{"name": "j", "task": [{"id": "a/b", "run": "t"}]}"#,
+            format!("p.json: invalid task id \"a/b\": {SUFFIX}"),
+        ),
+        (
+            r#"{"name": "j", "task": [{"id": "a"}]}"#,
+            "p.json: task \"a\" has neither `run` nor `cmd`".into(),
+        ),
+        (
+            r#"{"name": "j", "task": [{"id": "a", "cmd": []}]}"#,
+            "p.json: task \"a\" has an empty `cmd`".into(),
+        ),
+        (
+            r#"{"name": "j", "workers": 0, "task": [{"id": "a", "run": "t"}]}"#,
+            "p.json: workers must be at least 1".into(),
+        ),
+        (r#"{"name": "j"}"#, "p.json: plan has no tasks".into()),
+        (
+            r#"{"name": "j", "task": [{"id": "a", "run": "t", "timeout": "soon"}]}"#,
+            "p.json: task \"a\": invalid duration \"soon\": expected number at 0".into(),
+        ),
+        (
+            "{\"name\": \"j\",\n \"task\": [{\"id\": \"a\", \"rn\": \"t\"}]}",
+            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`".into(),
+        ),
+        (
+            "{\"name\": \"j\",\n \"workers\": \"x\", \"task\": []}",
+            "p.json:2:15: invalid type: string \"x\", expected i64".into(),
+        ),
+        // Without positions, messages about a value name it.
+        (
+            "{\"name\": \"j\", \"lease\": \"x\", \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
+            "p.json: lease: invalid duration \"x\": expected number at 0".into(),
+        ),
+        (
+            "{\"name\": \"../j\", \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
+            "p.json: invalid plan name \"../j\": must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"defaults\": {\"timeout\": \"x\"}, \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
+            "p.json: defaults.timeout: invalid duration \"x\": expected number at 0".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"defaults\": {\"kill_grace\": \"x\"}, \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
+            "p.json: defaults.kill_grace: invalid duration \"x\": expected number at 0".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"defaults\": {\"backoff\": {\"initial\": \"x\"}}, \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
+            "p.json: defaults.backoff.initial: invalid duration \"x\": expected number at 0".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"defaults\": {\"backoff\": {\"max\": \"x\"}}, \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
+            "p.json: defaults.backoff.max: invalid duration \"x\": expected number at 0".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"defaults\": {\"backoff\": {\"factor\": 0.5}}, \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
+            "p.json: defaults.backoff.factor must be at least 1 (got 0.5)".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"defaults\": {\"backoff\": {\"jitter\": 1.5}}, \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
+            "p.json: defaults.backoff.jitter must be between 0 and 1 (got 1.5)".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"backoff\": {\"initial\": \"x\"}}]}",
+            "p.json: task \"a\": backoff.initial: invalid duration \"x\": expected number at 0".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"backoff\": {\"factor\": 0.1}}]}",
+            "p.json: task \"a\": backoff.factor must be at least 1 (got 0.1)".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"backoff\": {\"jitter\": 9}}]}",
+            "p.json: task \"a\": backoff.jitter must be between 0 and 1 (got 9)".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"kill_grace\": \"x\"}]}",
+            "p.json: task \"a\": invalid duration \"x\": expected number at 0".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"marks\": [\"a/b\"]}]}",
+            "p.json: task \"a\": invalid marker name \"a/b\": must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"after\": [\"signal:\"]}]}",
+            "p.json: task \"a\": invalid signal name \"\": must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"task\": [{\"id\": \"all\", \"run\": \"t\"}]}",
+            "p.json: task id \"all\" is reserved (a message recipient)".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"cmd\": [\"x\"]}]}",
+            "p.json: task \"a\" has both `run` and `cmd`".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\"}, {\"id\": \"b\", \"run\": \"t\", \"after\": [\"b\"]}]}",
+            "p.json: dependency cycle: b -> b".into(),
+        ),
+        (
+            "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\"}], \"race\": [{\"id\": \"r\", \"tasks\": [\"a\"]}]}",
+            "p.json: race \"r\" needs at least two tasks".into(),
+        ),
+        ("{", "p.json:1:1: EOF while parsing an object".into()),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(&json_err(text), expected, "plan:\n{text}");
+    }
+}
+
+#[test]
+fn long_chain_validates_without_recursion() {
+    let mut text = String::from("name = \"chain\"\n");
+    let n = 100_000;
+    for i in 0..n {
+        text.push_str(&format!("[[task]]\nid = \"t{i}\"\nrun = \"true\"\n"));
+        if i > 0 {
+            text.push_str(&format!("after = [\"t{}\"]\n", i - 1));
+        }
+    }
+    let p = parse(&text).unwrap();
+    assert_eq!(p.waves().len(), n);
+    assert_eq!(p.critical_path().len(), n);
+    // Closing the chain into one 100 000-task cycle is found without recursion too.
+    text.push_str("[[task]]\nid = \"z\"\nrun = \"true\"\n");
+    let text = text.replacen(
+        "id = \"t0\"\nrun = \"true\"\n",
+        "id = \"t0\"\nrun = \"true\"\nafter = [\"t99999\"]\n",
+        1,
+    );
+    let e = err(&text);
+    assert!(
+        e.starts_with("p.toml:3:6: dependency cycle: t0 -> t99999 -> t99998 -> "),
+        "{}",
+        &e[..e.len().min(200)]
+    );
+    assert!(e.ends_with(" -> t1 -> t0"));
+}
+
+#[test]
+fn message_recipients_are_reserved_ids() {
+    assert_eq!(
+        err("name = \"p\"\n[[task]]\nid = \"all\"\nrun = \"t\"\n"),
+        "p.toml:3:6: task id \"all\" is reserved (a message recipient)"
+    );
+}
+
+#[test]
+fn errors_are_typed_with_their_location() {
+    use super::super::{Location, PlanErrorKind as K};
+    let e = parse(&tasks(&[("a", &["c"]), ("b", &["a"]), ("c", &["b"])])).unwrap_err();
+    assert_eq!(e.file(), "p.toml");
+    assert_eq!(e.location(), Some(Location { line: 3, col: 6 }));
+    assert!(matches!(e.kind(), K::Cycle { path } if path == &["a", "c", "b", "a"]));
+    let e = parse(&tasks(&[("b", &["zz"])])).unwrap_err();
+    assert!(matches!(e.kind(), K::UnknownDependency { task, dep } if task == "b" && dep == "zz"));
+    let e = Plan::parse(
+        "p.json",
+        r#"{"name": "j", "task": [{"id": "a", "run": "t"}, {"id": "a", "run": "t"}]}"#,
+        Path::new("/"),
+    )
+    .unwrap_err();
+    assert_eq!(e.location(), None);
+    assert!(matches!(
+        e.kind(),
+        K::DuplicateId {
+            first: super::super::FirstDefined::AsTask(1),
+            ..
+        }
+    ));
+    let e = Plan::load(Path::new("/nonexistent/plan.toml"), Path::new("/")).unwrap_err();
+    assert!(matches!(e.kind(), K::Read(_)));
+}
+
+#[test]
+fn races_signals_and_repeats_that_are_fine() {
+    // A task after a race, and the race's members before it in the plan.
+    let p = parse(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n\
+         [[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\n[[task]]\nid = \"c\"\nrun = \"t\"\nafter = [\"r\"]\n",
+    )
+    .unwrap();
+    assert_eq!(p.races[0].pick, super::super::Pick::First);
+    assert_eq!(p.dep_indices()[2], [0, 1]);
+    // A signal named twice is one wait; it is not a task dependency.
+    let p = parse(&tasks(&[
+        ("a", &[]),
+        ("b", &["signal:go", "a", "signal:go"]),
+    ]))
+    .unwrap();
+    assert_eq!(p.tasks[1].after, ["a"]);
+    assert_eq!(p.tasks[1].after_signals, ["go", "go"]);
+    assert_eq!(p.graph().signals().len(), 1);
+}
