@@ -1,4 +1,4 @@
-//! Micro-benchmarks of maestro's pure hot paths (issue 5): plan parsing and validation,
+//! Micro-benchmarks of maestro's pure hot paths: plan parsing and validation,
 //! draining the scheduler, and reading + rendering a large session for `status`.
 //! Run with `cargo bench --bench hot_paths`; the end-to-end suite is `scripts/bench.sh`.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Recovery latency benchmark (issues 3 and 5): during a run of long-ish tasks, SIGKILL a
+# Recovery latency benchmark: during a run of long-ish tasks, SIGKILL a
 # worker that is running a task, KILLS times (waiting for the killed task's next attempt to
 # start before the next kill), and report p50/p95 of
 #   kill time (this script's clock, `date +%s%3N` just before `kill -9`)
@@ -102,12 +102,13 @@ while ((${#lat[@]} < kills)); do
   t0=$(date +%s%3N)
   kill -9 "$pid" 2>/dev/null || continue
   killed+="$pid "
-  # The next attempt's `started` line, in whichever worker's journal it appears (keys are
-  # written sorted: attempt, event, ..., task).
-  next="\"attempt\":$((attempt + 1)),\"event\":\"started\".*\"task\":\"$task\""
+  # The next attempt's `started` line, in whichever worker's journal it appears (matched
+  # field by field: the order of a line's keys is not part of the protocol).
   rec=
   while (($(date +%s) <= deadline)); do
-    rec=$(grep -h -m 1 -E "$next" "$session"/workers/*/events.jsonl 2>/dev/null | head -n 1) || true
+    rec=$(grep -h -F '"event":"started"' "$session"/workers/*/events.jsonl 2>/dev/null |
+      grep -F "\"task\":\"$task\"" | grep -E "\"attempt\":$((attempt + 1))[,}]" |
+      head -n 1) || true
     [[ -n $rec ]] && break
     sleep 0.005
   done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# maestro's benchmark suite (issue 5). Benchmarks, not tests: it prints one table with the
+# maestro's benchmark suite. Benchmarks, not tests: it prints one table with the
 # median, min and max of each case over REPS repetitions, checks the targets (PASS/MISS) and
 # writes bench/results.json. See docs/PERFORMANCE.md.
 #

@@ -2,7 +2,7 @@
 //! watcher's thread) and a task's process ending (its pidfd). One `poll(2)` covers both, so
 //! the worker needs no thread to wait for its child and no channel between the two: that
 //! hand-off cost two thread switches per task, a fifth of all switches in a 2000-task
-//! dispatch (issue 5).
+//! dispatch.
 //!
 //! A ring is only a hint, like every file event (invariant 7): the waiter re-reads the
 //! files after any wake-up, and also wakes on its timeout.

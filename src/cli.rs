@@ -19,7 +19,7 @@ use crate::primitives::{self, TaskRef};
 use crate::proto::{SessionState, TaskState};
 use crate::session::{self, Session};
 use crate::status;
-use crate::watch::WatchMode;
+use crate::watch::{Wait, WatchMode};
 use crate::worker::{self, WorkerConfig};
 
 #[derive(Parser, Debug)]
@@ -188,7 +188,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             durable,
             quiet,
         } => {
-            // Validate everything before anything is created (issue 2: exit 2, no directory).
+            // Validate everything before anything is created (exit 2, no directory).
             let launcher: LauncherKind = launcher.parse()?;
             let watch = match watch {
                 Some(w) => w.parse()?,
@@ -198,7 +198,8 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 return Err(Error::Usage("--workers must be at least 1".into()));
             }
             let p = Plan::load(&plan, &cwd()?)?;
-            let launcher = launcher.resolve();
+            let env = crate::launch::LaunchEnv::from_env();
+            let launcher = launcher.resolve(&env);
             if launcher == LauncherKind::Tmux && !crate::launch::tmux_installed() {
                 return Err(Error::Usage(
                     "--launcher tmux: tmux is not installed (use --launcher background)".into(),
@@ -212,6 +213,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 launcher,
                 watch,
                 durable,
+                env,
             };
             let orch = Orchestrator::create(cfg)?;
             // First line of stdout: the session path, for scripts.
@@ -345,6 +347,11 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
         } => {
             let s = Session::resolve(&root, Some(&session))?;
             drop(out);
+            let follow = if follow {
+                Some(WatchMode::from_env()?)
+            } else {
+                None
+            };
             status::logs(&s, &task, attempt, stderr, follow)?;
             Ok(0)
         }
@@ -418,8 +425,9 @@ fn resume_config(
     if workers == Some(0) {
         return Err(Error::Usage("--workers must be at least 1".into()));
     }
+    let env = crate::launch::LaunchEnv::from_env();
     let launcher = match launcher {
-        Some(l) => Some(l.parse::<LauncherKind>()?.resolve()),
+        Some(l) => Some(l.parse::<LauncherKind>()?.resolve(&env)),
         None => None,
     };
     let watch = match watch {
@@ -437,6 +445,7 @@ fn resume_config(
         watch,
         durable,
         retry,
+        env,
         best_effort: false,
     })
 }
@@ -517,7 +526,7 @@ enum WorkerVerb {
         #[arg(long)]
         parties: Option<usize>,
         /// Give up after this long (e.g. 30s).
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = crate::cli_data::parse_duration)]
         timeout: Option<std::time::Duration>,
         #[command(flatten)]
         task: TaskFlags,
@@ -531,7 +540,7 @@ enum WorkerVerb {
     /// Block until a signal is raised.
     WaitSignal {
         name: String,
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = crate::cli_data::parse_duration)]
         timeout: Option<std::time::Duration>,
     },
     /// Run CMD holding a named lock: worker lock NAME [--shared] -- CMD ARGS...
@@ -540,7 +549,7 @@ enum WorkerVerb {
         /// Take the lock shared (readers) instead of exclusive.
         #[arg(long)]
         shared: bool,
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = crate::cli_data::parse_duration)]
         timeout: Option<std::time::Duration>,
         #[command(flatten)]
         task: TaskFlags,
@@ -585,14 +594,15 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
     let session_dir = args.session.ok_or_else(|| {
         Error::Usage("no session: run this inside a maestro task or pass --session DIR".into())
     })?;
+    // How this process notices changes: decided here, once, for everything below.
+    let watch = match args.watch {
+        Some(w) => w.parse()?,
+        None => WatchMode::from_env()?,
+    };
     let Some(verb) = args.verb else {
         let id = args
             .id
             .ok_or_else(|| Error::Usage("--id is required to run a worker".into()))?;
-        let watch = match args.watch {
-            Some(w) => w.parse()?,
-            None => WatchMode::from_env()?,
-        };
         return worker::run(WorkerConfig {
             session_dir,
             id,
@@ -619,7 +629,7 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             primitives::save(&session, &t, &key, v)?;
             Ok(0)
         }
-        WorkerVerb::Data(v) => crate::cli_data::run_worker_verb(&session, v),
+        WorkerVerb::Data(v) => crate::cli_data::run_worker_verb(&session, v, watch),
         WorkerVerb::Checkpoint {
             name,
             parties,
@@ -627,7 +637,16 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             task,
         } => {
             let t = TaskRef::new(task.task, task.attempt)?;
-            primitives::checkpoint(&session, &t, &name, parties, timeout)?;
+            primitives::checkpoint(
+                &session,
+                &t,
+                &name,
+                parties,
+                Wait {
+                    mode: watch,
+                    timeout,
+                },
+            )?;
             Ok(0)
         }
         WorkerVerb::Signal { name, task } => {
@@ -639,7 +658,14 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             Ok(0)
         }
         WorkerVerb::WaitSignal { name, timeout } => {
-            primitives::wait_signal(&session, &name, timeout)?;
+            primitives::wait_signal(
+                &session,
+                &name,
+                Wait {
+                    mode: watch,
+                    timeout,
+                },
+            )?;
             Ok(0)
         }
         WorkerVerb::Lock {
@@ -650,7 +676,11 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             cmd,
         } => {
             let t = TaskRef::new(task.task, task.attempt)?;
-            crate::locks::run_locked(&session, &t, &name, shared, timeout, &cmd)
+            let wait = Wait {
+                mode: watch,
+                timeout,
+            };
+            crate::locks::run_locked(&session, &t, &name, shared, wait, &cmd)
         }
         WorkerVerb::Result { id } => {
             println!("{}", primitives::result(&session, &id)?);
@@ -670,11 +700,6 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             }
         }
     }
-}
-
-/// `--timeout 30s` and friends.
-pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
 /// Read a JSON value from a file, or stdin for `-`.

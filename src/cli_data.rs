@@ -1,5 +1,5 @@
-//! Command-line verbs for messages, shared data and progress (issue 4): `worker send|recv|
-//! set|get|progress` for task scripts and `orchestrator send|inbox` for people. Kept apart
+//! Command-line verbs for messages, shared data and progress: `worker send|recv|set|get|
+//! progress` for task scripts and `orchestrator send|inbox` for people. Kept apart
 //! from `cli.rs` so each verb family stays small; the parsing is flattened into the main
 //! command enums there, and the work is done by [`crate::message`] and [`crate::shared`].
 //!
@@ -18,6 +18,13 @@ use crate::message::{self, Envelope};
 use crate::names;
 use crate::session::Session;
 use crate::shared;
+use crate::watch::{Wait, WatchMode};
+
+/// `--timeout 30s` and friends (the `worker` and `orchestrator` verbs share it; it lives
+/// here so that `cli` depends on this module and not the other way round).
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
 
 /// Which task (and attempt) a verb acts for; the environment a worker gives every task.
 #[derive(clap::Args, Debug)]
@@ -68,7 +75,7 @@ pub enum DataVerb {
         #[arg(long)]
         json: bool,
         /// With --wait: give up after this long (e.g. 30s).
-        #[arg(long, value_parser = crate::cli::parse_duration, requires = "wait")]
+        #[arg(long, value_parser = parse_duration, requires = "wait")]
         timeout: Option<Duration>,
         #[command(flatten)]
         task: TaskArgs,
@@ -90,7 +97,7 @@ pub enum DataVerb {
         #[arg(long)]
         wait: bool,
         /// With --wait: give up after this long (e.g. 30s).
-        #[arg(long, value_parser = crate::cli::parse_duration, requires = "wait")]
+        #[arg(long, value_parser = parse_duration, requires = "wait")]
         timeout: Option<Duration>,
     },
     /// Report progress: `worker progress PCT [MESSAGE]` (PCT from 0 to 100).
@@ -105,7 +112,7 @@ pub enum DataVerb {
 }
 
 /// Run a data verb; returns the exit code.
-pub fn run_worker_verb(session: &Session, verb: DataVerb) -> Result<i32> {
+pub fn run_worker_verb(session: &Session, verb: DataVerb, watch: WatchMode) -> Result<i32> {
     match verb {
         DataVerb::Send {
             to,
@@ -131,7 +138,15 @@ pub fn run_worker_verb(session: &Session, verb: DataVerb) -> Result<i32> {
             }
             message::check_receiver(session, me, from.as_deref())?;
             let got = if wait {
-                message::wait_take(session, me, from.as_deref(), timeout)?
+                message::wait_take(
+                    session,
+                    me,
+                    from.as_deref(),
+                    Wait {
+                        mode: watch,
+                        timeout,
+                    },
+                )?
             } else {
                 message::take(session, me, from.as_deref())?
             };
@@ -165,7 +180,14 @@ pub fn run_worker_verb(session: &Session, verb: DataVerb) -> Result<i32> {
         }
         DataVerb::Get { key, wait, timeout } => {
             let got = if wait {
-                shared::wait_get(session, &key, timeout)?
+                shared::wait_get(
+                    session,
+                    &key,
+                    Wait {
+                        mode: watch,
+                        timeout,
+                    },
+                )?
             } else {
                 shared::get(session, &key)?
             };

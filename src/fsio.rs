@@ -4,13 +4,13 @@
 //! written unnamed (`O_TMPFILE`) and then linked to its name, which never replaces: that is
 //! how "written once" files (outcomes, ready markers) are created without a
 //! check-then-create race (invariant 1), and it costs one directory entry and one inotify
-//! event (issue 5). A file that is replaced goes to a unique temp file in the same
+//! event. A file that is replaced goes to a unique temp file in the same
 //! directory (`.tmp-*`, created O_EXCL so a planted symlink is never followed) and is
 //! renamed over the target; so do new names where the file system lacks `O_TMPFILE`. A
 //! write error publishes nothing (the unnamed or temp file goes with its descriptor).
 //!
 //! fsync is off by default: a process crash loses nothing once link or rename returned.
-//! `--durable` turns on fsync of the file and its directory for power-loss safety (issue 5).
+//! `--durable` turns on fsync of the file and its directory for power-loss safety.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -79,7 +79,7 @@ fn sync_dir(path: &Path) -> Result<()> {
 /// Publish `bytes` under `path`, which must not exist, in one step: an unnamed file
 /// (`O_TMPFILE`) in `dir`, written, then linked to `path` (a hard link never replaces:
 /// `EEXIST` when someone else won). One directory entry instead of a temp name and a
-/// rename, and one inotify event instead of six (issue 5: up to four such files a task).
+/// rename, and one inotify event instead of six (up to four such files a task).
 /// `Ok(None)` where the file system has no `O_TMPFILE` or `/proc` is missing: callers
 /// then take the temp + rename path. A write error publishes nothing: the unnamed file
 /// goes with its descriptor.
@@ -128,7 +128,7 @@ pub fn write_json_new<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(
 
 /// [`write_json_new`] with the unnamed (or temp) file made in `staging`, a directory on
 /// the same file system that nobody watches: watchers of `path`'s directory then see one
-/// event. Issue 5: the orchestrator writes every assignment this way.
+/// event. The orchestrator writes every assignment this way.
 pub fn write_json_new_via<T: Serialize + ?Sized>(
     staging: &Path,
     path: &Path,
@@ -309,7 +309,7 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
 /// Move `file` to a descriptor number above those a process opens in its normal course
 /// (>= 256), for a liveness lock that must be released first when the process dies.
 ///
-/// Why (issue 5): the kernel releases a dying process's files in reverse descriptor order,
+/// Why: the kernel releases a dying process's files in reverse descriptor order,
 /// and releasing an inotify instance waits for an SRCU grace period (7 to 16 ms here) when
 /// its watches were the only ones on their directories. A worker's `alive` lock opened
 /// before its watcher (a lower number) was therefore released that much later, and the
@@ -446,7 +446,7 @@ mod tests {
         );
     }
 
-    // Issue 5: a killed worker's lock was released only after its inotify teardown.
+    // A killed worker's lock was released only after its inotify teardown.
     #[test]
     fn raise_fd_keeps_the_lock_on_a_high_descriptor() {
         use fs2::FileExt;

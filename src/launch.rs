@@ -35,13 +35,39 @@ impl FromStr for LauncherKind {
     }
 }
 
+/// What the launchers take from the environment, read once by the CLI and passed down
+/// (nothing below the CLI reads the environment).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaunchEnv {
+    /// `$MAESTRO_WORKER_BIN`: the worker binary, instead of the one beside ours.
+    pub worker_bin: Option<PathBuf>,
+    /// `$MAESTRO_TMUX_SOCKET`: a private tmux server (`tmux -L`), which tests use.
+    pub tmux_socket: Option<String>,
+    /// `$TMUX` is set: we run inside tmux.
+    pub inside_tmux: bool,
+}
+
+impl LaunchEnv {
+    pub fn from_env() -> LaunchEnv {
+        LaunchEnv {
+            worker_bin: std::env::var_os("MAESTRO_WORKER_BIN")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            tmux_socket: std::env::var("MAESTRO_TMUX_SOCKET")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            inside_tmux: std::env::var_os("TMUX").is_some_and(|v| !v.is_empty()),
+        }
+    }
+}
+
 impl LauncherKind {
     /// Resolve `auto`: tmux when we are inside tmux, or when tmux is installed and a person
     /// is at a terminal; otherwise headless (scripts, CI, machines without tmux).
-    pub fn resolve(self) -> LauncherKind {
+    pub fn resolve(self, env: &LaunchEnv) -> LauncherKind {
         match self {
             LauncherKind::Auto => {
-                let inside = std::env::var_os("TMUX").is_some_and(|v| !v.is_empty());
+                let inside = env.inside_tmux;
                 let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
                 if inside || (interactive && tmux_installed()) {
                     LauncherKind::Tmux
@@ -83,10 +109,10 @@ pub struct WorkerCommand {
 impl WorkerCommand {
     /// The worker binary beside the running executable (cargo puts both in one directory;
     /// so does `cargo install`), overridable with `$MAESTRO_WORKER_BIN`.
-    pub fn locate(watch: WatchMode, durable: bool) -> Result<WorkerCommand> {
-        let worker_bin = match std::env::var_os("MAESTRO_WORKER_BIN") {
-            Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ => {
+    pub fn locate(watch: WatchMode, durable: bool, env: &LaunchEnv) -> Result<WorkerCommand> {
+        let worker_bin = match &env.worker_bin {
+            Some(p) => p.clone(),
+            None => {
                 let exe = std::env::current_exe()
                     .map_err(|e| Error::Launch(format!("cannot find our own executable: {e}")))?;
                 exe.with_file_name("worker")
@@ -168,16 +194,18 @@ pub fn make(
     cmd: WorkerCommand,
     session: &Session,
     keep_windows: bool,
+    env: &LaunchEnv,
 ) -> Box<dyn Launcher> {
     match kind {
-        LauncherKind::Tmux => Box::new(Tmux::new(cmd, session, keep_windows)),
+        LauncherKind::Tmux => Box::new(Tmux::new(cmd, session, keep_windows, env)),
         _ => Box::new(Background { cmd }),
     }
 }
 
 /// Headless workers: our children, in their own process group (so a Ctrl-C aimed at the
-/// orchestrator does not kill them: issue 3 wants them to outlive it), output in the
-/// worker's `console.log`.
+/// orchestrator does not reach them: they outlive an orchestrator that dies, for `resume`
+/// to take over, and an interrupted one stops them itself), output in the worker's
+/// `console.log`.
 pub struct Background {
     cmd: WorkerCommand,
 }
@@ -233,13 +261,11 @@ pub fn tmux_session_name(session_id: &str) -> String {
 }
 
 impl Tmux {
-    pub fn new(cmd: WorkerCommand, session: &Session, keep_windows: bool) -> Tmux {
+    pub fn new(cmd: WorkerCommand, session: &Session, keep_windows: bool, env: &LaunchEnv) -> Tmux {
         Tmux {
             cmd,
             target: tmux_session_name(session.id()),
-            socket: std::env::var("MAESTRO_TMUX_SOCKET")
-                .ok()
-                .filter(|s| !s.is_empty()),
+            socket: env.tmux_socket.clone(),
             keep_windows,
             created: false,
         }

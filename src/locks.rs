@@ -1,4 +1,4 @@
-//! Named locks for task scripts (issue 4): `worker lock NAME [--shared] -- CMD` runs CMD
+//! Named locks for task scripts: `worker lock NAME [--shared] -- CMD` runs CMD
 //! holding a lock, a lock hierarchy (`[locks] order`), and the wait-for graph the
 //! orchestrator uses to break deadlocks.
 //!
@@ -13,7 +13,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
-use std::time::Duration;
 
 use fs2::FileExt;
 
@@ -213,7 +212,7 @@ fn order_text(order: &[String]) -> String {
 }
 
 /// Refuse taking `name` when this task already holds a lock ranked at or below it... that
-/// is, when `name` ranks at or above a lock already held (issue 4: hierarchy).
+/// is, when `name` ranks at or above a lock already held (the hierarchy).
 pub fn check_order(order: &[String], held: &[String], task: &str, name: &str) -> Result<()> {
     let rank = |l: &str| order.iter().position(|o| o == l);
     let Some(r) = rank(name) else {
@@ -254,9 +253,10 @@ pub fn run_locked(
     t: &TaskRef,
     name: &str,
     shared: bool,
-    timeout: Option<Duration>,
+    wait: crate::watch::Wait,
     cmd: &[String],
 ) -> Result<i32> {
+    let timeout = wait.timeout;
     names::validate("lock name", name).map_err(Error::Usage)?;
     if cmd.is_empty() {
         return Err(Error::Usage(
@@ -303,12 +303,9 @@ pub fn run_locked(
         };
         let _ = tx2.send(LockWake::Acquired(r.map(|()| lock)));
     });
-    let watch = crate::watch::start(
-        &[s.lock_waiters(name)],
-        crate::watch::WatchMode::from_env()?,
-        tx,
-        |_| Some(LockWake::Files),
-    )?;
+    let watch = crate::watch::start(&[s.lock_waiters(name)], wait.mode, tx, |_| {
+        Some(LockWake::Files)
+    })?;
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let outcome: Result<std::result::Result<File, String>> = loop {
         let mut wait = watch.mode().rescan_interval();

@@ -1,4 +1,4 @@
-//! Messages between tasks and the orchestrator (issue 4): `worker send|recv`,
+//! Messages between tasks and the orchestrator: `worker send|recv`,
 //! `orchestrator send|inbox`. This module owns `messages/`: the inbox files, the per-sender
 //! sequence counters and the rules for claiming a message exactly once.
 //!
@@ -325,12 +325,12 @@ pub fn take_all(s: &Session, recipient: &str) -> Result<Vec<Envelope>> {
     }
 }
 
-/// Like [`take`], but block until a message arrives or `timeout` passes (`Ok(None)`).
+/// Like [`take`], but block until a message arrives or `wait`'s timeout passes (`Ok(None)`).
 pub fn wait_take(
     s: &Session,
     recipient: &str,
     from: Option<&str>,
-    timeout: Option<Duration>,
+    wait: crate::watch::Wait,
 ) -> Result<Option<Envelope>> {
     // Fast path: a busy inbox needs no watcher (starting one costs several milliseconds,
     // which a receiver draining hundreds of messages would pay for each).
@@ -340,7 +340,7 @@ pub fn wait_take(
     let inbox = s.inbox(recipient);
     // The watcher needs the directory; creating it early is harmless (mkdir -p).
     fsio::create_dir_private(&inbox)?;
-    crate::watch::wait_for(&[inbox], timeout, || take(s, recipient, from))
+    crate::watch::wait_for(&[inbox], wait, || take(s, recipient, from))
 }
 
 /// Check a receiver and a `--from` filter: the receiver must be a task of the plan, the

@@ -1,5 +1,5 @@
 //! What task scripts call through `worker <verb>` while they run. For now: `save`/`load`,
-//! progress that survives attempts (issue 3): a task keeps small JSON values in
+//! progress that survives attempts: a task keeps small JSON values in
 //! `tasks/<id>/state.json` so its next attempt resumes where the last one stopped (a
 //! migration resumes from its last committed batch).
 //!
@@ -131,8 +131,9 @@ pub fn checkpoint(
     t: &TaskRef,
     name: &str,
     parties: Option<usize>,
-    timeout: Option<std::time::Duration>,
+    wait: crate::watch::Wait,
 ) -> Result<()> {
+    let timeout = wait.timeout;
     names::validate("checkpoint name", name).map_err(Error::Usage)?;
     check_task(s, t)?;
     let plan = read_plan(s)?;
@@ -166,14 +167,14 @@ pub fn checkpoint(
     let proceed = s.checkpoint_proceed(name);
     let broken = s.checkpoint_broken(name);
     let participants = def.map(|c| c.tasks.clone());
-    let verdict = crate::watch::wait_for(&[s.checkpoint_dir(name)], timeout, || {
+    let verdict = crate::watch::wait_for(&[s.checkpoint_dir(name)], wait, || {
         if proceed.exists() {
             return Ok(Some(Ok(())));
         }
         if let Some(b) = fsio::read_json::<crate::proto::BarrierVerdict>(&broken)? {
             return Ok(Some(Err(b)));
         }
-        // Everyone is here: go without waiting for the orchestrator to say so (issue 5: a
+        // Everyone is here: go without waiting for the orchestrator to say so (a
         // hop less for the barrier's latency). It decides by the same rule and records
         // `proceed`; a checkpoint whose participants all arrived is never broken.
         Ok(all_arrived(participants.as_deref(), &arrivals(s, name)).then_some(Ok(())))
@@ -231,12 +232,11 @@ pub fn signal(s: &Session, t: Option<&TaskRef>, name: &str) -> Result<bool> {
 }
 
 /// `worker wait-signal NAME`: block until the signal is raised.
-pub fn wait_signal(s: &Session, name: &str, timeout: Option<std::time::Duration>) -> Result<()> {
+pub fn wait_signal(s: &Session, name: &str, wait: crate::watch::Wait) -> Result<()> {
+    let timeout = wait.timeout;
     names::validate("signal name", name).map_err(Error::Usage)?;
     let path = s.signal(name);
-    match crate::watch::wait_for(&[s.signals_dir()], timeout, || {
-        Ok(path.exists().then_some(()))
-    })? {
+    match crate::watch::wait_for(&[s.signals_dir()], wait, || Ok(path.exists().then_some(())))? {
         Some(()) => Ok(()),
         None => Err(Error::Verb(format!(
             "wait-signal {name}: timed out after {}",

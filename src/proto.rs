@@ -76,7 +76,7 @@ pub struct Assignment {
     pub kill_grace_ms: u64,
     pub assigned_at: String,
     /// Hand-over order: a worker with two unclaimed assignments (one queued behind the
-    /// other, issue 5) claims the lower first. Increasing across resumes (it starts from
+    /// other) claims the lower first. Increasing across resumes (it starts from
     /// the orchestrator's start time in microseconds).
     #[serde(default)]
     pub seq: u64,
@@ -163,7 +163,7 @@ pub struct ExitRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_error: Option<String>,
     /// Whether the attempt left a `result.json` when it ended: the orchestrator reads one
-    /// only then (issue 5: no probe for a file that is not there). A record without the
+    /// only then (no probe for a file that is not there). A record without the
     /// field says yes, so the file is looked for.
     #[serde(default = "yes")]
     pub has_result: bool,
@@ -224,7 +224,7 @@ pub enum TaskState {
     Skipped,
     /// Cancelled by a person (`orchestrator cancel`), or a dependent of a cancelled task.
     Cancelled,
-    /// Lost a race (issue 4): stopped when another member won, or outscored.
+    /// Lost a race: stopped when another member won, or outscored.
     Lost,
 }
 
@@ -399,7 +399,7 @@ pub struct LockAbort {
     pub cycle: String,
 }
 
-/// `races/<id>/outcome.json`: how a race ended (issue 4).
+/// `races/<id>/outcome.json`: how a race ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RaceOutcome {
     pub race: String,

@@ -21,7 +21,7 @@ pub enum State {
     Failed,
     /// Never ran because a dependency failed.
     Skipped,
-    /// Lost a race: stopped or outscored, not a failure of the session (issue 4).
+    /// Lost a race: stopped or outscored, not a failure of the session.
     Lost,
 }
 
@@ -243,7 +243,7 @@ pub fn excess_idle(idle: usize, not_started: usize) -> usize {
     idle.saturating_sub(not_started)
 }
 
-/// Exponential backoff between retries of a failed task (issue 3).
+/// Exponential backoff between retries of a failed task.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Backoff {
     pub initial_ms: u64,

@@ -309,7 +309,7 @@ impl Session {
         self.worker_dir(worker).join("kill")
     }
     /// The worker's own append-only journal: what it started and how each attempt ended.
-    /// It is the orchestrator's doorbell (issue 5: an append creates and deletes no inode,
+    /// It is the orchestrator's doorbell (an append creates and deletes no inode,
     /// where replacing a `status.json` twice per task did both).
     pub fn worker_events(&self, worker: &str) -> PathBuf {
         self.worker_dir(worker).join("events.jsonl")
@@ -326,7 +326,7 @@ impl Session {
     pub fn assignment(&self, worker: &str, task: &str, attempt: u32) -> PathBuf {
         self.assigned_dir(worker).join(format!("{task}.{attempt}"))
     }
-    /// Where the worker moves an assignment to claim it (issue 5: an assignment queued
+    /// Where the worker moves an assignment to claim it (an assignment queued
     /// behind a running task can be withdrawn; of the worker's rename and the
     /// orchestrator's, exactly one succeeds).
     pub fn claimed_dir(&self, worker: &str) -> PathBuf {
@@ -439,7 +439,7 @@ impl Session {
         self.attempt_dir(task, attempt).join("progress.json")
     }
 
-    // ---- coordination primitives (issue 4) ----
+    // ---- coordination primitives ----
     pub fn checkpoints_dir(&self) -> PathBuf {
         self.root.join("checkpoints")
     }

@@ -11,8 +11,6 @@
 //! Progress belongs to one attempt, so it lives in that attempt's directory: a new attempt
 //! starts from no progress instead of inheriting a stale percentage.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -53,14 +51,14 @@ pub fn get(s: &Session, key: &str) -> Result<Option<Value>> {
 }
 
 /// `worker get KEY --wait`: block until `key` has a value, or `timeout` passes (`Ok(None)`).
-pub fn wait_get(s: &Session, key: &str, timeout: Option<Duration>) -> Result<Option<Value>> {
+pub fn wait_get(s: &Session, key: &str, wait: crate::watch::Wait) -> Result<Option<Value>> {
     // Fast path: no watcher to start when the value is already there.
     if let Some(v) = get(s, key)? {
         return Ok(Some(v));
     }
     // The watcher needs the directory to exist.
     fsio::create_dir_private(&s.shared_dir())?;
-    crate::watch::wait_for(&[s.shared_dir()], timeout, || get(s, key))
+    crate::watch::wait_for(&[s.shared_dir()], wait, || get(s, key))
 }
 
 /// `progress.json`: what `worker progress PCT [MESSAGE]` last reported for an attempt.

@@ -539,8 +539,11 @@ pub fn logs(
     task: &str,
     attempt: Option<u32>,
     stderr: bool,
-    follow: bool,
+    follow: Option<crate::watch::WatchMode>,
 ) -> Result<()> {
+    // `follow`: keep printing, noticing changes in this mode.
+    let watch_mode = follow;
+    let follow = follow.is_some();
     use std::io::{Read, Seek, SeekFrom, Write};
     crate::names::validate("task id", task).map_err(Error::Usage)?;
     let plan: Plan = required(&s.plan_json())?;
@@ -565,7 +568,7 @@ pub fn logs(
     let watch = if follow {
         Some(crate::watch::start(
             &[s.task_dir(task)],
-            crate::watch::WatchMode::from_env()?,
+            watch_mode.unwrap_or(crate::watch::WatchMode::Poll),
             tx,
             |_| Some(()),
         )?)

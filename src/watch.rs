@@ -69,7 +69,7 @@ impl WatchMode {
 
 /// Which changes a watcher reports. Never opens, closes or attribute changes: with those,
 /// every read of a watched file woke every watcher of it, the orchestrator's own polling
-/// included (issue 5). The inotify backend filters in the kernel, so unwanted events cost
+/// included. The inotify backend filters in the kernel, so unwanted events cost
 /// no wake-up at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kinds {
@@ -96,7 +96,7 @@ impl Kinds {
 
 /// What to watch: directories with their whole subtree, or just their own entries. A
 /// per-task subdirectory nobody waits on (`claimed/`, `done/`) stays unwatched, which saves
-/// an event per rename to every watcher of the tree (issue 5).
+/// an event per rename to every watcher of the tree.
 #[derive(Debug, Clone)]
 pub struct Spec {
     kinds: Kinds,
@@ -250,22 +250,31 @@ pub fn event_touches(ev: &notify::Result<notify::Event>, pred: impl Fn(&Path) ->
     }
 }
 
+/// How a blocking verb waits: the watch mode (decided once, from the command line or the
+/// environment, by the CLI) and how long before it gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    pub mode: WatchMode,
+    pub timeout: Option<Duration>,
+}
+
 /// Block until `check` returns `Some`, re-checking whenever something changes under `dirs`
 /// (and on the rescan timer), or until `timeout` passes (then `Ok(None)`). Used by the
 /// blocking verbs (`worker checkpoint`, `wait-signal`, `recv --wait`, ...).
 pub fn wait_for<T>(
     dirs: &[PathBuf],
-    timeout: Option<Duration>,
+    wait: Wait,
     mut check: impl FnMut() -> Result<Option<T>>,
 ) -> Result<Option<T>> {
+    let timeout = wait.timeout;
     // Often the answer is there already (the last party at a barrier, a signal raised
     // earlier): then no watcher is started. Starting one costs a thread and two round trips
-    // with it, ~6 ms on this project's VMs, which was most of a barrier's latency (issue 5).
+    // with it, ~6 ms on this project's VMs, which was most of a barrier's latency.
     if let Some(v) = check()? {
         return Ok(Some(v));
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    let w = start(dirs, WatchMode::from_env()?, tx, |_| Some(()))?;
+    let w = start(dirs, wait.mode, tx, |_| Some(()))?;
     let mode = w.mode();
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     loop {
@@ -327,7 +336,7 @@ mod tests {
         seen
     }
 
-    // Issue 5: notify 8 watched opens, so every read of a watched file woke its watchers.
+    // `notify` 8 watched opens, so every read of a watched file woke its watchers.
     // Reading and appending are silent for `Arrivals`; a rename into the directory (how
     // `shutdown` and `kill` arrive) and a link (how assignments arrive) are not.
     #[test]
@@ -371,7 +380,7 @@ mod tests {
         assert_eq!(seen, vec!["events.jsonl".to_string()]);
     }
 
-    // The orchestrator watches each worker's journal file alone (issue 5): the worker's
+    // The orchestrator watches each worker's journal file alone: the worker's
     // console lines and heartbeats next to it must not wake it.
     #[test]
     fn a_flat_watch_of_a_file_sees_its_appends_and_not_its_neighbours() {

@@ -45,7 +45,7 @@ pub struct WorkerConfig {
     /// Launcher name recorded in `worker.json`.
     pub launcher: String,
     /// Keep running (so a tmux window stays open) after a task failed, until the session
-    /// ends (issue 2).
+    /// ends.
     pub hold_failed: bool,
     pub durable: bool,
 }
@@ -128,7 +128,7 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         boot_id: crate::process::boot_id(),
     };
     // worker.json first: the `ready` line is what wakes the orchestrator, which watches
-    // our journal, not our directory (issue 5), and reads worker.json when it wakes.
+    // our journal, not our directory, and reads worker.json when it wakes.
     fsio::write_json(&w.session.worker_json(&w.cfg.id), &info)?;
     w.journal.append_worker(&WorkerEvent::Ready {
         pid: std::process::id(),
@@ -144,10 +144,10 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
     result
 }
 
-/// Bump the heartbeat counter every second until `stop` is dropped (issue 3 uses it to
-/// find workers that are alive but stuck). A channel, not a flag polled between sleeps, so
-/// a worker told to stop exits at once (a 100 ms poll added up to 100 ms to every session's
-/// end: issue 5).
+/// Bump the heartbeat counter every second until `stop` is dropped (the orchestrator uses
+/// it to find workers that are alive but stuck). A channel, not a flag polled between
+/// sleeps, so a worker told to stop exits at once (a 100 ms poll added up to 100 ms to
+/// every session's end).
 fn heartbeat(path: PathBuf) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
     let (stop, stopped) = mpsc::channel::<()>();
     let handle = thread::spawn(move || {
@@ -207,7 +207,7 @@ impl Worker {
     }
 
     fn main_loop(&mut self) -> Result<i32> {
-        // Arrivals only, in our directory and `assigned/` (issue 5): our own journal
+        // Arrivals only, in our directory and `assigned/`: our own journal
         // appends, console lines and claim renames are then no events at all.
         let spec = watch::Spec::new(watch::Kinds::Arrivals)
             .flat(self.session.worker_dir(&self.cfg.id))
@@ -226,7 +226,7 @@ impl Worker {
         loop {
             let mut ran = false;
             for (task, attempt) in self.in_handover_order()? {
-                // Claim it first (issue 5): the orchestrator may withdraw an assignment
+                // Claim it first: the orchestrator may withdraw an assignment
                 // queued behind our running task, and of its rename and ours exactly one
                 // succeeds.
                 let id = &self.cfg.id;
@@ -273,7 +273,7 @@ impl Worker {
     }
 
     /// Unclaimed assignments in the order the orchestrator handed them over (`seq`): with
-    /// one queued behind another (issue 5) the first must run first. Usually there is one,
+    /// one queued behind another, the first must run first. Usually there is one,
     /// which needs no reading; an unreadable one sorts last (running it reports why).
     fn in_handover_order(&self) -> Result<Vec<(String, u32)>> {
         let mut v = self.session.assignments(&self.cfg.id)?;
@@ -328,7 +328,7 @@ impl Worker {
         };
         let secs = record.duration_ms as f64 / 1000.0;
         // The whole record, not just the exit code: the orchestrator takes the exit from
-        // this line and reads no `exit.json` while we live (issue 5).
+        // this line and reads no `exit.json` while we live.
         self.journal.append_worker(&WorkerEvent::Exited(record))?;
         self.say(&format!(
             "task {task} (attempt {attempt}) {how} after {secs:.1}s"
@@ -418,7 +418,7 @@ impl Worker {
         };
         let pid = child.id();
         // The start is a journal line, not a file of its own: one file creation less per
-        // task on the path between two tasks (issue 5).
+        // task on the path between two tasks.
         let started = Started {
             task: task.into(),
             attempt,
@@ -455,7 +455,7 @@ impl Worker {
         )?;
         let timed_out = ended_by.as_deref() == Some("timed_out");
         // Whatever the task left behind in its group (`sleep 1000 &`) goes with it, so no
-        // orphan holds our pipes or outlives the attempt (issue 3).
+        // orphan holds our pipes or outlives the attempt.
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         // A grandchild that escaped the group (its own setsid) may still hold the pipes;
         // do not wait for it forever.
@@ -499,7 +499,7 @@ impl Worker {
         let pid = child.id();
         let pgid = Pid::from_raw(pid as i32);
         // Readable when the task's main process has exited: one poll waits for it and for
-        // our bell, with no thread in between (issue 5).
+        // our bell, with no thread in between.
         let pidfd = crate::bell::pidfd(pid);
         let reap = |child: &mut std::process::Child| {
             child.try_wait().map_err(|e| {
@@ -555,7 +555,7 @@ impl Worker {
 
 /// Whether a change at `path` (in our directory or `assigned/`) is news for the loop:
 /// `shutdown` and `kill` always; a new assignment only when we are not `busy` running a
-/// task, since a task queued behind a running one (issue 5) would otherwise wake the loop
+/// task, since a task queued behind a running one would otherwise wake the loop
 /// for nothing once per task (it looks in `assigned/` when the task ends).
 fn wakes_worker(path: &Path, busy: bool) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -566,7 +566,7 @@ fn wakes_worker(path: &Path, busy: bool) -> bool {
     !fsio::is_hidden(name) && (name == "shutdown" || name == "kill" || (assignment && !busy))
 }
 
-/// Our own directory first on PATH, so tasks can call `worker checkpoint ...` (issue 4).
+/// Our own directory first on PATH, so tasks can call `worker checkpoint ...`.
 fn path_with_our_dir() -> std::ffi::OsString {
     let mut parts: Vec<PathBuf> = Vec::new();
     if let Some(dir) = std::env::current_exe()
@@ -608,7 +608,7 @@ fn tee(
     });
 }
 
-/// A task's result file, if present, must be a JSON object (issue 2).
+/// A task's result file, if present, must be a JSON object.
 /// Whether the attempt left a result file, and what is wrong with it, if anything.
 fn check_result(path: &Path) -> (bool, Option<String>) {
     match fsio::read_capped(path, fsio::JSON_CAP) {

@@ -120,7 +120,7 @@ def main(raw_path, out_path):
         if r["kind"] == "dist" and r["values"]:
             r["notes"].insert(0, f"p95 {fmt(r['p95'], r['unit'])}, n={r['n']}")
 
-    # Targets (issue 5).
+    # Targets.
     quick = meta.get("quick") == "1"
     targets = []
 

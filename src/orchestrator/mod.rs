@@ -56,6 +56,7 @@ pub struct RunConfig {
     pub launcher: LauncherKind,
     pub watch: WatchMode,
     pub durable: bool,
+    pub env: launch::LaunchEnv,
 }
 
 /// A validated `orchestrator resume` / `retry` configuration.
@@ -69,6 +70,7 @@ pub struct ResumeConfig {
     pub durable: bool,
     /// Tasks to re-run (with their skipped dependents) in a finished session.
     pub retry: Vec<String>,
+    pub env: launch::LaunchEnv,
     /// Carry on past a command that fails (reported as a warning): for `cancel` taking
     /// over a session whose orchestrator failed, where stopping everything matters more
     /// than the write that failed before.
@@ -144,7 +146,7 @@ impl Orchestrator {
     /// this fails before `Session::create` (the worker binary is located first).
     pub fn create(cfg: RunConfig) -> Result<Orchestrator> {
         fsio::set_durable(cfg.durable);
-        let cmd = WorkerCommand::locate(cfg.watch, cfg.durable)?;
+        let cmd = WorkerCommand::locate(cfg.watch, cfg.durable, &cfg.env)?;
         let session = Session::create(&cfg.sessions_root, &cfg.plan.name)?;
         let lock = take_lock(&session)?;
         let started_at = proto::now_rfc3339();
@@ -161,7 +163,7 @@ impl Orchestrator {
             },
         )?;
         fsio::write_json(&session.plan_json(), &cfg.plan)?;
-        let launcher = launch::make(cfg.launcher, cmd, &session, cfg.plan.keep_windows);
+        let launcher = launch::make(cfg.launcher, cmd, &session, cfg.plan.keep_windows, &cfg.env);
         let mut journal = Journal::open(&session)?;
         journal.append(&Event::SessionStarted {
             session: session.id().to_string(),

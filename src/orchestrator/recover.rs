@@ -50,14 +50,14 @@ impl Orchestrator {
                 session.id()
             )));
         }
-        let cmd = WorkerCommand::locate(cfg.watch, cfg.durable)?;
+        let cmd = WorkerCommand::locate(cfg.watch, cfg.durable, &cfg.env)?;
         let kind = cfg.launcher.unwrap_or_else(|| {
             info.launcher
                 .parse::<LauncherKind>()
                 .unwrap_or(LauncherKind::Auto)
-                .resolve()
+                .resolve(&cfg.env)
         });
-        let launcher = launch::make(kind, cmd, &session, plan.keep_windows);
+        let launcher = launch::make(kind, cmd, &session, plan.keep_windows, &cfg.env);
         let mut journal = Journal::open(&session)?;
         let mut history = crate::journal::read_history(&session)?;
         if !cfg.retry.is_empty() {

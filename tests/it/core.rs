@@ -1,4 +1,4 @@
-//! Issue 2: plan → session → workers → status, end to end.
+//! Plan → session → workers → status, end to end.
 
 use std::fs;
 use std::time::Duration;
@@ -68,8 +68,7 @@ fn parallel_limit_is_never_exceeded() {
             recorded("0.2")
         ));
     }
-    let p = sb.write("limit.toml", &plan);
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    let o = sb.run_plan("limit.toml", &plan, &[]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let spans = spans(&sb.out());
     assert_eq!(spans.len(), 8);
@@ -91,7 +90,7 @@ fn parallel_limit_is_never_exceeded() {
 #[test]
 fn failed_task_skips_dependents_but_not_independent_branch() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "fail.toml",
         r#"
 name = "fail"
@@ -115,21 +114,26 @@ id = "after-solo"
 run = "true"
 after = ["solo"]
 "#,
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
     let session = session_of(&o);
-    let st = status_json(&sb, &session);
-    assert_eq!(st["state"], "failed");
-    assert_eq!(task_state(&st, "bad"), "failed");
-    assert_eq!(task_state(&st, "after-bad"), "skipped");
-    assert_eq!(task_state(&st, "after-after"), "skipped");
-    assert_eq!(task_state(&st, "solo"), "succeeded");
-    assert_eq!(task_state(&st, "after-solo"), "succeeded");
-    let outcome = read_json(&session.join("tasks/bad/outcome.json")).unwrap();
-    assert_eq!(outcome["exit_code"], 3);
-    assert_eq!(outcome["reason"], "exited with code 3");
-    let skipped = read_json(&session.join("tasks/after-after/outcome.json")).unwrap();
+    assert_status(
+        &sb,
+        &session,
+        "failed",
+        &[
+            ("bad", "failed"),
+            ("after-bad", "skipped"),
+            ("after-after", "skipped"),
+            ("solo", "succeeded"),
+            ("after-solo", "succeeded"),
+        ],
+    );
+    let bad = outcome(&session, "bad");
+    assert_eq!(bad["exit_code"], 3);
+    assert_eq!(bad["reason"], "exited with code 3");
+    let skipped = outcome(&session, "after-after");
     assert_eq!(skipped["state"], "skipped");
     assert_eq!(
         fs::read_to_string(session.join("tasks/bad/attempt-1/stderr.log")).unwrap(),
@@ -154,10 +158,10 @@ fn status_json_on_finished_session() {
     ]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let session = session_of(&o);
-    let id = session.file_name().unwrap().to_str().unwrap();
+    let id = session_id(&session);
     assert!(id.starts_with("diamond-"), "{id}");
     // By id under the root, and as the default (newest) session.
-    for args in [vec!["status", id, "--json"], vec!["status", "--json"]] {
+    for args in [vec!["status", &id, "--json"], vec!["status", "--json"]] {
         let o = sb.run(&args);
         assert!(o.status.success(), "{}", stderr(&o));
         let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -180,7 +184,7 @@ fn status_json_on_finished_session() {
             assert!(w["pid"].as_u64().is_some());
         }
     }
-    // Issue 5: handled assignments are moved to `done/`, not deleted (on ext4 without a
+    // Handled assignments are moved to `done/`, not deleted (on ext4 without a
     // journal every recently deleted inode slows each later file creation): `assigned/`
     // holds only work in flight, and nothing is lost for a person reading the session.
     let mut done = Vec::new();
@@ -228,7 +232,7 @@ fn status_json_on_finished_session() {
     }
     assert_eq!(kinds.last().map(String::as_str), Some("session_finished"));
     // The human table names every task.
-    let o = sb.run(&["status", id]);
+    let o = sb.run(&["status", &id]);
     let text = stdout(&o);
     assert!(
         text.starts_with(&format!("session {id} (succeeded): 4/4 tasks done")),
@@ -268,7 +272,7 @@ fn truncated_exit_json_is_an_error_naming_the_file() {
 #[test]
 fn result_json_becomes_the_outcome_and_bad_json_fails_the_task() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "res.toml",
         r#"
 name = "res"
@@ -283,15 +287,15 @@ run = 'echo "{not json" > "$MAESTRO_RESULT"'
 id = "none"
 cmd = ["true"]
 "#,
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let session = session_of(&o);
-    let good = read_json(&session.join("tasks/good/outcome.json")).unwrap();
+    let good = outcome(&session, "good");
     assert_eq!(good["state"], "succeeded");
     assert_eq!(good["result"]["rows"], 42);
     // The worker says whether a result file was left (the orchestrator reads one only
-    // then), and its `exited` line carries the whole exit record (issue 5).
+    // then), and its `exited` line carries the whole exit record.
     for (task, has) in [("good", true), ("bad", true), ("none", false)] {
         let exit = read_json(&session.join(format!("tasks/{task}/attempt-1/exit.json"))).unwrap();
         assert_eq!(exit["has_result"], has, "{task}: {exit}");
@@ -304,10 +308,10 @@ cmd = ["true"]
         assert!(obj.remove("ts").is_some());
         assert_eq!(line, exit, "{task}");
     }
-    let none = read_json(&session.join("tasks/none/outcome.json")).unwrap();
+    let none = outcome(&session, "none");
     assert_eq!(none["state"], "succeeded");
     assert_eq!(none["result"], Value::Null);
-    let bad = read_json(&session.join("tasks/bad/outcome.json")).unwrap();
+    let bad = outcome(&session, "bad");
     assert_eq!(bad["state"], "failed");
     let reason = bad["reason"].as_str().unwrap();
     let path = session.join("tasks/bad/attempt-1/result.json");
@@ -317,21 +321,21 @@ cmd = ["true"]
     );
 }
 
-/// With `-q` the closing line is counted from `summary.json`, not a status snapshot (issue
-/// 5); its text must not change.
+/// With `-q` the closing line is counted from `summary.json`, not a status snapshot; its
+/// text must not change.
 #[test]
 fn quiet_run_ends_with_the_count_of_succeeded_tasks() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "count.toml",
         "name = \"count\"\nworkers = 2\n\
          [[task]]\nid = \"ok\"\ncmd = [\"true\"]\n\
          [[task]]\nid = \"no\"\ncmd = [\"false\"]\n",
+        &["-q"],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let session = session_of(&o);
-    let id = session.file_name().unwrap().to_str().unwrap();
+    let id = session_id(&session);
     assert_eq!(
         stderr(&o).lines().last().unwrap(),
         format!("session {id} failed: 1/2 tasks succeeded")
@@ -341,7 +345,7 @@ fn quiet_run_ends_with_the_count_of_succeeded_tasks() {
 #[test]
 fn task_environment_and_argv_commands() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "env.toml",
         r#"
 name = "env"
@@ -356,11 +360,11 @@ id = "argv"
 cmd = ["printf", "%s|", "a b", "$HOME"]
 after = ["shell"]
 "#,
+        &["-q"],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let session = session_of(&o);
-    let id = session.file_name().unwrap().to_str().unwrap();
+    let id = session_id(&session);
     let out = fs::read_to_string(session.join("tasks/shell/attempt-1/stdout.log")).unwrap();
     assert_eq!(out, format!("hi shell w1 1 {id}\n"));
     // No shell: arguments arrive verbatim.
@@ -371,14 +375,14 @@ after = ["shell"]
 #[test]
 fn missing_cwd_fails_the_task_with_a_clear_reason() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "cwd.toml",
         "name = \"cwd\"\n[[task]]\nid = \"a\"\nrun = \"true\"\ncwd = \"no/such/dir\"\n",
+        &["-q"],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let outcome = read_json(&session_of(&o).join("tasks/a/outcome.json")).unwrap();
-    let reason = outcome["reason"].as_str().unwrap();
+    let a = outcome(&session_of(&o), "a");
+    let reason = a["reason"].as_str().unwrap();
     let dir = sb.path().join("no/such/dir");
     assert!(
         reason.starts_with(&format!(
@@ -392,33 +396,27 @@ fn missing_cwd_fails_the_task_with_a_clear_reason() {
 #[test]
 fn leftover_background_child_does_not_hold_the_task_open() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "bg.toml",
         "name = \"bg\"\n[[task]]\nid = \"a\"\nrun = 'sleep 1000 & echo $! > \"$OUT/pid\"'\n",
+        &["-q"],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let pid = fs::read_to_string(sb.out().join("pid")).unwrap();
-    let pid_str = pid.trim().to_string();
     // The group was killed when the task's main process exited.
-    wait_until(
-        Duration::from_secs(20),
-        "the grandchild to be killed",
-        || process_gone(&pid_str),
-    );
+    wait_gone(pid_in(&sb.out().join("pid")), "the grandchild to be killed");
 }
 
 #[test]
 fn list_and_logs() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "logs.toml",
         "name = \"logs\"\n[[task]]\nid = \"a\"\nrun = 'echo line-one; echo line-two; echo err >&2'\n",
+        &["-q"],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let session = session_of(&o);
-    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let id = session_id(&session);
     let o = sb.run(&["list"]);
     let text = stdout(&o);
     let line = text
@@ -477,7 +475,7 @@ cmd = ["true"]
 after = ["pick"]
 "#,
     );
-    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let id = session_id(&session);
     let st = status_json(&sb, &session);
     assert_eq!(task_state(&st, "p1"), "lost");
     let o = sb.run(&["status", &id]);
@@ -502,7 +500,7 @@ fn list_and_status_name_the_entries_they_refuse() {
         "one.toml",
         "name = \"one\"\n[[task]]\nid = \"a\"\ncmd = [\"true\"]\n",
     );
-    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let id = session_id(&session);
     let stray = sb.sessions().join("stray");
     fs::create_dir(&stray).unwrap();
     // Not writable by others whatever the umask: refused for what it lacks, not its mode.
@@ -565,11 +563,11 @@ fn run_refuses_bad_flags_before_creating_anything() {
 #[test]
 fn status_shows_a_running_tasks_progress() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "prog.toml",
         "name = \"prog\"\n[[task]]\nid = \"mig\"\nrun = 'worker progress 42 \"batch 17 of 40\"; while [ ! -e \"$OUT/go\" ]; do sleep 0.02; done'\n",
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     let mut st = serde_json::Value::Null;
     wait_until(Duration::from_secs(20), "progress in status", || {
         st = status_json(&sb, &session);
@@ -577,7 +575,7 @@ fn status_shows_a_running_tasks_progress() {
     });
     assert_eq!(st["tasks"][0]["state"], "running");
     assert_eq!(st["tasks"][0]["progress"]["message"], "batch 17 of 40");
-    // The worker's state comes from the last line of its own journal (issue 5).
+    // The worker's state comes from the last line of its own journal.
     assert_eq!(st["workers"][0]["state"], "running", "{st}");
     assert_eq!(st["workers"][0]["task"], "mig", "{st}");
     let journal = fs::read_to_string(session.join("workers/w1/events.jsonl")).unwrap();
@@ -588,7 +586,7 @@ fn status_shows_a_running_tasks_progress() {
         (Some("mig"), Some(1))
     );
     assert!(last["pid"].as_u64().is_some(), "{last}");
-    // The start is that line, not a file (issue 5): with the group id the orchestrator
+    // The start is that line, not a file: with the group id the orchestrator
     // needs to stop the task if the worker dies, and the start time `status` shows.
     assert_eq!(last["pgid"], last["pid"], "{last}");
     assert_eq!(last["worker"], "w1", "{last}");
@@ -620,18 +618,13 @@ fn status_shows_a_running_tasks_progress() {
 fn sessions_of_long_plan_names_are_found_by_id() {
     let sb = Sandbox::new();
     let name = "n".repeat(64);
-    let p = sb.write(
+    let o = sb.run_plan(
         "long.toml",
         &format!("name = \"{name}\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n"),
+        &["-q"],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let id = session_of(&o)
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = session_id(&session_of(&o));
     assert!(id.len() > 64);
     let o = sb.run(&["status", &id, "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -1,4 +1,4 @@
-//! Issue 4: messages, shared data and progress, with the real binaries: many concurrent
+//! Messages, shared data and progress, with the real binaries: many concurrent
 //! senders into one inbox, the orchestrator's own inbox, values shared between tasks,
 //! progress reports, and the exact text and exit code of every refusal and timeout.
 
@@ -13,11 +13,11 @@ use crate::util::*;
 
 /// Run a finished two-task session (`a`, `b`) to call verbs against directly.
 fn finished_session(sb: &Sandbox) -> PathBuf {
-    let p = sb.write(
+    let o = sb.run_plan(
         "two.toml",
         "name = \"two\"\n[[task]]\nid = \"a\"\nrun = 'true'\n[[task]]\nid = \"b\"\nrun = 'true'\n",
+        &["-q"],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     session_of(&o)
 }
@@ -67,8 +67,7 @@ fn four_senders_800_messages_each_received_once_in_sender_order() {
             "[[task]]\nid = \"{s}\"\nrun = 'i=1; while [ $i -le 200 ]; do worker send --to sink \"$MAESTRO_TASK:$i\" || exit 1; i=$((i+1)); done'\n"
         ));
     }
-    let p = sb.write("fanin.toml", &plan);
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    let o = sb.run_plan("fanin.toml", &plan, &["-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let got = fs::read_to_string(sb.out().join("got")).unwrap();
     let lines: Vec<&str> = got.lines().collect();
@@ -188,13 +187,13 @@ fn concurrent_receivers_of_one_inbox_never_get_a_message_twice() {
 #[test]
 fn orchestrator_send_and_inbox_round_trip() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "chat.toml",
         "name = \"chat\"\nworkers = 2\n\
          [[task]]\nid = \"a\"\nrun = 'worker send --to orchestrator \"ready a\" && worker recv --wait --timeout 30s > \"$OUT/a\"'\n\
          [[task]]\nid = \"b\"\nrun = 'echo \"{\\\"n\\\": 2}\" | worker send --to orchestrator --json - && worker recv --wait --timeout 30s --json > \"$OUT/b\"'\n",
+        &["-q"],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     let s = session.to_str().unwrap();
     let mut lines: Vec<String> = Vec::new();
     wait_until(Duration::from_secs(20), "both tasks to write in", || {
@@ -253,7 +252,7 @@ fn orchestrator_send_and_inbox_round_trip() {
 fn message_refusals_and_timeouts_have_exact_errors() {
     let sb = Sandbox::new();
     let session = finished_session(&sb);
-    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let id = session_id(&session);
     assert_eq!(
         res(&worker(&session, "a", &["send", "--to", "zz", "hi"])),
         fail(
@@ -455,13 +454,13 @@ fn shared_values_set_get_wait_and_refusals() {
 #[test]
 fn get_wait_blocks_until_another_task_sets_the_key() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "share.toml",
         "name = \"share\"\nworkers = 2\n\
          [[task]]\nid = \"reader\"\nrun = 'touch \"$OUT/waiting\"; worker get port --wait --timeout 30s > \"$OUT/port\"; date +%s%N > \"$OUT/got-at\"'\n\
          [[task]]\nid = \"writer\"\nrun = 'while [ ! -e \"$OUT/waiting\" ]; do sleep 0.02; done; sleep 0.3; date +%s%N > \"$OUT/set-at\"; worker set port 5432'\n",
+        &["-q"],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(fs::read_to_string(sb.out().join("port")).unwrap(), "5432\n");
     let at = |f: &str| -> u128 {
@@ -477,12 +476,12 @@ fn get_wait_blocks_until_another_task_sets_the_key() {
 #[test]
 fn progress_is_recorded_per_attempt_and_bad_pct_is_refused() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "progress.toml",
         "name = \"prog\"\n\
          [[task]]\nid = \"p\"\nrun = 'worker progress 10 starting && worker progress 42.5 \"batch 17 of 40\" && { worker progress 150 2> \"$OUT/err\"; echo $? > \"$OUT/code\"; }'\n",
+        &["-q"],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let session = session_of(&o);
     let rec = read_json(&session.join("tasks/p/attempt-1/progress.json")).unwrap();

@@ -66,7 +66,8 @@ fn full_disk_publishes_nothing_half_and_the_session_resumes_after_space_is_freed
         return;
     }
     let _m = Mount(mnt.clone());
-    let p = sb.write(
+    let sessions = mnt.join("s");
+    let o = sb.run_plan(
         "full.toml",
         r#"
 name = "full"
@@ -82,17 +83,8 @@ after = ["filler"]
 id = "other"
 run = "echo other"
 "#,
+        &["-q", "--sessions-dir", sessions.to_str().unwrap()],
     );
-    let sessions = mnt.join("s");
-    let o = sb.run(&[
-        "run",
-        p.to_str().unwrap(),
-        "--launcher",
-        "background",
-        "-q",
-        "--sessions-dir",
-        sessions.to_str().unwrap(),
-    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     // Which write hits the full disk first depends on timing: one of the orchestrator's
@@ -115,9 +107,7 @@ run = "echo other"
         "background",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let st = status_json(&sb, &session);
-    assert_eq!(st["state"], "succeeded");
-    assert_eq!(task_state(&st, "after"), "succeeded");
+    assert_status(&sb, &session, "succeeded", &[("after", "succeeded")]);
     all_json_whole(&session);
 }
 
@@ -153,11 +143,11 @@ fn planted_symlink_in_a_session_does_not_redirect_writes() {
 #[test]
 fn status_of_a_session_with_hand_truncated_files_names_them() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "t.toml",
         "name = \"t\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        &["-q"],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(0));
     let session = session_of(&o);
     let outcome = session.join("tasks/a/outcome.json");

@@ -1,4 +1,4 @@
-//! Issue 2: every plan error gives its exact message, exit code 2, and creates nothing.
+//! Every plan error gives its exact message, exit code 2, and creates nothing.
 
 use crate::util::*;
 

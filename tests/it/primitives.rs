@@ -1,4 +1,4 @@
-//! Issue 4: checkpoints, signals, locks, races and completion markers, with real binaries
+//! Checkpoints, signals, locks, races and completion markers, with real binaries
 //! and several concurrent tasks.
 
 use std::fs;
@@ -26,8 +26,7 @@ fn barrier_releases_nobody_before_the_last_arrives() {
             "[[task]]\nid = \"{t}\"\nrun = 'sleep 0.{i}; date +%s%N >> \"$OUT/arrive\"; worker checkpoint api --timeout 30s; date +%s%N >> \"$OUT/leave\"'\n"
         ));
     }
-    let p = sb.write("barrier.toml", &plan);
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
+    let o = sb.run_plan("barrier.toml", &plan, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let arrive = ns_lines(&sb.out().join("arrive"));
     let leave = ns_lines(&sb.out().join("leave"));
@@ -45,13 +44,13 @@ fn barrier_releases_nobody_before_the_last_arrives() {
 #[test]
 fn barrier_breaks_when_a_participant_fails_and_names_it() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "broken.toml",
         "name = \"broken\"\nworkers = 2\n[[checkpoint]]\nname = \"sync\"\ntasks = [\"ok\", \"bad\"]\n\
          [[task]]\nid = \"ok\"\nrun = 'worker checkpoint sync --timeout 30s 2> \"$OUT/err\"; echo $? > \"$OUT/code\"'\n\
          [[task]]\nid = \"bad\"\nrun = 'sleep 0.2; exit 4'\n",
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(fs::read_to_string(sb.out().join("code")).unwrap(), "1\n");
     assert_eq!(
@@ -63,24 +62,18 @@ fn barrier_breaks_when_a_participant_fails_and_names_it() {
 #[test]
 fn reassigned_participant_passes_through_with_its_earlier_arrival() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "pass.toml",
         "name = \"pass\"\nworkers = 2\n[[checkpoint]]\nname = \"cp\"\ntasks = [\"a\", \"b\"]\n\
          [[task]]\nid = \"a\"\nrun = 'worker checkpoint cp --timeout 30s; echo \"a$MAESTRO_ATTEMPT\" >> \"$OUT/passed\"; if [ \"$MAESTRO_ATTEMPT\" = 1 ]; then sleep 1000; fi'\n\
          [[task]]\nid = \"b\"\nrun = 'while [ ! -e \"$OUT/go\" ]; do sleep 0.02; done; worker checkpoint cp --timeout 30s'\n",
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     wait_until(Duration::from_secs(20), "a to arrive", || {
         session.join("checkpoints/cp/a.ready").exists()
     });
     let w = started_by(&session, "a", 1).unwrap();
-    let pid = read_json(&session.join(format!("workers/{w}/worker.json"))).unwrap()["pid"]
-        .as_u64()
-        .unwrap();
-    Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
+    signal(worker_pid(&session, &w), "-KILL");
     wait_until(Duration::from_secs(20), "a's second attempt", || {
         started_line(&session, "a", 2).is_some()
     });
@@ -92,13 +85,13 @@ fn reassigned_participant_passes_through_with_its_earlier_arrival() {
 #[test]
 fn signal_starts_the_downstream_task_before_the_upstream_exits() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "signal.toml",
         "name = \"pipe\"\nworkers = 2\n\
          [[task]]\nid = \"extract\"\nrun = 'worker signal first-batch; while [ ! -e \"$OUT/consumer-started\" ]; do sleep 0.02; done; date +%s%N > \"$OUT/extract-end\"'\n\
          [[task]]\nid = \"load\"\nrun = 'date +%s%N > \"$OUT/load-start\"; touch \"$OUT/consumer-started\"'\nafter = [\"signal:first-batch\"]\n",
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let start = ns_lines(&sb.out().join("load-start"))[0];
     let end = ns_lines(&sb.out().join("extract-end"))[0];
@@ -108,16 +101,16 @@ fn signal_starts_the_downstream_task_before_the_upstream_exits() {
 #[test]
 fn never_raised_signal_skips_its_waiters_and_wait_signal_times_out() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "nosignal.toml",
         "name = \"nosig\"\n\
          [[task]]\nid = \"up\"\nrun = 'worker wait-signal never --timeout 300ms 2> \"$OUT/err\"; echo $? > \"$OUT/code\"'\n\
          [[task]]\nid = \"down\"\nrun = 'true'\nafter = [\"signal:never\"]\n",
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let session = session_of(&o);
-    let down = read_json(&session.join("tasks/down/outcome.json")).unwrap();
+    let down = outcome(&session, "down");
     assert_eq!(down["state"], "skipped");
     assert_eq!(down["reason"], "signal never was never raised");
     assert_eq!(fs::read_to_string(sb.out().join("code")).unwrap(), "1\n");
@@ -137,8 +130,7 @@ fn lock_serialises_read_modify_write_of_eight_tasks() {
             "[[task]]\nid = \"t{i}\"\nrun = '''\nfor n in $(seq 100); do\n  worker lock counter --timeout 60s -- sh -c 'v=$(cat \"$OUT/counter\"); sleep 0.001; echo $((v+1)) > \"$OUT/counter\"'\ndone\n'''\n"
         ));
     }
-    let p = sb.write("counter.toml", &plan);
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    let o = sb.run_plan("counter.toml", &plan, &["-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         fs::read_to_string(sb.out().join("counter")).unwrap().trim(),
@@ -149,23 +141,17 @@ fn lock_serialises_read_modify_write_of_eight_tasks() {
 #[test]
 fn lock_order_violation_is_refused_at_once() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "order.toml",
         "name = \"order\"\n[locks]\norder = [\"schema\", \"table\", \"row\"]\n\
          [[task]]\nid = \"good\"\nrun = 'worker lock schema -- worker lock table -- true'\n\
          [[task]]\nid = \"bad\"\nrun = 'worker lock table -- worker lock schema -- true 2> \"$OUT/err\"'\n",
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let session = session_of(&o);
-    assert_eq!(
-        read_json(&session.join("tasks/good/outcome.json")).unwrap()["state"],
-        "succeeded"
-    );
-    assert_eq!(
-        read_json(&session.join("tasks/bad/outcome.json")).unwrap()["state"],
-        "failed"
-    );
+    assert_eq!(outcome(&session, "good")["state"], "succeeded");
+    assert_eq!(outcome(&session, "bad")["state"], "failed");
     assert_eq!(
         fs::read_to_string(sb.out().join("err")).unwrap(),
         "error: order violation: task bad holds lock table and may not take schema (order: schema > table > row)\n"
@@ -180,7 +166,7 @@ fn two_task_deadlock_is_broken_by_failing_the_lowest_priority_wait() {
             "worker lock {first} -- sh -c 'touch \"$OUT/{gate}\"; while [ ! -e \"$OUT/a-has\" ] || [ ! -e \"$OUT/b-has\" ]; do sleep 0.02; done; worker lock {second} -- true' 2> \"$OUT/err-$MAESTRO_TASK\""
         )
     };
-    let p = sb.write(
+    let o = sb.run_plan(
         "deadlock.toml",
         &format!(
             "name = \"deadlock\"\nworkers = 2\n\
@@ -189,18 +175,12 @@ fn two_task_deadlock_is_broken_by_failing_the_lowest_priority_wait() {
             take("x", "y", "a-has"),
             take("y", "x", "b-has")
         ),
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let session = session_of(&o);
-    assert_eq!(
-        read_json(&session.join("tasks/a/outcome.json")).unwrap()["state"],
-        "succeeded"
-    );
-    assert_eq!(
-        read_json(&session.join("tasks/b/outcome.json")).unwrap()["state"],
-        "failed"
-    );
+    assert_eq!(outcome(&session, "a")["state"], "succeeded");
+    assert_eq!(outcome(&session, "b")["state"], "failed");
     let err = fs::read_to_string(sb.out().join("err-b")).unwrap();
     assert!(
         err.starts_with("error: lock x: deadlock: ")
@@ -218,7 +198,7 @@ fn two_task_deadlock_is_broken_by_failing_the_lowest_priority_wait() {
 #[test]
 fn race_first_success_wins_and_losers_are_lost() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "race.toml",
         r#"
 name = "race"
@@ -242,14 +222,19 @@ run = 'worker result design > "$OUT/result"'
 after = ["design"]
 marks = ["DESIGN_DONE.md"]
 "#,
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     let session = session_of(&o);
     let st = status_json(&sb, &session);
-    assert_eq!(task_state(&st, "fast"), "succeeded");
-    assert_eq!(task_state(&st, "slow"), "lost");
-    assert_eq!(task_state(&st, "broken"), "failed");
-    assert_eq!(task_state(&st, "use"), "succeeded");
+    assert_states(
+        &st,
+        &[
+            ("fast", "succeeded"),
+            ("slow", "lost"),
+            ("broken", "failed"),
+            ("use", "succeeded"),
+        ],
+    );
     assert_eq!(
         fs::read_to_string(sb.out().join("result")).unwrap(),
         "{\"by\":\"fast\"}\n"
@@ -268,7 +253,7 @@ marks = ["DESIGN_DONE.md"]
 #[test]
 fn race_best_picks_the_highest_score_once_all_finished() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "best.toml",
         r#"
 name = "best"
@@ -292,14 +277,12 @@ id = "after"
 run = 'worker result plan > "$OUT/result"'
 after = ["plan"]
 "#,
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let session = session_of(&o);
     let st = status_json(&sb, &session);
-    assert_eq!(task_state(&st, "p2"), "succeeded");
-    assert_eq!(task_state(&st, "p1"), "lost");
-    assert_eq!(task_state(&st, "p3"), "lost");
+    assert_states(&st, &[("p2", "succeeded"), ("p1", "lost"), ("p3", "lost")]);
     assert_eq!(
         fs::read_to_string(sb.out().join("result")).unwrap(),
         "{\"name\":\"p2\",\"score\":9}\n"
@@ -313,12 +296,12 @@ after = ["plan"]
 #[test]
 fn verb_timeouts_and_misuse_have_clear_errors() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "verbs.toml",
         "name = \"verbs\"\n[[checkpoint]]\nname = \"cp\"\ntasks = [\"a\", \"b\"]\n\
          [[task]]\nid = \"a\"\nrun = 'true'\n[[task]]\nid = \"b\"\nrun = 'true'\nafter = [\"a\"]\n",
+        &["-q"],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let session = session_of(&o);
     let verb = |task: &str, args: &[&str]| {
@@ -364,7 +347,7 @@ fn verb_timeouts_and_misuse_have_clear_errors() {
             Some(2),
             format!(
                 "error: session {} has no task \"zz\"\n",
-                session.file_name().unwrap().to_str().unwrap()
+                session_id(&session)
             )
         )
     );
@@ -405,27 +388,25 @@ fn verb_timeouts_and_misuse_have_clear_errors() {
     );
 }
 
-/// Issue 5: a task's directory is made when it is first assigned, not at session start
+/// A task's directory is made when it is first assigned, not at session start
 /// (10 000 mkdirs before the first task could start); a task that has not run yet is still
 /// a task of the session for every verb.
 #[test]
 fn pending_task_without_a_directory_is_still_a_task() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "pending.toml",
         "name = \"pending\"\n[[task]]\nid = \"a\"\n\
          run = 'while [ ! -e \"$OUT/go\" ]; do sleep 0.02; done'\n\
          [[task]]\nid = \"b\"\nrun = 'true'\nafter = [\"a\"]\n",
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
-    wait_until(Duration::from_secs(30), "a to start", || {
-        started_line(&session, "a", 1).is_some()
-    });
+    wait_started(&session, "a", 1);
     assert!(
         !session.join("tasks/b").exists(),
         "b's directory waits for b"
     );
-    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let id = session_id(&session);
     let verb = |args: &[&str]| {
         let out = Command::new(WORKER)
             .args(args)
@@ -454,7 +435,7 @@ fn pending_task_without_a_directory_is_still_a_task() {
     assert!(session.join("tasks/b/outcome.json").exists());
 }
 
-/// Issue 5: parties that see everyone arrived go on by themselves (the orchestrator's
+/// Parties that see everyone arrived go on by themselves (the orchestrator's
 /// `proceed` is its record, not their wake-up), so a barrier releases even while no
 /// orchestrator runs (it died, or is being resumed).
 #[test]

@@ -1,4 +1,4 @@
-//! Issue 3: dead and stuck workers, epochs, retries, timeouts, resume, manual control.
+//! Dead and stuck workers, epochs, retries, timeouts, resume, manual control.
 
 use std::fs;
 use std::path::Path;
@@ -9,70 +9,17 @@ use serde_json::Value;
 
 use crate::util::*;
 
-/// Kill (or stop/continue) a process by pid with `kill -SIG`.
-fn signal(pid: u64, sig: &str) {
-    let st = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill {sig} {pid}");
-}
-
-fn worker_pid(session: &Path, wid: &str) -> u64 {
-    read_json(&session.join("workers").join(wid).join("worker.json")).unwrap()["pid"]
-        .as_u64()
-        .unwrap()
-}
-
-fn wait_started(session: &Path, task: &str, attempt: u32) -> String {
-    let mut w = None;
-    wait_until(
-        Duration::from_secs(30),
-        &format!("{task} attempt {attempt} to start"),
-        || {
-            w = started_by(session, task, attempt);
-            w.is_some()
-        },
-    );
-    w.unwrap()
-}
-
-fn events(session: &Path) -> Vec<Value> {
-    fs::read_to_string(session.join("events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn has_event(session: &Path, kind: &str, task: &str, attempt: u64) -> bool {
-    events(session)
-        .iter()
-        .any(|e| e["event"] == kind && e["task"] == task && e["attempt"] == attempt)
-}
-
-/// A task that blocks until `$OUT/<file>` exists, recording each run.
-fn gated(file: &str) -> String {
-    format!(
-        "echo \"$MAESTRO_ATTEMPT\" >> \"$OUT/runs-$MAESTRO_TASK\"; while [ ! -e \"$OUT/{file}\" ]; do sleep 0.02; done"
-    )
-}
-
-fn outcome(session: &Path, task: &str) -> Value {
-    read_json(&session.join(format!("tasks/{task}/outcome.json"))).expect("outcome.json")
-}
-
 #[test]
 fn sigkilled_worker_task_completes_on_another_worker() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "kill.toml",
         &format!(
             "name = \"kill\"\nworkers = 1\n[[task]]\nid = \"long\"\nrun = '{}'\n",
             gated("go")
         ),
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     let w1 = wait_started(&session, "long", 1);
     signal(worker_pid(&session, &w1), "-KILL");
     let w2 = wait_started(&session, "long", 2);
@@ -94,7 +41,7 @@ fn sigkilled_worker_task_completes_on_another_worker() {
 #[test]
 fn stopped_worker_past_its_lease_loses_its_task_and_its_late_result_is_refused() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "stop.toml",
         &format!(
             "name = \"stop\"\nworkers = 2\nlease = \"1s\"\n\
@@ -103,8 +50,8 @@ fn stopped_worker_past_its_lease_loses_its_task_and_its_late_result_is_refused()
             gated("go"),
             gated("end")
         ),
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     let w1 = wait_started(&session, "long", 1);
     let pid = worker_pid(&session, &w1);
     signal(pid, "-STOP");
@@ -145,8 +92,7 @@ fn chaos_random_worker_kills_never_double_accept() {
             i % 5
         ));
     }
-    let p = sb.write("chaos.toml", &plan);
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    let session = sb.start_plan("chaos.toml", &plan, &["-q"]);
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut kills = 0;
     let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
@@ -220,8 +166,7 @@ fn killed_orchestrator_is_resumed_without_rerunning_tasks() {
             "[[task]]\nid = \"t{i}\"\nrun = 'echo $MAESTRO_ATTEMPT >> \"$OUT/runs-$MAESTRO_TASK\"; sleep 0.15'\n{after}"
         ));
     }
-    let p = sb.write("resume.toml", &plan);
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+    let session = sb.start_plan("resume.toml", &plan, &["-q"]);
     let s = session.to_str().unwrap().to_string();
     let mut seed: u64 = 7;
     for round in 0..4 {
@@ -232,11 +177,7 @@ fn killed_orchestrator_is_resumed_without_rerunning_tasks() {
         if session.join("summary.json").exists() {
             break;
         }
-        let pid = read_json(&session.join("orchestrator/info.json")).unwrap()["pid"]
-            .as_u64()
-            .unwrap();
-        signal(pid, "-KILL");
-        let _ = sb.wait_last(Duration::from_secs(30));
+        sb.kill_orchestrator(&session);
         let again = sb.start(&["resume", &s, "-q"]);
         assert_eq!(again, session, "round {round}");
     }
@@ -262,37 +203,28 @@ fn killed_orchestrator_is_resumed_without_rerunning_tasks() {
 #[test]
 fn grandchild_does_not_keep_a_dead_worker_alive_and_dies_with_its_group() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "gc.toml",
         "name = \"gc\"\nworkers = 1\n[[task]]\nid = \"a\"\n\
          run = 'if [ \"$MAESTRO_ATTEMPT\" = 1 ]; then sleep 1000 & echo $! > \"$OUT/gc\"; wait; fi'\n",
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     let w1 = wait_started(&session, "a", 1);
     wait_until(Duration::from_secs(30), "grandchild pid", || {
         sb.out().join("gc").exists()
     });
-    let gc: u64 = fs::read_to_string(sb.out().join("gc"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let gc = pid_in(&sb.out().join("gc"));
     signal(worker_pid(&session, &w1), "-KILL");
     // Death is seen (the grandchild does not hold the worker's lock) and the task moves on.
     wait_started(&session, "a", 2);
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
-    let pid_str = gc.to_string();
-    wait_until(
-        Duration::from_secs(20),
-        "the grandchild to be killed",
-        || process_gone(&pid_str),
-    );
+    wait_gone(gc, "the grandchild to be killed");
 }
 
 #[test]
 fn retries_with_exponential_backoff() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "retry.toml",
         r#"
 name = "retry"
@@ -307,8 +239,8 @@ run = 'exit 7'
 retries = 1
 backoff = { initial = "50ms" }
 "#,
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let session = session_of(&o);
     let flaky = outcome(&session, "flaky");
@@ -329,7 +261,7 @@ backoff = { initial = "50ms" }
     assert_eq!(hopeless["attempt"], 2);
     assert_eq!(hopeless["reason"], "exited with code 7");
     // A scheduled retry's record goes once the task is decided, either way (the
-    // orchestrator only looks for it in tasks that had one: issue 5).
+    // orchestrator only looks for it in tasks that had one).
     for t in ["flaky", "hopeless"] {
         assert!(
             !session.join(format!("tasks/{t}/retry.json")).exists(),
@@ -346,11 +278,11 @@ backoff = { initial = "50ms" }
 #[test]
 fn status_shows_retrying_with_time_to_next_attempt() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "wait.toml",
         "name = \"wait\"\n[[task]]\nid = \"a\"\nrun = 'exit 1'\nretries = 1\nbackoff = { initial = \"60s\", jitter = 0 }\n",
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     let s = session.to_str().unwrap().to_string();
     let mut reason = String::new();
     wait_until(Duration::from_secs(20), "state retrying", || {
@@ -370,12 +302,12 @@ fn status_shows_retrying_with_time_to_next_attempt() {
 #[test]
 fn timeout_kills_the_whole_process_group() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "timeout.toml",
         "name = \"timeout\"\n[[task]]\nid = \"slow\"\n\
          run = 'sleep 1000 & echo $! > \"$OUT/bg\"; sleep 1000'\ntimeout = \"500ms\"\nkill_grace = \"200ms\"\n",
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let session = session_of(&o);
     let out = outcome(&session, "slow");
@@ -389,13 +321,7 @@ fn timeout_kills_the_whole_process_group() {
     );
     let exit = read_json(&session.join("tasks/slow/attempt-1/exit.json")).unwrap();
     assert_eq!(exit["timed_out"], true);
-    let bg = fs::read_to_string(sb.out().join("bg")).unwrap();
-    let pid_str = bg.trim().to_string();
-    wait_until(
-        Duration::from_secs(20),
-        "the background sleep to die",
-        || process_gone(&pid_str),
-    );
+    wait_gone(pid_in(&sb.out().join("bg")), "the background sleep to die");
     let st = status_json(&sb, &session);
     assert_eq!(st["tasks"][0]["attempts"][0]["ended"], "timed_out");
 }
@@ -403,7 +329,7 @@ fn timeout_kills_the_whole_process_group() {
 #[test]
 fn saved_progress_survives_into_the_next_attempt() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "save.toml",
         r#"
 name = "save"
@@ -418,8 +344,8 @@ if [ "$MAESTRO_ATTEMPT" = 1 ]; then worker save batch 40; exit 1; fi
 echo '{"done": true}' | worker save --json - summary
 '''
 "#,
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         fs::read_to_string(sb.out().join("log")).unwrap(),
@@ -436,15 +362,15 @@ echo '{"done": true}' | worker save --json - summary
 #[test]
 fn reassign_moves_a_running_task_and_errors_are_clear() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "re.toml",
         &format!(
             "name = \"re\"\nworkers = 2\n[[task]]\nid = \"long\"\nrun = '{}'\n[[task]]\nid = \"later\"\nrun = \"true\"\nafter = [\"long\"]\n",
             "if [ \"$MAESTRO_ATTEMPT\" = 1 ]; then sleep 1000; fi"
         ),
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
-    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let id = session_id(&session);
     let w1 = wait_started(&session, "long", 1);
     let o = sb.run(&["reassign", &id, "later"]);
     assert_eq!(o.status.code(), Some(1));
@@ -495,7 +421,7 @@ fn reassign_moves_a_running_task_and_errors_are_clear() {
 #[test]
 fn cancel_one_task_cancels_its_dependents_only() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "cancel.toml",
         &format!(
             "name = \"cancel\"\nworkers = 2\n\
@@ -504,9 +430,9 @@ fn cancel_one_task_cancels_its_dependents_only() {
              [[task]]\nid = \"other\"\nrun = '{}'\n",
             gated("go")
         ),
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
-    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let id = session_id(&session);
     wait_started(&session, "long", 1);
     let o = sb.run(&["cancel", &id, "long"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -523,9 +449,14 @@ fn cancel_one_task_cancels_its_dependents_only() {
     fs::write(sb.out().join("go"), "").unwrap();
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 1);
     let st = status_json(&sb, &session);
-    assert_eq!(task_state(&st, "long"), "cancelled");
-    assert_eq!(task_state(&st, "child"), "cancelled");
-    assert_eq!(task_state(&st, "other"), "succeeded");
+    assert_states(
+        &st,
+        &[
+            ("long", "cancelled"),
+            ("child", "cancelled"),
+            ("other", "succeeded"),
+        ],
+    );
     let exit = read_json(&session.join("tasks/long/attempt-1/exit.json")).unwrap();
     assert_eq!(exit["killed_by"], "cancelled");
 }
@@ -533,17 +464,17 @@ fn cancel_one_task_cancels_its_dependents_only() {
 #[test]
 fn retry_reruns_a_failed_task_and_its_skipped_dependents() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "rr.toml",
         "name = \"rr\"\nworkers = 2\n\
          [[task]]\nid = \"ok\"\nrun = 'echo x >> \"$OUT/runs-ok\"'\n\
          [[task]]\nid = \"bad\"\nrun = '[ -e \"$OUT/fixed\" ]'\n\
          [[task]]\nid = \"after\"\nrun = 'echo x >> \"$OUT/runs-after\"'\nafter = [\"bad\", \"ok\"]\n",
+        &["-q"],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
     assert_eq!(o.status.code(), Some(1));
     let session = session_of(&o);
-    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    let id = session_id(&session);
     let o = sb.run(&["retry", &id, "ok"]);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
@@ -578,21 +509,21 @@ fn retry_reruns_a_failed_task_and_its_skipped_dependents() {
 #[test]
 fn second_orchestrator_on_a_live_session_is_refused() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "live.toml",
         &format!(
             "name = \"live\"\n[[task]]\nid = \"a\"\nrun = '{}'\n",
             gated("go")
         ),
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     wait_started(&session, "a", 1);
     let info = read_json(&session.join("orchestrator/info.json")).unwrap();
     let pid = info["pid"].as_u64().unwrap();
     let host = info["host"].as_str().unwrap().to_string();
     let o = sb.run(&["resume", session.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3));
-    let id = session.file_name().unwrap().to_str().unwrap();
+    let id = session_id(&session);
     assert_eq!(
         stderr(&o),
         format!("error: session {id} already has a live orchestrator (pid {pid} on {host})\n")
@@ -604,24 +535,20 @@ fn second_orchestrator_on_a_live_session_is_refused() {
 #[test]
 fn cancel_without_a_live_orchestrator_takes_over_and_stops_everything() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "orphan.toml",
         "name = \"orphan\"\nworkers = 2\n\
          [[task]]\nid = \"long\"\nrun = 'sleep 1000 & echo $! > \"$OUT/bg\"; wait'\n\
          [[task]]\nid = \"later\"\nrun = \"true\"\nafter = [\"long\"]\n",
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     wait_started(&session, "long", 1);
     wait_until(Duration::from_secs(30), "the background sleep", || {
         sb.out().join("bg").exists()
     });
     // The orchestrator dies (a Ctrl-C, a kill): its workers and the task keep running.
-    let pid = read_json(&session.join("orchestrator/info.json")).unwrap()["pid"]
-        .as_u64()
-        .unwrap();
-    signal(pid, "-KILL");
-    let _ = sb.wait_last(Duration::from_secs(30));
-    let id = session.file_name().unwrap().to_str().unwrap().to_string();
+    sb.kill_orchestrator(&session);
+    let id = session_id(&session);
     let o = sb.run(&["status", &id]);
     assert!(
         stdout(&o).starts_with(&format!("session {id} (interrupted): 0/2 tasks done\n")),
@@ -635,25 +562,24 @@ fn cancel_without_a_live_orchestrator_takes_over_and_stops_everything() {
         stdout(&o),
         format!("session {id} cancelled (2 tasks stopped or dropped)\n")
     );
-    let st = status_json(&sb, &session);
-    assert_eq!(st["state"], "cancelled");
-    assert_eq!(task_state(&st, "long"), "cancelled");
-    assert_eq!(task_state(&st, "later"), "cancelled");
-    let bg = fs::read_to_string(sb.out().join("bg")).unwrap();
-    let pid_str = bg.trim().to_string();
-    wait_until(
-        Duration::from_secs(20),
+    assert_status(
+        &sb,
+        &session,
+        "cancelled",
+        &[("long", "cancelled"), ("later", "cancelled")],
+    );
+    wait_gone(
+        pid_in(&sb.out().join("bg")),
         "the task's process group to be stopped",
-        || process_gone(&pid_str),
     );
 }
 
-/// Issue 5: a task queued behind a long one goes to a worker that is idle instead of
+/// A task queued behind a long one goes to a worker that is idle instead of
 /// waiting, and keeps its attempt number (it never ran).
 #[test]
 fn queued_task_moves_to_an_idle_worker_instead_of_waiting_behind_a_long_one() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "queue.toml",
         &format!(
             "name = \"queue\"\nworkers = 2\n\
@@ -662,8 +588,8 @@ fn queued_task_moves_to_an_idle_worker_instead_of_waiting_behind_a_long_one() {
              [[task]]\nid = \"b\"\ncmd = [\"true\"]\n",
             gated("go")
         ),
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     wait_until(Duration::from_secs(30), "a and b to finish", || {
         session.join("tasks/a/outcome.json").exists()
             && session.join("tasks/b/outcome.json").exists()
@@ -693,13 +619,13 @@ fn queued_task_moves_to_an_idle_worker_instead_of_waiting_behind_a_long_one() {
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
 }
 
-/// Issue 5: a worker killed while a task is queued behind its running one: the running
+/// A worker killed while a task is queued behind its running one: the running
 /// task is lost (a new attempt), the queued one is given back untouched (same attempt, no
 /// lost attempt counted against `max_reassign`).
 #[test]
 fn killed_worker_gives_back_its_queued_task_without_losing_an_attempt() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "queue-kill.toml",
         &format!(
             "name = \"queue-kill\"\nworkers = 1\n\
@@ -707,8 +633,8 @@ fn killed_worker_gives_back_its_queued_task_without_losing_an_attempt() {
              [[task]]\nid = \"next\"\ncmd = [\"true\"]\n",
             gated("go")
         ),
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     let w1 = wait_started(&session, "long", 1);
     let queued = session.join(format!("workers/{w1}/assigned/next.1"));
     wait_until(
@@ -743,13 +669,13 @@ fn killed_worker_gives_back_its_queued_task_without_losing_an_attempt() {
     assert!(session.join(format!("workers/{w1}/done/next.1")).exists());
 }
 
-/// Issue 5: a task lost with its worker starts again on the replacement worker, never
+/// A task lost with its worker starts again on the replacement worker, never
 /// stuck in the queue behind another worker's long task (the orchestrator queues nothing
 /// while a worker is starting, and withdraws a queued task when a worker is idle).
 #[test]
 fn lost_task_starts_again_on_the_new_worker_not_behind_a_busy_one() {
     let mut sb = Sandbox::new();
-    let p = sb.write(
+    let session = sb.start_plan(
         "requeue.toml",
         &format!(
             "name = \"requeue\"\nworkers = 2\n\
@@ -759,8 +685,8 @@ fn lost_task_starts_again_on_the_new_worker_not_behind_a_busy_one() {
             gated("go"),
             gated("go-b")
         ),
+        &[],
     );
-    let session = sb.start(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     let wa = wait_started(&session, "a", 1);
     wait_started(&session, "b", 1);
     signal(worker_pid(&session, &wa), "-KILL");
@@ -775,13 +701,13 @@ fn lost_task_starts_again_on_the_new_worker_not_behind_a_busy_one() {
 }
 
 /// The worker writes `exit.json`, then journals `exited`, from which the orchestrator takes
-/// the exit while the worker lives (issue 5). A worker that dies between the two must not
+/// the exit while the worker lives. A worker that dies between the two must not
 /// lose the attempt: on its death the orchestrator reads `exit.json`. Here the task plants
 /// its own exit record and SIGKILLs its worker, which is that window.
 #[test]
 fn exit_json_without_its_journal_line_is_accepted_when_the_worker_dies() {
     let sb = Sandbox::new();
-    let p = sb.write(
+    let o = sb.run_plan(
         "planted.toml",
         r#"
 name = "planted"
@@ -794,8 +720,8 @@ printf '{"task":"%s","attempt":%s,"worker":"%s","exit_code":0,"signal":null,"sta
 kill -9 "$PPID"
 """
 "#,
+        &[],
     );
-    let o = sb.run(&["run", p.to_str().unwrap(), "--launcher", "background"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let session = session_of(&o);
     let a = outcome(&session, "a");

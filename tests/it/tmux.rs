@@ -63,8 +63,7 @@ after = ["a", "b"]
         &["run", p.to_str().unwrap(), "--launcher", "tmux"],
         &[("MAESTRO_TMUX_SOCKET", &sock)],
     );
-    let id = session.file_name().unwrap().to_str().unwrap().to_string();
-    let target = id.replace('.', "_");
+    let target = session_id(&session).replace('.', "_");
     // While a and b block, both workers' windows exist.
     wait_until(Duration::from_secs(20), "two worker windows", || {
         let w = tmux_windows(&sock, &target);
@@ -114,11 +113,11 @@ run = "touch \"$OUT/long-started\"; while [ ! -e \"$OUT/go\" ]; do sleep 0.05; d
         &["run", p.to_str().unwrap(), "--launcher", "tmux"],
         &[("MAESTRO_TMUX_SOCKET", &sock)],
     );
-    let target = session.file_name().unwrap().to_str().unwrap().to_string();
+    let target = session_id(&session);
     wait_until(Duration::from_secs(20), "bad to fail", || {
         session.join("tasks/bad/outcome.json").exists()
     });
-    let bad_worker = read_json(&session.join("tasks/bad/outcome.json")).unwrap()["worker"]
+    let bad_worker = outcome(&session, "bad")["worker"]
         .as_str()
         .unwrap()
         .to_string();
@@ -157,7 +156,7 @@ fn keep_windows_leaves_every_window_open_after_the_session() {
         &[("MAESTRO_TMUX_SOCKET", &sock)],
     );
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
-    let target = session.file_name().unwrap().to_str().unwrap().to_string();
+    let target = session_id(&session);
     let windows = tmux_windows(&sock, &target);
     assert!(windows.contains(&"w1".to_string()), "{windows:?}");
     // The dead panes still show what ran there.
@@ -183,24 +182,15 @@ fn resume_adds_windows_to_the_existing_tmux_session() {
         &["run", p.to_str().unwrap(), "--launcher", "tmux"],
         &[("MAESTRO_TMUX_SOCKET", &sock)],
     );
-    let target = session.file_name().unwrap().to_str().unwrap().to_string();
+    let target = session_id(&session);
     wait_until(Duration::from_secs(30), "two workers registered", || {
         session.join("workers/w1/worker.json").exists()
             && session.join("workers/w2/worker.json").exists()
     });
-    wait_until(Duration::from_secs(30), "a to start", || {
-        started_line(&session, "a", 1).is_some()
-    });
+    let busy = wait_started(&session, "a", 1);
     // The orchestrator and the idle worker die; the busy one keeps its window.
-    let orch = read_json(&session.join("orchestrator/info.json")).unwrap()["pid"]
-        .as_u64()
-        .unwrap();
-    let busy = started_by(&session, "a", 1).unwrap();
     let idle = if busy == "w1" { "w2" } else { "w1" };
-    let idle_pid = read_json(&session.join(format!("workers/{idle}/worker.json"))).unwrap()["pid"]
-        .as_u64()
-        .unwrap();
-    for pid in [orch, idle_pid] {
+    for pid in [orchestrator_pid(&session), worker_pid(&session, idle)] {
         Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status()

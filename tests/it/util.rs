@@ -71,13 +71,30 @@ impl Sandbox {
         run_with_deadline(c, Duration::from_secs(120))
     }
 
+    /// Write `text` as plan `file` and run it to completion with background workers and
+    /// the `extra` flags of `orchestrator run`.
+    pub fn run_plan(&self, file: &str, text: &str, extra: &[&str]) -> Output {
+        let p = self.write(file, text);
+        let mut args = vec!["run", p.to_str().unwrap(), "--launcher", "background"];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
     /// Write `text` as plan `file`, run it to completion with background workers, check
     /// that it succeeded, and return its session directory.
     pub fn run_ok(&self, file: &str, text: &str) -> PathBuf {
-        let p = self.write(file, text);
-        let o = self.run(&["run", p.to_str().unwrap(), "--launcher", "background", "-q"]);
+        let o = self.run_plan(file, text, &["-q"]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         session_of(&o)
+    }
+
+    /// Write `text` as plan `file` and start it in the background (see [`Sandbox::start`])
+    /// with background workers and the `extra` flags of `orchestrator run`.
+    pub fn start_plan(&mut self, file: &str, text: &str, extra: &[&str]) -> PathBuf {
+        let p = self.write(file, text);
+        let mut args = vec!["run", p.to_str().unwrap(), "--launcher", "background"];
+        args.extend_from_slice(extra);
+        self.start(&args)
     }
 
     /// Start `orchestrator run ...` in the background; returns its session directory (the
@@ -116,6 +133,13 @@ impl Sandbox {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGKILL the session's running orchestrator (the last one this sandbox started) and
+    /// reap it.
+    pub fn kill_orchestrator(&mut self, session: &Path) {
+        signal(orchestrator_pid(session), "-KILL");
+        let _ = self.wait_last(Duration::from_secs(30));
     }
 
     pub fn tmux_socket(&mut self) -> String {
@@ -223,6 +247,105 @@ pub fn started_line(session: &Path, task: &str, attempt: u32) -> Option<Value> {
 /// The worker that started `attempt` of `task`, once it has.
 pub fn started_by(session: &Path, task: &str, attempt: u32) -> Option<String> {
     started_line(session, task, attempt).map(|v| v["worker"].as_str().unwrap().to_string())
+}
+
+/// Wait (30 s at most) for `attempt` of `task` to start; returns the worker that started it.
+pub fn wait_started(session: &Path, task: &str, attempt: u32) -> String {
+    let mut w = None;
+    wait_until(
+        Duration::from_secs(30),
+        &format!("{task} attempt {attempt} to start"),
+        || {
+            w = started_by(session, task, attempt);
+            w.is_some()
+        },
+    );
+    w.unwrap()
+}
+
+/// The process group of `attempt` of `task`, from its `started` line.
+pub fn pgid_of(session: &Path, task: &str, attempt: u32) -> i64 {
+    started_line(session, task, attempt).unwrap()["pgid"]
+        .as_i64()
+        .unwrap()
+}
+
+/// The orchestrator's journal (`events.jsonl`), parsed; empty while there is none.
+pub fn events(session: &Path) -> Vec<Value> {
+    fs::read_to_string(session.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Whether the orchestrator journalled event `kind` for `attempt` of `task`.
+pub fn has_event(session: &Path, kind: &str, task: &str, attempt: u64) -> bool {
+    events(session)
+        .iter()
+        .any(|e| e["event"] == kind && e["task"] == task && e["attempt"] == attempt)
+}
+
+/// `tasks/<task>/outcome.json`, which must be there and readable.
+pub fn outcome(session: &Path, task: &str) -> Value {
+    read_json(&session.join(format!("tasks/{task}/outcome.json")))
+        .unwrap_or_else(|| panic!("no readable tasks/{task}/outcome.json"))
+}
+
+/// A session's id: the name of its directory.
+pub fn session_id(session: &Path) -> String {
+    session.file_name().unwrap().to_str().unwrap().to_string()
+}
+
+/// The pid in worker `wid`'s `worker.json`.
+pub fn worker_pid(session: &Path, wid: &str) -> u64 {
+    read_json(&session.join("workers").join(wid).join("worker.json")).unwrap()["pid"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Every worker pid a session recorded, by worker id.
+pub fn worker_pids(session: &Path) -> Vec<(String, u64)> {
+    let mut v = Vec::new();
+    for w in fs::read_dir(session.join("workers")).unwrap().flatten() {
+        let id = w.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = read_json(&w.path().join("worker.json")).and_then(|j| j["pid"].as_u64())
+        {
+            v.push((id, pid));
+        }
+    }
+    v.sort();
+    v
+}
+
+/// The pid in `orchestrator/info.json`: the session's last orchestrator.
+pub fn orchestrator_pid(session: &Path) -> u64 {
+    read_json(&session.join("orchestrator/info.json")).unwrap()["pid"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A shell snippet that blocks until `$OUT/<file>` exists.
+pub fn wait_for_file(file: &str) -> String {
+    format!("while [ ! -e \"$OUT/{file}\" ]; do sleep 0.05; done")
+}
+
+/// A task body that records each run in `$OUT/runs-<task>` and blocks until `$OUT/<file>`
+/// exists.
+pub fn gated(file: &str) -> String {
+    format!(
+        "echo \"$MAESTRO_ATTEMPT\" >> \"$OUT/runs-$MAESTRO_TASK\"; {}",
+        wait_for_file(file)
+    )
+}
+
+/// A task body whose first attempt blocks until `$OUT/<file>` exists (after `setup`, shell
+/// commands ending in `;` or empty); later attempts succeed at once.
+pub fn first_attempt_waits_for(file: &str, setup: &str) -> String {
+    format!(
+        "if [ \"$MAESTRO_ATTEMPT\" = 1 ]; then {setup}{}; fi",
+        wait_for_file(file)
+    )
 }
 
 fn unsafe_kill(target: &str) {
@@ -339,8 +462,105 @@ pub fn task_state(status: &Value, id: &str) -> String {
         .to_string()
 }
 
+/// Assert a session's state in `status --json`, and that of each task in `tasks`
+/// (`(task, state)` pairs).
+pub fn assert_status(sb: &Sandbox, session: &Path, state: &str, tasks: &[(&str, &str)]) {
+    let st = status_json(sb, session);
+    assert_eq!(st["state"], state);
+    assert_states(&st, tasks);
+}
+
+/// Assert the state of each task in a `status --json` value: `(task, state)` pairs.
+pub fn assert_states(status: &Value, expected: &[(&str, &str)]) {
+    for (task, state) in expected {
+        assert_eq!(task_state(status, task), *state, "state of task {task}");
+    }
+}
+
 /// Whether process `pid` is gone (or a zombie waiting to be reaped).
 pub fn process_gone(pid: &str) -> bool {
     let proc = PathBuf::from(format!("/proc/{}", pid.trim()));
     !proc.exists() || fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z"))
+}
+
+/// Send `sig` (`-KILL`, `-STOP`, `-CONT`, ...) to process `pid`, which must exist.
+pub fn signal(pid: u64, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+/// The pid a task wrote in `path` (`echo $! > "$OUT/bg"`).
+pub fn pid_in(path: &Path) -> u64 {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.trim().parse().unwrap()
+}
+
+/// Wait (20 s at most) for process `pid` to be gone; `what` says what it is.
+pub fn wait_gone(pid: u64, what: &str) {
+    let pid = pid.to_string();
+    wait_until(Duration::from_secs(20), what, || process_gone(&pid));
+}
+
+/// The live (not zombie) processes of process group `pgid`.
+pub fn group_members(pgid: i64) -> Vec<u64> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 2 && f[0] != "Z" && f[2].parse::<i64>() == Ok(pgid) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// What is still alive among `workers` (pids) and `groups` (process group ids), as text.
+pub fn survivors(workers: &[(String, u64)], groups: &[(String, i64)]) -> Vec<String> {
+    let mut left = Vec::new();
+    for (id, pid) in workers {
+        if !process_gone(&pid.to_string()) {
+            left.push(format!("worker {id} (pid {pid})"));
+        }
+    }
+    for (what, pgid) in groups {
+        let m = group_members(*pgid);
+        if !m.is_empty() {
+            left.push(format!("{what} (group {pgid}: pids {m:?})"));
+        }
+    }
+    left
+}
+
+/// Wait until every worker and group in the lists is gone; panic naming what is left.
+pub fn wait_all_gone(
+    limit: Duration,
+    when: &str,
+    workers: &[(String, u64)],
+    groups: &[(String, i64)],
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = survivors(workers, groups);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{when}, still running after {limit:?}: {}",
+            left.join(", ")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
