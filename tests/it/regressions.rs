@@ -557,3 +557,79 @@ fn ctrl_c_on_run_stops_every_worker_and_task_and_leaves_the_session_interrupted(
 fn sigterm_on_run_exits_143_and_stops_everything() {
     interrupt_run("-TERM", 143);
 }
+
+/// A second Ctrl-C does not wait for the grace: every attempt's group is killed at once
+/// and the session stays interrupted (stubborn ignores SIGTERM and has an hour's grace).
+#[test]
+fn a_second_ctrl_c_kills_every_task_at_once() {
+    let mut sb = Sandbox::new();
+    let session = sb.start_plan(
+        "int2.toml",
+        &format!(
+            "name = \"int2\"\nworkers = 1\n\
+             [[task]]\nid = \"stubborn\"\nkill_grace = \"1h\"\n\
+             run = 'trap \"\" TERM; echo > \"$OUT/armed\"; {}'\n",
+            wait_for_file("go")
+        ),
+        &[],
+    );
+    wait_started(&session, "stubborn", 1);
+    wait_until(
+        Duration::from_secs(30),
+        "stubborn to ignore SIGTERM",
+        || sb.out().join("armed").exists(),
+    );
+    let workers = worker_pids(&session);
+    let groups = vec![(
+        "task stubborn".to_string(),
+        pgid_of(&session, "stubborn", 1),
+    )];
+    let orch = orchestrator_pid(&session);
+    signal(orch, "-INT");
+    wait_until(
+        Duration::from_secs(30),
+        "the session to be stopping",
+        || {
+            journal_lines_of(&session, "session_state")
+                .iter()
+                .any(|e| e["state"] == "stopping")
+        },
+    );
+    signal(orch, "-INT");
+    let got = sb.wait_last(Duration::from_secs(30));
+    wait_all_gone(
+        Duration::from_secs(15),
+        "after a second SIGINT",
+        &workers,
+        &groups,
+    );
+    assert_eq!(got, 130);
+    assert_eq!(status_json(&sb, &session)["state"], "interrupted");
+}
+
+/// A closed terminal (SIGHUP) stops nothing: the orchestrator carries on and the session
+/// succeeds.
+#[test]
+fn sighup_on_run_stops_nothing() {
+    let mut sb = Sandbox::new();
+    let session = sb.start_plan(
+        "hup.toml",
+        &format!(
+            "name = \"hup\"\nworkers = 1\n[[task]]\nid = \"a\"\nrun = '{}'\n",
+            wait_for_file("go")
+        ),
+        &[],
+    );
+    wait_started(&session, "a", 1);
+    signal(orchestrator_pid(&session), "-HUP");
+    fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+    assert_status(&sb, &session, "succeeded", &[("a", "succeeded")]);
+}
+
+fn journal_lines_of(session: &std::path::Path, kind: &str) -> Vec<serde_json::Value> {
+    events(session)
+        .into_iter()
+        .filter(|e| e["event"] == kind)
+        .collect()
+}

@@ -209,3 +209,45 @@ fn resume_adds_windows_to_the_existing_tmux_session() {
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
     assert_eq!(status_json(&sb, &session)["state"], "succeeded");
 }
+
+/// Ctrl-C on `run` with tmux workers: the tasks are stopped, the workers exit (their
+/// windows close) and the session is left interrupted, as with headless workers.
+#[test]
+fn ctrl_c_on_run_stops_tmux_workers_too() {
+    let mut sb = Sandbox::new();
+    let sock = sb.tmux_socket();
+    let p = sb.write(
+        "tint.toml",
+        &format!(
+            "name = \"tint\"\nworkers = 2\n[[task]]\nid = \"a\"\nrun = '{}'\n[[task]]\nid = \"b\"\nrun = '{}'\n",
+            wait_for_file("go"),
+            wait_for_file("go")
+        ),
+    );
+    let session = sb.start_with(
+        &["run", p.to_str().unwrap(), "--launcher", "tmux"],
+        &[("MAESTRO_TMUX_SOCKET", &sock)],
+    );
+    wait_started(&session, "a", 1);
+    wait_started(&session, "b", 1);
+    let workers = worker_pids(&session);
+    let groups: Vec<(String, i64)> = ["a", "b"]
+        .iter()
+        .map(|t| (format!("task {t}"), pgid_of(&session, t, 1)))
+        .collect();
+    signal(orchestrator_pid(&session), "-INT");
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 130);
+    wait_all_gone(
+        Duration::from_secs(15),
+        "after SIGINT with tmux workers",
+        &workers,
+        &groups,
+    );
+    assert_eq!(status_json(&sb, &session)["state"], "interrupted");
+    let target = session.file_name().unwrap().to_str().unwrap().to_string();
+    wait_until(
+        Duration::from_secs(15),
+        "the worker windows to close",
+        || tmux_windows(&sock, &target).is_empty(),
+    );
+}
