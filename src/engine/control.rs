@@ -142,12 +142,21 @@ impl Engine {
     fn cancel_one(&mut self, t: TaskIx, why: String, now: Instant) -> usize {
         let before = self.decided_count();
         if let Some((a, w)) = self.tasks[t].fence.clone() {
-            self.out.push(Command::Kill {
-                worker: w.clone(),
-                task: t,
-                attempt: a,
-                reason: KillReason::Cancelled,
-            });
+            // Only a running attempt is asked to stop now; one queued (and claimed) behind
+            // another is stopped when it starts (see `stop_if_unwanted`).
+            if self.worker_state(&w)
+                == Some(WorkerState::Busy {
+                    task: t,
+                    attempt: a,
+                })
+            {
+                self.out.push(Command::Kill {
+                    worker: w.clone(),
+                    task: t,
+                    attempt: a,
+                    reason: KillReason::Cancelled,
+                });
+            }
             self.journal(Event::AttemptEnded {
                 task: self.id(t),
                 attempt: a,

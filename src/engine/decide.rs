@@ -30,6 +30,7 @@ impl Engine {
             .as_ref()
             .is_some_and(|(a, w)| *a == attempt && w == wid)
             && self.tasks[t].decided.is_none();
+        let mut next = None;
         let was_running = if let Some(w) = self.workers.get_mut(wid)
             && w.state == (WorkerState::Busy { task: t, attempt })
         {
@@ -37,6 +38,7 @@ impl Engine {
                 Some((task, attempt)) => {
                     w.withdrawing = false;
                     w.claimed = false;
+                    next = Some((task, attempt));
                     WorkerState::Busy { task, attempt }
                 }
                 None => WorkerState::Idle,
@@ -46,6 +48,9 @@ impl Engine {
         } else {
             false
         };
+        if let Some((nt, na)) = next {
+            self.stop_if_unwanted(wid, nt, na);
+        }
         if was_running || current {
             self.out.push(Command::Retire {
                 worker: wid.to_string(),
@@ -65,6 +70,31 @@ impl Engine {
             self.hand_next(wid, now);
         }
         self.accept(t, attempt, wid, exit, now);
+    }
+
+    /// A queued attempt the worker claimed starts now that its running one ended: stop
+    /// it at once if it may no longer run (its task was decided, or the session is being
+    /// interrupted). Asked only now, because a worker's `kill` file names one attempt and
+    /// the one that just ended may have needed it until now.
+    fn stop_if_unwanted(&mut self, wid: &str, t: TaskIx, attempt: u32) {
+        let current = self.tasks[t]
+            .fence
+            .as_ref()
+            .is_some_and(|(a, w)| *a == attempt && w == wid)
+            && self.tasks[t].decided.is_none();
+        let reason = if matches!(self.phase, Phase::Interrupting(_)) {
+            super::KillReason::Interrupted
+        } else if !current {
+            super::KillReason::Cancelled
+        } else {
+            return;
+        };
+        self.out.push(Command::Kill {
+            worker: wid.to_string(),
+            task: t,
+            attempt,
+            reason,
+        });
     }
 
     fn stale(&mut self, t: TaskIx, attempt: u32, wid: &str, exit: &Exit) {

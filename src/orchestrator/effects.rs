@@ -495,9 +495,14 @@ impl Orchestrator {
                 duration_ms: summary.duration_ms,
             })?;
         }
-        // Tell every worker, including ones a previous orchestrator started.
+        // Tell every worker, including ones a previous orchestrator started and ones still
+        // starting (not alive yet: they read the file when they come up).
         for id in self.session.worker_ids()? {
-            if super::worker_alive(&self.session, &id) {
+            let known = self
+                .engine
+                .worker_state(&id)
+                .is_some_and(|s| s != crate::engine::WorkerState::Gone);
+            if known || super::worker_alive(&self.session, &id) {
                 fsio::write_json(
                     &self.session.worker_shutdown(&id),
                     &Shutdown {
