@@ -174,16 +174,23 @@ impl Engine {
         }
     }
 
-    /// Current attempts running now, against the worker limit. An attempt being stopped
-    /// after a reassign no longer counts: its task moves on at once, as a person asked.
+    /// Workers running a current attempt, or about to (one queued behind an attempt
+    /// being stopped starts as soon as it ends), against the worker limit. An attempt
+    /// being stopped after a reassign no longer counts by itself: its task moves on at
+    /// once, as a person asked.
     fn running_count(&self) -> usize {
+        let holds = |id: &str, (task, attempt): (TaskIx, u32)| {
+            self.tasks[task]
+                .fence
+                .as_ref()
+                .is_some_and(|(a, f)| *a == attempt && f == id)
+        };
         self.workers
             .iter()
             .filter(|(id, w)| match w.state {
-                WorkerState::Busy { task, attempt } => self.tasks[task]
-                    .fence
-                    .as_ref()
-                    .is_some_and(|(a, f)| *a == attempt && f == *id),
+                WorkerState::Busy { task, attempt } => {
+                    holds(id, (task, attempt)) || w.queued.is_some_and(|q| holds(id, q))
+                }
                 _ => false,
             })
             .count()
@@ -221,10 +228,11 @@ impl Engine {
         let ready_for_more: Vec<String> = self
             .workers
             .iter()
-            .filter(|(_, w)| {
+            .filter(|(id, w)| {
                 w.queued.is_none()
                     && matches!(w.state, WorkerState::Busy { task, attempt }
-                        if self.tasks[task].attempt == attempt && self.tasks[task].started)
+                        if self.tasks[task].started
+                            && self.tasks[task].fence.as_ref().is_some_and(|(a, f)| *a == attempt && f == *id))
             })
             .map(|(id, _)| id.clone())
             .collect();

@@ -1,7 +1,7 @@
 //! The orchestrator's decisions as a pure state machine: [`Engine::on`] takes a [`Fact`]
 //! and the current time and returns the [`Command`]s to carry out. Nothing in here reads
 //! a file, starts a process, looks at a clock or spawns a thread, so every rule is tested
-//! with plain values (see `tests.rs` and the model in `model.rs`).
+//! with plain values (see `tests/`, one file per rule module, and the model in `model/`).
 //!
 //! Where the rules live:
 //! - `dispatch.rs`: the one path from "ready" to "assigned" (idle workers first, then one

@@ -1,0 +1,204 @@
+//! What the model checks: the journal and the commands as they go by (who holds each
+//! task, whose exit was accepted, each decision), the worker limit after every step, and
+//! liveness at the end of the calm phase.
+
+use super::World;
+use crate::engine::*;
+use crate::journal::EndReason;
+
+impl World {
+    /// Follow the journal: who holds each task now, and whose exit was accepted.
+    pub(super) fn observe(&mut self, ev: &Event) {
+        self.history.apply(ev);
+        match ev {
+            Event::TaskAssigned {
+                task,
+                attempt,
+                worker,
+                ..
+            } => {
+                self.current
+                    .insert(task.clone(), (*attempt, worker.clone()));
+            }
+            Event::TaskAdopted {
+                task,
+                attempt,
+                worker,
+            } => {
+                self.stats.adopted += 1;
+                self.current
+                    .insert(task.clone(), (*attempt, worker.clone()));
+            }
+            Event::TaskWithdrawn {
+                task,
+                attempt,
+                worker,
+            } if self.current.get(task) == Some(&(*attempt, worker.clone())) => {
+                self.current.remove(task);
+            }
+            Event::AttemptEnded { worker: None, .. } => {
+                panic!("an ended attempt names its worker: {ev:?}")
+            }
+            Event::AttemptEnded {
+                task,
+                attempt,
+                worker: Some(worker),
+                reason,
+            } => {
+                let held = self.current.get(task) == Some(&(*attempt, worker.clone()));
+                if held {
+                    self.current.remove(task);
+                }
+                match reason {
+                    EndReason::Exited | EndReason::Failed | EndReason::TimedOut => {
+                        // An exit accepted: only the latest assignment's, and only once.
+                        assert!(
+                            held,
+                            "{task}: the exit of attempt {attempt} on {worker} accepted, \
+                             but the latest assignment is {:?}",
+                            self.current.get(task)
+                        );
+                        self.accepted
+                            .insert(task.clone(), (*attempt, worker.clone()));
+                    }
+                    EndReason::WorkerLost => self.stats.workers_lost += 1,
+                    EndReason::Reassigned => self.stats.reassigned += 1,
+                    EndReason::Stale => self.stats.stale += 1,
+                    EndReason::Cancelled | EndReason::Lost | EndReason::Interrupted => {
+                        panic!(
+                            "{task} attempt {attempt} ended {reason:?}: no one cancels or \
+                             interrupts, and there are no races"
+                        )
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn decision(&mut self, d: &Decision) {
+        let id = self.id(d.task);
+        assert!(
+            !self.decided.contains_key(&id),
+            "{id} decided twice: {:?} then {:?}",
+            self.decided.get(&id),
+            d.state
+        );
+        let dep_states: Vec<Option<TaskState>> = self.spec.deps[d.task]
+            .iter()
+            .map(|&p| self.decided.get(&self.id(p)).copied())
+            .collect();
+        match d.state {
+            TaskState::Succeeded => assert!(
+                dep_states.iter().all(|s| *s == Some(TaskState::Succeeded)),
+                "{id} succeeded before its dependencies"
+            ),
+            TaskState::Skipped => assert!(
+                dep_states
+                    .iter()
+                    .any(|s| s.is_some_and(|s| s != TaskState::Succeeded)),
+                "{id} skipped while no dependency failed"
+            ),
+            TaskState::Failed => {}
+            s => panic!("{id} decided {s:?}: no one cancels and there are no races"),
+        }
+        if let Some(rec) = &d.exit {
+            self.stats.decided_by_exit += 1;
+            let worker = d.worker.clone().expect("an accepted exit has its worker");
+            assert_eq!(
+                self.accepted.get(&id),
+                Some(&(d.attempt, worker.clone())),
+                "{id} decided by attempt {} on {worker}, not the exit just accepted",
+                d.attempt
+            );
+            assert_eq!(
+                (rec.worker.as_str(), rec.attempt),
+                (worker.as_str(), d.attempt)
+            );
+            let on_disk = self.exits.get(&(id.clone(), d.attempt));
+            assert_eq!(
+                on_disk.map(|r| r.worker.as_str()),
+                Some(worker.as_str()),
+                "{id}: no exit of attempt {} written by {worker}",
+                d.attempt
+            );
+            assert_eq!(d.state == TaskState::Succeeded, rec.succeeded());
+            if d.state == TaskState::Failed {
+                assert_eq!(
+                    self.retries_used.get(&id).copied().unwrap_or(0),
+                    self.spec.retries[d.task],
+                    "{id} failed before its retries were used"
+                );
+            }
+        } else if d.state == TaskState::Failed {
+            self.stats.lost_too_often += 1;
+        }
+        self.decided.insert(id, d.state);
+    }
+
+    pub(super) fn check_step(&mut self) {
+        self.stats.steps += 1;
+        // Workers running their task's current attempt: never more than the limit (an
+        // attempt being stopped after a reassign no longer counts).
+        let current = self
+            .e
+            .live_workers()
+            .filter(|(w, s)| {
+                matches!(s, WorkerState::Busy { task, attempt }
+                    if self.e.fence(*task) == Some((*attempt, w)))
+            })
+            .count();
+        let limit = self.spec.workers;
+        assert!(
+            current <= limit,
+            "{current} workers run current attempts, limit {limit}"
+        );
+        // Processes of current attempts in the world.
+        let running = self
+            .workers
+            .iter()
+            .filter(|(id, w)| {
+                w.alive
+                    && w.running.as_ref().is_some_and(|(t, a, started)| {
+                        *started && self.current.get(t) == Some(&(*a, id.to_string()))
+                    })
+            })
+            .count();
+        assert!(
+            running <= limit,
+            "{running} current attempts run, limit {limit}"
+        );
+    }
+
+    pub(super) fn check_end(&self) {
+        assert!(
+            self.finished.is_some(),
+            "the session did not finish; undecided: {:?}",
+            (0..self.spec.n())
+                .filter(|&t| self.e.decided(t).is_none())
+                .map(|t| (self.id(t), self.e.fence(t), self.e.attempts(t)))
+                .collect::<Vec<_>>()
+        );
+        for t in 0..self.spec.n() {
+            let id = self.id(t);
+            let s = self.decided.get(&id).copied();
+            assert!(s.is_some(), "{id} never decided");
+            assert_eq!(
+                self.e.decided(t),
+                s,
+                "{id}: the engine and its outcome disagree"
+            );
+        }
+        let failed = self
+            .decided
+            .values()
+            .any(|s| matches!(s, TaskState::Failed | TaskState::Skipped));
+        let want = if failed {
+            SessionState::Failed
+        } else {
+            SessionState::Succeeded
+        };
+        assert_eq!(self.finished, Some(want));
+        assert_eq!(self.unanswered, 0, "a request was never answered");
+    }
+}
