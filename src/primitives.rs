@@ -100,19 +100,7 @@ pub fn arrivals(s: &Session, name: &str) -> Vec<crate::proto::Arrival> {
         .collect()
 }
 
-/// Whether everyone is at the barrier: every plan participant (`tasks`), or, for a
-/// `--parties` checkpoint, as many arrivals as the largest `--parties` any of them gave.
-/// The orchestrator's verdict and a waiter's own view use this one rule.
-pub fn all_arrived(tasks: Option<&[String]>, arrived: &[crate::proto::Arrival]) -> bool {
-    match tasks {
-        Some(tasks) => tasks.iter().all(|t| arrived.iter().any(|a| &a.task == t)),
-        None => arrived
-            .iter()
-            .filter_map(|a| a.parties)
-            .max()
-            .is_some_and(|n| arrived.len() >= n),
-    }
-}
+pub use crate::engine::barrier::all_arrived;
 
 fn read_plan(s: &Session) -> Result<crate::plan::Plan> {
     fsio::read_json(&s.plan_json())?

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use super::{Command, Engine, Interrupt, KillReason, Phase, TaskIx, WorkerState};
-use crate::journal::{ControlAction, EndReason, Event};
+use crate::journal::event::{ControlAction, EndReason, Event};
 use crate::proto::{SessionState, ShutdownReason, TaskState};
 
 impl Engine {

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Command, Decision, Engine, Exit, Phase, TaskIx, WorkerState};
-use crate::journal::{EndReason, Event};
+use crate::journal::event::{EndReason, Event};
 use crate::plan::Pick;
 use crate::proto::TaskState;
 

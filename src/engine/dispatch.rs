@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use super::{Command, Engine, Phase, TaskIx, Worker, WorkerState};
-use crate::journal::{DeathCause, EndReason, Event};
+use crate::journal::event::{DeathCause, EndReason, Event};
 use crate::proto::{ShutdownReason, Started};
 use crate::scheduler;
 

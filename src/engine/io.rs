@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::journal::{ControlAction, DeathCause, EndReason, Event};
-use crate::locks::LockView;
+use super::deadlock::LockView;
+use crate::journal::event::{ControlAction, DeathCause, EndReason, Event};
 use crate::proto::{Arrival, ExitRecord, SessionState, ShutdownReason, Started, TaskState};
 
 /// A task's index in the plan.

@@ -9,14 +9,17 @@
 //! - `decide.rs`: what an exit means (success, retry after backoff, failure), the fence
 //!   check, worker loss and reassignment, propagation through the DAG, races.
 //! - `control.rs`: people's requests (reassign, cancel) and interrupts.
-//! - `prims.rs`: signals, barriers and lock deadlocks.
+//! - `prims.rs`: signals, barriers and lock deadlocks (the pure rules it shares with the
+//!   worker and the CLI: `barrier.rs`, `deadlock.rs`).
 //! - `restore.rs`: rebuilding the engine from the journal and what is on disk.
 //!
 //! The fence: an attempt may report only while the task's `fence` names exactly that
 //! attempt and worker (journalled as `task_assigned` before the assignment is written);
 //! every other exit is refused as stale.
 
+pub mod barrier;
 mod control;
+pub mod deadlock;
 mod decide;
 mod dispatch;
 mod io;
@@ -36,7 +39,7 @@ pub use io::{
     PrimScan, ProcessId, TaskIx,
 };
 
-use crate::journal::{ControlAction, Event};
+use crate::journal::event::{ControlAction, Event};
 use crate::plan::{Graph, Plan};
 use crate::proto::{SessionState, TaskState};
 use crate::scheduler::Scheduler;
@@ -182,7 +185,7 @@ pub struct Engine {
     spawn_failures: u32,
     /// A wait-for cycle seen once, acted on only if still there at the next look (a
     /// scan of holders and waiters is not atomic, so one sighting may be a phantom).
-    suspect: Option<(crate::locks::Deadlock, Instant)>,
+    suspect: Option<(deadlock::Deadlock, Instant)>,
     /// Requests that wait for queued assignments to be withdrawn.
     pending: VecDeque<(String, ControlAction, Option<String>)>,
     /// Tasks waiting out a retry backoff (kept apart so no pass scans every task).

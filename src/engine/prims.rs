@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use super::{BarrierScan, Command, Engine, PrimScan, Stall, WorkerState};
-use crate::journal::Event;
+use crate::journal::event::Event;
 use crate::proto::TaskState;
 
 impl Engine {
@@ -103,7 +103,7 @@ impl Engine {
                 .find(|c| c.name == scan.name)
                 .cloned();
             let tasks = def.as_ref().map(|c| c.tasks.as_slice());
-            if crate::primitives::all_arrived(tasks, &scan.arrived) {
+            if super::barrier::all_arrived(tasks, &scan.arrived) {
                 self.out.push(Command::ReleaseBarrier {
                     name: scan.name.clone(),
                 });
@@ -147,7 +147,7 @@ impl Engine {
     /// the same cycle was seen twice `deadlock_confirm` apart.
     fn locks(
         &mut self,
-        locks: &std::collections::BTreeMap<String, crate::locks::LockView>,
+        locks: &std::collections::BTreeMap<String, super::deadlock::LockView>,
         now: Instant,
     ) {
         if locks.values().all(|v| v.waiters.is_empty()) {
@@ -161,7 +161,7 @@ impl Engine {
                 .find(|x| x.id == t)
                 .map_or(0, |x| x.priority)
         };
-        let found = crate::locks::find_deadlock(locks, &priority);
+        let found = super::deadlock::find_deadlock(locks, &priority);
         let confirmed = match (&found, &self.suspect) {
             (Some(d), Some((seen, at))) => {
                 d == seen && now.saturating_duration_since(*at) >= self.cfg.deadlock_confirm

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::{Command, Config, Engine, Exit, Found, ProcessId, TaskIx, Worker, WorkerState};
-use crate::journal::{EndReason, Event, History};
+use crate::journal::event::{EndReason, Event};
+use crate::journal::history::History;
 use crate::plan::Plan;
 use crate::proto::{ShutdownReason, Started, TaskState};
 

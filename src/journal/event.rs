@@ -1,0 +1,285 @@
+//! The vocabulary of the journals: [`Event`], one line of a session's `events.jsonl`,
+//! and [`WorkerEvent`], one line of a worker's own `workers/<id>/events.jsonl`, with the
+//! enums they carry. Plain serde types: the engine speaks them without touching a file.
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto::{ExitRecord, SessionState, Started, TaskState};
+
+/// Why an attempt stopped counting. Serialized in `attempt_ended` as `reason`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// It exited 0.
+    Exited,
+    /// It exited non-zero, could not start, or wrote a bad result.
+    Failed,
+    TimedOut,
+    /// Its worker died or stopped answering: the task gets a new attempt.
+    WorkerLost,
+    /// `orchestrator reassign`: the task gets a new attempt elsewhere.
+    Reassigned,
+    Cancelled,
+    /// A race member stopped because another member won.
+    Lost,
+    /// A late exit of an attempt that had already been superseded.
+    Stale,
+    /// Stopped by Ctrl-C / SIGTERM on the orchestrator; the task runs again on resume.
+    Interrupted,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Exited => "exited",
+            EndReason::Failed => "failed",
+            EndReason::TimedOut => "timed_out",
+            EndReason::WorkerLost => "worker_lost",
+            EndReason::Reassigned => "reassigned",
+            EndReason::Cancelled => "cancelled",
+            EndReason::Lost => "lost",
+            EndReason::Stale => "stale",
+            EndReason::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether an attempt that ended this way leaves its task to a new attempt (the
+    /// fence moves on): it was taken away, not decided.
+    pub fn supersedes(self) -> bool {
+        matches!(
+            self,
+            EndReason::WorkerLost | EndReason::Reassigned | EndReason::Interrupted
+        )
+    }
+}
+
+/// What a person (or the CLI on their behalf) asks of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlAction {
+    /// Stop the task's running attempt; a new attempt runs on another worker.
+    Reassign,
+    /// Cancel one task (with `task`) and its dependents, or the whole session.
+    Cancel,
+}
+
+impl ControlAction {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ControlAction::Reassign => "reassign",
+            ControlAction::Cancel => "cancel",
+        }
+    }
+}
+
+/// How a worker left the session.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeathCause {
+    /// Its `alive` lock was released (it died, however).
+    Died,
+    /// Our child process exited (background launcher).
+    Exited,
+    /// It did not register in time after being started.
+    NeverRegistered,
+    /// Its heartbeat stopped for the lease time.
+    Unresponsive,
+    /// Found dead when a session was resumed.
+    FoundDead,
+}
+
+/// One line of `events.jsonl` (each also carries `ts`, written by [`Journal`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    SessionStarted {
+        session: String,
+        tasks: usize,
+        workers: usize,
+        launcher: String,
+        #[serde(default)]
+        protocol: u32,
+    },
+    /// The plan's tasks, in plan order: the session's work is a journalled fact, so a
+    /// later version can add tasks to a live session with the same event.
+    TasksAdded {
+        tasks: Vec<String>,
+    },
+    SessionResumed {
+        session: String,
+        #[serde(default)]
+        retry: Vec<String>,
+    },
+    SessionRetried {
+        session: String,
+        #[serde(default)]
+        retry: Vec<String>,
+    },
+    RetryRequested {
+        tasks: Vec<String>,
+    },
+    WorkerSpawned {
+        worker: String,
+        launcher: String,
+        terminal: Option<String>,
+    },
+    WorkerRegistered {
+        worker: String,
+        pid: u32,
+        host: String,
+        terminal: Option<String>,
+    },
+    WorkerAdopted {
+        worker: String,
+    },
+    WorkerUnresponsive {
+        worker: String,
+        lease_ms: u64,
+    },
+    /// A worker left after being told to.
+    WorkerExited {
+        worker: String,
+        how: DeathCause,
+    },
+    /// A worker left unexpectedly.
+    WorkerLost {
+        worker: String,
+        how: DeathCause,
+    },
+    /// The fence: attempt `attempt` of `task` is the only one that may report, from
+    /// `worker`. Journalled before the assignment file is published.
+    TaskAssigned {
+        task: String,
+        attempt: u32,
+        worker: String,
+        #[serde(default)]
+        seq: u64,
+    },
+    /// A queued assignment taken back before it ran: the fence returns to no attempt,
+    /// and the same attempt number is used again.
+    TaskWithdrawn {
+        task: String,
+        attempt: u32,
+        worker: String,
+    },
+    TaskAdopted {
+        task: String,
+        attempt: u32,
+        worker: String,
+    },
+    TaskStarted {
+        task: String,
+        attempt: u32,
+        worker: String,
+        #[serde(default)]
+        pid: Option<u32>,
+        /// The process's start time in clock ticks since boot (`/proc/PID/stat` field
+        /// 22), with `boot_id`: together with the pid, the process's identity.
+        #[serde(default)]
+        proc_start: Option<u64>,
+        #[serde(default)]
+        boot_id: Option<String>,
+    },
+    AttemptEnded {
+        task: String,
+        attempt: u32,
+        worker: Option<String>,
+        reason: EndReason,
+    },
+    /// A late exit of an attempt that no longer holds the fence: kept on disk, never the
+    /// outcome.
+    StaleResult {
+        task: String,
+        attempt: u32,
+        worker: Option<String>,
+        exit_code: Option<i32>,
+        current_attempt: u32,
+    },
+    RetryScheduled {
+        task: String,
+        failed_attempt: u32,
+        retry: u32,
+        retries: u32,
+        delay_ms: u64,
+        #[serde(default)]
+        not_before_unix_ms: u64,
+        reason: String,
+    },
+    TaskFinished {
+        task: String,
+        attempt: u32,
+        worker: Option<String>,
+        state: TaskState,
+        exit_code: Option<i32>,
+        reason: Option<String>,
+    },
+    TaskSkipped {
+        task: String,
+        reason: String,
+    },
+    TaskCancelled {
+        task: String,
+        reason: String,
+    },
+    ControlRequest {
+        id: String,
+        action: ControlAction,
+        task: Option<String>,
+    },
+    SignalRaised {
+        signal: String,
+    },
+    SignalNeverRaised {
+        signal: String,
+    },
+    CheckpointReleased {
+        checkpoint: String,
+        arrived: usize,
+    },
+    CheckpointBroken {
+        checkpoint: String,
+        task: String,
+        reason: String,
+    },
+    DeadlockDetected {
+        cycle: String,
+        victim: String,
+        lock: String,
+    },
+    RaceDecided {
+        race: String,
+        winner: Option<String>,
+        score: Option<f64>,
+        losers: Vec<String>,
+    },
+    /// The session moved to `stopping` (no new starts), `interrupted` or `cancelled`
+    /// before its end; `why` says what asked for it.
+    SessionState {
+        state: SessionState,
+        why: String,
+    },
+    SessionFinished {
+        session: String,
+        state: SessionState,
+        duration_ms: u64,
+    },
+    /// A line of a kind this version does not know (written by a newer one).
+    #[serde(other)]
+    Unknown,
+}
+
+/// A worker's own journal line (`workers/<id>/events.jsonl`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WorkerEvent {
+    Ready {
+        pid: u32,
+        #[serde(default)]
+        protocol: Option<u32>,
+    },
+    Started(Started),
+    Exited(ExitRecord),
+    Stopped {},
+    #[serde(other)]
+    Unknown,
+}

@@ -1,0 +1,337 @@
+//! The fold of a session's journal into what it says about each task and worker
+//! ([`History`]): who holds each task's fence, how every attempt ended, what was decided.
+//! Pure: `resume`, `status` and the engine's model apply the same events the same way.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::event::{EndReason, Event};
+use crate::proto::{SessionState, TaskState};
+
+/// One attempt of a task as the journal tells it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AttemptHistory {
+    pub attempt: u32,
+    pub worker: Option<String>,
+    /// Why it stopped counting (none while it runs or waits).
+    pub ended: Option<EndReason>,
+    pub pid: Option<u32>,
+    pub proc_start: Option<u64>,
+    pub boot_id: Option<String>,
+    /// Its late exit was refused as stale.
+    pub stale: bool,
+}
+
+/// One task as the journal tells it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskHistory {
+    /// The fence: the attempt that may report now, and from which worker (none before
+    /// the first assignment, after a withdrawal, or once the attempt ended).
+    pub fence: Option<(u32, String)>,
+    /// The highest attempt number ever assigned (withdrawn ones are given out again).
+    pub last_attempt: u32,
+    pub attempts: Vec<AttemptHistory>,
+    /// The final state, once decided.
+    pub decided: Option<TaskState>,
+    /// Failed attempts so far (against `retries`).
+    pub failures: u32,
+    /// Attempts lost with their worker (against `max_reassign`).
+    pub reassigns: u32,
+    /// A retry is scheduled no earlier than this (Unix ms).
+    pub retry_at_unix_ms: Option<u64>,
+}
+
+impl TaskHistory {
+    pub fn attempt(&self, n: u32) -> Option<&AttemptHistory> {
+        self.attempts.iter().find(|a| a.attempt == n)
+    }
+
+    fn attempt_mut(&mut self, n: u32) -> &mut AttemptHistory {
+        if let Some(i) = self.attempts.iter().position(|a| a.attempt == n) {
+            return &mut self.attempts[i];
+        }
+        self.attempts.push(AttemptHistory {
+            attempt: n,
+            ..Default::default()
+        });
+        self.attempts.sort_by_key(|a| a.attempt);
+        let i = self
+            .attempts
+            .iter()
+            .position(|a| a.attempt == n)
+            .unwrap_or(0);
+        &mut self.attempts[i]
+    }
+}
+
+/// The session as the journal tells it, folded one event at a time.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Task ids in the order they were added.
+    pub task_order: Vec<String>,
+    pub tasks: BTreeMap<String, TaskHistory>,
+    /// Workers ever spawned, and whether each was seen leaving.
+    pub workers: BTreeMap<String, bool>,
+    /// The state the session was last put in (`running` from its start).
+    pub state: Option<SessionState>,
+    /// `session_finished` seen (and not followed by a retry).
+    pub finished: bool,
+    pub resumes: u32,
+    /// Races decided, with their winner.
+    pub races: BTreeMap<String, Option<String>>,
+    /// Signals raised (true) or declared never raised (false).
+    pub signals: BTreeMap<String, bool>,
+    /// The highest assignment `seq` seen (a resumed orchestrator continues above it).
+    pub max_seq: u64,
+    pub events: usize,
+}
+
+impl History {
+    fn task(&mut self, id: &str) -> &mut TaskHistory {
+        if !self.tasks.contains_key(id) {
+            self.task_order.push(id.to_string());
+        }
+        self.tasks.entry(id.to_string()).or_default()
+    }
+
+    /// Fold one event in.
+    pub fn apply(&mut self, ev: &Event) {
+        self.events += 1;
+        match ev {
+            Event::SessionStarted { .. } => self.state = Some(SessionState::Running),
+            Event::TasksAdded { tasks } => {
+                for t in tasks {
+                    self.task(t);
+                }
+            }
+            Event::SessionResumed { .. } => {
+                self.resumes += 1;
+                self.state = Some(SessionState::Running);
+            }
+            Event::SessionRetried { .. } => {
+                self.resumes += 1;
+                self.finished = false;
+                self.state = Some(SessionState::Running);
+            }
+            Event::RetryRequested { tasks } => {
+                for t in tasks {
+                    let h = self.task(t);
+                    h.decided = None;
+                    h.failures = 0;
+                    h.reassigns = 0;
+                    h.retry_at_unix_ms = None;
+                }
+            }
+            Event::WorkerSpawned { worker, .. } | Event::WorkerAdopted { worker } => {
+                self.workers.entry(worker.clone()).or_insert(false);
+            }
+            Event::WorkerRegistered { worker, .. } => {
+                self.workers.entry(worker.clone()).or_insert(false);
+            }
+            Event::WorkerExited { worker, .. } | Event::WorkerLost { worker, .. } => {
+                self.workers.insert(worker.clone(), true);
+            }
+            Event::TaskAssigned {
+                task,
+                attempt,
+                worker,
+                seq,
+            } => {
+                self.max_seq = self.max_seq.max(*seq);
+                let h = self.task(task);
+                h.fence = Some((*attempt, worker.clone()));
+                h.last_attempt = h.last_attempt.max(*attempt);
+                h.retry_at_unix_ms = None;
+                let a = h.attempt_mut(*attempt);
+                a.worker = Some(worker.clone());
+                a.ended = None;
+            }
+            Event::TaskWithdrawn { task, attempt, .. } => {
+                let h = self.task(task);
+                if h.fence.as_ref().is_some_and(|f| f.0 == *attempt) {
+                    h.fence = None;
+                }
+                h.attempts.retain(|a| a.attempt != *attempt);
+                h.last_attempt = h.attempts.iter().map(|a| a.attempt).max().unwrap_or(0);
+            }
+            Event::TaskAdopted {
+                task,
+                attempt,
+                worker,
+            } => {
+                let h = self.task(task);
+                h.fence = Some((*attempt, worker.clone()));
+                h.last_attempt = h.last_attempt.max(*attempt);
+                h.attempt_mut(*attempt).worker = Some(worker.clone());
+            }
+            Event::TaskStarted {
+                task,
+                attempt,
+                worker,
+                pid,
+                proc_start,
+                boot_id,
+            } => {
+                let h = self.task(task);
+                let a = h.attempt_mut(*attempt);
+                a.worker = Some(worker.clone());
+                a.pid = *pid;
+                a.proc_start = *proc_start;
+                a.boot_id.clone_from(boot_id);
+            }
+            Event::AttemptEnded {
+                task,
+                attempt,
+                worker,
+                reason,
+            } => {
+                let h = self.task(task);
+                // An accepted exit keeps the fence until what it decided is journalled
+                // (`task_finished` or `retry_scheduled`): a crash in between must leave
+                // that exit to be accepted again on resume, not orphan the task.
+                let accepted = matches!(
+                    reason,
+                    EndReason::Exited | EndReason::Failed | EndReason::TimedOut
+                );
+                if !accepted && h.fence.as_ref().is_some_and(|f| f.0 == *attempt) {
+                    h.fence = None;
+                }
+                if *reason == EndReason::WorkerLost {
+                    h.reassigns += 1;
+                }
+                let a = h.attempt_mut(*attempt);
+                if a.worker.is_none() {
+                    a.worker.clone_from(worker);
+                }
+                // A late `stale` follows `worker_lost`/`reassigned`: keep the first
+                // reason, why the attempt stopped counting.
+                if *reason == EndReason::Stale {
+                    a.stale = true;
+                }
+                if a.ended.is_none() {
+                    a.ended = Some(*reason);
+                }
+            }
+            Event::StaleResult { task, attempt, .. } => {
+                self.task(task).attempt_mut(*attempt).stale = true;
+            }
+            Event::RetryScheduled {
+                task,
+                not_before_unix_ms,
+                retry,
+                ..
+            } => {
+                let h = self.task(task);
+                h.failures = (*retry).max(h.failures);
+                h.retry_at_unix_ms = Some(*not_before_unix_ms);
+                h.fence = None;
+            }
+            Event::TaskFinished { task, state, .. } => {
+                let h = self.task(task);
+                h.decided = Some(*state);
+                h.fence = None;
+                h.retry_at_unix_ms = None;
+            }
+            Event::TaskSkipped { task, .. } => {
+                let h = self.task(task);
+                h.decided = Some(TaskState::Skipped);
+                h.fence = None;
+                h.retry_at_unix_ms = None;
+            }
+            Event::TaskCancelled { task, .. } => {
+                let h = self.task(task);
+                h.decided = Some(TaskState::Cancelled);
+                h.fence = None;
+                h.retry_at_unix_ms = None;
+            }
+            Event::SessionState { state, .. } => self.state = Some(*state),
+            Event::SessionFinished { state, .. } => {
+                self.state = Some(*state);
+                self.finished = true;
+            }
+            Event::SignalRaised { signal } => {
+                self.signals.insert(signal.clone(), true);
+            }
+            Event::SignalNeverRaised { signal } => {
+                self.signals.insert(signal.clone(), false);
+            }
+            Event::RaceDecided { race, winner, .. } => {
+                self.races.insert(race.clone(), winner.clone());
+            }
+            Event::WorkerUnresponsive { .. }
+            | Event::ControlRequest { .. }
+            | Event::CheckpointReleased { .. }
+            | Event::CheckpointBroken { .. }
+            | Event::DeadlockDetected { .. }
+            | Event::Unknown => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fence_follows_assignments_withdrawals_and_ends() {
+        let mut h = History::default();
+        let assign = |a, w: &str| Event::TaskAssigned {
+            task: "t".into(),
+            attempt: a,
+            worker: w.into(),
+            seq: a as u64,
+        };
+        h.apply(&assign(1, "w1"));
+        assert_eq!(h.tasks["t"].fence, Some((1, "w1".into())));
+        h.apply(&Event::AttemptEnded {
+            task: "t".into(),
+            attempt: 1,
+            worker: Some("w1".into()),
+            reason: EndReason::WorkerLost,
+        });
+        assert_eq!(h.tasks["t"].fence, None);
+        assert_eq!(h.tasks["t"].reassigns, 1);
+        h.apply(&assign(2, "w2"));
+        h.apply(&Event::TaskWithdrawn {
+            task: "t".into(),
+            attempt: 2,
+            worker: "w2".into(),
+        });
+        assert_eq!(h.tasks["t"].fence, None);
+        assert_eq!(
+            h.tasks["t"].last_attempt, 1,
+            "a withdrawn attempt never ran"
+        );
+        h.apply(&assign(2, "w3"));
+        assert_eq!(h.tasks["t"].fence, Some((2, "w3".into())));
+        h.apply(&Event::AttemptEnded {
+            task: "t".into(),
+            attempt: 1,
+            worker: Some("w1".into()),
+            reason: EndReason::Stale,
+        });
+        let a1 = h.tasks["t"].attempt(1).unwrap();
+        assert_eq!(
+            a1.ended,
+            Some(EndReason::WorkerLost),
+            "the first reason stays"
+        );
+        assert!(a1.stale);
+        assert_eq!(
+            h.tasks["t"].fence,
+            Some((2, "w3".into())),
+            "a stale end moves nothing"
+        );
+        h.apply(&Event::TaskFinished {
+            task: "t".into(),
+            attempt: 2,
+            worker: Some("w3".into()),
+            state: TaskState::Succeeded,
+            exit_code: Some(0),
+            reason: None,
+        });
+        assert_eq!(h.tasks["t"].decided, Some(TaskState::Succeeded));
+        assert_eq!(h.task_order, vec!["t".to_string()]);
+    }
+}

@@ -1,0 +1,495 @@
+//! The session's history on disk: the one writer of a journal ([`Journal`]), the one
+//! incremental reader ([`Reader`], over [`Tail`]) and what reads whole journals. The
+//! events themselves are in [`event`], their fold in [`history`].
+//!
+//! The journal is the record the orchestrator rebuilds itself from on `resume`, so every
+//! fact that decides who may report (the fence: an assignment, its withdrawal, the end
+//! of an attempt) is a line here before the file that acts on it is published. Status,
+//! logs and the tests read the same events through the same fold, so no reader parses
+//! lines its own way. A worker's own journal (`workers/<id>/events.jsonl`) has its own,
+//! smaller vocabulary: [`WorkerEvent`].
+
+pub mod event;
+pub mod history;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use event::{ControlAction, DeathCause, EndReason, Event, WorkerEvent};
+pub use history::{AttemptHistory, History, TaskHistory};
+
+use crate::error::{Error, Result, io_err};
+use crate::fsio;
+use crate::proto::{self, Started};
+use crate::session::Session;
+
+/// Serialize one journal line: `{"ts":..., "event":..., fields...}` and a newline.
+fn line<T: Serialize>(ev: &T) -> Result<String> {
+    let body = serde_json::to_string(ev)
+        .map_err(|e| Error::Session(format!("cannot encode a journal line: {e}")))?;
+    // `ts` first, so a person reading the file sees when before what.
+    let rest = body.strip_prefix('{').unwrap_or(&body);
+    let sep = if rest == "}" { "" } else { "," };
+    Ok(format!("{{\"ts\":\"{}\"{sep}{rest}", proto::now_rfc3339()))
+}
+
+/// An append-only journal: the session's `events.jsonl` (only the orchestrator writes
+/// it) or a worker's `workers/<id>/events.jsonl` (only that worker writes it). One
+/// `write(2)` per line, so a reader never sees a torn line except a crash's last one.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    pub fn open(session: &Session) -> Result<Journal> {
+        Journal::open_at(session.events())
+    }
+
+    pub fn open_worker(session: &Session, worker: &str) -> Result<Journal> {
+        Journal::open_at(session.worker_events(worker))
+    }
+
+    fn open_at(path: PathBuf) -> Result<Journal> {
+        let file = fsio::open_append(&path)?;
+        Ok(Journal { path, file })
+    }
+
+    /// Append one session event (fsync'd under `--durable`).
+    pub fn append(&mut self, ev: &Event) -> Result<()> {
+        let l = line(ev)?;
+        fsio::append_line(&mut self.file, &self.path, &l)
+    }
+
+    /// Append one worker event.
+    pub fn append_worker(&mut self, ev: &WorkerEvent) -> Result<()> {
+        let l = line(ev)?;
+        fsio::append_line(&mut self.file, &self.path, &l)
+    }
+}
+
+/// Follows a journal as it grows: each call returns the complete lines appended since the
+/// last one, one `read(2)` per call. The file stays open: a journal is only ever appended
+/// to, never replaced.
+pub struct Tail {
+    path: PathBuf,
+    file: Option<File>,
+    /// The start of a line whose newline has not been written yet.
+    partial: Vec<u8>,
+}
+
+impl Tail {
+    pub fn new(path: PathBuf) -> Tail {
+        Tail {
+            path,
+            file: None,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The complete lines appended since the last call (none while the file is missing).
+    pub fn read_lines(&mut self) -> Result<Vec<Vec<u8>>> {
+        use std::io::Read;
+        if self.file.is_none() {
+            self.file = fsio::open_read(&self.path)?;
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Ok(Vec::new());
+        };
+        // Plain reads, not `read_to_end`, which costs an fstat and an lseek per call
+        // (this runs for every busy worker on every wake-up). A short read of a regular
+        // file means we are at its end for now.
+        let before = self.partial.len();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let n = match file.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(&self.path, "read")(e)),
+            };
+            self.partial.extend_from_slice(&chunk[..n]);
+            if n < chunk.len() {
+                break;
+            }
+        }
+        if self.partial.len() == before {
+            return Ok(Vec::new());
+        }
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let out = self.partial[..end]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        self.partial.drain(..=end);
+        Ok(out)
+    }
+
+    /// The session events appended since the last call; a malformed line is skipped.
+    pub fn read_events(&mut self) -> Result<Vec<Event>> {
+        Ok(self
+            .read_lines()?
+            .iter()
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect())
+    }
+
+    /// The worker events appended since the last call; a malformed line is skipped.
+    pub fn read_worker_events(&mut self) -> Result<Vec<WorkerEvent>> {
+        Ok(self
+            .read_lines()?
+            .iter()
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect())
+    }
+}
+
+/// The one reader of a session's journal: folds what was appended since the last
+/// [`Reader::refresh`] into its [`History`], so a live view re-reads nothing.
+pub struct Reader {
+    tail: Tail,
+    history: History,
+}
+
+impl Reader {
+    pub fn new(session: &Session) -> Reader {
+        Reader::at(session.events())
+    }
+
+    pub fn at(path: PathBuf) -> Reader {
+        Reader {
+            tail: Tail::new(path),
+            history: History::default(),
+        }
+    }
+
+    /// Read what was appended and fold it in; returns the new events.
+    pub fn refresh(&mut self) -> Result<Vec<Event>> {
+        let evs = self.tail.read_events()?;
+        for e in &evs {
+            self.history.apply(e);
+        }
+        Ok(evs)
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub fn into_history(self) -> History {
+        self.history
+    }
+}
+
+/// The whole journal of a session, folded (what `status` and `resume` start from).
+pub fn read_history(session: &Session) -> Result<History> {
+    let mut r = Reader::new(session);
+    r.refresh()?;
+    Ok(r.into_history())
+}
+
+/// Every event of a session's journal, in order (tests and tools).
+pub fn read_all(session: &Session) -> Result<Vec<Event>> {
+    Tail::new(session.events()).read_events()
+}
+
+/// The last complete line of a worker's journal (what it does now), reading only the
+/// file's tail. `Ok(None)` when the file is missing or holds no complete line.
+pub fn last_worker_event(path: &Path) -> Result<Option<WorkerEvent>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 8192;
+    let mut file = match fsio::open_read(path)? {
+        Some(f) => f,
+        None => return Ok(None),
+    };
+    let len = file.metadata().map_err(io_err(path, "read"))?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL)))
+        .map_err(io_err(path, "read"))?;
+    let mut buf = Vec::with_capacity(TAIL as usize);
+    file.take(TAIL)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path, "read"))?;
+    // Only lines ended by a newline are complete (a crash may leave a partial last one).
+    let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
+        return Ok(None);
+    };
+    Ok(buf[..end]
+        .split(|&b| b == b'\n')
+        .rev()
+        .find_map(|l| serde_json::from_slice(l).ok()))
+}
+
+/// The `started` line of `task`'s attempt `attempt` in worker `worker`'s journal: the
+/// attempt's process and group id and start time. The line is near the end while the
+/// attempt runs, so the journal's tail is searched first, then the whole file.
+pub fn started_record(
+    session: &Session,
+    worker: &str,
+    task: &str,
+    attempt: u32,
+) -> Result<Option<Started>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 64 * 1024;
+    let path = session.worker_events(worker);
+    let Some(mut file) = fsio::open_read(&path)? else {
+        return Ok(None);
+    };
+    let len = file.metadata().map_err(io_err(&path, "read"))?.len();
+    let find = |buf: &[u8]| {
+        buf.split(|&b| b == b'\n').rev().find_map(
+            |l| match serde_json::from_slice::<WorkerEvent>(l).ok()? {
+                WorkerEvent::Started(st) if st.task == task && st.attempt == attempt => Some(st),
+                _ => None,
+            },
+        )
+    };
+    let mut from = len.saturating_sub(TAIL);
+    loop {
+        file.seek(SeekFrom::Start(from))
+            .map_err(io_err(&path, "read"))?;
+        let mut buf = Vec::new();
+        (&mut file)
+            .take(len - from)
+            .read_to_end(&mut buf)
+            .map_err(io_err(&path, "read"))?;
+        if let Some(st) = find(&buf) {
+            return Ok(Some(st));
+        }
+        if from == 0 {
+            return Ok(None);
+        }
+        from = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{ExitRecord, TaskState};
+
+    fn roundtrip(ev: Event) -> Event {
+        let l = line(&ev).unwrap();
+        assert!(l.starts_with("{\"ts\":\""), "{l}");
+        serde_json::from_str(&l).unwrap()
+    }
+
+    #[test]
+    fn events_round_trip_with_the_tag_and_a_timestamp_first() {
+        let ev = Event::TaskAssigned {
+            task: "a".into(),
+            attempt: 2,
+            worker: "w1".into(),
+            seq: 7,
+        };
+        assert_eq!(roundtrip(ev.clone()), ev);
+        let l = line(&ev).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(v["event"], "task_assigned");
+        assert_eq!(v["attempt"], 2);
+        let ended = Event::AttemptEnded {
+            task: "a".into(),
+            attempt: 1,
+            worker: None,
+            reason: EndReason::WorkerLost,
+        };
+        let v: serde_json::Value = serde_json::from_str(&line(&ended).unwrap()).unwrap();
+        assert_eq!(v["reason"], "worker_lost");
+        assert_eq!(roundtrip(ended.clone()), ended);
+    }
+
+    #[test]
+    fn an_unknown_event_kind_is_read_as_unknown_not_an_error() {
+        let e: Event =
+            serde_json::from_str(r#"{"ts":"x","event":"from_the_future","n":1}"#).unwrap();
+        assert_eq!(e, Event::Unknown);
+        let w: WorkerEvent = serde_json::from_str(r#"{"ts":"x","event":"stopped"}"#).unwrap();
+        assert!(matches!(w, WorkerEvent::Stopped {}));
+    }
+
+    #[test]
+    fn the_reader_folds_only_what_was_appended() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        let mut r = Reader::at(p.clone());
+        assert!(r.refresh().unwrap().is_empty(), "no file yet");
+        let mut j = Journal::open_at(p).unwrap();
+        j.append(&Event::TasksAdded {
+            tasks: vec!["a".into(), "b".into()],
+        })
+        .unwrap();
+        assert_eq!(r.refresh().unwrap().len(), 1);
+        assert!(r.refresh().unwrap().is_empty());
+        j.append(&Event::TaskSkipped {
+            task: "b".into(),
+            reason: "x".into(),
+        })
+        .unwrap();
+        assert_eq!(r.refresh().unwrap().len(), 1);
+        assert_eq!(r.history().tasks["b"].decided, Some(TaskState::Skipped));
+        assert_eq!(r.history().events, 2);
+    }
+
+    #[test]
+    fn started_record_finds_the_line_of_that_attempt_beyond_the_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Session::create(d.path(), "t").unwrap();
+        fsio::create_dir_private(&s.worker_dir("w1")).unwrap();
+        let mut j = Journal::open_worker(&s, "w1").unwrap();
+        let started = |task: &str, attempt: u32, pid: u32| {
+            WorkerEvent::Started(Started {
+                task: task.into(),
+                attempt,
+                worker: "w1".into(),
+                pid,
+                pgid: pid,
+                started_at: "x".into(),
+                started_unix_ms: 1,
+                proc_start: None,
+                boot_id: None,
+            })
+        };
+        j.append_worker(&started("a", 1, 100)).unwrap();
+        // Push a's line out of the 64 KiB tail that is searched first.
+        for i in 0..2000 {
+            j.append_worker(&started(&format!("filler{i}"), 1, 7))
+                .unwrap();
+        }
+        j.append_worker(&started("a", 2, 200)).unwrap();
+        let pid = |n| started_record(&s, "w1", "a", n).unwrap().map(|st| st.pgid);
+        assert_eq!(pid(1), Some(100));
+        assert_eq!(pid(2), Some(200));
+        assert_eq!(pid(3), None);
+        assert!(started_record(&s, "w9", "a", 1).unwrap().is_none());
+    }
+
+    #[test]
+    fn worker_lines_keep_their_json_shape() {
+        // docs/PROTOCOL.md and the tests read these lines: `ready` has `pid`, `started`
+        // and `exited` carry their records' fields at the top level, `stopped` nothing.
+        let v = |ev: &WorkerEvent| -> serde_json::Value {
+            serde_json::from_str(&line(ev).unwrap()).unwrap()
+        };
+        let ready = v(&WorkerEvent::Ready {
+            pid: 42,
+            protocol: Some(proto::PROTOCOL_VERSION),
+        });
+        assert_eq!(
+            (&ready["event"], &ready["pid"]),
+            (&"ready".into(), &42.into())
+        );
+        let st = v(&WorkerEvent::Started(Started {
+            task: "a".into(),
+            attempt: 2,
+            worker: "w1".into(),
+            pid: 9,
+            pgid: 9,
+            started_at: "x".into(),
+            started_unix_ms: 5,
+            proc_start: None,
+            boot_id: None,
+        }));
+        assert_eq!(st["event"], "started");
+        assert_eq!((&st["task"], &st["attempt"]), (&"a".into(), &2.into()));
+        assert_eq!(
+            (&st["pgid"], &st["started_unix_ms"]),
+            (&9.into(), &5.into())
+        );
+        let rec = ExitRecord {
+            task: "a".into(),
+            attempt: 2,
+            worker: "w1".into(),
+            exit_code: Some(3),
+            signal: None,
+            started_at: "x".into(),
+            ended_at: "y".into(),
+            duration_ms: 7,
+            timed_out: false,
+            killed_by: None,
+            spawn_error: None,
+            result_error: None,
+            has_result: false,
+        };
+        let ex = v(&WorkerEvent::Exited(rec.clone()));
+        assert_eq!(ex["event"], "exited");
+        let mut fields = ex.as_object().unwrap().clone();
+        fields.remove("ts");
+        fields.remove("event");
+        assert_eq!(
+            serde_json::Value::Object(fields),
+            serde_json::to_value(&rec).unwrap(),
+            "every field of exit.json, and nothing else"
+        );
+        let stopped = v(&WorkerEvent::Stopped {});
+        assert_eq!(stopped.as_object().unwrap().len(), 2, "{stopped}");
+        assert_eq!(stopped["event"], "stopped");
+    }
+
+    #[test]
+    fn last_worker_event_skips_a_partial_last_line_and_reads_only_the_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        assert!(last_worker_event(&p).unwrap().is_none(), "no file");
+        let started = r#"{"ts":"x","event":"started","task":"a","attempt":1,"worker":"w1","pid":5,"pgid":5,"started_at":"x","started_unix_ms":1}"#;
+        std::fs::write(
+            &p,
+            format!("{{\"ts\":\"x\",\"event\":\"ready\",\"pid\":5}}\n{started}\n{{\"ts\":\"x\",\"event\":\"exi"),
+        )
+        .unwrap();
+        assert!(matches!(
+            last_worker_event(&p).unwrap(),
+            Some(WorkerEvent::Started(st)) if st.task == "a"
+        ));
+        std::fs::write(&p, b"{\"ts\":\"x\",\"event\":\"rea").unwrap();
+        assert!(last_worker_event(&p).unwrap().is_none(), "no complete line");
+        // Only the tail is read: a long journal still gives its last line.
+        let mut long = String::new();
+        for i in 0..5000 {
+            long.push_str(&format!(
+                "{{\"ts\":\"x\",\"event\":\"ready\",\"pid\":{i}}}\n"
+            ));
+        }
+        std::fs::write(&p, &long).unwrap();
+        assert!(matches!(
+            last_worker_event(&p).unwrap(),
+            Some(WorkerEvent::Ready { pid: 4999, .. })
+        ));
+    }
+
+    #[test]
+    fn tail_returns_each_complete_line_once() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        let mut tail = Tail::new(p.clone());
+        let mut ns = || -> Vec<serde_json::Value> {
+            let lines = tail.read_lines().unwrap();
+            lines
+                .iter()
+                .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+                .map(|v| v["n"].clone())
+                .collect()
+        };
+        assert!(ns().is_empty(), "no file yet");
+        let mut f = fsio::open_append(&p).unwrap();
+        use std::io::Write;
+        f.write_all(b"{\"n\":1}\n{\"n\":2}\n{\"n\":").unwrap();
+        assert_eq!(ns(), vec![1, 2]);
+        assert!(ns().is_empty(), "the partial line waits");
+        f.write_all(b"3}\nnot json\n{\"n\":4}\n").unwrap();
+        assert_eq!(ns(), vec![3, 4]);
+        // More than one read's worth at once (the reader reads 16 KiB at a time), and
+        // exactly one read's worth.
+        let many: String = (5..3005).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+        f.write_all(many.as_bytes()).unwrap();
+        assert_eq!(ns(), (5..3005).collect::<Vec<_>>());
+        let pad = 16 * 1024 - "{\"n\":9,\"p\":\"\"}\n".len();
+        let exact = format!("{{\"n\":9,\"p\":\"{}\"}}\n", "x".repeat(pad));
+        assert_eq!(exact.len(), 16 * 1024);
+        f.write_all(exact.as_bytes()).unwrap();
+        assert_eq!(ns(), vec![9]);
+        assert!(ns().is_empty());
+    }
+}
