@@ -40,17 +40,18 @@ impl Orchestrator {
                     &self.session.assignment(&worker, &id, attempt),
                     &self.session.assignment_done(&worker, &id, attempt),
                 )?;
+                if !ok {
+                    // The worker claimed it: its running task ended first, and that exit
+                    // is in its journal now. Fed before the answer, so a request waiting
+                    // on this withdrawal sees the task as it is (ended), not as running.
+                    self.follow_later(&worker)?;
+                }
                 self.feedback.push_back(Fact::Withdrawn {
                     worker: worker.clone(),
                     task: id,
                     attempt,
                     ok,
                 });
-                if !ok {
-                    // The worker claimed it: its running task ended first, and that exit
-                    // is in its journal now.
-                    self.follow_later(&worker)?;
-                }
             }
             Command::Retire {
                 worker,

@@ -338,6 +338,10 @@ impl Orchestrator {
             for (id, how) in died.drain(..) {
                 self.worker_died(&id, how)?;
             }
+            // What the workers recorded first: a request is judged on the tasks as they
+            // are (a reassign of a task whose exit is already journalled must not throw
+            // that exit away as stale).
+            self.reconcile()?;
             if control || last_control.elapsed() >= self.watch.rescan_interval() {
                 self.handle_control()?;
                 control = false;
@@ -353,7 +357,6 @@ impl Orchestrator {
                 self.read_heartbeats()?;
                 last_lease = Instant::now();
             }
-            self.reconcile()?;
             self.feed(Fact::Tick)?;
             if self.ended.is_some() {
                 break;
