@@ -453,7 +453,7 @@ impl Worker {
             a.timeout_ms.map(Duration::from_millis),
             Duration::from_millis(a.kill_grace_ms),
         )?;
-        let timed_out = ended_by.as_deref() == Some("timed_out");
+        let timed_out = ended_by == Some(Stopped::TimedOut);
         // Whatever the task left behind in its group (`sleep 1000 &`) goes with it, so no
         // orphan holds our pipes or outlives the attempt.
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -478,7 +478,10 @@ impl Worker {
             ended_at: proto::now_rfc3339(),
             duration_ms: t0.elapsed().as_millis() as u64,
             timed_out,
-            killed_by: ended_by.filter(|r| r != "timed_out"),
+            killed_by: match ended_by {
+                Some(Stopped::Asked(why)) => Some(why),
+                Some(Stopped::TimedOut) | None => None,
+            },
             spawn_error: None,
             result_error,
             has_result,
@@ -495,7 +498,7 @@ impl Worker {
         child: &mut std::process::Child,
         timeout: Option<Duration>,
         grace: Duration,
-    ) -> Result<(std::process::ExitStatus, Option<String>)> {
+    ) -> Result<(std::process::ExitStatus, Option<Stopped>)> {
         let pid = child.id();
         let pgid = Pid::from_raw(pid as i32);
         // Readable when the task's main process has exited: one poll waits for it and for
@@ -507,7 +510,7 @@ impl Worker {
             })
         };
         let start = Instant::now();
-        let mut ended_by: Option<String> = None;
+        let mut ended_by: Option<Stopped> = None;
         let mut hard_kill_at: Option<Instant> = None;
         loop {
             let now = Instant::now();
@@ -530,16 +533,20 @@ impl Worker {
             }
             if ended_by.is_none() {
                 let why = if timeout.is_some_and(|t| start.elapsed() >= t) {
-                    Some("timed_out".to_string())
+                    Some(Stopped::TimedOut)
                 } else {
                     fsio::read_json::<KillRequest>(&self.session.worker_kill(&self.cfg.id))
                         .ok()
                         .flatten()
                         .filter(|k| k.task == task && k.attempt == attempt)
-                        .map(|k| k.reason)
+                        .map(|k| Stopped::Asked(k.reason))
                 };
                 if let Some(why) = why {
-                    self.say(&format!("task {task}: {why}; stopping its process group"));
+                    let said = match &why {
+                        Stopped::TimedOut => "timed out",
+                        Stopped::Asked(r) => r.as_str(),
+                    };
+                    self.say(&format!("task {task}: {said}; stopping its process group"));
                     let _ = killpg(pgid, Signal::SIGTERM);
                     hard_kill_at = Some(Instant::now() + grace);
                     ended_by = Some(why);
@@ -551,6 +558,15 @@ impl Worker {
             }
         }
     }
+}
+
+/// Why the worker stopped a task itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stopped {
+    /// It ran past its `timeout`.
+    TimedOut,
+    /// The orchestrator asked (`kill`), with its reason (recorded as `killed_by`).
+    Asked(String),
 }
 
 /// Whether a change at `path` (in our directory or `assigned/`) is news for the loop:

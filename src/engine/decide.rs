@@ -137,7 +137,9 @@ impl Engine {
         if matches!(self.phase, Phase::Interrupting(_))
             && record
                 .as_ref()
-                .is_some_and(|r| r.killed_by.as_deref() == Some("interrupted"))
+                .and_then(|r| r.killed_by.as_deref())
+                .and_then(super::KillReason::parse)
+                == Some(super::KillReason::Interrupted)
         {
             self.journal(Event::AttemptEnded {
                 task: self.id(t),
