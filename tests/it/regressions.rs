@@ -80,11 +80,12 @@ fn kill_once_attempt_2_is_queued(sb: &mut Sandbox, session: &Path, wg: &str) {
         "attempt 2 of long to be assigned",
         || has_event(session, "task_assigned", "long", 2),
     );
+    // The journal line comes first (the fence), the assignment file right after it.
     let queued = session.join(format!("workers/{wg}/assigned/long.2"));
-    assert!(
-        queued.exists(),
-        "attempt 2 is queued unclaimed behind gate on {wg}: {:?}",
-        names_in(&session.join(format!("workers/{wg}/assigned")))
+    wait_until(
+        Duration::from_secs(10),
+        "attempt 2 queued unclaimed behind gate",
+        || queued.exists(),
     );
     sb.kill_orchestrator(session);
     assert!(
