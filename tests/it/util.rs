@@ -185,6 +185,11 @@ impl Drop for Sandbox {
                 .args(["-L", sock, "kill-server"])
                 .stderr(Stdio::null())
                 .status();
+            // A killed server leaves its socket file behind: remove it too.
+            let dir = std::env::var_os("TMUX_TMPDIR")
+                .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+                .join(format!("tmux-{}", nix::unistd::getuid()));
+            let _ = fs::remove_file(dir.join(sock));
         }
     }
 }
