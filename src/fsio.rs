@@ -16,7 +16,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -30,15 +29,23 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 /// Default cap on JSON files read from a session (invariant 6).
 pub const JSON_CAP: u64 = 16 * 1024 * 1024;
 
-static DURABLE: AtomicBool = AtomicBool::new(false);
-
-/// Turn fsync of files and directories on or off for this process.
-pub fn set_durable(on: bool) {
-    DURABLE.store(on, Ordering::Relaxed);
+/// How a process's writes reach the disk: with `durable` (`--durable`), each file and
+/// its directory are fsync'd before the write counts as done (power-loss safety); without,
+/// a write is safe against process crashes only. A value the CLI decides once and hands
+/// to the orchestrator and the worker; the free functions below are the fast writes task
+/// verbs make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fs {
+    pub durable: bool,
 }
 
-fn durable() -> bool {
-    DURABLE.load(Ordering::Relaxed)
+impl Fs {
+    /// No fsync.
+    pub const FAST: Fs = Fs { durable: false };
+
+    pub fn new(durable: bool) -> Fs {
+        Fs { durable }
+    }
 }
 
 fn parent(path: &Path) -> &Path {
@@ -48,17 +55,17 @@ fn parent(path: &Path) -> &Path {
     }
 }
 
-fn temp_in(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
-    temp_in_dir(parent(path), bytes)
+fn temp_in(path: &Path, bytes: &[u8], durable: bool) -> Result<tempfile::NamedTempFile> {
+    temp_in_dir(parent(path), bytes, durable)
 }
 
-fn temp_in_dir(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+fn temp_in_dir(dir: &Path, bytes: &[u8], durable: bool) -> Result<tempfile::NamedTempFile> {
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(io_err(dir, "create a temp file in"))?;
     tmp.write_all(bytes).map_err(io_err(tmp.path(), "write"))?;
-    if durable() {
+    if durable {
         tmp.as_file()
             .sync_all()
             .map_err(io_err(tmp.path(), "fsync"))?;
@@ -66,8 +73,8 @@ fn temp_in_dir(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     Ok(tmp)
 }
 
-fn sync_dir(path: &Path) -> Result<()> {
-    if durable() {
+fn sync_dir(path: &Path, durable: bool) -> Result<()> {
+    if durable {
         let dir = parent(path);
         File::open(dir)
             .and_then(|d| d.sync_all())
@@ -83,7 +90,7 @@ fn sync_dir(path: &Path) -> Result<()> {
 /// `Ok(None)` where the file system has no `O_TMPFILE` or `/proc` is missing: callers
 /// then take the temp + rename path. A write error publishes nothing: the unnamed file
 /// goes with its descriptor.
-fn link_new(dir: &Path, path: &Path, bytes: &[u8]) -> Result<Option<bool>> {
+fn link_new(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> Result<Option<bool>> {
     use nix::errno::Errno;
     use nix::fcntl::{AT_FDCWD, AtFlags, OFlag};
     use std::os::fd::AsRawFd;
@@ -98,7 +105,7 @@ fn link_new(dir: &Path, path: &Path, bytes: &[u8]) -> Result<Option<bool>> {
     };
     let mut file = File::from(fd);
     file.write_all(bytes).map_err(io_err(path, "write"))?;
-    if durable() {
+    if durable {
         file.sync_all().map_err(io_err(path, "fsync"))?;
     }
     let unnamed = format!("/proc/self/fd/{}", file.as_raw_fd());
@@ -110,7 +117,7 @@ fn link_new(dir: &Path, path: &Path, bytes: &[u8]) -> Result<Option<bool>> {
         AtFlags::AT_SYMLINK_FOLLOW,
     ) {
         Ok(()) => {
-            sync_dir(path)?;
+            sync_dir(path, durable)?;
             Ok(Some(true))
         }
         Err(Errno::EEXIST) => Ok(Some(false)),
@@ -119,66 +126,130 @@ fn link_new(dir: &Path, path: &Path, bytes: &[u8]) -> Result<Option<bool>> {
     }
 }
 
-/// Write `value` as JSON to `path`, a name expected to be new (an attempt's records): linked
-/// in one step where the file system allows ([`link_new`]), else, or if the name exists
-/// after all, like [`write_json`].
-pub fn write_json_new<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    write_json_new_via(parent(path), path, value)
+impl Fs {
+    /// Write `value` as JSON to `path`, a name expected to be new (an attempt's records):
+    /// linked in one step where the file system allows ([`link_new`]), else, or if the
+    /// name exists after all, like [`Fs::write_json`].
+    pub fn write_json_new<T: Serialize + ?Sized>(&self, path: &Path, value: &T) -> Result<()> {
+        self.write_json_new_via(parent(path), path, value)
+    }
+
+    /// [`Fs::write_json_new`] with the unnamed (or temp) file made in `staging`, a
+    /// directory on the same file system that nobody watches: watchers of `path`'s
+    /// directory then see one event. The orchestrator writes every assignment this way.
+    pub fn write_json_new_via<T: Serialize + ?Sized>(
+        &self,
+        staging: &Path,
+        path: &Path,
+        value: &T,
+    ) -> Result<()> {
+        let bytes = to_json(value);
+        match link_new(staging, path, &bytes, self.durable)? {
+            Some(true) => Ok(()),
+            _ => {
+                let tmp = temp_in_dir(staging, &bytes, self.durable)?;
+                tmp.persist(path)
+                    .map_err(|e| Error::io(path, "rename a temp file onto", e.error))?;
+                sync_dir(path, self.durable)
+            }
+        }
+    }
+
+    /// Atomically replace `path` with `bytes`.
+    pub fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = temp_in(path, bytes, self.durable)?;
+        tmp.persist(path)
+            .map_err(|e| Error::io(path, "rename a temp file onto", e.error))?;
+        sync_dir(path, self.durable)
+    }
+
+    /// Atomically replace `path` with `value` as pretty JSON (people read these by hand).
+    pub fn write_json<T: Serialize + ?Sized>(&self, path: &Path, value: &T) -> Result<()> {
+        self.write_atomic(path, &to_json(value))
+    }
+
+    /// Atomically create `path` with `bytes` unless it exists. Returns false when it
+    /// existed (someone else won), true when we created it.
+    pub fn create_once(&self, path: &Path, bytes: &[u8]) -> Result<bool> {
+        if let Some(created) = link_new(parent(path), path, bytes, self.durable)? {
+            return Ok(created);
+        }
+        let tmp = temp_in(path, bytes, self.durable)?;
+        match tmp.persist_noclobber(path) {
+            Ok(_) => {
+                sync_dir(path, self.durable)?;
+                Ok(true)
+            }
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io(path, "create", e.error)),
+        }
+    }
+
+    /// [`Fs::create_once`] for a JSON value.
+    pub fn create_json_once<T: Serialize + ?Sized>(&self, path: &Path, value: &T) -> Result<bool> {
+        self.create_once(path, &to_json(value))
+    }
+
+    /// Move `from` to `to` by rename(2), as a claim: when several processes rename the
+    /// same file, exactly one succeeds. `Ok(false)` when `from` is gone (someone else
+    /// claimed it).
+    pub fn claim(&self, from: &Path, to: &Path) -> Result<bool> {
+        match fs::rename(from, to) {
+            Ok(()) => {
+                sync_dir(to, self.durable)?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(from, "claim (rename)", e)),
+        }
+    }
+
+    /// Append one line with a single write(2), so concurrent readers see whole lines
+    /// except, after a crash, possibly a partial last one (which readers skip).
+    pub fn append_line(&self, file: &mut File, path: &Path, line: &str) -> Result<()> {
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+        file.write_all(&buf).map_err(io_err(path, "append to"))?;
+        if self.durable {
+            file.sync_data().map_err(io_err(path, "fsync"))?;
+        }
+        Ok(())
+    }
 }
 
-/// [`write_json_new`] with the unnamed (or temp) file made in `staging`, a directory on
-/// the same file system that nobody watches: watchers of `path`'s directory then see one
-/// event. The orchestrator writes every assignment this way.
+/// [`Fs::write_json_new`], without fsync.
+pub fn write_json_new<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    Fs::FAST.write_json_new(path, value)
+}
+
+/// [`Fs::write_json_new_via`], without fsync.
 pub fn write_json_new_via<T: Serialize + ?Sized>(
     staging: &Path,
     path: &Path,
     value: &T,
 ) -> Result<()> {
-    let bytes = to_json(value);
-    match link_new(staging, path, &bytes)? {
-        Some(true) => Ok(()),
-        _ => {
-            let tmp = temp_in_dir(staging, &bytes)?;
-            tmp.persist(path)
-                .map_err(|e| Error::io(path, "rename a temp file onto", e.error))?;
-            sync_dir(path)
-        }
-    }
+    Fs::FAST.write_json_new_via(staging, path, value)
 }
 
-/// Atomically replace `path` with `bytes`.
+/// [`Fs::write_atomic`], without fsync.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_in(path, bytes)?;
-    tmp.persist(path)
-        .map_err(|e| Error::io(path, "rename a temp file onto", e.error))?;
-    sync_dir(path)
+    Fs::FAST.write_atomic(path, bytes)
 }
 
-/// Atomically replace `path` with `value` as pretty JSON (people read these by hand).
+/// [`Fs::write_json`], without fsync.
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    write_atomic(path, &to_json(value))
+    Fs::FAST.write_json(path, value)
 }
 
-/// Atomically create `path` with `bytes` unless it exists. Returns false when it existed
-/// (someone else won), true when we created it.
+/// [`Fs::create_once`], without fsync.
 pub fn create_once(path: &Path, bytes: &[u8]) -> Result<bool> {
-    if let Some(created) = link_new(parent(path), path, bytes)? {
-        return Ok(created);
-    }
-    let tmp = temp_in(path, bytes)?;
-    match tmp.persist_noclobber(path) {
-        Ok(_) => {
-            sync_dir(path)?;
-            Ok(true)
-        }
-        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(Error::io(path, "create", e.error)),
-    }
+    Fs::FAST.create_once(path, bytes)
 }
 
-/// [`create_once`] for a JSON value.
+/// [`Fs::create_json_once`], without fsync.
 pub fn create_json_once<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<bool> {
-    create_once(path, &to_json(value))
+    Fs::FAST.create_json_once(path, value)
 }
 
 fn to_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
@@ -238,17 +309,9 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     }
 }
 
-/// Move `from` to `to` by rename(2), as a claim: when several processes rename the same
-/// file, exactly one succeeds. `Ok(false)` when `from` is gone (someone else claimed it).
+/// [`Fs::claim`], without fsync.
 pub fn claim(from: &Path, to: &Path) -> Result<bool> {
-    match fs::rename(from, to) {
-        Ok(()) => {
-            sync_dir(to)?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io(from, "claim (rename)", e)),
-    }
+    Fs::FAST.claim(from, to)
 }
 
 /// Create a directory (and parents) with mode 0700.
@@ -280,17 +343,9 @@ pub fn open_append(path: &Path) -> Result<File> {
         .map_err(io_err(path, "open for appending"))
 }
 
-/// Append one line with a single write(2), so concurrent readers see whole lines except,
-/// after a crash, possibly a partial last one (which readers skip).
+/// [`Fs::append_line`], without fsync.
 pub fn append_line(file: &mut File, path: &Path, line: &str) -> Result<()> {
-    let mut buf = Vec::with_capacity(line.len() + 1);
-    buf.extend_from_slice(line.as_bytes());
-    buf.push(b'\n');
-    file.write_all(&buf).map_err(io_err(path, "append to"))?;
-    if durable() {
-        file.sync_data().map_err(io_err(path, "fsync"))?;
-    }
-    Ok(())
+    Fs::FAST.append_line(file, path, line)
 }
 
 /// Open (creating if needed) a file used only as an flock target: never truncated, never

@@ -77,12 +77,14 @@ struct Worker {
     resolved: std::collections::HashMap<String, PathBuf>,
     /// This host's boot id, recorded with each attempt's process identity.
     boot_id: Option<String>,
+    /// Whether our records are fsync'd (`--durable`).
+    fs: fsio::Fs,
 }
 
 /// Run a worker until the orchestrator tells it to stop. Returns the exit code.
 pub fn run(cfg: WorkerConfig) -> Result<i32> {
     names::validate("worker id", &cfg.id).map_err(Error::Usage)?;
-    fsio::set_durable(cfg.durable);
+    let fs = fsio::Fs::new(cfg.durable);
     let session = Session::open(&cfg.session_dir)?;
     fsio::create_dir_private(&session.assigned_dir(&cfg.id))?;
     fsio::create_dir_private(&session.claimed_dir(&cfg.id))?;
@@ -114,7 +116,7 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         started_at: proto::now_rfc3339(),
         protocol: Some(proto::PROTOCOL_VERSION),
     };
-    let journal = Journal::open_worker(&session, &cfg.id)?;
+    let journal = Journal::open_worker(&session, &cfg.id, fs)?;
     let mut w = Worker {
         tee: std::io::stdout().is_terminal(),
         session,
@@ -126,10 +128,11 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         path: path_with_our_dir(),
         resolved: Default::default(),
         boot_id: crate::process::boot_id(),
+        fs,
     };
     // worker.json first: the `ready` line is what wakes the orchestrator, which watches
     // our journal, not our directory, and reads worker.json when it wakes.
-    fsio::write_json(&w.session.worker_json(&w.cfg.id), &info)?;
+    w.fs.write_json(&w.session.worker_json(&w.cfg.id), &info)?;
     w.journal.append_worker(&WorkerEvent::Ready {
         pid: std::process::id(),
         protocol: Some(proto::PROTOCOL_VERSION),
@@ -155,6 +158,7 @@ fn heartbeat(path: PathBuf) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
         loop {
             counter += 1;
             // A failed heartbeat write is not fatal: the orchestrator will judge us by it.
+            // Never fsync'd: a counter judged by how it moves, rewritten every second.
             let _ = fsio::write_json(&path, &Heartbeat { counter });
             match stopped.recv_timeout(Duration::from_secs(1)) {
                 Err(RecvTimeoutError::Timeout) => {}
@@ -230,7 +234,7 @@ impl Worker {
                 // queued behind our running task, and of its rename and ours exactly one
                 // succeeds.
                 let id = &self.cfg.id;
-                if !fsio::claim(
+                if !self.fs.claim(
                     &self.session.assignment(id, &task, attempt),
                     &self.session.assignment_claimed(id, &task, attempt),
                 )? || self.session.exit_json(&task, attempt).exists()
@@ -321,7 +325,8 @@ impl Worker {
         if !record.succeeded() {
             self.failed.push(task.to_string());
         }
-        fsio::write_json_new(&self.session.exit_json(task, attempt), &record)?;
+        self.fs
+            .write_json_new(&self.session.exit_json(task, attempt), &record)?;
         let how = match record.failure_reason() {
             None => "succeeded".to_string(),
             Some(r) => format!("failed: {r}"),

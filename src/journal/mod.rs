@@ -41,32 +41,39 @@ fn line<T: Serialize>(ev: &T) -> Result<String> {
 pub struct Journal {
     path: PathBuf,
     file: File,
+    fs: fsio::Fs,
 }
 
 impl Journal {
-    pub fn open(session: &Session) -> Result<Journal> {
-        Journal::open_at(session.events())
+    /// The session's journal; `fs` says whether each line is fsync'd.
+    pub fn open(session: &Session, fs: fsio::Fs) -> Result<Journal> {
+        Journal::open_at(session.events(), fs)
     }
 
-    pub fn open_worker(session: &Session, worker: &str) -> Result<Journal> {
-        Journal::open_at(session.worker_events(worker))
+    pub fn open_worker(session: &Session, worker: &str, fs: fsio::Fs) -> Result<Journal> {
+        Journal::open_at(session.worker_events(worker), fs)
     }
 
-    fn open_at(path: PathBuf) -> Result<Journal> {
+    fn open_at(path: PathBuf, fs: fsio::Fs) -> Result<Journal> {
         let file = fsio::open_append(&path)?;
-        Ok(Journal { path, file })
+        Ok(Journal { path, file, fs })
+    }
+
+    /// Whether this journal's lines are fsync'd (and so the writes of its owner).
+    pub fn fs(&self) -> fsio::Fs {
+        self.fs
     }
 
     /// Append one session event (fsync'd under `--durable`).
     pub fn append(&mut self, ev: &Event) -> Result<()> {
         let l = line(ev)?;
-        fsio::append_line(&mut self.file, &self.path, &l)
+        self.fs.append_line(&mut self.file, &self.path, &l)
     }
 
     /// Append one worker event.
     pub fn append_worker(&mut self, ev: &WorkerEvent) -> Result<()> {
         let l = line(ev)?;
-        fsio::append_line(&mut self.file, &self.path, &l)
+        self.fs.append_line(&mut self.file, &self.path, &l)
     }
 }
 
@@ -316,7 +323,7 @@ mod tests {
         let p = d.path().join("events.jsonl");
         let mut r = Reader::at(p.clone());
         assert!(r.refresh().unwrap().is_empty(), "no file yet");
-        let mut j = Journal::open_at(p).unwrap();
+        let mut j = Journal::open_at(p, fsio::Fs::FAST).unwrap();
         j.append(&Event::TasksAdded {
             tasks: vec!["a".into(), "b".into()],
         })
@@ -338,7 +345,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = Session::create(d.path(), "t").unwrap();
         fsio::create_dir_private(&s.worker_dir("w1")).unwrap();
-        let mut j = Journal::open_worker(&s, "w1").unwrap();
+        let mut j = Journal::open_worker(&s, "w1", fsio::Fs::FAST).unwrap();
         let started = |task: &str, attempt: u32, pid: u32| {
             WorkerEvent::Started(Started {
                 task: task.into(),

@@ -36,7 +36,7 @@ impl Orchestrator {
                 attempt,
             } => {
                 let id = self.engine.plan().tasks[task].id.clone();
-                let ok = fsio::claim(
+                let ok = self.fs.claim(
                     &self.session.assignment(&worker, &id, attempt),
                     &self.session.assignment_done(&worker, &id, attempt),
                 )?;
@@ -63,8 +63,10 @@ impl Orchestrator {
                 let id = &self.engine.plan().tasks[task].id;
                 let done = self.session.assignment_done(&worker, id, attempt);
                 let claimed = self.session.assignment_claimed(&worker, id, attempt);
-                if !matches!(fsio::claim(&claimed, &done), Ok(true)) {
-                    let _ = fsio::claim(&self.session.assignment(&worker, id, attempt), &done);
+                if !matches!(self.fs.claim(&claimed, &done), Ok(true)) {
+                    let _ = self
+                        .fs
+                        .claim(&self.session.assignment(&worker, id, attempt), &done);
                 }
             }
             Command::Kill {
@@ -73,7 +75,7 @@ impl Orchestrator {
                 attempt,
                 reason,
             } => {
-                fsio::write_json(
+                self.fs.write_json(
                     &self.session.worker_kill(&worker),
                     &KillRequest {
                         task: self.engine.plan().tasks[task].id.clone(),
@@ -89,7 +91,8 @@ impl Orchestrator {
                 process,
             } => self.kill_group(&worker, task, attempt, process),
             Command::StopWorker { worker, reason } => {
-                fsio::write_json(&self.session.worker_shutdown(&worker), &Shutdown { reason })?;
+                self.fs
+                    .write_json(&self.session.worker_shutdown(&worker), &Shutdown { reason })?;
                 if reason == ShutdownReason::Lost {
                     self.lingering.push(worker);
                 }
@@ -127,10 +130,10 @@ impl Orchestrator {
                 if let Some(dir) = path.parent() {
                     fsio::create_dir_private(dir)?;
                 }
-                fsio::create_json_once(&path, &ro)?;
+                self.fs.create_json_once(&path, &ro)?;
             }
             Command::ReleaseBarrier { name } => {
-                fsio::create_json_once(
+                self.fs.create_json_once(
                     &self.session.checkpoint_proceed(&name),
                     &BarrierVerdict {
                         released_at: proto::now_rfc3339(),
@@ -140,7 +143,7 @@ impl Orchestrator {
                 )?;
             }
             Command::BreakBarrier { name, task, reason } => {
-                fsio::create_json_once(
+                self.fs.create_json_once(
                     &self.session.checkpoint_broken(&name),
                     &BarrierVerdict {
                         released_at: proto::now_rfc3339(),
@@ -155,7 +158,7 @@ impl Orchestrator {
                 cycle,
             } => {
                 let abort = self.session.lock_abort(&lock, &victim);
-                if fsio::create_json_once(
+                if self.fs.create_json_once(
                     &abort,
                     &LockAbort {
                         cycle: cycle.clone(),
@@ -263,7 +266,7 @@ impl Orchestrator {
             assigned_at: proto::now_rfc3339(),
             seq,
         };
-        fsio::write_json_new_via(
+        self.fs.write_json_new_via(
             &self.session.orchestrator_dir(),
             &self.session.assignment(wid, &a.task, attempt),
             &a,
@@ -290,7 +293,7 @@ impl Orchestrator {
         let id = spec.id.clone();
         let retries = spec.retries;
         let not_before = proto::now_unix_ms() + delay_ms;
-        fsio::write_json(
+        self.fs.write_json(
             &self.session.retry_json(&id),
             &RetryPlan {
                 failed_attempt,
@@ -338,7 +341,7 @@ impl Orchestrator {
         }
         let path = self.session.outcome_json(&id);
         // Created once: if one exists, it is the accepted outcome.
-        let o = if fsio::create_json_once(&path, &o)? {
+        let o = if self.fs.create_json_once(&path, &o)? {
             o
         } else {
             fsio::read_json::<Outcome>(&path)?.unwrap_or(o)
@@ -372,7 +375,8 @@ impl Orchestrator {
                     .as_ref()
                     .map_or_else(|| "none".to_string(), |r| r.to_string())
             );
-            fsio::write_atomic(&self.session.marker(m), text.as_bytes())?;
+            self.fs
+                .write_atomic(&self.session.marker(m), text.as_bytes())?;
         }
         Ok(())
     }
@@ -489,7 +493,7 @@ impl Orchestrator {
                 duration_ms: self.started.elapsed().as_millis() as u64,
                 tasks,
             };
-            fsio::write_json(&self.session.summary_json(), &summary)?;
+            self.fs.write_json(&self.session.summary_json(), &summary)?;
             self.journal.append(&Event::SessionFinished {
                 session: self.session.id().to_string(),
                 state,
@@ -504,7 +508,7 @@ impl Orchestrator {
                 .worker_state(&id)
                 .is_some_and(|s| s != crate::engine::WorkerState::Gone);
             if known || super::worker_alive(&self.session, &id) {
-                fsio::write_json(
+                self.fs.write_json(
                     &self.session.worker_shutdown(&id),
                     &Shutdown {
                         reason: ShutdownReason::SessionEnd,

@@ -131,6 +131,8 @@ pub struct Orchestrator {
     /// Replies to requests made directly (not through `control/`).
     direct_replies: BTreeMap<String, (bool, String)>,
     ended: Option<SessionState>,
+    /// Whether writes are fsync'd (`--durable`).
+    fs: fsio::Fs,
     /// See [`ResumeConfig::best_effort`].
     best_effort: bool,
     tx: Sender<Wake>,
@@ -145,12 +147,12 @@ impl Orchestrator {
     /// Create the session directory and everything written once. Nothing is created when
     /// this fails before `Session::create` (the worker binary is located first).
     pub fn create(cfg: RunConfig) -> Result<Orchestrator> {
-        fsio::set_durable(cfg.durable);
+        let fs = fsio::Fs::new(cfg.durable);
         let cmd = WorkerCommand::locate(cfg.watch, cfg.durable, &cfg.env)?;
         let session = Session::create(&cfg.sessions_root, &cfg.plan.name)?;
-        let lock = take_lock(&session)?;
+        let lock = take_lock(&session, fs)?;
         let started_at = proto::now_rfc3339();
-        fsio::write_json(
+        fs.write_json(
             &session.session_json(),
             &SessionInfo {
                 protocol: proto::PROTOCOL_VERSION,
@@ -162,9 +164,9 @@ impl Orchestrator {
                 durable: cfg.durable,
             },
         )?;
-        fsio::write_json(&session.plan_json(), &cfg.plan)?;
+        fs.write_json(&session.plan_json(), &cfg.plan)?;
         let launcher = launch::make(cfg.launcher, cmd, &session, cfg.plan.keep_windows, &cfg.env);
-        let mut journal = Journal::open(&session)?;
+        let mut journal = Journal::open(&session, fs)?;
         journal.append(&Event::SessionStarted {
             session: session.id().to_string(),
             tasks: cfg.plan.tasks.len(),
@@ -196,6 +198,7 @@ impl Orchestrator {
     ) -> Orchestrator {
         let (tx, rx) = mpsc::channel();
         let n = engine.plan().tasks.len();
+        let journal_fs = journal.fs();
         Orchestrator {
             session,
             engine,
@@ -212,6 +215,7 @@ impl Orchestrator {
             prim_dirty: true,
             direct_replies: BTreeMap::new(),
             ended: None,
+            fs: journal_fs,
             best_effort: false,
             tx,
             rx,
@@ -588,7 +592,7 @@ impl Orchestrator {
             self.direct_replies.insert(id.to_string(), (ok, message));
             return Ok(());
         }
-        fsio::write_json(
+        self.fs.write_json(
             &self.session.control_reply(id),
             &ControlReply { ok, message },
         )?;
@@ -675,7 +679,7 @@ fn seed() -> u64 {
 }
 
 /// Take `orchestrator/lock` (held for the orchestrator's life) and write `info.json`.
-fn take_lock(session: &Session) -> Result<File> {
+fn take_lock(session: &Session, fs: fsio::Fs) -> Result<File> {
     let path = session.orchestrator_lock();
     let f = fsio::open_lock_file(&path)?;
     if f.try_lock_exclusive().is_err() {
@@ -689,7 +693,7 @@ fn take_lock(session: &Session) -> Result<File> {
             session.id()
         )));
     }
-    fsio::write_json(
+    fs.write_json(
         &session.orchestrator_info(),
         &OrchestratorInfo {
             pid: std::process::id(),

@@ -17,9 +17,9 @@ use crate::session::Session;
 impl Orchestrator {
     /// Take over an existing session whose orchestrator is gone.
     pub fn resume(cfg: super::ResumeConfig) -> Result<Orchestrator> {
-        fsio::set_durable(cfg.durable);
+        let fs = fsio::Fs::new(cfg.durable);
         let session = cfg.session;
-        let lock = take_lock(&session)?;
+        let lock = take_lock(&session, fs)?;
         let info: SessionInfo = fsio::read_json(&session.session_json())?.ok_or_else(|| {
             Error::Session(format!("{}: missing", session.session_json().display()))
         })?;
@@ -58,7 +58,7 @@ impl Orchestrator {
                 .resolve(&cfg.env)
         });
         let launcher = launch::make(kind, cmd, &session, plan.keep_windows, &cfg.env);
-        let mut journal = Journal::open(&session)?;
+        let mut journal = Journal::open(&session, fs)?;
         let mut history = crate::journal::read_history(&session)?;
         if !cfg.retry.is_empty() {
             let ev = prepare_retry(&session, &plan, &cfg.retry)?;
@@ -84,7 +84,7 @@ impl Orchestrator {
             session: session.id().to_string(),
             ..engine::Config::new(workers, Duration::from_millis(plan.lease_ms))
         };
-        let (found, tails) = scan(&session, &plan, &history)?;
+        let (found, tails) = scan(&session, &plan, &history, fs)?;
         let engine = Engine::restore(
             plan,
             ecfg,
@@ -204,7 +204,7 @@ type Tails = std::collections::BTreeMap<String, Tail>;
 /// One look at the directory: workers (alive, registered, their claimed assignments;
 /// unclaimed ones are taken back now), exits that happened meanwhile, outcomes whose
 /// journal line is missing, and the starts of attempts that have no exit.
-fn scan(session: &Session, plan: &Plan, history: &History) -> Result<(Found, Tails)> {
+fn scan(session: &Session, plan: &Plan, history: &History, fs: fsio::Fs) -> Result<(Found, Tails)> {
     let mut found = Found::default();
     let mut tails = Tails::new();
     for wid in session.worker_ids()? {
@@ -222,7 +222,7 @@ fn scan(session: &Session, plan: &Plan, history: &History) -> Result<(Found, Tai
         // with the same attempt numbers.
         fsio::create_dir_private(&session.done_dir(&wid))?;
         for (task, attempt) in session.assignments(&wid)? {
-            if fsio::claim(
+            if fs.claim(
                 &session.assignment(&wid, &task, attempt),
                 &session.assignment_done(&wid, &task, attempt),
             )? {

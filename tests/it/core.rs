@@ -663,3 +663,28 @@ fn closed_stdout_and_stderr_do_not_kill_the_run() {
     let summary = read_json(&sessions[0].path().join("summary.json")).unwrap();
     assert_eq!(summary["state"], "succeeded");
 }
+
+/// `--durable` (fsync of every record and its directory) runs a plan like any other and
+/// is recorded in session.json.
+#[test]
+fn durable_run_succeeds_and_is_recorded() {
+    let sb = Sandbox::new();
+    let o = sb.run_plan(
+        "durable.toml",
+        "name = \"durable\"\nworkers = 2\n[[task]]\nid = \"a\"\nrun = \"true\"\n\
+         [[task]]\nid = \"b\"\nrun = \"true\"\nafter = [\"a\"]\n",
+        &["--durable"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let session = session_of(&o);
+    assert_eq!(
+        read_json(&session.join("session.json")).unwrap()["durable"],
+        true
+    );
+    assert_status(
+        &sb,
+        &session,
+        "succeeded",
+        &[("a", "succeeded"), ("b", "succeeded")],
+    );
+}
