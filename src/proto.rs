@@ -117,7 +117,7 @@ pub struct Shutdown {
 }
 
 /// The `started` line of a worker's `workers/<id>/events.jsonl`: written by the worker when
-/// the attempt's process started (see [`crate::journal::started_record`]).
+/// the attempt's process started (`journal::started_record` finds it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Started {
     pub task: String,
@@ -338,12 +338,31 @@ pub struct RetryPlan {
     pub reason: String,
 }
 
+/// What a person (or the CLI on their behalf) asks of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlAction {
+    /// Stop the task's running attempt; a new attempt runs on another worker.
+    Reassign,
+    /// Cancel one task (with `task`) and its dependents, or the whole session.
+    Cancel,
+}
+
+impl ControlAction {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ControlAction::Reassign => "reassign",
+            ControlAction::Cancel => "cancel",
+        }
+    }
+}
+
 /// What a person asks of a live orchestrator through `control/<id>.json` (written by the
 /// CLI, consumed and removed by the orchestrator).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ControlRequest {
     pub id: String,
-    pub action: crate::journal::ControlAction,
+    pub action: ControlAction,
     pub task: Option<String>,
     pub requested_at: String,
 }

@@ -53,24 +53,7 @@ impl EndReason {
     }
 }
 
-/// What a person (or the CLI on their behalf) asks of a session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ControlAction {
-    /// Stop the task's running attempt; a new attempt runs on another worker.
-    Reassign,
-    /// Cancel one task (with `task`) and its dependents, or the whole session.
-    Cancel,
-}
-
-impl ControlAction {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ControlAction::Reassign => "reassign",
-            ControlAction::Cancel => "cancel",
-        }
-    }
-}
+pub use crate::proto::ControlAction;
 
 /// How a worker left the session.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
