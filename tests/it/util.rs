@@ -497,10 +497,22 @@ pub fn signal(pid: u64, sig: &str) {
     assert!(st.success(), "kill {sig} {pid}");
 }
 
-/// The pid a task wrote in `path` (`echo $! > "$OUT/bg"`).
+/// The pid a task wrote in `path` (`echo $! > "$OUT/bg"`), waited for: the shell creates
+/// the file before it writes the number, so a reader can see it empty for a moment.
 pub fn pid_in(path: &Path) -> u64 {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.trim().parse().unwrap()
+    let mut pid = None;
+    wait_until(
+        Duration::from_secs(30),
+        &format!("a pid in {}", path.display()),
+        || {
+            pid = fs::read_to_string(path)
+                .ok()
+                .filter(|t| t.ends_with('\n'))
+                .and_then(|t| t.trim().parse().ok());
+            pid.is_some()
+        },
+    );
+    pid.unwrap_or_default()
 }
 
 /// Wait (20 s at most) for process `pid` to be gone; `what` says what it is.
