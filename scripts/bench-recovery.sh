@@ -102,13 +102,14 @@ while ((${#lat[@]} < kills)); do
   t0=$(date +%s%3N)
   kill -9 "$pid" 2>/dev/null || continue
   killed+="$pid "
-  # The next attempt's `started` line, in whichever worker's journal it appears (matched
-  # field by field: the order of a line's keys is not part of the protocol).
+  # The next attempt's `started` line, in whichever worker's journal it appears. One grep
+  # per look (a pipeline of several, every 5 ms, took enough of this 2-core machine to
+  # slow the recovery it measures); it relies on the order in which maestro writes the
+  # line's keys (event, then the record's task and attempt), which no reader may rely on.
+  next="\"event\":\"started\",\"task\":\"$task\",\"attempt\":$((attempt + 1))[,}]"
   rec=
   while (($(date +%s) <= deadline)); do
-    rec=$(grep -h -F '"event":"started"' "$session"/workers/*/events.jsonl 2>/dev/null |
-      grep -F "\"task\":\"$task\"" | grep -E "\"attempt\":$((attempt + 1))[,}]" |
-      head -n 1) || true
+    rec=$(grep -h -m 1 -E "$next" "$session"/workers/*/events.jsonl 2>/dev/null | head -n 1) || true
     [[ -n $rec ]] && break
     sleep 0.005
   done
