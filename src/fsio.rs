@@ -128,7 +128,7 @@ fn link_new(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> Result<Opti
 
 impl Fs {
     /// Write `value` as JSON to `path`, a name expected to be new (an attempt's records):
-    /// linked in one step where the file system allows ([`link_new`]), else, or if the
+    /// linked in one step where the file system allows (`link_new`), else, or if the
     /// name exists after all, like [`Fs::write_json`].
     pub fn write_json_new<T: Serialize + ?Sized>(&self, path: &Path, value: &T) -> Result<()> {
         self.write_json_new_via(parent(path), path, value)

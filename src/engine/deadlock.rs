@@ -32,7 +32,7 @@ pub struct Deadlock {
 
 /// Find a cycle in the wait-for graph (task A waits for a lock task B holds, in a mode that
 /// conflicts) and choose whose wait fails: the lowest `priority`, ties going to the task
-/// that started waiting last. Pure: the orchestrator feeds it [`scan`]'s view.
+/// that started waiting last. Pure: the orchestrator feeds it [`crate::locks::scan`]'s view.
 pub fn find_deadlock(
     locks: &BTreeMap<String, LockView>,
     priority: &dyn Fn(&str) -> i64,

@@ -71,7 +71,7 @@ pub enum DeathCause {
     FoundDead,
 }
 
-/// One line of `events.jsonl` (each also carries `ts`, written by [`Journal`]).
+/// One line of `events.jsonl` (each also carries `ts`, written by [`crate::journal::Journal`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {

@@ -182,26 +182,12 @@ impl Orchestrator {
 
     /// Follow a worker's journal after the current fact (its lines become facts).
     fn follow_later(&mut self, worker: &str) -> Result<()> {
-        let Some(tail) = self.tails.get_mut(worker) else {
-            return Ok(());
-        };
-        for ev in tail.read_worker_events()? {
-            match ev {
-                crate::journal::WorkerEvent::Started(st) => {
-                    self.feedback.push_back(Fact::AttemptStarted(st));
-                }
-                crate::journal::WorkerEvent::Exited(rec) => {
-                    let (task, attempt) = (rec.task.clone(), rec.attempt);
-                    let exit = self.exit_of(rec);
-                    self.feedback.push_back(Fact::AttemptExited {
-                        worker: worker.to_string(),
-                        task,
-                        attempt,
-                        exit,
-                    });
-                }
-                _ => {}
-            }
+        let (starts, ended) = self.new_lines(worker)?;
+        self.feedback
+            .extend(starts.into_iter().map(Fact::AttemptStarted));
+        for rec in ended {
+            let fact = super::exited(&self.session, worker, rec);
+            self.feedback.push_back(fact);
         }
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! The imperative shell around the [`Engine`]: it turns file-system changes, worker
-//! deaths, signals and timers into [`Fact`]s, and carries the engine's [`Command`]s out
+//! deaths, signals and timers into [`Fact`]s, and carries the engine's [`Command`](crate::engine::Command)s out
 //! (`effects.rs`). It decides nothing itself.
 //!
 //! What wakes the loop (all funnel into one channel): notify events under `workers/` (a
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use fs2::FileExt;
 
-use crate::engine::{self, Command, Engine, Exit, Fact, Interrupt, WorkerState};
+use crate::engine::{self, Engine, Exit, Fact, Interrupt, WorkerState};
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::journal::{ControlAction, DeathCause, Event, Journal, Tail, WorkerEvent};
@@ -436,50 +436,36 @@ impl Orchestrator {
     fn follow_all(&mut self, ids: &[String]) -> Result<()> {
         let mut exits = Vec::new();
         for id in ids {
-            let Some(tail) = self.tails.get_mut(id) else {
-                continue;
-            };
-            for ev in tail.read_worker_events()? {
-                match ev {
-                    WorkerEvent::Started(st) => self.feed(Fact::AttemptStarted(st))?,
-                    WorkerEvent::Exited(rec) => {
-                        let at = humantime::parse_rfc3339(&rec.ended_at)
-                            .ok()
-                            .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-                        exits.push((at, id.clone(), rec));
-                    }
-                    WorkerEvent::Ready { .. } | WorkerEvent::Stopped {} | WorkerEvent::Unknown => {}
-                }
+            let (starts, ended) = self.new_lines(id)?;
+            for st in starts {
+                self.feed(Fact::AttemptStarted(st))?;
             }
+            exits.extend(ended.into_iter().map(|rec| (id.clone(), rec)));
         }
-        exits.sort_by_key(|(at, _, _)| *at);
-        for (_, id, rec) in exits {
-            let (task, attempt) = (rec.task.clone(), rec.attempt);
-            let exit = self.exit_of(rec);
-            self.feed(Fact::AttemptExited {
-                worker: id,
-                task,
-                attempt,
-                exit,
-            })?;
+        exits.sort_by_key(|(_, rec)| {
+            humantime::parse_rfc3339(&rec.ended_at).unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+        });
+        for (id, rec) in exits {
+            let fact = exited(&self.session, &id, rec);
+            self.feed(fact)?;
         }
         Ok(())
     }
 
-    /// An exit record with the task's result, read only when the record says there is
-    /// one and the attempt succeeded.
-    fn exit_of(&self, rec: proto::ExitRecord) -> Exit {
-        let result = if rec.succeeded() && rec.has_result {
-            fsio::read_json::<serde_json::Value>(&self.session.result_json(&rec.task, rec.attempt))
-                .ok()
-                .flatten()
-        } else {
-            None
-        };
-        Exit::Record {
-            record: Box::new(rec),
-            result,
+    /// What worker `id` journalled since we last looked: the attempts it started, then
+    /// the exit records it wrote, in its order.
+    fn new_lines(&mut self, id: &str) -> Result<(Vec<proto::Started>, Vec<proto::ExitRecord>)> {
+        let (mut starts, mut exits) = (Vec::new(), Vec::new());
+        if let Some(tail) = self.tails.get_mut(id) {
+            for ev in tail.read_worker_events()? {
+                match ev {
+                    WorkerEvent::Started(st) => starts.push(st),
+                    WorkerEvent::Exited(rec) => exits.push(rec),
+                    WorkerEvent::Ready { .. } | WorkerEvent::Stopped {} | WorkerEvent::Unknown => {}
+                }
+            }
         }
+        Ok((starts, exits))
     }
 
     /// Worker `id` is gone: its death, with every exit it recorded that was not fed yet
@@ -487,49 +473,30 @@ impl Orchestrator {
     fn worker_died(&mut self, id: &str, how: DeathCause) -> Result<()> {
         self.lingering.retain(|w| w != id);
         let gone = matches!(self.engine.worker_state(id), None | Some(WorkerState::Gone));
-        let events = match self.tails.get_mut(id) {
-            Some(tail) => tail.read_worker_events()?,
-            None => Vec::new(),
-        };
-        let mut exits = Vec::new();
-        for ev in events {
-            match ev {
-                WorkerEvent::Started(st) => self.feed(Fact::AttemptStarted(st))?,
-                WorkerEvent::Exited(rec) => {
-                    let (task, attempt) = (rec.task.clone(), rec.attempt);
-                    exits.push((task, attempt, self.exit_of(rec)));
-                }
-                _ => {}
-            }
+        let (starts, ended) = self.new_lines(id)?;
+        for st in starts {
+            self.feed(Fact::AttemptStarted(st))?;
         }
         if gone {
             // Declared lost before it died: what it recorded late is stale.
-            for (task, attempt, exit) in exits {
-                self.feed(Fact::AttemptExited {
-                    worker: id.to_string(),
-                    task,
-                    attempt,
-                    exit,
-                })?;
+            for rec in ended {
+                let fact = exited(&self.session, id, rec);
+                self.feed(fact)?;
             }
             return Ok(());
         }
+        let mut exits: Vec<(String, u32, Exit)> = ended
+            .into_iter()
+            .map(|rec| (rec.task.clone(), rec.attempt, exit_of(&self.session, rec)))
+            .collect();
         for (t, a) in self.engine.in_flight(id) {
             let task = self.engine.plan().tasks[t].id.clone();
             if exits.iter().any(|(x, n, _)| *x == task && *n == a) {
                 continue;
             }
-            let path = self.session.exit_json(&task, a);
-            let exit = match fsio::read_json::<proto::ExitRecord>(&path) {
-                Ok(None) => continue,
-                Ok(Some(e)) if e.task == task && e.attempt == a => self.exit_of(e),
-                Ok(Some(_)) => Exit::Unreadable(format!(
-                    "{}: record does not match task {task} attempt {a}",
-                    path.display()
-                )),
-                Err(e) => Exit::Unreadable(e.to_string()),
-            };
-            exits.push((task, a, exit));
+            if let Some(exit) = read_exit(&self.session, &task, a) {
+                exits.push((task, a, exit));
+            }
         }
         self.feed(Fact::WorkerDied {
             worker: id.to_string(),
@@ -678,6 +645,47 @@ fn seed() -> u64 {
     proto::now_unix_ms() ^ (u64::from(std::process::id()) << 32)
 }
 
+/// An exit record with the task's result, read only when the record says there is one
+/// and the attempt succeeded.
+fn exit_of(session: &Session, rec: proto::ExitRecord) -> Exit {
+    let result = if rec.succeeded() && rec.has_result {
+        fsio::read_json::<serde_json::Value>(&session.result_json(&rec.task, rec.attempt))
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    Exit::Record {
+        record: Box::new(rec),
+        result,
+    }
+}
+
+/// The fact of worker `worker`'s exit record.
+fn exited(session: &Session, worker: &str, rec: proto::ExitRecord) -> Fact {
+    Fact::AttemptExited {
+        worker: worker.to_string(),
+        task: rec.task.clone(),
+        attempt: rec.attempt,
+        exit: exit_of(session, rec),
+    }
+}
+
+/// An attempt's `exit.json` (none when there is no file): read where no journal line
+/// carried it (the worker died first, or on resume).
+fn read_exit(session: &Session, task: &str, attempt: u32) -> Option<Exit> {
+    let path = session.exit_json(task, attempt);
+    match fsio::read_json::<proto::ExitRecord>(&path) {
+        Ok(None) => None,
+        Ok(Some(e)) if e.task == task && e.attempt == attempt => Some(exit_of(session, e)),
+        Ok(Some(_)) => Some(Exit::Unreadable(format!(
+            "{}: record does not match task {task} attempt {attempt}",
+            path.display()
+        ))),
+        Err(e) => Some(Exit::Unreadable(e.to_string())),
+    }
+}
+
 /// Take `orchestrator/lock` (held for the orchestrator's life) and write `info.json`.
 fn take_lock(session: &Session, fs: fsio::Fs) -> Result<File> {
     let path = session.orchestrator_lock();
@@ -761,6 +769,3 @@ pub fn send_control(
         thread::sleep(Duration::from_millis(20));
     }
 }
-
-#[allow(unused_imports)]
-use Command as _;

@@ -4,14 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Orchestrator, take_lock};
-use crate::engine::{self, Engine, Exit, Fact, Found, FoundWorker};
+use super::{Orchestrator, read_exit, take_lock};
+use crate::engine::{self, Engine, Fact, Found, FoundWorker};
 use crate::error::{Error, Result, io_err};
 use crate::fsio;
 use crate::journal::{EndReason, Event, History, Journal, Tail, WorkerEvent};
 use crate::launch::{self, LauncherKind, WorkerCommand};
 use crate::plan::Plan;
-use crate::proto::{self, ExitRecord, Outcome, SessionInfo, Summary, TaskState, WorkerInfo};
+use crate::proto::{self, Outcome, SessionInfo, Summary, TaskState, WorkerInfo};
 use crate::session::Session;
 
 impl Orchestrator {
@@ -171,32 +171,6 @@ fn prepare_retry(session: &Session, plan: &Plan, names: &[String]) -> Result<Eve
     Ok(Event::RetryRequested {
         tasks: reset.iter().map(|&t| plan.tasks[t].id.clone()).collect(),
     })
-}
-
-/// Read an attempt's `exit.json` into an [`Exit`] (none when there is no file).
-fn read_exit(session: &Session, task: &str, attempt: u32) -> Option<Exit> {
-    let path = session.exit_json(task, attempt);
-    match fsio::read_json::<ExitRecord>(&path) {
-        Ok(None) => None,
-        Ok(Some(e)) if e.task == task && e.attempt == attempt => {
-            let result = if e.succeeded() && e.has_result {
-                fsio::read_json::<serde_json::Value>(&session.result_json(task, attempt))
-                    .ok()
-                    .flatten()
-            } else {
-                None
-            };
-            Some(Exit::Record {
-                record: Box::new(e),
-                result,
-            })
-        }
-        Ok(Some(_)) => Some(Exit::Unreadable(format!(
-            "{}: record does not match task {task} attempt {attempt}",
-            path.display()
-        ))),
-        Err(e) => Some(Exit::Unreadable(e.to_string())),
-    }
 }
 
 type Tails = std::collections::BTreeMap<String, Tail>;
