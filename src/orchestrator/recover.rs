@@ -17,12 +17,14 @@ use crate::session::Session;
 impl Orchestrator {
     /// Take over an existing session whose orchestrator is gone.
     pub fn resume(cfg: super::ResumeConfig) -> Result<Orchestrator> {
-        let fs = fsio::Fs::new(cfg.durable);
         let session = cfg.session;
-        let lock = take_lock(&session, fs)?;
         let info: SessionInfo = fsio::read_json(&session.session_json())?.ok_or_else(|| {
             Error::Session(format!("{}: missing", session.session_json().display()))
         })?;
+        // A session run with --durable stays durable whoever takes it over.
+        let durable = cfg.durable || info.durable;
+        let fs = fsio::Fs::new(durable);
+        let lock = take_lock(&session, fs)?;
         if info.protocol > proto::PROTOCOL_VERSION {
             return Err(Error::Session(format!(
                 "session {} was written by a newer maestro (protocol {}, this one speaks {})",
@@ -50,7 +52,7 @@ impl Orchestrator {
                 session.id()
             )));
         }
-        let cmd = WorkerCommand::locate(cfg.watch, cfg.durable, &cfg.env)?;
+        let cmd = WorkerCommand::locate(cfg.watch, durable, &cfg.env)?;
         let kind = cfg.launcher.unwrap_or_else(|| {
             info.launcher
                 .parse::<LauncherKind>()

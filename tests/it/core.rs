@@ -688,3 +688,34 @@ fn durable_run_succeeds_and_is_recorded() {
         &[("a", "succeeded"), ("b", "succeeded")],
     );
 }
+
+/// A session run with `--durable` stays durable when it is resumed without the flag: the
+/// workers the resumed orchestrator starts get `--durable` too.
+#[test]
+fn resume_of_a_durable_session_is_durable() {
+    let mut sb = Sandbox::new();
+    let session = sb.start_plan(
+        "dres.toml",
+        &format!(
+            "name = \"dres\"\nworkers = 1\n[[task]]\nid = \"a\"\nrun = '{}'\n",
+            gated("go")
+        ),
+        &["--durable"],
+    );
+    let w1 = wait_started(&session, "a", 1);
+    sb.kill_orchestrator(&session);
+    signal(worker_pid(&session, &w1), "-KILL");
+    let s = session.to_str().unwrap().to_string();
+    assert_eq!(sb.start(&["resume", &s]), session);
+    let w2 = wait_started(&session, "a", 2);
+    assert_ne!(w2, w1);
+    let cmdline =
+        fs::read(format!("/proc/{}/cmdline", worker_pid(&session, &w2))).unwrap_or_default();
+    assert!(
+        cmdline.split(|&b| b == 0).any(|arg| arg == b"--durable"),
+        "{}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+}
