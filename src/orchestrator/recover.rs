@@ -26,7 +26,7 @@ impl Orchestrator {
         let fs = fsio::Fs::new(durable);
         let lock = take_lock(&session, fs)?;
         if info.protocol > proto::PROTOCOL_VERSION {
-            return Err(Error::Session(format!(
+            return Err(Error::Usage(format!(
                 "session {} was written by a newer maestro (protocol {}, this one speaks {})",
                 session.id(),
                 info.protocol,

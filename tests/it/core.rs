@@ -719,3 +719,28 @@ fn resume_of_a_durable_session_is_durable() {
     fs::write(sb.out().join("go"), "").unwrap();
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
 }
+
+/// A session written by a newer maestro (a higher protocol version) is refused by
+/// `resume` with a message that says so, and nothing is taken over.
+#[test]
+fn resume_refuses_a_session_of_a_newer_protocol() {
+    let sb = Sandbox::new();
+    let session = sb.run_ok(
+        "newer.toml",
+        "name = \"newer\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+    );
+    let info = session.join("session.json");
+    let mut v = read_json(&info).unwrap();
+    v["protocol"] = serde_json::json!(99);
+    fs::write(&info, v.to_string()).unwrap();
+    let id = session_id(&session);
+    let o = sb.run(&["resume", &id]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: session {id} was written by a newer maestro (protocol 99, this one speaks {})\n",
+            maestro::proto::PROTOCOL_VERSION
+        )
+    );
+}
