@@ -215,3 +215,29 @@ fn on_resume_each_command_is_given_once() {
     });
     assert_eq!(count(&c, |c| matches!(c, Command::KillGroup { .. })), 1);
 }
+
+/// A live worker that speaks another protocol version is never adopted: it is told to
+/// stop, and the attempt it ran is lost with it (its group killed) and runs again on a
+/// worker of ours.
+#[test]
+fn on_resume_a_worker_of_another_protocol_is_stopped_not_adopted() {
+    let s = Sim::running_a(LONG);
+    let (mut r, c) = s.resume(Found {
+        workers: vec![FoundWorker {
+            foreign: true,
+            ..found_running_a("w1", 1, true)
+        }],
+        ..Default::default()
+    });
+    assert!(!has(&c, |c| matches!(
+        c,
+        Command::Journal(Event::WorkerAdopted { .. })
+    )));
+    assert!(has(&c, |c| matches!(c,
+        Command::StopWorker { worker, .. } if worker == "w1")));
+    assert!(has(&c, |c| matches!(c,
+        Command::KillGroup { worker, task: 0, attempt: 1, .. } if worker == "w1")));
+    assert_eq!(ended(&c, "a", 1), [EndReason::WorkerLost]);
+    assert_eq!(spawns(&c), ["w2"]);
+    assert_eq!(r.register("w2").assigns(), [assigned("w2", "a", 2)]);
+}
