@@ -18,6 +18,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Something planted in a session where one of maestro's files or directories
+    /// belongs: a symbolic link, a file where a directory belongs, a FIFO. Never followed,
+    /// never opened.
+    #[error(
+        "{}: {what}; maestro never follows links or opens special files inside a session \
+         (move it away, then try again)",
+        path.display()
+    )]
+    Refused { path: PathBuf, what: String },
     /// A JSON file in the session could not be parsed (e.g. truncated by hand).
     #[error("{}: invalid JSON: {source}", path.display())]
     Json {
@@ -60,6 +69,11 @@ impl Error {
             op,
             source,
         }
+    }
+
+    /// Whether this is an I/O error saying a file or directory does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 
     /// The process exit code for this error: 2 for usage and plan errors (nothing was done),

@@ -4,8 +4,6 @@
 //! however it dies, so no pid is trusted. (Heartbeat leases, for workers on other hosts
 //! of a shared file system, are judged by the engine from `heartbeat` counters.)
 
-use std::fs::File;
-
 use fs2::FileExt;
 
 use crate::fsio;
@@ -30,7 +28,7 @@ impl Liveness for Flock {
 
     fn wait_dead(&self, session: &Session, id: &str) {
         // Blocks until the kernel releases the worker's flock, i.e. until it dies.
-        if let Ok(f) = File::open(session.worker_alive(id)) {
+        if let Ok(Some(f)) = fsio::open_read(&session.worker_alive(id)) {
             let _ = f.lock_exclusive();
         }
     }

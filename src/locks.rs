@@ -27,16 +27,15 @@ use crate::session::Session;
 pub use crate::engine::deadlock::{Deadlock, LockView, Party, find_deadlock};
 
 fn live_records(dir: &Path) -> Vec<LockRecord> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(Some(names)) = fsio::read_names(dir) else {
         return Vec::new();
     };
     let mut v = Vec::new();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if fsio::is_hidden(&name) || !name.ends_with(".json") {
+    for name in names {
+        if !name.ends_with(".json") {
             continue;
         }
-        let p = e.path();
+        let p = dir.join(&name);
         if fsio::lock_held(&p)
             && let Ok(Some(r)) = fsio::read_json::<LockRecord>(&p)
         {
@@ -49,11 +48,10 @@ fn live_records(dir: &Path) -> Vec<LockRecord> {
 /// Every lock of the session with its live holders and waiters.
 pub fn scan(s: &Session) -> BTreeMap<String, LockView> {
     let mut out: BTreeMap<String, LockView> = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(s.locks_dir()) else {
+    let Ok(Some(names)) = fsio::read_names(&s.locks_dir()) else {
         return out;
     };
-    for e in entries.flatten() {
-        let fname = e.file_name().to_string_lossy().into_owned();
+    for fname in names {
         let Some(name) = fname.strip_suffix(".lock") else {
             continue;
         };
@@ -111,13 +109,14 @@ fn publish_record(path: &Path, rec: &LockRecord) -> Result<File> {
         fsio::create_dir_private(dir)?;
     }
     fsio::write_json(path, rec)?;
-    let f = File::open(path).map_err(io_err(path, "open"))?;
+    let f = fsio::open_read(path)?
+        .ok_or_else(|| Error::io(path, "open", std::io::ErrorKind::NotFound.into()))?;
     f.lock_exclusive().map_err(io_err(path, "lock"))?;
     Ok(f)
 }
 
 fn remove_record(path: &Path, f: File) {
-    let _ = std::fs::remove_file(path);
+    let _ = fsio::remove_file(path);
     drop(f);
 }
 
@@ -154,7 +153,7 @@ pub fn run_locked(
         since_unix_ms: proto::now_unix_ms(),
     };
     let abort_path = s.lock_abort(name, &t.task);
-    let _ = std::fs::remove_file(&abort_path);
+    let _ = fsio::remove_file(&abort_path);
     let waiter_path = s.lock_waiter(name, &t.task);
     let waiter = publish_record(&waiter_path, &rec)?;
 
@@ -218,7 +217,7 @@ pub fn run_locked(
     let lock_file = match outcome? {
         Ok(f) => f,
         Err(cycle) => {
-            let _ = std::fs::remove_file(&abort_path);
+            let _ = fsio::remove_file(&abort_path);
             return Err(Error::Verb(format!(
                 "lock {name}: deadlock: {cycle}; task {} gives up its wait",
                 t.task

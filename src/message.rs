@@ -22,8 +22,6 @@
 //!   body could multiply its size).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -235,15 +233,9 @@ fn parse_name(name: &str) -> Option<Pending> {
 
 /// Unread messages in `dir`, optionally only those from `from`. A missing inbox is empty.
 fn scan(dir: &Path, from: Option<&str>) -> Result<Vec<Pending>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(dir, "list", e)),
-    };
     let mut v = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir, "list"))?;
-        let Some(p) = parse_name(&entry.file_name().to_string_lossy()) else {
+    for name in fsio::read_names(dir)?.unwrap_or_default() {
+        let Some(p) = parse_name(&name) else {
             continue;
         };
         if from.is_none_or(|f| f == p.sender) {

@@ -87,16 +87,14 @@ pub fn display_value(v: &Value) -> String {
 /// The arrivals recorded at checkpoint `name` (unreadable files are skipped: a participant
 /// whose record is being written is simply not there yet).
 pub fn arrivals(s: &Session, name: &str) -> Vec<crate::proto::Arrival> {
-    let Ok(d) = std::fs::read_dir(s.checkpoint_dir(name)) else {
+    let dir = s.checkpoint_dir(name);
+    let Ok(Some(names)) = fsio::read_names(&dir) else {
         return Vec::new();
     };
-    d.flatten()
-        .filter(|e| {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            n.ends_with(".ready") && !fsio::is_hidden(&n)
-        })
-        .filter_map(|e| fsio::read_json(&e.path()).ok().flatten())
+    names
+        .iter()
+        .filter(|n| n.ends_with(".ready"))
+        .filter_map(|n| fsio::read_json(&dir.join(n)).ok().flatten())
         .collect()
 }
 
@@ -156,7 +154,7 @@ pub fn checkpoint(
     let broken = s.checkpoint_broken(name);
     let participants = def.map(|c| c.tasks.clone());
     let verdict = crate::watch::wait_for(&[s.checkpoint_dir(name)], wait, || {
-        if proceed.exists() {
+        if fsio::exists(&proceed) {
             return Ok(Some(Ok(())));
         }
         if let Some(b) = fsio::read_json::<crate::proto::BarrierVerdict>(&broken)? {
@@ -179,18 +177,15 @@ pub fn checkpoint(
                 Some(c) => c
                     .tasks
                     .iter()
-                    .filter(|p| !s.checkpoint_ready(name, p).exists())
+                    .filter(|p| !fsio::exists(&s.checkpoint_ready(name, p)))
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", "),
                 None => {
-                    let arrived = std::fs::read_dir(s.checkpoint_dir(name))
-                        .map(|d| {
-                            d.flatten()
-                                .filter(|e| e.file_name().to_string_lossy().ends_with(".ready"))
-                                .count()
-                        })
-                        .unwrap_or(0);
+                    let arrived = fsio::read_names(&s.checkpoint_dir(name))
+                        .ok()
+                        .flatten()
+                        .map_or(0, |n| n.iter().filter(|n| n.ends_with(".ready")).count());
                     format!(
                         "{} more of {}",
                         parties.unwrap_or(0).saturating_sub(arrived),
@@ -224,7 +219,9 @@ pub fn wait_signal(s: &Session, name: &str, wait: crate::watch::Wait) -> Result<
     let timeout = wait.timeout;
     names::validate("signal name", name).map_err(Error::Usage)?;
     let path = s.signal(name);
-    match crate::watch::wait_for(&[s.signals_dir()], wait, || Ok(path.exists().then_some(())))? {
+    match crate::watch::wait_for(&[s.signals_dir()], wait, || {
+        Ok(fsio::exists(&path).then_some(()))
+    })? {
         Some(()) => Ok(()),
         None => Err(Error::Verb(format!(
             "wait-signal {name}: timed out after {}",

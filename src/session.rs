@@ -73,6 +73,7 @@ impl Session {
             let dir = root.join(&id);
             if fsio::create_dir_new(&dir)? {
                 let root = fs::canonicalize(&dir).map_err(io_err(&dir, "resolve"))?;
+                fsio::anchor(&root)?;
                 let s = Session { root, id };
                 for d in [
                     s.orchestrator_dir(),
@@ -125,6 +126,7 @@ impl Session {
             )));
         }
         let root = fs::canonicalize(dir).map_err(io_err(dir, "resolve"))?;
+        fsio::anchor(&root)?;
         if !root.join("session.json").is_file() {
             return Err(Error::Session(format!(
                 "{}: is not a maestro session (no session.json)",
@@ -183,9 +185,7 @@ impl Session {
             }
             return Err(Error::Session(msg));
         };
-        let created = fs::metadata(s.session_json())
-            .and_then(|m| m.modified())
-            .ok();
+        let created = fsio::modified(&s.session_json());
         let newer = refused
             .into_iter()
             .filter(|r| match (r.modified, created) {
@@ -217,9 +217,8 @@ impl Session {
             }
             match Session::open(&entry.path()) {
                 Ok(s) => {
-                    let created = fs::metadata(s.session_json())
-                        .and_then(|m| m.modified())
-                        .unwrap_or(SystemTime::UNIX_EPOCH);
+                    let created =
+                        fsio::modified(&s.session_json()).unwrap_or(SystemTime::UNIX_EPOCH);
                     found.push((created, s));
                 }
                 Err(e) => refused.push(Refused {
@@ -385,7 +384,7 @@ impl Session {
     /// Whether `task` is a task of the plan. Its directory is made when it is first
     /// assigned (or decided), so a missing one means "not run yet" or "no such task".
     pub fn has_task(&self, task: &str) -> Result<bool> {
-        Ok(self.task_dir(task).is_dir() || self.plan_task_ids()?.iter().any(|t| t == task))
+        Ok(fsio::is_dir(&self.task_dir(task)) || self.plan_task_ids()?.iter().any(|t| t == task))
     }
     pub fn outcome_json(&self, task: &str) -> PathBuf {
         self.task_dir(task).join("outcome.json")
@@ -564,21 +563,7 @@ fn assignment_names(dir: &Path) -> Result<Vec<(String, u32)>> {
 
 /// Names of the entries of a directory, skipping hidden and temp files; empty if missing.
 fn list_names(dir: &Path) -> Result<Vec<String>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(dir, "list", e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir, "list"))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !fsio::is_hidden(&name) {
-            out.push(name);
-        }
-    }
-    out.sort();
-    Ok(out)
+    Ok(fsio::read_names(dir)?.unwrap_or_default())
 }
 
 #[cfg(test)]

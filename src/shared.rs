@@ -104,7 +104,7 @@ pub fn set_progress(
             s.id()
         )));
     }
-    if !s.attempt_dir(task, attempt).is_dir() {
+    if !fsio::is_dir(&s.attempt_dir(task, attempt)) {
         return Err(Error::Usage(format!(
             "task {task} has no attempt {attempt}"
         )));

@@ -287,7 +287,7 @@ fn task_view(s: &Session, id: &str, worker_ids: &[String]) -> Result<TaskView> {
 fn started(s: &Session, id: &str, n: u32, worker_ids: &[String]) -> Result<Option<Started>> {
     match worker_ids
         .iter()
-        .find(|w| s.assignment_claimed(w, id, n).exists())
+        .find(|w| fsio::exists(&s.assignment_claimed(w, id, n)))
     {
         Some(w) => journal::started_record(s, w, id, n),
         None => Ok(None),
@@ -460,9 +460,7 @@ pub fn list_rows(listing: &Listing) -> Vec<ListRow> {
             Err(e) => ListRow::Unreadable {
                 name: s.id().to_string(),
                 reason: e.to_string(),
-                modified: std::fs::symlink_metadata(s.root())
-                    .and_then(|m| m.modified())
-                    .ok(),
+                modified: fsio::modified(s.root()),
             },
         });
     }
@@ -583,7 +581,7 @@ pub fn logs(
     loop {
         if let Some(n) = current {
             let path = path_of(n);
-            if let Ok(mut f) = std::fs::File::open(&path) {
+            if let Ok(Some(mut f)) = fsio::open_read(&path) {
                 f.seek(SeekFrom::Start(offset))
                     .map_err(|e| Error::io(&path, "seek", e))?;
                 let mut buf = Vec::new();
@@ -597,7 +595,7 @@ pub fn logs(
         if !follow {
             return Ok(());
         }
-        let finished = s.outcome_json(task).exists();
+        let finished = fsio::exists(&s.outcome_json(task));
         let newest = latest()?;
         if newest != current {
             current = newest;

@@ -237,7 +237,7 @@ impl Worker {
                 if !self.fs.claim(
                     &self.session.assignment(id, &task, attempt),
                     &self.session.assignment_claimed(id, &task, attempt),
-                )? || self.session.exit_json(&task, attempt).exists()
+                )? || fsio::exists(&self.session.exit_json(&task, attempt))
                 {
                     continue;
                 }
@@ -304,11 +304,21 @@ impl Worker {
 
     fn run_assignment_inner(&mut self, task: &str, attempt: u32) -> Result<()> {
         let path = self.session.assignment_claimed(&self.cfg.id, task, attempt);
-        fsio::create_dir_private(&self.session.attempt_dir(task, attempt))?;
         let started_at = proto::now_rfc3339();
         let t0 = Instant::now();
-        let record = match fsio::read_json::<Assignment>(&path) {
-            Ok(Some(a)) if a.task == task && a.attempt == attempt => self.execute(&a)?,
+        // Something planted where the attempt's files belong fails the attempt, not the
+        // worker: the exit still reaches the orchestrator through our journal.
+        let made = match fsio::create_dir_private(&self.session.attempt_dir(task, attempt)) {
+            Err(e) if !matches!(e, Error::Refused { .. }) => return Err(e),
+            made => made,
+        };
+        let record = match made.and_then(|()| fsio::read_json::<Assignment>(&path)) {
+            Ok(Some(a)) if a.task == task && a.attempt == attempt => match self.execute(&a) {
+                Err(e @ Error::Refused { .. }) => {
+                    self.failed_record(task, attempt, &started_at, t0, e.to_string())
+                }
+                r => r?,
+            },
             Ok(Some(_)) => self.failed_record(
                 task,
                 attempt,
@@ -325,8 +335,13 @@ impl Worker {
         if !record.succeeded() {
             self.failed.push(task.to_string());
         }
-        self.fs
-            .write_json_new(&self.session.exit_json(task, attempt), &record)?;
+        match self
+            .fs
+            .write_json_new(&self.session.exit_json(task, attempt), &record)
+        {
+            Err(e @ Error::Refused { .. }) => self.say(&format!("error: {e}")),
+            r => r?,
+        }
         let how = match record.failure_reason() {
             None => "succeeded".to_string(),
             Some(r) => format!("failed: {r}"),

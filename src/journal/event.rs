@@ -246,6 +246,12 @@ pub enum Event {
         state: SessionState,
         duration_ms: u64,
     },
+    /// Something planted in the session where one of maestro's files or directories
+    /// belongs (a link, a file where a directory belongs, a FIFO): refused, never used.
+    Refused {
+        path: String,
+        what: String,
+    },
     /// A line of a kind this version does not know (written by a newer one).
     #[serde(other)]
     Unknown,

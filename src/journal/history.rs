@@ -264,6 +264,7 @@ impl History {
             | Event::CheckpointReleased { .. }
             | Event::CheckpointBroken { .. }
             | Event::DeadlockDetected { .. }
+            | Event::Refused { .. }
             | Event::Unknown => {}
         }
     }

@@ -259,11 +259,7 @@ impl Orchestrator {
         )?;
         if std::mem::take(&mut self.retry_file[t]) {
             let retry = self.session.retry_json(&a.task);
-            match std::fs::remove_file(&retry) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(crate::error::Error::io(&retry, "remove", e)),
-            }
+            fsio::remove_file(&retry)?;
         }
         Ok(())
     }
@@ -333,7 +329,7 @@ impl Orchestrator {
             fsio::read_json::<Outcome>(&path)?.unwrap_or(o)
         };
         if std::mem::take(&mut self.retry_file[d.task]) {
-            let _ = std::fs::remove_file(self.session.retry_json(&id));
+            let _ = fsio::remove_file(&self.session.retry_json(&id));
         }
         self.rows[d.task] = Some(SummaryTask {
             id: o.task,
@@ -372,7 +368,7 @@ impl Orchestrator {
     /// its group leader is the process that started (or is gone, leaving members).
     fn kill_group(&mut self, wid: &str, t: TaskIx, attempt: u32, process: Option<ProcessId>) {
         let id = self.engine.plan().tasks[t].id.clone();
-        if self.session.exit_json(&id, attempt).exists() {
+        if fsio::exists(&self.session.exit_json(&id, attempt)) {
             return;
         }
         let process = process.or_else(|| {

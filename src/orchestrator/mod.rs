@@ -285,6 +285,23 @@ impl Orchestrator {
 
     /// Run the session to its end (or its interruption).
     pub fn run(mut self) -> Result<Ended> {
+        match self.run_loop() {
+            Ok(()) => self.finish(),
+            Err(e) => {
+                // A planted file stops the session where it was found: said in the journal
+                // too, so whoever reads the session later knows why it stopped.
+                if let Error::Refused { path, what } = &e {
+                    let _ = self.journal.append(&Event::Refused {
+                        path: path.display().to_string(),
+                        what: what.clone(),
+                    });
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
         let tx = self.tx.clone();
         spawn_signal_thread(tx.clone())?;
         let control = self.session.control_dir();
@@ -396,7 +413,7 @@ impl Orchestrator {
             }
             self.prim_dirty |= prim;
         }
-        self.finish()
+        Ok(())
     }
 
     /// Registrations of starting workers, and what busy workers journalled.
@@ -563,7 +580,7 @@ impl Orchestrator {
             &self.session.control_reply(id),
             &ControlReply { ok, message },
         )?;
-        let _ = std::fs::remove_file(self.session.control_request(id));
+        let _ = fsio::remove_file(&self.session.control_request(id));
         Ok(())
     }
 
@@ -572,17 +589,16 @@ impl Orchestrator {
             .engine
             .open_signals()
             .into_iter()
-            .filter(|n| self.session.signal(n).exists())
+            .filter(|n| fsio::exists(&self.session.signal(n)))
             .collect();
         let mut barriers = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(self.session.checkpoints_dir()) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
+        if let Ok(Some(names)) = fsio::read_names(&self.session.checkpoints_dir()) {
+            for name in names {
                 if crate::names::validate("checkpoint name", &name).is_err() {
                     continue;
                 }
-                let decided = self.session.checkpoint_proceed(&name).exists()
-                    || self.session.checkpoint_broken(&name).exists();
+                let decided = fsio::exists(&self.session.checkpoint_proceed(&name))
+                    || fsio::exists(&self.session.checkpoint_broken(&name));
                 let arrived = if decided {
                     Vec::new()
                 } else {
@@ -756,11 +772,11 @@ pub fn send_control(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(r) = fsio::read_json::<ControlReply>(&reply_path)? {
-            let _ = std::fs::remove_file(&reply_path);
+            let _ = fsio::remove_file(&reply_path);
             return Ok(r);
         }
         if Instant::now() > deadline || !orchestrator_alive(session) {
-            let _ = std::fs::remove_file(session.control_request(&id));
+            let _ = fsio::remove_file(&session.control_request(&id));
             return Err(Error::Session(format!(
                 "session {}: the orchestrator did not answer request {id}",
                 session.id()

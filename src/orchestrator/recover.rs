@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{Orchestrator, read_exit, take_lock};
 use crate::engine::{self, Engine, Fact, Found, FoundWorker};
-use crate::error::{Error, Result, io_err};
+use crate::error::{Error, Result};
 use crate::fsio;
 use crate::journal::{EndReason, Event, History, Journal, Tail, WorkerEvent};
 use crate::launch::{self, LauncherKind, WorkerCommand};
@@ -105,8 +105,8 @@ impl Orchestrator {
             .collect();
         o.tails = tails;
         for (t, task) in o.engine.plan().tasks.iter().enumerate() {
-            o.dir_made[t] = o.session.task_dir(&task.id).is_dir();
-            o.retry_file[t] = o.session.retry_json(&task.id).exists();
+            o.dir_made[t] = fsio::is_dir(&o.session.task_dir(&task.id));
+            o.retry_file[t] = fsio::exists(&o.session.retry_json(&task.id));
         }
         o.feed(Fact::Recovered(found))?;
         for id in adopted {
@@ -165,11 +165,11 @@ fn prepare_retry(session: &Session, plan: &Plan, names: &[String]) -> Result<Eve
         let id = &plan.tasks[t].id;
         let from = session.outcome_json(id);
         let to = session.superseded_outcome(id, stamp);
-        std::fs::rename(&from, &to).map_err(io_err(&from, "move aside"))?;
+        fsio::move_aside(&from, &to)?;
     }
     let from = session.summary_json();
     let to = session.superseded_summary(stamp);
-    std::fs::rename(&from, &to).map_err(io_err(&from, "move aside"))?;
+    fsio::move_aside(&from, &to)?;
     Ok(Event::RetryRequested {
         tasks: reset.iter().map(|&t| plan.tasks[t].id.clone()).collect(),
     })
@@ -187,7 +187,7 @@ fn scan(session: &Session, plan: &Plan, history: &History, fs: fsio::Fs) -> Resu
         let mut fw = FoundWorker {
             id: wid.clone(),
             alive: super::worker_alive(session, &wid),
-            stopped: session.worker_shutdown(&wid).exists(),
+            stopped: fsio::exists(&session.worker_shutdown(&wid)),
             ..Default::default()
         };
         if let Ok(Some(info)) = fsio::read_json::<WorkerInfo>(&session.worker_json(&wid)) {
@@ -209,7 +209,7 @@ fn scan(session: &Session, plan: &Plan, history: &History, fs: fsio::Fs) -> Resu
         let mut tail = Tail::new(session.worker_events(&wid));
         for ev in tail.read_worker_events()? {
             if let WorkerEvent::Started(st) = ev
-                && !session.exit_json(&st.task, st.attempt).exists()
+                && !fsio::exists(&session.exit_json(&st.task, st.attempt))
             {
                 fw.started.push(st);
             }

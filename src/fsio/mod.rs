@@ -9,18 +9,29 @@
 //! renamed over the target; so do new names where the file system lacks `O_TMPFILE`. A
 //! write error publishes nothing (the unnamed or temp file goes with its descriptor).
 //!
+//! Under a session root nothing is followed: directories are resolved from the root's
+//! descriptor without links ([`at`]), and files are opened `O_NOFOLLOW` relative to their
+//! directory, so a link or FIFO planted by hand is refused by name, never used.
+//!
 //! fsync is off by default: a process crash loses nothing once link or rename returned.
 //! `--durable` turns on fsync of the file and its directory for power-loss safety.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result, io_err};
+
+mod at;
+
+use at::Dir;
+pub use at::anchor;
 
 /// Prefix of temp files; names in a session never start with a dot, so these never clash
 /// with real files and scanners skip them.
@@ -48,63 +59,160 @@ impl Fs {
     }
 }
 
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+/// A temp file being written in a directory, renamed onto its target at the end; removed
+/// if it never was (an error, a panic).
+struct Temp<'d> {
+    dir: &'d Dir,
+    name: String,
+    file: File,
+    shown: PathBuf,
+    kept: bool,
+}
+
+impl<'d> Temp<'d> {
+    /// A new `.tmp-*` file in `dir` holding `bytes` (created `O_EXCL`, so a planted name is
+    /// never opened).
+    fn new(dir: &'d Dir, shown_dir: &Path, bytes: &[u8], durable: bool) -> Result<Temp<'d>> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
+        loop {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let name = format!(
+                "{TEMP_PREFIX}{}-{}-{nanos:x}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            );
+            let fd = match nix::fcntl::openat(
+                dir,
+                name.as_str(),
+                flags | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+            ) {
+                Ok(fd) => fd,
+                Err(nix::errno::Errno::EEXIST) => continue,
+                Err(e) => return Err(Error::io(shown_dir, "create a temp file in", e.into())),
+            };
+            let shown = shown_dir.join(&name);
+            let mut t = Temp {
+                dir,
+                name,
+                file: File::from(fd),
+                shown,
+                kept: false,
+            };
+            write_bytes(&mut t.file, &t.shown, bytes)?;
+            if durable {
+                t.file.sync_all().map_err(io_err(&t.shown, "fsync"))?;
+            }
+            return Ok(t);
+        }
+    }
+
+    /// Rename onto `name` in `to` (replacing it).
+    fn persist(mut self, to: &Dir, name: &OsStr, path: &Path) -> Result<()> {
+        nix::fcntl::renameat(self.dir, self.name.as_str(), to, name)
+            .map_err(|e| Error::io(path, "rename a temp file onto", e.into()))?;
+        self.kept = true;
+        Ok(())
+    }
+
+    /// Rename onto `name` in `to` unless it exists: false when it did.
+    fn persist_new(mut self, to: &Dir, name: &OsStr, path: &Path) -> Result<bool> {
+        use nix::fcntl::{RenameFlags, renameat2};
+        match renameat2(
+            self.dir,
+            self.name.as_str(),
+            to,
+            name,
+            RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => {
+                self.kept = true;
+                Ok(true)
+            }
+            Err(nix::errno::Errno::EEXIST) => Ok(false),
+            // A file system without RENAME_NOREPLACE: a hard link never replaces either.
+            Err(nix::errno::Errno::EINVAL) => {
+                match nix::unistd::linkat(self.dir, self.name.as_str(), to, name, AtFlags::empty())
+                {
+                    Ok(()) => Ok(true),
+                    Err(nix::errno::Errno::EEXIST) => Ok(false),
+                    Err(e) => Err(Error::io(path, "create", e.into())),
+                }
+            }
+            Err(e) => Err(Error::io(path, "create", e.into())),
+        }
     }
 }
 
-fn temp_in(path: &Path, bytes: &[u8], durable: bool) -> Result<tempfile::NamedTempFile> {
-    temp_in_dir(parent(path), bytes, durable)
-}
-
-fn temp_in_dir(dir: &Path, bytes: &[u8], durable: bool) -> Result<tempfile::NamedTempFile> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(io_err(dir, "create a temp file in"))?;
-    tmp.write_all(bytes).map_err(io_err(tmp.path(), "write"))?;
-    if durable {
-        tmp.as_file()
-            .sync_all()
-            .map_err(io_err(tmp.path(), "fsync"))?;
+impl Drop for Temp<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = nix::unistd::unlinkat(
+                self.dir,
+                self.name.as_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+        }
     }
-    Ok(tmp)
 }
 
-fn sync_dir(path: &Path, durable: bool) -> Result<()> {
+/// The one place maestro's file contents are written: every published file, temp or
+/// unnamed, gets its bytes here.
+fn write_bytes(file: &mut File, path: &Path, bytes: &[u8]) -> Result<()> {
+    file.write_all(bytes).map_err(io_err(path, "write"))
+}
+
+fn sync_dir(dir: &Dir, shown: &Path, durable: bool) -> Result<()> {
     if durable {
-        let dir = parent(path);
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir, "fsync"))?;
+        let d = nix::fcntl::openat(
+            dir,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::io(shown, "open for fsync", e.into()))?;
+        File::from(d).sync_all().map_err(io_err(shown, "fsync"))?;
     }
     Ok(())
 }
 
-/// Publish `bytes` under `path`, which must not exist, in one step: an unnamed file
-/// (`O_TMPFILE`) in `dir`, written, then linked to `path` (a hard link never replaces:
-/// `EEXIST` when someone else won). One directory entry instead of a temp name and a
-/// rename, and one inotify event instead of six (up to four such files a task).
+fn dir_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
+}
+
+/// Publish `bytes` as `name` in `to`, which must not exist, in one step: an unnamed file
+/// (`O_TMPFILE`) in `staging`, written, then linked to its name (a hard link never
+/// replaces: `EEXIST` when someone else won). One directory entry instead of a temp name
+/// and a rename, and one inotify event instead of six (up to four such files a task).
 /// `Ok(None)` where the file system has no `O_TMPFILE` or `/proc` is missing: callers
 /// then take the temp + rename path. A write error publishes nothing: the unnamed file
 /// goes with its descriptor.
-fn link_new(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> Result<Option<bool>> {
+fn link_new(
+    staging: &Dir,
+    to: &Dir,
+    name: &OsStr,
+    path: &Path,
+    bytes: &[u8],
+    durable: bool,
+) -> Result<Option<bool>> {
     use nix::errno::Errno;
-    use nix::fcntl::{AT_FDCWD, AtFlags, OFlag};
     use std::os::fd::AsRawFd;
-    let fd = match nix::fcntl::open(
-        dir,
+    let fd = match nix::fcntl::openat(
+        staging,
+        ".",
         OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::from_bits_truncate(0o600),
     ) {
         Ok(fd) => fd,
         Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => return Ok(None),
-        Err(e) => return Err(Error::io(dir, "create a temp file in", e.into())),
+        Err(e) => return Err(Error::io(dir_of(path), "create a temp file in", e.into())),
     };
     let mut file = File::from(fd);
-    file.write_all(bytes).map_err(io_err(path, "write"))?;
+    write_bytes(&mut file, path, bytes)?;
     if durable {
         file.sync_all().map_err(io_err(path, "fsync"))?;
     }
@@ -112,12 +220,12 @@ fn link_new(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> Result<Opti
     match nix::unistd::linkat(
         AT_FDCWD,
         unnamed.as_str(),
-        AT_FDCWD,
-        path,
+        to,
+        name,
         AtFlags::AT_SYMLINK_FOLLOW,
     ) {
         Ok(()) => {
-            sync_dir(path, durable)?;
+            sync_dir(to, dir_of(path), durable)?;
             Ok(Some(true))
         }
         Err(Errno::EEXIST) => Ok(Some(false)),
@@ -131,7 +239,8 @@ impl Fs {
     /// linked in one step where the file system allows (`link_new`), else, or if the
     /// name exists after all, like [`Fs::write_json`].
     pub fn write_json_new<T: Serialize + ?Sized>(&self, path: &Path, value: &T) -> Result<()> {
-        self.write_json_new_via(parent(path), path, value)
+        let (dir, name) = at::parent(path, "create a temp file in")?;
+        self.publish_new(&dir, dir_of(path), &dir, name, path, &to_json(value))
     }
 
     /// [`Fs::write_json_new`] with the unnamed (or temp) file made in `staging`, a
@@ -143,24 +252,34 @@ impl Fs {
         path: &Path,
         value: &T,
     ) -> Result<()> {
-        let bytes = to_json(value);
-        match link_new(staging, path, &bytes, self.durable)? {
+        let stage = at::open_dir(staging, OFlag::O_PATH, "create a temp file in")?;
+        let (dir, name) = at::parent(path, "create")?;
+        self.publish_new(&stage, staging, &dir, name, path, &to_json(value))
+    }
+
+    fn publish_new(
+        &self,
+        stage: &Dir,
+        staging: &Path,
+        dir: &Dir,
+        name: &OsStr,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<()> {
+        match link_new(stage, dir, name, path, bytes, self.durable)? {
             Some(true) => Ok(()),
             _ => {
-                let tmp = temp_in_dir(staging, &bytes, self.durable)?;
-                tmp.persist(path)
-                    .map_err(|e| Error::io(path, "rename a temp file onto", e.error))?;
-                sync_dir(path, self.durable)
+                Temp::new(stage, staging, bytes, self.durable)?.persist(dir, name, path)?;
+                sync_dir(dir, dir_of(path), self.durable)
             }
         }
     }
 
     /// Atomically replace `path` with `bytes`.
     pub fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let tmp = temp_in(path, bytes, self.durable)?;
-        tmp.persist(path)
-            .map_err(|e| Error::io(path, "rename a temp file onto", e.error))?;
-        sync_dir(path, self.durable)
+        let (dir, name) = at::parent(path, "create a temp file in")?;
+        Temp::new(&dir, dir_of(path), bytes, self.durable)?.persist(&dir, name, path)?;
+        sync_dir(&dir, dir_of(path), self.durable)
     }
 
     /// Atomically replace `path` with `value` as pretty JSON (people read these by hand).
@@ -171,18 +290,16 @@ impl Fs {
     /// Atomically create `path` with `bytes` unless it exists. Returns false when it
     /// existed (someone else won), true when we created it.
     pub fn create_once(&self, path: &Path, bytes: &[u8]) -> Result<bool> {
-        if let Some(created) = link_new(parent(path), path, bytes, self.durable)? {
+        let (dir, name) = at::parent(path, "create a temp file in")?;
+        if let Some(created) = link_new(&dir, &dir, name, path, bytes, self.durable)? {
             return Ok(created);
         }
-        let tmp = temp_in(path, bytes, self.durable)?;
-        match tmp.persist_noclobber(path) {
-            Ok(_) => {
-                sync_dir(path, self.durable)?;
-                Ok(true)
-            }
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(Error::io(path, "create", e.error)),
+        let tmp = Temp::new(&dir, dir_of(path), bytes, self.durable)?;
+        let created = tmp.persist_new(&dir, name, path)?;
+        if created {
+            sync_dir(&dir, dir_of(path), self.durable)?;
         }
+        Ok(created)
     }
 
     /// [`Fs::create_once`] for a JSON value.
@@ -194,13 +311,26 @@ impl Fs {
     /// same file, exactly one succeeds. `Ok(false)` when `from` is gone (someone else
     /// claimed it).
     pub fn claim(&self, from: &Path, to: &Path) -> Result<bool> {
-        match fs::rename(from, to) {
+        let (fdir, fname) = match at::parent(from, "claim (rename)") {
+            Ok(p) => p,
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let (tdir, tname) = at::parent(to, "claim (rename) to")?;
+        match nix::fcntl::renameat(&fdir, fname, &tdir, tname) {
             Ok(()) => {
-                sync_dir(to, self.durable)?;
+                sync_dir(&tdir, dir_of(to), self.durable)?;
                 Ok(true)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io(from, "claim (rename)", e)),
+            Err(nix::errno::Errno::ENOENT) if !at::is_real_dir(&tdir, OsStr::new(".")) => {
+                Err(Error::io(
+                    dir_of(to),
+                    "claim (rename) to",
+                    io::ErrorKind::NotFound.into(),
+                ))
+            }
+            Err(nix::errno::Errno::ENOENT) => Ok(false),
+            Err(e) => Err(Error::io(from, "claim (rename)", e.into())),
         }
     }
 
@@ -259,17 +389,15 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     v
 }
 
-/// Open a session file for reading, never through a symlink. `Ok(None)` when it does not
-/// exist.
+/// Open a session file for reading, never through a link and never blocking (a FIFO
+/// planted in its place is refused). `Ok(None)` when it, or its directory, does not exist.
 pub fn open_read(path: &Path) -> Result<Option<File>> {
-    match OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-    {
+    let opened = at::parent(path, "open")
+        .and_then(|(dir, name)| at::open_file(&dir, name, path, OFlag::O_RDONLY, "open"));
+    match opened {
         Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(path, "open", e)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -281,11 +409,12 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
     // Start big enough for a typical record: read_to_end would otherwise grow from 32
     // bytes, one read(2) per doubling.
     let mut buf = Vec::with_capacity(8192);
+    let file_len = file.metadata().ok().map(|m| m.len());
     file.take(cap + 1)
         .read_to_end(&mut buf)
         .map_err(io_err(path, "read"))?;
     if buf.len() as u64 > cap {
-        let size = fs::metadata(path).map(|m| m.len()).unwrap_or(cap + 1);
+        let size = file_len.unwrap_or(cap + 1);
         return Err(Error::TooLarge {
             path: path.to_path_buf(),
             size,
@@ -314,33 +443,38 @@ pub fn claim(from: &Path, to: &Path) -> Result<bool> {
     Fs::FAST.claim(from, to)
 }
 
-/// Create a directory (and parents) with mode 0700.
+/// Create a directory (and its missing parents) with mode 0700. Under a session root no
+/// link is followed: a link or a file where a directory belongs is refused by name.
 pub fn create_dir_private(path: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io_err(path, "create directory"))
-}
-
-/// Create a directory that must not exist yet (create-exclusive). Returns false if it existed.
-pub fn create_dir_new(path: &Path) -> Result<bool> {
-    match fs::DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(Error::io(path, "create directory", e)),
+    match at::open_dir(path, OFlag::O_PATH, "create directory") {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => {
+            if let Some(p) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                create_dir_private(p)?;
+            }
+            create_dir_new(path).map(|_| ())
+        }
+        Err(e) => Err(e),
     }
 }
 
-/// Open a log or journal for appending (created if missing, never through a symlink).
+/// Create a directory that must not exist yet (create-exclusive). Returns false if it
+/// existed (a real directory; anything else in its place is refused).
+pub fn create_dir_new(path: &Path) -> Result<bool> {
+    let (dir, name) = at::parent(path, "create directory")?;
+    match nix::sys::stat::mkdirat(&dir, name, nix::sys::stat::Mode::from_bits_truncate(0o700)) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::EEXIST) if at::is_real_dir(&dir, name) => Ok(false),
+        Err(nix::errno::Errno::EEXIST) => Err(at::not_a_dir(&dir, name, path)),
+        Err(e) => Err(Error::io(path, "create directory", e.into())),
+    }
+}
+
+/// Open a log or journal for appending (created if missing, never through a link).
 pub fn open_append(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(io_err(path, "open for appending"))
+    let (dir, name) = at::parent(path, "open for appending")?;
+    let flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT;
+    at::open_file(&dir, name, path, flags, "open for appending")
 }
 
 /// [`Fs::append_line`], without fsync.
@@ -349,16 +483,75 @@ pub fn append_line(file: &mut File, path: &Path, line: &str) -> Result<()> {
 }
 
 /// Open (creating if needed) a file used only as an flock target: never truncated, never
-/// through a symlink, close-on-exec (so no task inherits the lock).
+/// through a link, close-on-exec (so no task inherits the lock).
 pub fn open_lock_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(io_err(path, "open"))
+    let (dir, name) = at::parent(path, "open")?;
+    at::open_file(&dir, name, path, OFlag::O_WRONLY | OFlag::O_CREAT, "open")
+}
+
+/// The names in directory `dir`, sorted, without hidden ones (temp files, a person's
+/// notes). `Ok(None)` when it does not exist; a link or a file in its place is refused.
+pub fn read_names(dir: &Path) -> Result<Option<Vec<String>>> {
+    let fd = match at::open_dir(dir, OFlag::O_RDONLY, "list") {
+        Ok(Dir::Owned(fd)) => fd,
+        Ok(_) => unreachable!("O_RDONLY always opens a new descriptor"),
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut d = nix::dir::Dir::from_fd(fd).map_err(|e| Error::io(dir, "list", e.into()))?;
+    let mut out = Vec::new();
+    for entry in d.iter() {
+        let entry = entry.map_err(|e| Error::io(dir, "list", e.into()))?;
+        let name = entry.file_name().to_string_lossy();
+        if !is_hidden(&name) {
+            out.push(name.into_owned());
+        }
+    }
+    out.sort();
+    Ok(Some(out))
+}
+
+/// Rename `from` to `to`, keeping an old file for people to read (a superseded outcome).
+pub fn move_aside(from: &Path, to: &Path) -> Result<()> {
+    let (fdir, fname) = at::parent(from, "move aside")?;
+    let (tdir, tname) = at::parent(to, "move aside to")?;
+    nix::fcntl::renameat(&fdir, fname, &tdir, tname)
+        .map_err(|e| Error::io(from, "move aside", e.into()))
+}
+
+/// Remove the file `path`: false when it was not there.
+pub fn remove_file(path: &Path) -> Result<bool> {
+    let (dir, name) = match at::parent(path, "remove") {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::ENOENT) => Ok(false),
+        Err(e) => Err(Error::io(path, "remove", e.into())),
+    }
+}
+
+/// Whether something is at `path` (a link counts, unfollowed; under a session root its
+/// directories must be real ones).
+pub fn exists(path: &Path) -> bool {
+    at::parent(path, "stat").is_ok_and(|(dir, name)| {
+        nix::sys::stat::fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()
+    })
+}
+
+/// Whether `path` is a real directory (not a link to one).
+pub fn is_dir(path: &Path) -> bool {
+    at::parent(path, "stat").is_ok_and(|(dir, name)| at::is_real_dir(&dir, name))
+}
+
+/// When `path` itself (not a link's target) last changed; `None` if it cannot be told.
+pub fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    let (dir, name) = at::parent(path, "stat").ok()?;
+    let st = nix::sys::stat::fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+    let t = std::time::Duration::new(st.st_mtime as u64, st.st_mtime_nsec as u32);
+    Some(std::time::UNIX_EPOCH + t)
 }
 
 /// Move `file` to a descriptor number above those a process opens in its normal course
@@ -388,16 +581,15 @@ pub fn raise_fd(file: File) -> File {
 /// Whether some process holds an flock on `path` (a non-blocking probe with a shared lock;
 /// a missing file is "not held"). This is how liveness is read (invariant 4).
 pub fn lock_held(path: &Path) -> bool {
-    use fs2::FileExt;
-    match File::open(path) {
-        Ok(f) => match f.try_lock_shared() {
+    match open_read(path) {
+        Ok(Some(f)) => match f.try_lock_shared() {
             Ok(()) => {
-                let _ = FileExt::unlock(&f);
+                let _ = f.unlock();
                 false
             }
             Err(_) => true,
         },
-        Err(_) => false,
+        _ => false,
     }
 }
 
@@ -409,6 +601,7 @@ pub fn is_hidden(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn write_atomic_replaces_and_leaves_no_temp() {

@@ -1,0 +1,379 @@
+//! Paths under a session root, resolved without following links.
+//!
+//! People read and touch session folders by hand, so anything may be planted in one: a
+//! symbolic link where `tasks/ID/` or `attempt-1/` belongs would send maestro's writes
+//! outside the session. A process anchors each session root it uses ([`anchor`]): one
+//! `O_PATH|O_DIRECTORY|O_NOFOLLOW` descriptor, opened once and kept. Every path under an
+//! anchored root is resolved from that descriptor with `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS)`, or, on a kernel without openat2, one `openat(O_NOFOLLOW)` per
+//! component, which cannot race either; the last component is then opened, created,
+//! renamed or linked relative to its directory's descriptor. One extra `openat2` per
+//! operation is the whole cost. Paths elsewhere (a plan file, the sessions root) resolve
+//! as usual: they are the user's to point anywhere.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag};
+use nix::sys::stat::{Mode, SFlag};
+
+use crate::error::{Error, Result};
+
+/// An anchored session root: its canonical path and a descriptor of the directory itself.
+pub(super) struct Anchor {
+    root: PathBuf,
+    fd: OwnedFd,
+}
+
+/// The roots this process anchored. A process uses one session, tests a few: a list.
+static ANCHORS: RwLock<Vec<Arc<Anchor>>> = RwLock::new(Vec::new());
+
+/// Set once openat2 turned out to be missing (ENOSYS, or refused by a seccomp filter).
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// Resolve every later path under `root` (canonical, as [`crate::session::Session`] keeps
+/// it) without following links. Idempotent; a root deleted and made again at the same path
+/// is anchored anew.
+pub fn anchor(root: &Path) -> Result<()> {
+    let fd = nix::fcntl::open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::ELOOP | Errno::ENOTDIR => refused_by_kind(root, None),
+        e => Error::io(root, "open session", e.into()),
+    })?;
+    let ino = |fd: BorrowedFd| nix::sys::stat::fstat(fd).ok().map(|s| (s.st_dev, s.st_ino));
+    let mut anchors = ANCHORS.write().unwrap_or_else(|e| e.into_inner());
+    match anchors.iter().position(|a| a.root == root) {
+        Some(i) if ino(anchors[i].fd.as_fd()) == ino(fd.as_fd()) => {}
+        Some(i) => {
+            anchors[i] = Arc::new(Anchor {
+                root: root.to_path_buf(),
+                fd,
+            })
+        }
+        None => anchors.push(Arc::new(Anchor {
+            root: root.to_path_buf(),
+            fd,
+        })),
+    }
+    Ok(())
+}
+
+/// The anchor `path` lies under, and the rest of the path below it.
+fn anchored(path: &Path) -> Option<(Arc<Anchor>, &Path)> {
+    if !path.is_absolute() {
+        return None;
+    }
+    let anchors = ANCHORS.read().unwrap_or_else(|e| e.into_inner());
+    anchors.iter().find_map(|a| {
+        path.strip_prefix(&a.root)
+            .ok()
+            .map(|rel| (Arc::clone(a), rel))
+    })
+}
+
+/// An open directory to make `*at` calls relative to.
+pub(super) enum Dir {
+    /// The current directory (a relative path with no directory part).
+    Cwd,
+    Owned(OwnedFd),
+    /// An anchored root itself.
+    Root(Arc<Anchor>),
+}
+
+impl AsFd for Dir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Dir::Cwd => AT_FDCWD,
+            Dir::Owned(fd) => fd.as_fd(),
+            Dir::Root(a) => a.fd.as_fd(),
+        }
+    }
+}
+
+/// Open the directory `dir` (`O_PATH` unless `flags` say otherwise). Under an anchored
+/// root no link is followed and nothing outside the root is reached; a planted link or a
+/// file where a directory belongs is an [`Error::Refused`] naming it.
+pub(super) fn open_dir(dir: &Path, flags: OFlag, op: &'static str) -> Result<Dir> {
+    let flags = flags | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let path_only = flags.contains(OFlag::O_PATH);
+    if let Some((a, rel)) = anchored(dir) {
+        if rel.as_os_str().is_empty() && path_only {
+            return Ok(Dir::Root(a));
+        }
+        return beneath(&a, rel, flags)
+            .map(Dir::Owned)
+            .map_err(|e| failed(&a, rel, dir, op, e));
+    }
+    if dir.as_os_str().is_empty() {
+        if path_only {
+            return Ok(Dir::Cwd);
+        }
+        return open_in(AT_FDCWD, Path::new("."), flags, dir, op);
+    }
+    open_in(AT_FDCWD, dir, flags, dir, op)
+}
+
+fn open_in(at: BorrowedFd, p: &Path, flags: OFlag, shown: &Path, op: &'static str) -> Result<Dir> {
+    nix::fcntl::openat(at, p, flags, Mode::empty())
+        .map(Dir::Owned)
+        .map_err(|e| Error::io(shown, op, e.into()))
+}
+
+/// The directory holding `path`, opened as `O_PATH`, and `path`'s last component.
+pub(super) fn parent<'p>(path: &'p Path, op: &'static str) -> Result<(Dir, &'p OsStr)> {
+    let name = path.file_name().ok_or_else(|| {
+        Error::io(
+            path,
+            op,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
+        )
+    })?;
+    let dir = path.parent().unwrap_or(Path::new(""));
+    Ok((open_dir(dir, OFlag::O_PATH, op)?, name))
+}
+
+/// Open `rel` below an anchor: openat2 where the kernel has it, else a component walk.
+fn beneath(a: &Anchor, rel: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    if rel.as_os_str().is_empty() {
+        return nix::fcntl::openat(&a.fd, ".", flags, Mode::empty());
+    }
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        use nix::fcntl::{OpenHow, ResolveFlag};
+        let how = OpenHow::new()
+            .flags(flags)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        // EAGAIN: a rename elsewhere raced the lookup; the kernel asks for a retry.
+        for _ in 0..3 {
+            match nix::fcntl::openat2(&a.fd, rel, how) {
+                Err(Errno::EAGAIN) => continue,
+                Err(Errno::ENOSYS | Errno::EPERM) => {
+                    NO_OPENAT2.store(true, Ordering::Relaxed);
+                    break;
+                }
+                r => return r,
+            }
+        }
+    }
+    walk(a.fd.as_fd(), rel, flags)
+}
+
+/// Open `rel` below `root` one component at a time, each with `O_NOFOLLOW` (a link is
+/// never followed: `O_DIRECTORY|O_NOFOLLOW` on one fails) and each relative to the
+/// descriptor of the one before (a component swapped meanwhile cannot redirect us).
+/// Only plain names: `..` or an absolute path is refused with `EXDEV`, as openat2 does.
+pub(super) fn walk(root: BorrowedFd, rel: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    let mut names = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => names.push(n),
+            Component::CurDir => {}
+            _ => return Err(Errno::EXDEV),
+        }
+    }
+    let Some((last, dirs)) = names.split_last() else {
+        return nix::fcntl::openat(root, ".", flags, Mode::empty());
+    };
+    let step = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut cur: Option<OwnedFd> = None;
+    for n in dirs {
+        let at = cur.as_ref().map_or(root, |f| f.as_fd());
+        cur = Some(nix::fcntl::openat(at, *n, step, Mode::empty())?);
+    }
+    let at = cur.as_ref().map_or(root, |f| f.as_fd());
+    nix::fcntl::openat(at, *last, flags | OFlag::O_NOFOLLOW, Mode::empty())
+}
+
+/// The error for a failed resolution below an anchor: a planted link or a file of the
+/// wrong type is named; anything else is an I/O error on the path asked for.
+fn failed(a: &Anchor, rel: &Path, shown: &Path, op: &'static str, e: Errno) -> Error {
+    match e {
+        Errno::ELOOP | Errno::EXDEV | Errno::ENOTDIR => {
+            diagnose(a, rel).unwrap_or_else(|| Error::io(shown, op, e.into()))
+        }
+        e => Error::io(shown, op, e.into()),
+    }
+}
+
+/// Find the first component of `rel` that is not a real directory. Only after a failure:
+/// the error must say which path to look at, not just that one of them is wrong.
+fn diagnose(a: &Anchor, rel: &Path) -> Option<Error> {
+    let mut sub = PathBuf::new();
+    for c in rel.components() {
+        let Component::Normal(n) = c else {
+            return Some(Error::Refused {
+                path: a.root.join(rel),
+                what: "leads outside the session".into(),
+            });
+        };
+        sub.push(n);
+        let st = nix::sys::stat::fstatat(&a.fd, &sub, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        if kind != SFlag::S_IFDIR {
+            return Some(refused_by_kind(&a.root.join(&sub), Some(kind)));
+        }
+    }
+    None
+}
+
+/// What to call a file of type `kind` in a message.
+fn kind_name(kind: SFlag) -> &'static str {
+    match kind {
+        SFlag::S_IFLNK => "a symbolic link",
+        SFlag::S_IFREG => "a regular file",
+        SFlag::S_IFDIR => "a directory",
+        SFlag::S_IFIFO => "a FIFO",
+        SFlag::S_IFSOCK => "a socket",
+        SFlag::S_IFCHR => "a character device",
+        SFlag::S_IFBLK => "a block device",
+        _ => "a special file",
+    }
+}
+
+/// A directory's place taken by something else (`None`: a link, as `O_NOFOLLOW` says).
+fn refused_by_kind(path: &Path, kind: Option<SFlag>) -> Error {
+    let what = match kind {
+        None | Some(SFlag::S_IFLNK) => "is a symbolic link".to_string(),
+        Some(k) => format!("is {} where a directory belongs", kind_name(k)),
+    };
+    Error::Refused {
+        path: path.to_path_buf(),
+        what,
+    }
+}
+
+/// Open the file `name` in `dir` with `flags` (never through a link, never blocking on a
+/// FIFO) and check that it is a regular file: a link, a directory or a FIFO planted where
+/// one of maestro's files belongs is refused by name.
+pub(super) fn open_file(
+    dir: &Dir,
+    name: &OsStr,
+    path: &Path,
+    flags: OFlag,
+    op: &'static str,
+) -> Result<std::fs::File> {
+    let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let fd = match nix::fcntl::openat(dir, name, flags, Mode::from_bits_truncate(0o600)) {
+        Ok(fd) => fd,
+        Err(e @ (Errno::ELOOP | Errno::EISDIR | Errno::ENXIO | Errno::ENOTDIR)) => {
+            return Err(
+                wrong_file(dir, name, path).unwrap_or_else(|| Error::io(path, op, e.into()))
+            );
+        }
+        Err(e) => return Err(Error::io(path, op, e.into())),
+    };
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata().map_err(|e| Error::io(path, op, e))?;
+    if !meta.file_type().is_file() {
+        let kind = SFlag::from_bits_truncate(meta.mode()) & SFlag::S_IFMT;
+        return Err(not_a_file(path, kind));
+    }
+    Ok(file)
+}
+
+/// Why `name` in `dir` could not be opened as a regular file, if it is not one.
+fn wrong_file(dir: &Dir, name: &OsStr, path: &Path) -> Option<Error> {
+    let st = nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    (kind != SFlag::S_IFREG).then(|| not_a_file(path, kind))
+}
+
+fn not_a_file(path: &Path, kind: SFlag) -> Error {
+    let what = match kind {
+        SFlag::S_IFLNK => "is a symbolic link".to_string(),
+        k => format!("is {} where a regular file belongs", kind_name(k)),
+    };
+    Error::Refused {
+        path: path.to_path_buf(),
+        what,
+    }
+}
+
+/// Whether `name` in `dir` is a real directory (not a link to one).
+pub(super) fn is_real_dir(dir: &Dir, name: &OsStr) -> bool {
+    nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+        .unwrap_or(false)
+}
+
+/// The error for a name that exists but is not the directory it should be.
+pub(super) fn not_a_dir(dir: &Dir, name: &OsStr, path: &Path) -> Error {
+    let kind = nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .ok()
+        .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT);
+    refused_by_kind(path, kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn root_fd(p: &Path) -> OwnedFd {
+        nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap()
+    }
+
+    // The fallback for kernels without openat2 must refuse what openat2 refuses.
+    #[test]
+    fn walk_refuses_links_and_parents_and_opens_real_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+        symlink(outside.path(), d.path().join("a/link")).unwrap();
+        std::fs::write(d.path().join("a/file"), b"x").unwrap();
+        let root = root_fd(d.path());
+        let dir = OFlag::O_PATH | OFlag::O_DIRECTORY;
+        assert!(walk(root.as_fd(), Path::new("a/b"), dir).is_ok());
+        assert!(walk(root.as_fd(), Path::new(""), dir).is_ok());
+        assert!(walk(root.as_fd(), Path::new("a/link"), dir).is_err());
+        assert!(walk(root.as_fd(), Path::new("a/link/x"), dir).is_err());
+        assert_eq!(
+            walk(root.as_fd(), Path::new("a/file"), dir).unwrap_err(),
+            Errno::ENOTDIR
+        );
+        assert_eq!(
+            walk(root.as_fd(), Path::new("a/../../x"), dir).unwrap_err(),
+            Errno::EXDEV
+        );
+        assert_eq!(
+            walk(root.as_fd(), Path::new("a/missing"), dir).unwrap_err(),
+            Errno::ENOENT
+        );
+    }
+
+    #[test]
+    fn an_anchored_root_names_the_planted_component() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.join("tasks")).unwrap();
+        symlink(outside.path(), root.join("tasks/t1")).unwrap();
+        anchor(&root).unwrap();
+        let target = root.join("tasks/t1/attempt-1");
+        let err = open_dir(&target, OFlag::O_PATH, "open").err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: is a symbolic link; maestro never follows links or opens special files \
+                 inside a session (move it away, then try again)",
+                root.join("tasks/t1").display()
+            )
+        );
+        std::fs::remove_file(root.join("tasks/t1")).unwrap();
+        std::fs::write(root.join("tasks/t1"), b"").unwrap();
+        let err = open_dir(&target, OFlag::O_PATH, "open").err().unwrap();
+        assert!(
+            err.to_string()
+                .contains("tasks/t1: is a regular file where a directory belongs"),
+            "{err}"
+        );
+    }
+}

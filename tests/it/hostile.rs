@@ -1,0 +1,177 @@
+//! Hostile session folders: links and special files planted where maestro's own
+//! directories and files belong. Nothing outside the session is ever read or written;
+//! each refusal names the path.
+
+use std::fs;
+use std::path::Path;
+
+use crate::util::*;
+
+/// An empty directory outside the session that planted links point at.
+fn outside(sb: &Sandbox) -> std::path::PathBuf {
+    let d = sb.path().join("outside");
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run `plan` with `$OUT` naming a directory outside the session (returned, empty).
+fn run_planting(sb: &Sandbox, plan: &str) -> (std::process::Output, std::path::PathBuf) {
+    let out = outside(sb);
+    let o = sb
+        .orch()
+        .args(["run", "-q", "--launcher", "background"])
+        .arg(sb.write("p.toml", plan))
+        .env("OUT", &out)
+        .output()
+        .unwrap();
+    (o, out)
+}
+
+fn assert_untouched(dir: &Path) {
+    assert_eq!(
+        names_in(dir),
+        Vec::<String>::new(),
+        "written outside the session"
+    );
+}
+
+fn refusal(path: &Path) -> String {
+    format!(
+        "{}: is a symbolic link; maestro never follows links or opens special files inside \
+         a session (move it away, then try again)",
+        path.display()
+    )
+}
+
+#[test]
+fn a_link_planted_as_a_later_attempts_directory_fails_that_attempt_only() {
+    let sb = Sandbox::new();
+    let (o, out) = run_planting(
+        &sb,
+        "name = \"p\"\n[[task]]\nid = \"plant\"\n\
+         run = 'mkdir -p \"$MAESTRO_SESSION/tasks/victim\" && ln -s \"$OUT\" \"$MAESTRO_SESSION/tasks/victim/attempt-1\"'\n\
+         [[task]]\nid = \"victim\"\nafter = [\"plant\"]\nretries = 1\nrun = 'echo hi > out.txt'\n",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let session = session_of(&o);
+    assert_untouched(&out);
+    let first: Vec<_> = events(&session)
+        .into_iter()
+        .filter(|e| e["event"] == "retry_scheduled")
+        .collect();
+    let reason = first[0]["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        format!(
+            "could not start: {}",
+            refusal(&session.join("tasks/victim/attempt-1"))
+        )
+    );
+    assert_eq!(outcome(&session, "victim")["attempt"], 2);
+}
+
+#[test]
+fn a_link_planted_as_a_task_directory_stops_the_run_naming_it_and_resume_goes_on() {
+    let sb = Sandbox::new();
+    let (o, out) = run_planting(
+        &sb,
+        "name = \"p\"\n[[task]]\nid = \"plant\"\n\
+         run = 'ln -s \"$OUT\" \"$MAESTRO_SESSION/tasks/victim\"'\n\
+         [[task]]\nid = \"victim\"\nafter = [\"plant\"]\nrun = 'true'\n",
+    );
+    let session = session_of(&o);
+    let link = session.join("tasks/victim");
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stderr(&o), format!("error: {}\n", refusal(&link)));
+    assert_untouched(&out);
+    let refused: Vec<_> = events(&session)
+        .into_iter()
+        .filter(|e| e["event"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["path"], link.display().to_string());
+    assert_eq!(refused[0]["what"], "is a symbolic link");
+    // Once the link is moved away, the session goes on from where it stopped.
+    fs::remove_file(&link).unwrap();
+    let o = sb.run(&[
+        "resume",
+        session.to_str().unwrap(),
+        "-q",
+        "--launcher",
+        "background",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_status(
+        &sb,
+        &session,
+        "succeeded",
+        &[("plant", "succeeded"), ("victim", "succeeded")],
+    );
+    assert_untouched(&out);
+}
+
+/// Each shared directory a task verb writes into, replaced by a link: the verb fails
+/// naming the link, and nothing lands outside.
+#[test]
+fn task_verbs_refuse_links_planted_as_the_sessions_directories() {
+    let cases = [
+        ("shared", "worker set k v"),
+        ("messages", "worker send --to all hello"),
+        (
+            "checkpoints",
+            "worker checkpoint gate --parties 2 --timeout 1s",
+        ),
+        ("signals", "worker signal go"),
+        ("locks", "worker lock db -- true"),
+    ];
+    for (dir, verb) in cases {
+        let sb = Sandbox::new();
+        let out = outside(&sb);
+        let plan = format!(
+            "name = \"p\"\n[[task]]\nid = \"plant\"\n\
+             run = 'rm -rf \"$MAESTRO_SESSION/{dir}\" && ln -s \"$OUT\" \"$MAESTRO_SESSION/{dir}\"'\n\
+             [[task]]\nid = \"victim\"\nafter = [\"plant\"]\nrun = '{verb} 2> \"$ERR\"'\n"
+        );
+        let err = sb.path().join("err.txt");
+        let o = sb
+            .orch()
+            .args(["run", "-q", "--launcher", "background"])
+            .arg(sb.write("p.toml", &plan))
+            .env("OUT", &out)
+            .env("ERR", &err)
+            .output()
+            .unwrap();
+        let session = session_of(&o);
+        assert_untouched(&out);
+        assert_eq!(
+            outcome(&session, "victim")["state"],
+            "failed",
+            "{dir}: {}",
+            stderr(&o)
+        );
+        let said = fs::read_to_string(&err).unwrap();
+        assert!(said.contains(&refusal(&session.join(dir))), "{dir}: {said}");
+    }
+}
+
+#[test]
+fn a_fifo_planted_as_a_result_is_refused_and_never_blocks() {
+    let sb = Sandbox::new();
+    let o = sb.run_plan(
+        "p.toml",
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = 'mkfifo \"$MAESTRO_RESULT\"'\n",
+        &["-q"],
+    );
+    let session = session_of(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = outcome(&session, "a");
+    assert_eq!(out["state"], "failed");
+    assert_eq!(
+        out["reason"],
+        format!(
+            "{}: is a FIFO where a regular file belongs; maestro never follows links or opens \
+             special files inside a session (move it away, then try again)",
+            session.join("tasks/a/attempt-1/result.json").display()
+        )
+    );
+}
