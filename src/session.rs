@@ -414,6 +414,11 @@ impl Session {
     pub fn exit_json(&self, task: &str, attempt: u32) -> PathBuf {
         self.attempt_dir(task, attempt).join("exit.json")
     }
+    /// Where an `exit.json` the protocol does not vouch for is moved aside.
+    pub fn quarantined_exit(&self, task: &str, attempt: u32, stamp: u64) -> PathBuf {
+        self.attempt_dir(task, attempt)
+            .join(format!("exit.json.quarantined-{stamp}"))
+    }
     pub fn result_json(&self, task: &str, attempt: u32) -> PathBuf {
         self.attempt_dir(task, attempt).join("result.json")
     }

@@ -237,8 +237,7 @@ impl Worker {
                 if !self.fs.claim(
                     &self.session.assignment(id, &task, attempt),
                     &self.session.assignment_claimed(id, &task, attempt),
-                )? || fsio::exists(&self.session.exit_json(&task, attempt))
-                {
+                )? {
                     continue;
                 }
                 self.run_assignment(&task, attempt)?;
@@ -312,6 +311,9 @@ impl Worker {
             Err(e) if !matches!(e, Error::Refused { .. }) => return Err(e),
             made => made,
         };
+        if made.is_ok() {
+            self.quarantine_exit(task, attempt)?;
+        }
         let record = match made.and_then(|()| fsio::read_json::<Assignment>(&path)) {
             Ok(Some(a)) if a.task == task && a.attempt == attempt => match self.execute(&a) {
                 Err(e @ Error::Refused { .. }) => {
@@ -335,6 +337,10 @@ impl Worker {
         if !record.succeeded() {
             self.failed.push(task.to_string());
         }
+        // The file first, then the journal line that vouches for it: the exit counts only
+        // once both are written (an `exit.json` no line vouches for is quarantined, and
+        // the attempt runs again), so a full disk or a death in between loses no outcome
+        // and never records half of one.
         match self
             .fs
             .write_json_new(&self.session.exit_json(task, attempt), &record)
@@ -348,12 +354,36 @@ impl Worker {
         };
         let secs = record.duration_ms as f64 / 1000.0;
         // The whole record, not just the exit code: the orchestrator takes the exit from
-        // this line and reads no `exit.json` while we live.
+        // this line and reads no `exit.json` at all.
         self.journal.append_worker(&WorkerEvent::Exited(record))?;
         self.say(&format!(
             "task {task} (attempt {attempt}) {how} after {secs:.1}s"
         ));
         Ok(())
+    }
+
+    /// An `exit.json` of an attempt that has not run yet is nobody's: move it aside (and
+    /// say so in our journal) so that only the record we write counts.
+    fn quarantine_exit(&mut self, task: &str, attempt: u32) -> Result<()> {
+        let from = self.session.exit_json(task, attempt);
+        if !fsio::exists(&from) {
+            return Ok(());
+        }
+        let to = self
+            .session
+            .quarantined_exit(task, attempt, proto::now_unix_ms());
+        fsio::move_aside(&from, &to)?;
+        self.say(&format!(
+            "{}: was there before the attempt ran; moved aside to {}",
+            from.display(),
+            to.display()
+        ));
+        self.journal.append_worker(&WorkerEvent::Quarantined {
+            task: task.into(),
+            attempt,
+            path: from.display().to_string(),
+            to: to.display().to_string(),
+        })
     }
 
     fn failed_record(

@@ -98,6 +98,39 @@ impl Engine {
         }
     }
 
+    /// The watchdog: a worker busy with an attempt it has not started within
+    /// `start_timeout` is lost (an alive, heartbeating worker that never starts its task
+    /// would otherwise hold the session forever); the attempt goes to another worker.
+    pub(super) fn check_starts(&mut self, now: Instant) {
+        let limit = self.cfg.start_timeout;
+        let stalled: Vec<(String, TaskIx, u32)> = self
+            .workers
+            .iter()
+            .filter_map(|(id, w)| match w.state {
+                WorkerState::Busy { task, attempt }
+                    if !self.tasks[task].started
+                        && now.saturating_duration_since(w.busy_since) > limit =>
+                {
+                    Some((id.clone(), task, attempt))
+                }
+                _ => None,
+            })
+            .collect();
+        for (id, t, attempt) in stalled {
+            self.journal(Event::AttemptStalled {
+                task: self.plan.tasks[t].id.clone(),
+                attempt,
+                worker: id.clone(),
+                waited_ms: limit.as_millis() as u64,
+            });
+            self.out.push(Command::StopWorker {
+                worker: id.clone(),
+                reason: ShutdownReason::Lost,
+            });
+            self.worker_gone(&id, DeathCause::Stalled, now);
+        }
+    }
+
     pub(super) fn check_registrations(&mut self, now: Instant) {
         let limit = self.cfg.register_timeout;
         let late: Vec<String> = self

@@ -53,6 +53,9 @@ pub struct Config {
     pub lease: Duration,
     /// How long a started worker may take to register.
     pub register_timeout: Duration,
+    /// How long a worker may hold an attempt without starting it (the watchdog: no
+    /// file, planted or torn, may keep an attempt waiting forever).
+    pub start_timeout: Duration,
     /// A wait-for cycle must still be there this much later to count as a deadlock.
     pub deadlock_confirm: Duration,
     /// Workers that die before registering, in a row, before the launcher is given up on.
@@ -69,6 +72,7 @@ impl Config {
             workers,
             lease,
             register_timeout: Duration::from_secs(30),
+            start_timeout: lease,
             deadlock_confirm: Duration::from_millis(150),
             max_spawn_failures: 5,
             seed: 0x9e37_79b9_7f4a_7c15,
@@ -300,6 +304,7 @@ impl Engine {
         self.run_pending(now);
         self.retries_due(now);
         self.check_leases(now);
+        self.check_starts(now);
         self.check_registrations(now);
         // The pool first: a worker starting takes ready work at once, so nothing is
         // queued behind a busy one meanwhile.
@@ -426,7 +431,13 @@ impl Engine {
         }
         for w in self.workers.values() {
             match w.state {
-                WorkerState::Idle | WorkerState::Busy { .. } => at(w.heartbeat_at + self.cfg.lease),
+                WorkerState::Idle => at(w.heartbeat_at + self.cfg.lease),
+                WorkerState::Busy { task, .. } => {
+                    at(w.heartbeat_at + self.cfg.lease);
+                    if !self.tasks[task].started {
+                        at(w.busy_since + self.cfg.start_timeout);
+                    }
+                }
                 WorkerState::Starting => at(w.spawned_at + self.cfg.register_timeout),
                 _ => {}
             }

@@ -69,6 +69,8 @@ pub enum DeathCause {
     Unresponsive,
     /// Found dead when a session was resumed.
     FoundDead,
+    /// It took an attempt and never started it within the lease (the watchdog).
+    Stalled,
 }
 
 /// One line of `events.jsonl` (each also carries `ts`, written by [`crate::journal::Journal`]).
@@ -118,6 +120,23 @@ pub enum Event {
     WorkerUnresponsive {
         worker: String,
         lease_ms: u64,
+    },
+    /// The watchdog: `worker` took attempt `attempt` of `task` and did not start it
+    /// within `waited_ms` (the lease); the worker is declared lost and the task moves on.
+    AttemptStalled {
+        task: String,
+        attempt: u32,
+        worker: String,
+        waited_ms: u64,
+    },
+    /// An attempt's file that the protocol does not vouch for (an `exit.json` that no
+    /// journal line of the fence holder records, planted or torn), moved aside to `to`.
+    Quarantined {
+        task: String,
+        attempt: u32,
+        path: String,
+        to: String,
+        reason: String,
     },
     /// A worker left after being told to.
     WorkerExited {
@@ -268,6 +287,14 @@ pub enum WorkerEvent {
     },
     Started(Started),
     Exited(ExitRecord),
+    /// An `exit.json` found where an attempt the worker was about to run had not ended
+    /// (planted, or left by hand): moved aside to `to`, never taken for the exit.
+    Quarantined {
+        task: String,
+        attempt: u32,
+        path: String,
+        to: String,
+    },
     Stopped {},
     #[serde(other)]
     Unknown,

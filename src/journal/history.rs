@@ -265,6 +265,8 @@ impl History {
             | Event::CheckpointBroken { .. }
             | Event::DeadlockDetected { .. }
             | Event::Refused { .. }
+            | Event::AttemptStalled { .. }
+            | Event::Quarantined { .. }
             | Event::Unknown => {}
         }
     }

@@ -398,7 +398,7 @@ impl Orchestrator {
     }
 
     /// A progress line for the events a person running the session wants to see.
-    fn narrate(&self, ev: &Event) {
+    pub(super) fn narrate(&self, ev: &Event) {
         match ev {
             Event::TaskStarted {
                 task,
@@ -437,6 +437,24 @@ impl Orchestrator {
             Event::WorkerLost { worker, how } => {
                 self.say(format_args!("worker {worker} lost ({how:?})"))
             }
+            Event::AttemptStalled {
+                task,
+                attempt,
+                worker,
+                waited_ms,
+            } => self.say(format_args!(
+                "{task}: attempt {attempt} not started by {worker} within {:.1}s; worker lost",
+                *waited_ms as f64 / 1000.0
+            )),
+            Event::Quarantined {
+                task,
+                attempt,
+                path,
+                reason,
+                ..
+            } => self.say(format_args!(
+                "{task}: attempt {attempt}: {path} moved aside ({reason})"
+            )),
             Event::RaceDecided { race, winner, .. } => match winner {
                 Some(w) => self.say(format_args!("race {race}: won by {w}")),
                 None => self.say(format_args!("race {race}: no member succeeded")),

@@ -478,6 +478,22 @@ impl Orchestrator {
                 match ev {
                     WorkerEvent::Started(st) => starts.push(st),
                     WorkerEvent::Exited(rec) => exits.push(rec),
+                    WorkerEvent::Quarantined {
+                        task,
+                        attempt,
+                        path,
+                        to,
+                    } => {
+                        let ev = Event::Quarantined {
+                            task,
+                            attempt,
+                            path,
+                            to,
+                            reason: format!("found by worker {id} before the attempt ran"),
+                        };
+                        self.journal.append(&ev)?;
+                        self.narrate(&ev);
+                    }
                     WorkerEvent::Ready { .. } | WorkerEvent::Stopped {} | WorkerEvent::Unknown => {}
                 }
             }
@@ -502,17 +518,21 @@ impl Orchestrator {
             }
             return Ok(());
         }
-        let mut exits: Vec<(String, u32, Exit)> = ended
+        let exits: Vec<(String, u32, Exit)> = ended
             .into_iter()
             .map(|rec| (rec.task.clone(), rec.attempt, exit_of(&self.session, rec)))
             .collect();
+        // An exit counts only as its worker journalled it: an `exit.json` of an attempt
+        // in flight without that line was planted, or torn by the death; it is moved
+        // aside and the attempt is lost (it runs again), never decided by the file.
         for (t, a) in self.engine.in_flight(id) {
             let task = self.engine.plan().tasks[t].id.clone();
             if exits.iter().any(|(x, n, _)| *x == task && *n == a) {
                 continue;
             }
-            if let Some(exit) = read_exit(&self.session, &task, a) {
-                exits.push((task, a, exit));
+            let why = format!("worker {id} died without journalling this exit");
+            if let Some(ev) = quarantine_exit(&self.session, &mut self.journal, &task, a, why)? {
+                self.narrate(&ev);
             }
         }
         self.feed(Fact::WorkerDied {
@@ -687,19 +707,30 @@ fn exited(session: &Session, worker: &str, rec: proto::ExitRecord) -> Fact {
     }
 }
 
-/// An attempt's `exit.json` (none when there is no file): read where no journal line
-/// carried it (the worker died first, or on resume).
-fn read_exit(session: &Session, task: &str, attempt: u32) -> Option<Exit> {
-    let path = session.exit_json(task, attempt);
-    match fsio::read_json::<proto::ExitRecord>(&path) {
-        Ok(None) => None,
-        Ok(Some(e)) if e.task == task && e.attempt == attempt => Some(exit_of(session, e)),
-        Ok(Some(_)) => Some(Exit::Unreadable(format!(
-            "{}: record does not match task {task} attempt {attempt}",
-            path.display()
-        ))),
-        Err(e) => Some(Exit::Unreadable(e.to_string())),
+/// Move aside the `exit.json` of attempt `attempt` of `task`, if there is one, because no
+/// journal line of its worker records it (`reason` says which); journalled.
+fn quarantine_exit(
+    session: &Session,
+    journal: &mut Journal,
+    task: &str,
+    attempt: u32,
+    reason: String,
+) -> Result<Option<Event>> {
+    let from = session.exit_json(task, attempt);
+    if !fsio::exists(&from) {
+        return Ok(None);
     }
+    let to = session.quarantined_exit(task, attempt, proto::now_unix_ms());
+    fsio::move_aside(&from, &to)?;
+    let ev = Event::Quarantined {
+        task: task.to_string(),
+        attempt,
+        path: from.display().to_string(),
+        to: to.display().to_string(),
+        reason,
+    };
+    journal.append(&ev)?;
+    Ok(Some(ev))
 }
 
 /// Take `orchestrator/lock` (held for the orchestrator's life) and write `info.json`.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Orchestrator, read_exit, take_lock};
+use super::{Orchestrator, exit_of, quarantine_exit, take_lock};
 use crate::engine::{self, Engine, Fact, Found, FoundWorker};
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -86,7 +86,7 @@ impl Orchestrator {
             session: session.id().to_string(),
             ..engine::Config::new(workers, Duration::from_millis(plan.lease_ms))
         };
-        let (found, tails) = scan(&session, &plan, &history, fs)?;
+        let (found, tails) = scan(&session, &plan, &history, &mut journal, fs)?;
         let engine = Engine::restore(
             plan,
             ecfg,
@@ -180,9 +180,17 @@ type Tails = std::collections::BTreeMap<String, Tail>;
 /// One look at the directory: workers (alive, registered, their claimed assignments;
 /// unclaimed ones are taken back now), exits that happened meanwhile, outcomes whose
 /// journal line is missing, and the starts of attempts that have no exit.
-fn scan(session: &Session, plan: &Plan, history: &History, fs: fsio::Fs) -> Result<(Found, Tails)> {
+fn scan(
+    session: &Session,
+    plan: &Plan,
+    history: &History,
+    journal: &mut Journal,
+    fs: fsio::Fs,
+) -> Result<(Found, Tails)> {
     let mut found = Found::default();
     let mut tails = Tails::new();
+    // Every exit the workers journalled, by (task, attempt): the only exits that count.
+    let mut journalled = std::collections::HashMap::new();
     for wid in session.worker_ids()? {
         let mut fw = FoundWorker {
             id: wid.clone(),
@@ -208,12 +216,16 @@ fn scan(session: &Session, plan: &Plan, history: &History, fs: fsio::Fs) -> Resu
         fw.claimed = session.claimed_assignments(&wid)?;
         let mut tail = Tail::new(session.worker_events(&wid));
         for ev in tail.read_worker_events()? {
-            if let WorkerEvent::Started(st) = ev
-                && !fsio::exists(&session.exit_json(&st.task, st.attempt))
-            {
-                fw.started.push(st);
+            match ev {
+                WorkerEvent::Started(st) => fw.started.push(st),
+                WorkerEvent::Exited(rec) => {
+                    journalled.insert((rec.task.clone(), rec.attempt), (wid.clone(), rec));
+                }
+                _ => {}
             }
         }
+        fw.started
+            .retain(|st| !journalled.contains_key(&(st.task.clone(), st.attempt)));
         tails.insert(wid, tail);
         found.workers.push(fw);
     }
@@ -239,10 +251,22 @@ fn scan(session: &Session, plan: &Plan, history: &History, fs: fsio::Fs) -> Resu
                     a.ended,
                     None | Some(EndReason::WorkerLost | EndReason::Reassigned)
                 );
-            if (fence || open)
-                && let Some(exit) = read_exit(session, id, a.attempt)
-            {
-                found.exits.push((id.clone(), a.attempt, exit));
+            if !(fence || open) {
+                continue;
+            }
+            match journalled.remove(&(id.clone(), a.attempt)) {
+                Some((w, rec)) if a.worker.as_deref() == Some(w.as_str()) => {
+                    found
+                        .exits
+                        .push((id.clone(), a.attempt, exit_of(session, rec)));
+                }
+                _ => {
+                    let why = match &a.worker {
+                        Some(w) => format!("worker {w} did not journal this exit"),
+                        None => "no worker held this attempt".to_string(),
+                    };
+                    quarantine_exit(session, journal, id, a.attempt, why)?;
+                }
             }
         }
     }

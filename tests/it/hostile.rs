@@ -175,3 +175,95 @@ fn a_fifo_planted_as_a_result_is_refused_and_never_blocks() {
         )
     );
 }
+
+/// What a hand-made `exit.json` of a successful attempt looks like.
+const FAKE_EXIT: &str = r#"{"task":"victim","attempt":1,"worker":"w1","exit_code":0,"signal":null,"started_at":"2026-01-01T00:00:00Z","ended_at":"2026-01-01T00:00:01Z","duration_ms":1000}"#;
+
+/// The orchestrator's `quarantined` journal lines.
+fn quarantined(session: &Path) -> Vec<serde_json::Value> {
+    events(session)
+        .into_iter()
+        .filter(|e| e["event"] == "quarantined")
+        .collect()
+}
+
+// A worker skipped an assignment whose exit.json already existed, without a word, and
+// the session waited for it forever.
+#[test]
+fn an_exit_planted_before_the_attempt_ran_is_quarantined_and_the_attempt_runs() {
+    let sb = Sandbox::new();
+    let plan = "name = \"p\"\n[[task]]\nid = \"plant\"\n\
+         run = 'd=\"$MAESTRO_SESSION/tasks/victim/attempt-1\"; mkdir -p \"$d\" && cp \"$FAKE\" \"$d/exit.json\"'\n\
+         [[task]]\nid = \"victim\"\nafter = [\"plant\"]\nrun = 'echo ran > \"$OUT/ran\"'\n";
+    let mut c = sb.orch();
+    c.args(["run", "-q", "--launcher", "background"])
+        .arg(sb.write("p.toml", plan))
+        .env("FAKE", sb.write("fake.json", FAKE_EXIT))
+        .env("OUT", sb.out());
+    let o = run_with_deadline(c, std::time::Duration::from_secs(60));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let session = session_of(&o);
+    assert!(sb.out().join("ran").exists(), "the attempt never ran");
+    let q = quarantined(&session);
+    assert_eq!(q.len(), 1, "{q:?}");
+    let planted = session.join("tasks/victim/attempt-1/exit.json");
+    assert_eq!(q[0]["path"], planted.display().to_string());
+    let aside = Path::new(q[0]["to"].as_str().unwrap());
+    assert_eq!(fs::read_to_string(aside).unwrap(), FAKE_EXIT);
+    // The exit that counts is the worker's own, written after the attempt ran.
+    let exit = read_json(&planted).unwrap();
+    assert_ne!(exit["started_at"], "2026-01-01T00:00:00Z");
+}
+
+// A torn exit.json left by a worker that died decided the task as failed ("invalid
+// JSON"), though no worker ever recorded that exit.
+#[test]
+fn a_torn_exit_of_a_dead_worker_is_quarantined_and_the_task_runs_again() {
+    let sb = Sandbox::new();
+    let o = sb.run_plan(
+        "p.toml",
+        "name = \"p\"\n[[task]]\nid = \"a\"\n\
+         run = 'if [ \"$MAESTRO_ATTEMPT\" = 1 ]; then printf \"{\\\"task\\\":\" > \"$(dirname \"$MAESTRO_RESULT\")/exit.json\"; kill -9 $PPID; fi'\n",
+        &["-q"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let session = session_of(&o);
+    assert_eq!(outcome(&session, "a")["attempt"], 2);
+    let q = quarantined(&session);
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0]["task"], "a");
+    assert_eq!(q[0]["attempt"], 1);
+    assert_eq!(
+        q[0]["reason"],
+        "worker w1 died without journalling this exit"
+    );
+}
+
+// On resume, an exit.json of the running attempt that its worker never journalled (the
+// orchestrator and the worker were killed; someone wrote the file meanwhile) decided the
+// task by the file.
+#[test]
+fn on_resume_an_exit_no_worker_journalled_is_quarantined_and_the_attempt_runs_again() {
+    let mut sb = Sandbox::new();
+    let session = sb.start_plan(
+        "p.toml",
+        &format!(
+            "name = \"p\"\nworkers = 1\n[[task]]\nid = \"victim\"\nrun = '{}'\n",
+            first_attempt_waits_for("never", "")
+        ),
+        &["-q"],
+    );
+    wait_started(&session, "victim", 1);
+    sb.kill_orchestrator(&session);
+    kill_workers(&session);
+    let planted = session.join("tasks/victim/attempt-1/exit.json");
+    fs::write(&planted, FAKE_EXIT).unwrap();
+    let s = session.to_str().unwrap().to_string();
+    sb.start(&["resume", &s, "-q"]);
+    assert_eq!(sb.wait_last(std::time::Duration::from_secs(60)), 0);
+    assert_eq!(outcome(&session, "victim")["attempt"], 2);
+    let q = quarantined(&session);
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0]["path"], planted.display().to_string());
+    assert_eq!(q[0]["reason"], "worker w1 did not journal this exit");
+}

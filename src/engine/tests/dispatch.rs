@@ -264,3 +264,43 @@ fn a_worker_whose_heartbeat_stops_moving_for_the_lease_is_lost() {
     assert_eq!(s.e.worker_state("w1"), Some(WorkerState::Gone));
     assert_eq!(s.e.fence(0), None);
 }
+
+// The watchdog: a worker that took an attempt and never started it (alive, heartbeating,
+// but stuck on a file that says the attempt already ran) held the session forever.
+#[test]
+fn a_worker_that_never_starts_its_attempt_within_the_lease_is_lost() {
+    let mut s = Sim::with(&dag(ONE), Config::new(1, LEASE));
+    s.start();
+    assert_eq!(s.register("w1").assigns(), [assigned("w1", "a", 1)]);
+    assert_eq!(s.e.next_deadline(), Some(s.t0 + LEASE));
+    // Heartbeats keep moving: the lease alone would never fire.
+    for n in 1..=9 {
+        s.at = Duration::from_secs(n);
+        s.on(Fact::Heartbeat {
+            worker: "w1".into(),
+            counter: n,
+        });
+    }
+    assert!(
+        s.advance(1000).is_empty(),
+        "exactly the limit is not past it"
+    );
+    let c = s.advance(1);
+    assert!(has(&c, |c| matches!(c,
+        Command::Journal(Event::AttemptStalled { task, attempt: 1, worker, waited_ms: 10_000 })
+            if task == "a" && worker == "w1")));
+    assert!(has(&c, |c| matches!(c,
+        Command::StopWorker { worker, reason: ShutdownReason::Lost } if worker == "w1")));
+    assert_eq!(ended(&c, "a", 1), [EndReason::WorkerLost]);
+    assert_eq!(spawns(&c), ["w2"]);
+    assert_eq!(s.e.fence(0), None);
+    // The new worker gets the task as attempt 2; once it starts, the watchdog is quiet.
+    assert_eq!(s.register("w2").assigns(), [assigned("w2", "a", 2)]);
+    s.begin("w2", "a", 2);
+    s.at += Duration::from_secs(60);
+    s.on(Fact::Heartbeat {
+        worker: "w2".into(),
+        counter: 99,
+    });
+    assert!(s.advance(1).is_empty());
+}
