@@ -272,7 +272,23 @@ impl Worker {
                 }
             }
             self.bell.wait(None, self.cfg.watch.rescan_interval())?;
+            self.check_dir()?;
         }
+    }
+
+    /// Our directory (or the whole session) was removed under us: nothing we do can be
+    /// seen any more, so stop rather than run on unseen (the orchestrator sees our death
+    /// and gives the task to another worker).
+    fn check_dir(&self) -> Result<()> {
+        let dir = self.session.worker_dir(&self.cfg.id);
+        if fsio::is_dir(&dir) {
+            return Ok(());
+        }
+        Err(Error::Session(format!(
+            "{}: removed while worker {} was running; stopping",
+            dir.display(),
+            self.cfg.id
+        )))
     }
 
     /// Unclaimed assignments in the order the orchestrator handed them over (`seq`): with
@@ -580,6 +596,12 @@ impl Worker {
             self.bell.wait(pidfd.as_ref().map(|f| f.as_fd()), wait)?;
             if let Some(st) = reap(child)? {
                 return Ok((st, ended_by));
+            }
+            if let Err(e) = self.check_dir() {
+                // The task must not outlive us unseen: its group goes now.
+                let _ = killpg(pgid, Signal::SIGKILL);
+                let _ = child.wait();
+                return Err(e);
             }
             if ended_by.is_none() {
                 let why = if timeout.is_some_and(|t| start.elapsed() >= t) {

@@ -287,7 +287,11 @@ impl Orchestrator {
     pub fn run(mut self) -> Result<Ended> {
         match self.run_loop() {
             Ok(()) => self.finish(),
+            // Whatever failed, a session removed under us is the news.
             Err(e) => {
+                if let Err(gone) = self.check_root() {
+                    return Err(gone);
+                }
                 // A planted file stops the session where it was found: said in the journal
                 // too, so whoever reads the session later knows why it stopped.
                 if let Error::Refused { path, what } = &e {
@@ -299,6 +303,18 @@ impl Orchestrator {
                 Err(e)
             }
         }
+    }
+
+    /// A session removed under us: whatever we wrote now would be unseen (and the
+    /// journal's writes would go to an unlinked file), so the run stops.
+    fn check_root(&self) -> Result<()> {
+        if fsio::is_dir(self.session.root()) {
+            return Ok(());
+        }
+        Err(Error::Session(format!(
+            "{}: removed while the session was running; stopping",
+            self.session.root().display()
+        )))
     }
 
     fn run_loop(&mut self) -> Result<()> {
@@ -364,6 +380,7 @@ impl Orchestrator {
             // that exit away as stale).
             self.reconcile()?;
             if control || last_control.elapsed() >= self.watch.rescan_interval() {
+                self.check_root()?;
                 self.handle_control()?;
                 control = false;
                 last_control = Instant::now();

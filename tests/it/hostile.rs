@@ -267,3 +267,51 @@ fn on_resume_an_exit_no_worker_journalled_is_quarantined_and_the_attempt_runs_ag
     assert_eq!(q[0]["path"], planted.display().to_string());
     assert_eq!(q[0]["reason"], "worker w1 did not journal this exit");
 }
+
+// A worker whose directory was deleted went on running unseen, and the session waited.
+#[test]
+fn a_worker_whose_directory_is_removed_exits_and_its_task_runs_on_another() {
+    let mut sb = Sandbox::new();
+    let session = sb.start_plan(
+        "p.toml",
+        &format!(
+            "name = \"p\"\nworkers = 1\n[[task]]\nid = \"a\"\nrun = '{}'\n",
+            first_attempt_waits_for("never", "")
+        ),
+        &["-q"],
+    );
+    wait_started(&session, "a", 1);
+    let pid = worker_pid(&session, "w1");
+    let group = pgid_of(&session, "a", 1);
+    fs::remove_dir_all(session.join("workers/w1")).unwrap();
+    wait_gone(pid, "the worker whose directory was removed");
+    assert!(group_members(group).is_empty(), "its task outlived it");
+    assert_eq!(sb.wait_last(std::time::Duration::from_secs(60)), 0);
+    assert_eq!(outcome(&session, "a")["attempt"], 2);
+    assert_ne!(outcome(&session, "a")["worker"], "w1");
+}
+
+#[test]
+fn removing_a_running_session_stops_its_orchestrator_workers_and_tasks() {
+    let mut sb = Sandbox::new();
+    let session = sb.start_plan(
+        "p.toml",
+        "name = \"p\"\nworkers = 1\n[[task]]\nid = \"a\"\nrun = 'sleep 1000'\n",
+        &["-q"],
+    );
+    wait_started(&session, "a", 1);
+    let pid = worker_pid(&session, "w1");
+    let group = pgid_of(&session, "a", 1);
+    fs::remove_dir_all(&session).unwrap();
+    assert_eq!(sb.wait_last(std::time::Duration::from_secs(30)), 3);
+    let err = fs::read_to_string(sb.path().join("orchestrator.stderr")).unwrap();
+    assert_eq!(
+        err,
+        format!(
+            "error: {}: removed while the session was running; stopping\n",
+            session.display()
+        )
+    );
+    wait_gone(pid, "the worker of the removed session");
+    assert!(group_members(group).is_empty(), "its task outlived it");
+}
