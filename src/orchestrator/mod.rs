@@ -289,9 +289,7 @@ impl Orchestrator {
             Ok(()) => self.finish(),
             // Whatever failed, a session removed under us is the news.
             Err(e) => {
-                if let Err(gone) = self.check_root() {
-                    return Err(gone);
-                }
+                self.check_root()?;
                 // A planted file stops the session where it was found: said in the journal
                 // too, so whoever reads the session later knows why it stopped.
                 if let Error::Refused { path, what } = &e {
