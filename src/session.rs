@@ -75,7 +75,7 @@ impl Session {
                 let root = fs::canonicalize(&dir).map_err(io_err(&dir, "resolve"))?;
                 fsio::anchor(&root)?;
                 let s = Session { root, id };
-                for d in [
+                let made = [
                     s.orchestrator_dir(),
                     s.control_replies(),
                     s.checkpoints_dir(),
@@ -87,8 +87,14 @@ impl Session {
                     s.markers_dir(),
                     s.workers_dir(),
                     s.tasks_dir(),
-                ] {
-                    fsio::create_dir_private(&d)?;
+                ]
+                .iter()
+                .try_for_each(|d| fsio::create_dir_private(d));
+                // Half a session is no session: a directory that could not be made whole
+                // (a full disk) is removed, never left to be refused later.
+                if let Err(e) = made {
+                    let _ = fsio::remove_tree(s.root());
+                    return Err(e);
                 }
                 return Ok(s);
             }

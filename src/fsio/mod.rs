@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result, io_err};
 
 mod at;
+mod fault;
 
 use at::Dir;
 pub use at::anchor;
@@ -113,6 +114,7 @@ impl<'d> Temp<'d> {
 
     /// Rename onto `name` in `to` (replacing it).
     fn persist(mut self, to: &Dir, name: &OsStr, path: &Path) -> Result<()> {
+        injected(path, "rename a temp file onto")?;
         nix::fcntl::renameat(self.dir, self.name.as_str(), to, name)
             .map_err(|e| Error::io(path, "rename a temp file onto", e.into()))?;
         self.kept = true;
@@ -122,6 +124,7 @@ impl<'d> Temp<'d> {
     /// Rename onto `name` in `to` unless it exists: false when it did.
     fn persist_new(mut self, to: &Dir, name: &OsStr, path: &Path) -> Result<bool> {
         use nix::fcntl::{RenameFlags, renameat2};
+        injected(path, "create")?;
         match renameat2(
             self.dir,
             self.name.as_str(),
@@ -163,7 +166,16 @@ impl Drop for Temp<'_> {
 /// The one place maestro's file contents are written: every published file, temp or
 /// unnamed, gets its bytes here.
 fn write_bytes(file: &mut File, path: &Path, bytes: &[u8]) -> Result<()> {
+    injected(path, "write")?;
     file.write_all(bytes).map_err(io_err(path, "write"))
+}
+
+/// The injected failure of this write operation, if one is due (see `fault.rs`).
+fn injected(path: &Path, op: &'static str) -> Result<()> {
+    match fault::hit() {
+        Some(e) => Err(Error::io(path, op, e)),
+        None => Ok(()),
+    }
 }
 
 fn sync_dir(dir: &Dir, shown: &Path, durable: bool) -> Result<()> {
@@ -217,6 +229,7 @@ fn link_new(
         file.sync_all().map_err(io_err(path, "fsync"))?;
     }
     let unnamed = format!("/proc/self/fd/{}", file.as_raw_fd());
+    injected(path, "create")?;
     match nix::unistd::linkat(
         AT_FDCWD,
         unnamed.as_str(),
@@ -317,6 +330,7 @@ impl Fs {
             Err(e) => return Err(e),
         };
         let (tdir, tname) = at::parent(to, "claim (rename) to")?;
+        injected(from, "claim (rename)")?;
         match nix::fcntl::renameat(&fdir, fname, &tdir, tname) {
             Ok(()) => {
                 sync_dir(&tdir, dir_of(to), self.durable)?;
@@ -335,16 +349,52 @@ impl Fs {
     }
 
     /// Append one line with a single write(2), so concurrent readers see whole lines
-    /// except, after a crash, possibly a partial last one (which readers skip).
+    /// except, after a crash, possibly a partial last one (which readers skip). A write
+    /// that fails part way (a full disk) is cut back: no partial line is ever left for
+    /// the next line to be glued to.
     pub fn append_line(&self, file: &mut File, path: &Path, line: &str) -> Result<()> {
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line.as_bytes());
         buf.push(b'\n');
-        file.write_all(&buf).map_err(io_err(path, "append to"))?;
+        let mut done = 0;
+        while done < buf.len() {
+            let wrote = match fault::hit() {
+                // An injected failure strikes half way, as a full disk does.
+                Some(e) => match file.write(&buf[..buf.len() / 2]) {
+                    Ok(n) => {
+                        done += n;
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                },
+                None => file.write(&buf[done..]),
+            };
+            match wrote {
+                Ok(0) => {
+                    return Err(self.cut_back(file, path, done, io::ErrorKind::WriteZero.into()));
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.cut_back(file, path, done, e)),
+            }
+        }
         if self.durable {
             file.sync_data().map_err(io_err(path, "fsync"))?;
         }
         Ok(())
+    }
+}
+
+impl Fs {
+    /// After an append failed with `done` bytes of its line written: take them back, and
+    /// say what failed.
+    fn cut_back(&self, file: &File, path: &Path, done: usize, e: io::Error) -> Error {
+        if done > 0
+            && let Ok(m) = file.metadata()
+        {
+            let _ = file.set_len(m.len().saturating_sub(done as u64));
+        }
+        Error::io(path, "append to", e)
     }
 }
 
@@ -462,6 +512,7 @@ pub fn create_dir_private(path: &Path) -> Result<()> {
 /// existed (a real directory; anything else in its place is refused).
 pub fn create_dir_new(path: &Path) -> Result<bool> {
     let (dir, name) = at::parent(path, "create directory")?;
+    injected(path, "create directory")?;
     match nix::sys::stat::mkdirat(&dir, name, nix::sys::stat::Mode::from_bits_truncate(0o700)) {
         Ok(()) => Ok(true),
         Err(nix::errno::Errno::EEXIST) if at::is_real_dir(&dir, name) => Ok(false),
@@ -515,8 +566,15 @@ pub fn read_names(dir: &Path) -> Result<Option<Vec<String>>> {
 pub fn move_aside(from: &Path, to: &Path) -> Result<()> {
     let (fdir, fname) = at::parent(from, "move aside")?;
     let (tdir, tname) = at::parent(to, "move aside to")?;
+    injected(from, "move aside")?;
     nix::fcntl::renameat(&fdir, fname, &tdir, tname)
         .map_err(|e| Error::io(from, "move aside", e.into()))
+}
+
+/// Remove the directory tree at `path`, never following a link inside it (a session this
+/// process made and could not set up whole).
+pub fn remove_tree(path: &Path) -> Result<()> {
+    std::fs::remove_dir_all(path).map_err(io_err(path, "remove"))
 }
 
 /// Remove the file `path`: false when it was not there.

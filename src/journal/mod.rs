@@ -56,6 +56,7 @@ impl Journal {
 
     fn open_at(path: PathBuf, fs: fsio::Fs) -> Result<Journal> {
         let file = fsio::open_append(&path)?;
+        cut_torn_tail(&path, &file)?;
         Ok(Journal { path, file, fs })
     }
 
@@ -75,6 +76,41 @@ impl Journal {
         let l = line(ev)?;
         self.fs.append_line(&mut self.file, &self.path, &l)
     }
+}
+
+/// Cut the journal at `path` back to its last complete line. A writer that died in the
+/// middle of a line (or a full disk that took half of one) left a partial line no reader
+/// ever counted; the next line appended must not be glued to it. Only its one writer
+/// opens a journal for appending, so nobody is writing it now.
+fn cut_torn_tail(path: &Path, file: &File) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata().map_err(io_err(path, "stat"))?.len();
+    let Some(mut r) = fsio::open_read(path)? else {
+        return Ok(());
+    };
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(64 * 1024);
+        let mut buf = vec![0u8; (end - start) as usize];
+        r.seek(SeekFrom::Start(start))
+            .and_then(|_| r.read_exact(&mut buf))
+            .map_err(io_err(path, "read"))?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep < len {
+                file.set_len(keep)
+                    .map_err(io_err(path, "cut a torn last line of"))?;
+            }
+            return Ok(());
+        }
+        end = start;
+    }
+    // No newline at all: the whole file is one torn line.
+    if len > 0 {
+        file.set_len(0)
+            .map_err(io_err(path, "cut a torn last line of"))?;
+    }
+    Ok(())
 }
 
 /// Follows a journal as it grows: each call returns the complete lines appended since the
@@ -498,5 +534,29 @@ mod tests {
         f.write_all(exact.as_bytes()).unwrap();
         assert_eq!(ns(), vec![9]);
         assert!(ns().is_empty());
+    }
+
+    // A journal torn by a dead writer got the next writer's first line glued to its
+    // partial last one: one malformed line in the middle, and that event lost.
+    #[test]
+    fn reopening_a_torn_journal_cuts_the_partial_line_so_the_next_stays_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        let whole = "{\"ts\":\"x\",\"event\":\"session_resumed\",\"session\":\"s\",\"retry\":[]}\n";
+        std::fs::write(&p, format!("{whole}{{\"ts\":\"x\",\"event\":\"tas")).unwrap();
+        let mut j = Journal::open_at(p.clone(), fsio::Fs::FAST).unwrap();
+        j.append(&Event::TasksAdded {
+            tasks: vec!["a".into()],
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(format!("{}\n", lines[0]), whole);
+        assert!(lines[1].contains("\"event\":\"tasks_added\""), "{text}");
+        // A journal that is one torn line is emptied.
+        std::fs::write(&p, "{\"ts\":").unwrap();
+        Journal::open_at(p.clone(), fsio::Fs::FAST).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"");
     }
 }

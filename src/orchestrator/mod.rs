@@ -148,8 +148,17 @@ impl Orchestrator {
     /// this fails before `Session::create` (the worker binary is located first).
     pub fn create(cfg: RunConfig) -> Result<Orchestrator> {
         let fs = fsio::Fs::new(cfg.durable);
-        let cmd = WorkerCommand::locate(cfg.watch, cfg.durable, &cfg.env)?;
+        WorkerCommand::locate(cfg.watch, cfg.durable, &cfg.env)?;
         let session = Session::create(&cfg.sessions_root, &cfg.plan.name)?;
+        // A session that could not be set up whole (a full disk) is removed: nobody was
+        // told its path, and half of one could only be refused later.
+        Orchestrator::set_up(cfg, session.clone(), fs).inspect_err(|_| {
+            let _ = fsio::remove_tree(session.root());
+        })
+    }
+
+    fn set_up(cfg: RunConfig, session: Session, fs: fsio::Fs) -> Result<Orchestrator> {
+        let cmd = WorkerCommand::locate(cfg.watch, cfg.durable, &cfg.env)?;
         let lock = take_lock(&session, fs)?;
         let started_at = proto::now_rfc3339();
         fs.write_json(
@@ -332,8 +341,12 @@ impl Orchestrator {
         for d in prim_dirs {
             spec = spec.tree(d);
         }
+        // (A worker that never got to write its journal has none to watch.)
         for id in self.tails.keys() {
-            spec = spec.flat(self.session.worker_events(id));
+            let events = self.session.worker_events(id);
+            if fsio::exists(&events) {
+                spec = spec.flat(events);
+            }
         }
         let watcher = watch::start_spec(&spec, self.watch, tx, move |ev| {
             if let Ok(e) = &ev

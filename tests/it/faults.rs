@@ -164,3 +164,102 @@ fn status_of_a_session_with_hand_truncated_files_names_them() {
     );
     let _ = Duration::ZERO;
 }
+
+/// Every write of a small run, failed in turn: each run that a fault stopped is resumed
+/// (without faults) to the end, and the end is always the same: every task succeeded
+/// once, every journal line is whole, nothing is half-published, nothing is left running.
+/// Needs the `fault-injection` feature (scripts/test.sh runs it).
+#[cfg(feature = "fault-injection")]
+#[test]
+fn every_failed_write_of_a_run_is_survived_by_resume() {
+    const PLAN: &str = "name = \"f\"\nworkers = 2\n\
+        [[task]]\nid = \"a\"\nrun = 'echo a > \"$MAESTRO_RESULT\".tmp; echo \"{\\\"n\\\": 1}\" > \"$MAESTRO_RESULT\"'\n\
+        [[task]]\nid = \"b\"\nafter = [\"a\"]\nrun = 'echo b'\n\
+        [[task]]\nid = \"c\"\nrun = 'echo c >&2'\n";
+    let mut fired = 0;
+    for role in ["orchestrator", "worker"] {
+        for n in 1.. {
+            let errno = if n % 2 == 0 { "EIO" } else { "ENOSPC" };
+            let sb = Sandbox::new();
+            let log = sb.path().join("fault.log");
+            let p = sb.write("f.toml", PLAN);
+            let fault = format!("{role}:{n}:{errno}");
+            let mut c = sb.orch();
+            c.args(["run", p.to_str().unwrap(), "-q", "--launcher", "background"])
+                .env("MAESTRO_FAULT", &fault)
+                .env("MAESTRO_FAULT_LOG", &log);
+            let o = run_with_deadline(c, Duration::from_secs(60));
+            let mut code = o.status.code().unwrap_or(-1);
+            if !log.exists() {
+                assert_eq!(code, 0, "{fault}: no fault, yet: {}", stderr(&o));
+                break;
+            }
+            assert!(!stderr(&o).contains("panicked"), "{fault}: {}", stderr(&o));
+            let Some(line) = stdout(&o).lines().next().map(str::to_string) else {
+                // The fault struck before the session was whole: it must say where, and
+                // leave no half session behind.
+                assert_eq!(code, 3, "{fault}");
+                assert!(stderr(&o).starts_with("error: "), "{fault}: {}", stderr(&o));
+                let left = fs::read_dir(sb.sessions()).map_or(0, |d| d.count());
+                assert_eq!(left, 0, "{fault}: half a session left behind");
+                fired += 1;
+                continue;
+            };
+            let session = std::path::PathBuf::from(line);
+            fired += 1;
+            let s = session.to_str().unwrap().to_string();
+            // A summary means the session ended and the fault struck its last words
+            // (its closing journal line): `resume` rightly refuses an ended session.
+            let ended = |code: i32| code == 0 || session.join("summary.json").exists();
+            for _ in 0..3 {
+                if ended(code) {
+                    break;
+                }
+                if !session.join("session.json").exists() {
+                    // The fault struck before the session existed: nothing to resume.
+                    break;
+                }
+                let mut c = sb.orch();
+                c.args(["resume", &s, "-q", "--launcher", "background"]);
+                let o = run_with_deadline(c, Duration::from_secs(60));
+                code = o.status.code().unwrap_or(-1);
+                assert!(
+                    matches!(code, 0 | 3),
+                    "{fault}: resume exit {code}: {}",
+                    stderr(&o)
+                );
+            }
+            if !session.join("session.json").exists() {
+                continue;
+            }
+            assert!(ended(code), "{fault}: resume did not finish the session");
+            assert_status(
+                &sb,
+                &session,
+                "succeeded",
+                &[("a", "succeeded"), ("b", "succeeded"), ("c", "succeeded")],
+            );
+            all_json_whole(&session);
+            for journal in std::iter::once(session.join("events.jsonl")).chain(
+                names_in(&session.join("workers"))
+                    .iter()
+                    .map(|w| session.join("workers").join(w).join("events.jsonl")),
+            ) {
+                let text = fs::read_to_string(&journal).unwrap_or_default();
+                for line in text.lines() {
+                    assert!(
+                        serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                        "{fault}: torn line in {}: {line}",
+                        journal.display()
+                    );
+                }
+            }
+            let finished = events(&session)
+                .iter()
+                .filter(|e| e["event"] == "task_finished")
+                .count();
+            assert_eq!(finished, 3, "{fault}: a task decided twice, or never");
+        }
+    }
+    assert!(fired > 20, "only {fired} faults struck");
+}
