@@ -287,7 +287,10 @@ impl Orchestrator {
             }
         }
         if let Some(msg) = self.engine.fatal() {
-            return Err(Error::Launch(msg.to_string()));
+            return Err(Error::Launch(format!(
+                "{msg}{}",
+                spawn_failure_detail(&self.session)
+            )));
         }
         Ok(())
     }
@@ -732,6 +735,38 @@ fn exited(session: &Session, worker: &str, rec: proto::ExitRecord) -> Fact {
         task: rec.task.clone(),
         attempt: rec.attempt,
         exit: exit_of(session, rec),
+    }
+}
+
+/// What the workers that never registered said before they died (the last line of their
+/// `console.log`), or, when none could say anything, why: a full disk leaves their logs
+/// empty, and an empty log explains nothing.
+fn spawn_failure_detail(session: &Session) -> String {
+    let ids = session.worker_ids().unwrap_or_default();
+    for id in ids.iter().rev() {
+        if fsio::exists(&session.worker_json(id)) {
+            continue;
+        }
+        let said = fsio::read_capped(&session.worker_console(id), 64 * 1024)
+            .ok()
+            .flatten()
+            .and_then(|b| {
+                String::from_utf8_lossy(&b)
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+            });
+        if let Some(line) = said {
+            return format!(" (worker {id} said: {line})");
+        }
+    }
+    match nix::sys::statvfs::statvfs(session.root()) {
+        Ok(st) if st.blocks_available() == 0 || st.files_available() == 0 => format!(
+            " (their console.log is empty: no space left on device on the file system of {})",
+            session.root().display()
+        ),
+        _ => " (their console.log is empty)".to_string(),
     }
 }
 

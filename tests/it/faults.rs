@@ -88,9 +88,10 @@ run = "echo other"
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     // Which write hits the full disk first depends on timing: one of the orchestrator's
-    // (named, with ENOSPC), or the new workers' registrations (they die; it gives up).
+    // (named, with ENOSPC), or the new workers' registrations (they die; it gives up, and
+    // says why: their logs are empty because the disk is full).
     assert!(
-        err.contains("No space left on device") || err.contains("died before registering"),
+        err.to_lowercase().contains("no space left on device"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
@@ -262,4 +263,34 @@ fn every_failed_write_of_a_run_is_survived_by_resume() {
         }
     }
     assert!(fired > 20, "only {fired} faults struck");
+}
+
+// Workers that died before registering were reported with "see workers/wN/console.log",
+// which a full disk had left empty: the message said nothing.
+#[test]
+fn workers_that_die_before_registering_are_reported_with_what_they_said() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let bin = sb.write(
+        "worker",
+        "#!/bin/sh\necho 'cannot start: the sky fell' >&2\nexit 1\n",
+    );
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let p = sb.write(
+        "p.toml",
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = 'true'\n",
+    );
+    let o = sb
+        .orch()
+        .args(["run", "-q", "--launcher", "background"])
+        .arg(&p)
+        .env("MAESTRO_WORKER_BIN", &bin)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: 5 workers in a row died before registering; see workers/w5/console.log \
+         (worker w5 said: cannot start: the sky fell)\n"
+    );
 }
