@@ -198,6 +198,8 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 return Err(Error::Usage("--workers must be at least 1".into()));
             }
             let p = Plan::load(&plan, &cwd()?)?;
+            p.check_parent_env(|n| std::env::var_os(n).is_some())
+                .map_err(Error::Usage)?;
             let env = crate::launch::LaunchEnv::from_env();
             let launcher = launcher.resolve(&env);
             if launcher == LauncherKind::Tmux && !crate::launch::tmux_installed() {

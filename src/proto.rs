@@ -71,6 +71,12 @@ pub struct Assignment {
     pub command: TaskCommand,
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
+    /// Names the worker passes on from its own environment (secrets: no value here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from_parent: Vec<String>,
+    /// A file of `KEY=VALUE` lines the worker reads as the attempt starts (secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file: Option<PathBuf>,
     pub timeout_ms: Option<u64>,
     /// Time between SIGTERM and SIGKILL when the attempt is stopped.
     pub kill_grace_ms: u64,

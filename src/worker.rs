@@ -450,8 +450,33 @@ impl Worker {
                 return Ok(self.failed_record(task, attempt, &started_at, t0, "empty cmd".into()));
             }
         };
+        // Secrets: values from our own environment (the caller's, passed down to every
+        // worker) and from the env file, read now; the session never holds them.
+        let mut secrets = Vec::new();
+        for name in &a.env_from_parent {
+            match std::env::var_os(name) {
+                Some(v) => secrets.push((std::ffi::OsString::from(name), v)),
+                None => {
+                    let msg = format!(
+                        "env_from_parent: {name} is not set in worker {}'s environment",
+                        self.cfg.id
+                    );
+                    return Ok(self.failed_record(task, attempt, &started_at, t0, msg));
+                }
+            }
+        }
+        if let Some(f) = &a.env_file {
+            match crate::plan::env_file::read(f) {
+                Ok(kv) => secrets.extend(kv.into_iter().map(|(k, v)| (k.into(), v.into()))),
+                Err(e) => {
+                    let msg = format!("env_file: {e}");
+                    return Ok(self.failed_record(task, attempt, &started_at, t0, msg));
+                }
+            }
+        }
         cmd.current_dir(&a.cwd)
             .envs(&a.env)
+            .envs(secrets)
             .env("MAESTRO_SESSION", s.root())
             .env("MAESTRO_TASK", task)
             .env("MAESTRO_WORKER", &self.cfg.id)

@@ -247,6 +247,8 @@ impl Orchestrator {
             command: task.command.clone(),
             cwd: task.cwd.clone(),
             env: task.env.clone(),
+            env_from_parent: task.env_from_parent.clone(),
+            env_file: task.env_file.clone(),
             timeout_ms: task.timeout_ms,
             kill_grace_ms: task.kill_grace_ms,
             assigned_at: proto::now_rfc3339(),

@@ -35,6 +35,8 @@ impl Orchestrator {
         }
         let plan: Plan = fsio::read_json(&session.plan_json())?
             .ok_or_else(|| Error::Session(format!("{}: missing", session.plan_json().display())))?;
+        plan.check_parent_env(|n| std::env::var_os(n).is_some())
+            .map_err(Error::Usage)?;
         let summary: Option<Summary> = fsio::read_json(&session.summary_json())?;
         if let Some(sum) = &summary
             && cfg.retry.is_empty()

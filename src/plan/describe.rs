@@ -56,6 +56,11 @@ impl Plan {
             cp.join(" -> "),
             cp.len()
         ));
+        for t in &self.tasks {
+            if let Some(line) = t.secrets() {
+                s.push_str(&format!("secrets of {}: {line}\n", t.id));
+            }
+        }
         s
     }
 

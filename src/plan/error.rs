@@ -143,6 +143,9 @@ pub enum PlanErrorKind {
     /// also the last (`a -> b -> a`).
     #[error("dependency cycle: {}", path.join(" -> "))]
     Cycle { path: Vec<String> },
+    /// `env_from_parent` or `env_file` is wrong; the message never quotes a value.
+    #[error("{msg}")]
+    BadSecret { scope: Scope, msg: String },
 }
 
 impl PlanErrorKind {
@@ -163,6 +166,7 @@ impl PlanErrorKind {
                 if named { write!(f, "{key}: ") } else { Ok(()) }
             }
             PlanErrorKind::BadName { scope, .. }
+            | PlanErrorKind::BadSecret { scope, .. }
             | PlanErrorKind::BadBackoffFactor { scope, .. }
             | PlanErrorKind::BadBackoffJitter { scope, .. } => write!(f, "{scope}"),
             _ => Ok(()),

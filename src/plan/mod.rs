@@ -10,6 +10,7 @@
 //! graph and what is drawn from it; `describe` prints a plan for `orchestrator plan`.
 
 mod describe;
+pub mod env_file;
 mod error;
 mod graph;
 mod locate;
@@ -55,6 +56,14 @@ pub struct Task {
     /// Absolute working directory.
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
+    /// Variables the task takes from the caller's environment: secrets, so only their
+    /// names are ever written (the worker passes the values on from its own environment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from_parent: Vec<String>,
+    /// A file of `KEY=VALUE` lines the worker reads at each attempt's start (absolute):
+    /// secrets, so only the path is ever written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file: Option<PathBuf>,
     pub timeout_ms: Option<u64>,
     pub retries: u32,
     /// Wait between retries.
@@ -63,6 +72,46 @@ pub struct Task {
     pub max_reassign: u32,
     /// SIGTERM → SIGKILL delay when the task is stopped (timeout, cancel, reassign).
     pub kill_grace_ms: u64,
+}
+
+impl Task {
+    /// The names of the task's secret variables and where each comes from, values
+    /// redacted (`PGPASSWORD=<from the caller>, TOKEN=<from /p/secret.env>`); none when
+    /// it has none.
+    pub fn secrets(&self) -> Option<String> {
+        let mut parts: Vec<String> = self
+            .env_from_parent
+            .iter()
+            .map(|n| format!("{n}=<from the caller>"))
+            .collect();
+        if let Some(f) = &self.env_file {
+            match env_file::read(f) {
+                Ok(kv) => parts.extend(
+                    kv.iter()
+                        .map(|(k, _)| format!("{k}=<from {}>", f.display())),
+                ),
+                Err(e) => parts.push(format!("<{e}>")),
+            }
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+impl Plan {
+    /// Every `env_from_parent` name must be set where the session starts (the workers
+    /// take the values from there): the first that is not, as a message for people.
+    pub fn check_parent_env(&self, is_set: impl Fn(&str) -> bool) -> Result<(), String> {
+        for t in &self.tasks {
+            if let Some(n) = t.env_from_parent.iter().find(|n| !is_set(n)) {
+                return Err(format!(
+                    "task {:?}: env_from_parent: {n} is not set in this environment \
+                     (export it, then run again)",
+                    t.id
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A validated, normalised plan: what `plan.json` holds.

@@ -192,6 +192,8 @@ fn merge_backoff(
 struct Defaults {
     cwd: PathBuf,
     env: BTreeMap<String, String>,
+    env_from_parent: Vec<String>,
+    env_file: Option<PathBuf>,
     timeout_ms: Option<u64>,
     kill_grace_ms: u64,
     retries: u32,
@@ -211,12 +213,26 @@ impl Defaults {
             None => millis(DEFAULT_KILL_GRACE),
         };
         let backoff = merge_backoff(src, whose, Backoff::default(), d.backoff.as_ref())?;
+        let env = d.env.unwrap_or_default();
+        let env_from_parent = d.env_from_parent.unwrap_or_default();
+        let env_file = d.env_file.map(|p| base_cwd.join(p));
+        let at = src.name_pos();
+        secrets(
+            src,
+            at,
+            Scope::Defaults,
+            &env,
+            &env_from_parent,
+            env_file.as_deref(),
+        )?;
         Ok(Defaults {
+            env_from_parent,
+            env_file,
             // Joining an absolute path replaces the base.
             cwd: d
                 .cwd
                 .map_or_else(|| base_cwd.to_path_buf(), |p| base_cwd.join(p)),
-            env: d.env.unwrap_or_default(),
+            env,
             timeout_ms,
             kill_grace_ms,
             retries: d.retries.unwrap_or(0),
@@ -471,6 +487,23 @@ fn task(
     }
     let mut env = d.env.clone();
     env.extend(t.env.unwrap_or_default());
+    let mut env_from_parent = d.env_from_parent.clone();
+    for n in t.env_from_parent.unwrap_or_default() {
+        if !env_from_parent.contains(&n) {
+            env_from_parent.push(n);
+        }
+    }
+    // The task's own file replaces the defaults' (names from the caller add up).
+    let env_file = t.env_file.map(|p| base_cwd.join(p)).or(d.env_file.clone());
+    let scope = Scope::Task(t.id.clone());
+    secrets(
+        src,
+        src.id_pos(i),
+        scope,
+        &env,
+        &env_from_parent,
+        env_file.as_deref(),
+    )?;
     let (signals, after): (Vec<String>, Vec<String>) = t
         .after
         .unwrap_or_default()
@@ -488,12 +521,52 @@ fn task(
         // Relative to the base, not to `defaults.cwd`.
         cwd: t.cwd.map_or_else(|| d.cwd.clone(), |p| base_cwd.join(p)),
         env,
+        env_from_parent,
+        env_file,
         timeout_ms,
         retries: t.retries.unwrap_or(d.retries),
         backoff,
         max_reassign: t.max_reassign.unwrap_or(d.max_reassign),
         kill_grace_ms,
     })
+}
+
+/// `env_from_parent` names must be variable names not also set in `env` (which value
+/// would win is a trap); an `env_file` must be readable and well-formed now, not at the
+/// first attempt. No message quotes a value.
+fn secrets(
+    src: &Source,
+    at: Option<usize>,
+    scope: Scope,
+    env: &BTreeMap<String, String>,
+    from_parent: &[String],
+    file: Option<&Path>,
+) -> Result<(), PlanError> {
+    let bad = |msg: String| {
+        src.error(
+            at,
+            K::BadSecret {
+                scope: scope.clone(),
+                msg,
+            },
+        )
+    };
+    for n in from_parent {
+        if !super::env_file::valid_name(n) {
+            return Err(bad(format!(
+                "env_from_parent: {n:?} is not a variable name"
+            )));
+        }
+        if env.contains_key(n) {
+            return Err(bad(format!(
+                "env_from_parent: {n} is also set in env; keep one"
+            )));
+        }
+    }
+    if let Some(f) = file {
+        super::env_file::read(f).map_err(|e| bad(format!("env_file: {e}")))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,4 +12,5 @@ mod plan_errors;
 mod primitives;
 mod recovery;
 mod regressions;
+mod secrets;
 mod tmux;

@@ -154,7 +154,7 @@ fn every_toml_error_has_its_exact_message() {
         ),
         (
             "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nrn = 1\n",
-            "p.toml:5:1: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`".into(),
+            "p.toml:5:1: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`".into(),
         ),
         (
             "name = \"p\"\nworkers = \"many\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
@@ -369,7 +369,7 @@ fn json_plans_work_and_errors_have_positions_or_names() {
         ),
         (
             "{\"name\": \"j\",\n \"task\": [{\"id\": \"a\", \"rn\": \"t\"}]}",
-            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`".into(),
+            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`".into(),
         ),
         (
             "{\"name\": \"j\",\n \"workers\": \"x\", \"task\": []}",
