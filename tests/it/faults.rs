@@ -10,7 +10,7 @@ use crate::util::*;
 
 /// Every JSON file under `dir` parses; no temp file is left behind.
 fn all_json_whole(dir: &Path) {
-    for e in walk(dir) {
+    for e in files_under(dir) {
         let name = e.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
             !name.starts_with(".tmp-"),
@@ -26,22 +26,6 @@ fn all_json_whole(dir: &Path) {
             );
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 struct Mount(std::path::PathBuf);

@@ -9,20 +9,27 @@ use crate::util::*;
 const PARENT: &str = "s3cr3t-from-the-caller";
 const FILED: &str = "hunter2-from-the-file";
 
-/// Every file under `dir`, read as bytes: none may hold `needle`.
+/// No file under `dir` holds `needle`.
 fn assert_nowhere(dir: &Path, needle: &str) {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = fs::read(&p) {
-                let hit = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
-                assert!(!hit, "{} holds a secret", p.display());
-            }
+    for p in files_under(dir) {
+        if let Ok(bytes) = fs::read(&p) {
+            let hit = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+            assert!(!hit, "{} holds a secret", p.display());
         }
     }
+}
+
+/// `orchestrator run PLAN` with `MAESTRO_TEST_SECRET` set to `secret` (unset: `None`).
+fn run(sb: &Sandbox, plan: &Path, secret: Option<&str>) -> std::process::Output {
+    let mut c = sb.orch();
+    c.args(["run", "-q", "--launcher", "background"])
+        .arg(plan)
+        .env("OUT", sb.out());
+    match secret {
+        Some(v) => c.env("MAESTRO_TEST_SECRET", v),
+        None => c.env_remove("MAESTRO_TEST_SECRET"),
+    };
+    c.output().unwrap()
 }
 
 fn plan(sb: &Sandbox) -> std::path::PathBuf {
@@ -39,14 +46,7 @@ fn plan(sb: &Sandbox) -> std::path::PathBuf {
 fn secrets_reach_the_task_and_no_file_of_the_session_holds_them() {
     let sb = Sandbox::new();
     let p = plan(&sb);
-    let o = sb
-        .orch()
-        .args(["run", "-q", "--launcher", "background"])
-        .arg(&p)
-        .env("MAESTRO_TEST_SECRET", PARENT)
-        .env("OUT", sb.out())
-        .output()
-        .unwrap();
+    let o = run(&sb, &p, Some(PARENT));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let seen = fs::read_to_string(sb.out().join("seen")).unwrap();
     assert_eq!(seen, format!("{PARENT} {FILED} shown\n"));
@@ -74,13 +74,7 @@ fn secrets_reach_the_task_and_no_file_of_the_session_holds_them() {
 fn a_secret_missing_from_the_callers_environment_is_refused_before_anything_runs() {
     let sb = Sandbox::new();
     let p = plan(&sb);
-    let o = sb
-        .orch()
-        .args(["run", "-q", "--launcher", "background"])
-        .arg(&p)
-        .env_remove("MAESTRO_TEST_SECRET")
-        .output()
-        .unwrap();
+    let o = run(&sb, &p, None);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
