@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::error::{Error, Result};
-use crate::fsio;
 use crate::journal::ControlAction;
 use crate::launch::LauncherKind;
 use crate::orchestrator::{Orchestrator, ResumeConfig, RunConfig};
@@ -381,16 +380,10 @@ fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
     // Quiet, the count comes from `summary.json` (one file) rather than a status
     // snapshot, which reads every task's outcome and the journal.
     let (done, total) = if quiet {
-        let summary = fsio::read_json::<crate::proto::Summary>(&session.summary_json())?
-            .ok_or_else(|| {
-                Error::Session(format!("{}: missing", session.summary_json().display()))
-            })?;
-        let done = summary
-            .tasks
-            .iter()
-            .filter(|t| t.state == TaskState::Succeeded)
-            .count();
-        (done, summary.tasks.len())
+        let summary = crate::summary::read(&session)?.ok_or_else(|| {
+            Error::Session(format!("{}: missing", session.summary_json().display()))
+        })?;
+        (summary.count(TaskState::Succeeded), summary.total)
     } else {
         let snap = status::snapshot(&session)?;
         let _ = write!(std::io::stderr(), "\n{}", status::render(&snap));

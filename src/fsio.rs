@@ -218,6 +218,64 @@ impl Fs {
     }
 }
 
+impl Fs {
+    /// A file written a piece at a time and published whole, for records too large to
+    /// build in memory first (the summary's rows): the pieces go to a temp file in
+    /// `path`'s directory, which [`AtomicWriter::commit`] renames onto `path`. Dropped
+    /// without a commit, it publishes nothing.
+    pub fn atomic_writer(&self, path: &Path) -> Result<AtomicWriter> {
+        let dir = parent(path);
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)
+            .map_err(io_err(dir, "create a temp file in"))?;
+        Ok(AtomicWriter {
+            out: io::BufWriter::new(tmp),
+            path: path.to_path_buf(),
+            durable: self.durable,
+        })
+    }
+}
+
+/// See [`Fs::atomic_writer`].
+pub struct AtomicWriter {
+    out: io::BufWriter<tempfile::NamedTempFile>,
+    path: std::path::PathBuf,
+    durable: bool,
+}
+
+impl AtomicWriter {
+    /// Append `bytes` (buffered).
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io(self.out.get_ref().path(), "write", e))
+    }
+
+    /// Append `value` as one line of compact JSON.
+    pub fn write_json_line<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let mut line = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+        line.push(b'\n');
+        self.write(&line)
+    }
+
+    /// Publish what was written under the path, replacing what was there.
+    pub fn commit(self) -> Result<()> {
+        let AtomicWriter { out, path, durable } = self;
+        let tmp = out
+            .into_inner()
+            .map_err(|e| Error::io(&path, "write", e.into_error()))?;
+        if durable {
+            tmp.as_file()
+                .sync_all()
+                .map_err(io_err(tmp.path(), "fsync"))?;
+        }
+        tmp.persist(&path)
+            .map_err(|e| Error::io(&path, "rename a temp file onto", e.error))?;
+        sync_dir(&path, durable)
+    }
+}
+
 /// [`Fs::write_json_new`], without fsync.
 pub fn write_json_new<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     Fs::FAST.write_json_new(path, value)
@@ -419,6 +477,27 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(d.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn atomic_writer_publishes_whole_on_commit_and_nothing_when_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("rows.jsonl");
+        let mut w = Fs::FAST.atomic_writer(&p).unwrap();
+        w.write_json_line(&serde_json::json!({"n": 1})).unwrap();
+        w.write(b"{\"n\":2}\n").unwrap();
+        assert!(!p.exists(), "nothing under the name before the commit");
+        w.commit().unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"n\":1}\n{\"n\":2}\n");
+        let mut w = Fs::FAST.atomic_writer(&p).unwrap();
+        w.write(b"half").unwrap();
+        drop(w);
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"n\":1}\n{\"n\":2}\n");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]
