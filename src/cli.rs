@@ -114,8 +114,11 @@ enum OrchestratorCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List sessions.
-    List,
+    /// List sessions (and entries of the sessions directory that are not, with why).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print (or follow) a task's log.
     Logs {
         session: String,
@@ -314,7 +317,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                     s
                 }
             };
-            let snap = status::snapshot(&s)?;
+            let snap = status::snapshot(&s);
             let text = if json {
                 format!("{:#}\n", status::to_json(&snap))
             } else {
@@ -332,9 +335,14 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             let _ = out.write_all(crate::locks::render(&crate::locks::scan(&s)).as_bytes());
             Ok(0)
         }
-        OrchestratorCommand::List => {
+        OrchestratorCommand::List { json } => {
             let listing = Session::list(&root)?;
-            let _ = out.write_all(status::render_list(&listing).as_bytes());
+            let text = if json {
+                format!("{:#}\n", status::list_json(&status::list_rows(&listing)))
+            } else {
+                status::render_list(&listing)
+            };
+            let _ = out.write_all(text.as_bytes());
             Ok(0)
         }
         OrchestratorCommand::Logs {
@@ -385,7 +393,7 @@ fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
         })?;
         (summary.count(TaskState::Succeeded), summary.total)
     } else {
-        let snap = status::snapshot(&session)?;
+        let snap = status::snapshot(&session);
         let _ = write!(std::io::stderr(), "\n{}", status::render(&snap));
         let done = snap
             .tasks
@@ -445,7 +453,7 @@ fn resume_config(
 
 /// A usage error unless the session's plan has `task`.
 fn check_task(s: &Session, task: &str) -> Result<()> {
-    let plan: Option<Plan> = crate::fsio::read_json(&s.plan_json())?;
+    let plan = Plan::read(&s.plan_json())?;
     if plan.is_some_and(|p| p.tasks.iter().any(|t| t.id == task)) {
         Ok(())
     } else {
@@ -616,7 +624,7 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             let t = TaskRef::new(task.task, task.attempt)?;
             let v = match (value, json) {
                 (Some(v), None) => serde_json::Value::String(v),
-                (_, Some(file)) => read_json_arg(&file)?,
+                (_, Some(file)) => crate::cli_data::read_json_input(&file)?,
                 (None, None) => unreachable!("clap requires one"),
             };
             primitives::save(&session, &t, &key, v)?;
@@ -693,21 +701,6 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             }
         }
     }
-}
-
-/// Read a JSON value from a file, or stdin for `-`.
-fn read_json_arg(file: &std::path::Path) -> Result<serde_json::Value> {
-    let (name, bytes) = if file == std::path::Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-            .map_err(|e| Error::io("<stdin>", "read", e))?;
-        ("<stdin>".to_string(), buf)
-    } else {
-        let b = crate::fsio::read_capped(file, crate::fsio::JSON_CAP)?
-            .ok_or_else(|| Error::Usage(format!("{}: no such file", file.display())))?;
-        (file.display().to_string(), b)
-    };
-    serde_json::from_slice(&bytes).map_err(|e| Error::Usage(format!("{name}: invalid JSON: {e}")))
 }
 
 fn init_tracing() {

@@ -356,7 +356,12 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
 /// Read and parse a JSON file (size-capped). `Ok(None)` when it does not exist; a malformed
 /// file is an error naming its path, never a panic.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    match read_capped(path, JSON_CAP)? {
+    read_json_capped(path, JSON_CAP)
+}
+
+/// [`read_json`] with another cap than [`JSON_CAP`] (`plan.json` has the plan's).
+pub fn read_json_capped<T: DeserializeOwned>(path: &Path, cap: u64) -> Result<Option<T>> {
+    match read_capped(path, cap)? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)

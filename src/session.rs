@@ -381,7 +381,7 @@ impl Session {
             id: String,
         }
         let path = self.plan_json();
-        let ids: Ids = fsio::read_json(&path)?
+        let ids: Ids = fsio::read_json_capped(&path, crate::plan::PLAN_CAP)?
             .ok_or_else(|| Error::Session(format!("{}: missing", path.display())))?;
         Ok(ids.tasks.into_iter().map(|t| t.id).collect())
     }

@@ -33,7 +33,7 @@ impl Orchestrator {
                 proto::PROTOCOL_VERSION
             )));
         }
-        let plan: Plan = fsio::read_json(&session.plan_json())?
+        let plan = Plan::read(&session.plan_json())?
             .ok_or_else(|| Error::Session(format!("{}: missing", session.plan_json().display())))?;
         let mut history = crate::journal::read_history(&session)?;
         let finished = finished_state(&session, &history)?;

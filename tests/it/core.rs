@@ -372,18 +372,22 @@ after = ["shell"]
     assert_eq!(out, "a b|$HOME|");
 }
 
+/// A working directory that is gone by the time the task runs (the plan refuses one that
+/// is missing when it is loaded) fails the task with a reason that names it.
 #[test]
-fn missing_cwd_fails_the_task_with_a_clear_reason() {
+fn a_cwd_gone_before_the_task_runs_fails_it_with_a_clear_reason() {
     let sb = Sandbox::new();
+    fs::create_dir_all(sb.path().join("gone/dir")).unwrap();
     let o = sb.run_plan(
         "cwd.toml",
-        "name = \"cwd\"\n[[task]]\nid = \"a\"\nrun = \"true\"\ncwd = \"no/such/dir\"\n",
+        "name = \"cwd\"\n[[task]]\nid = \"rm\"\nrun = \"rm -r gone\"\n\
+         [[task]]\nid = \"a\"\nrun = \"true\"\ncwd = \"gone/dir\"\nafter = [\"rm\"]\n",
         &["-q"],
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let a = outcome(&session_of(&o), "a");
     let reason = a["reason"].as_str().unwrap();
-    let dir = sb.path().join("no/such/dir");
+    let dir = sb.path().join("gone/dir");
     assert!(
         reason.starts_with(&format!(
             "could not start: cannot run in {}: ",

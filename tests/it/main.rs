@@ -13,3 +13,4 @@ mod primitives;
 mod recovery;
 mod regressions;
 mod tmux;
+mod unreadable;
