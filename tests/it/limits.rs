@@ -68,19 +68,21 @@ fn twenty_results_of_a_mebibyte_each_end_well_and_stay_readable() {
 #[test]
 fn a_large_run_keeps_its_summary_small() {
     let sb = Sandbox::new();
-    let n = 3000;
+    let n = 1000;
     let mut plan = String::from("name = \"many\"\nworkers = 4\n");
     for i in 0..n {
-        let cmd = if i % 10 == 7 { "false" } else { "true" };
+        let cmd = if i % 5 == 2 { "false" } else { "true" };
         plan.push_str(&format!("[[task]]\nid = \"t{i}\"\ncmd = [\"{cmd}\"]\n"));
     }
-    let o = sb.run_plan("many.toml", &plan, &["-q"]);
+    // What is tested is the summary, not the watcher: with the poll watcher (the suite's
+    // second run) each dispatch waits for a rescan, and a thousand tasks take minutes.
+    let o = sb.run_plan("many.toml", &plan, &["-q", "--watch", "native"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let session = session_of(&o);
     let id = session_id(&session);
     assert_eq!(
         stderr(&o).lines().last().unwrap(),
-        format!("session {id} failed: 2700/3000 tasks succeeded")
+        format!("session {id} failed: 800/1000 tasks succeeded")
     );
     let summary_bytes = fs::metadata(session.join("summary.json")).unwrap().len();
     // 100 listed failures of at most 2 KiB each (the unit test `row_size_is_bounded`).
@@ -92,16 +94,16 @@ fn a_large_run_keeps_its_summary_small() {
     assert_eq!(summary["total"], n);
     assert_eq!(
         summary["counts"],
-        serde_json::json!({"succeeded": 2700, "failed": 300})
+        serde_json::json!({"succeeded": 800, "failed": 200})
     );
     let listed = summary["not_succeeded"].as_array().unwrap();
     assert_eq!(listed.len(), 100);
-    assert_eq!(summary["not_succeeded_omitted"], 200);
-    assert_eq!(listed[0]["id"], "t7");
+    assert_eq!(summary["not_succeeded_omitted"], 100);
+    assert_eq!(listed[0]["id"], "t2");
     assert_eq!(listed[0]["reason"], "exited with code 1");
     assert_eq!(listed[0]["exit_code"], 1);
-    assert_eq!(listed[0]["stderr"], "tasks/t7/attempt-1/stderr.log");
-    assert!(session.join("tasks/t7/attempt-1/stderr.log").is_file());
+    assert_eq!(listed[0]["stderr"], "tasks/t2/attempt-1/stderr.log");
+    assert!(session.join("tasks/t2/attempt-1/stderr.log").is_file());
     // Every row, in plan order, read as a stream.
     let s = maestro::session::Session::open(&session).unwrap();
     let mut count = 0;
