@@ -33,6 +33,10 @@ fn status_shows_a_corrupt_exit_json_as_bad_and_the_rest_as_usual() {
     fs::write(&exit, "{\"task\": ").unwrap();
     let worker = started_by(&session, "a", 1).unwrap();
     let worker_json = session.join(format!("workers/{worker}/worker.json"));
+    // Stopped first: the sandbox finds the workers it must stop by their worker.json.
+    let pid = worker_pid(&session, &worker);
+    signal(pid, "-KILL");
+    wait_gone(pid, "the worker");
     fs::write(&worker_json, "not json").unwrap();
 
     let o = sb.run(&["status", session.to_str().unwrap(), "--json"]);
