@@ -142,15 +142,15 @@ fn bench_status(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = parse(&wide_dag_toml(100, 99));
     let session = make_session(dir.path(), &plan);
-    let snap = status::snapshot(&session).expect("snapshot");
+    let snap = status::snapshot(&session);
     let mut g = c.benchmark_group("status_10k");
     g.sample_size(20);
     g.bench_function("snapshot", |b| {
-        b.iter(|| status::snapshot(black_box(&session)).expect("snapshot"))
+        b.iter(|| status::snapshot(black_box(&session)))
     });
     g.bench_function("render", |b| b.iter(|| status::render(black_box(&snap))));
     g.bench_function("snapshot_and_render", |b| {
-        b.iter(|| status::render(&status::snapshot(black_box(&session)).expect("snapshot")))
+        b.iter(|| status::render(&status::snapshot(black_box(&session))))
     });
     g.finish();
 }

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::error::{Error, Result};
-use crate::fsio;
 use crate::journal::ControlAction;
 use crate::launch::LauncherKind;
 use crate::orchestrator::{Orchestrator, ResumeConfig, RunConfig};
@@ -115,8 +114,11 @@ enum OrchestratorCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List sessions.
-    List,
+    /// List sessions (and entries of the sessions directory that are not, with why).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print (or follow) a task's log.
     Logs {
         session: String,
@@ -317,7 +319,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                     s
                 }
             };
-            let snap = status::snapshot(&s)?;
+            let snap = status::snapshot(&s);
             let text = if json {
                 format!("{:#}\n", status::to_json(&snap))
             } else {
@@ -335,9 +337,14 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             let _ = out.write_all(crate::locks::render(&crate::locks::scan(&s)).as_bytes());
             Ok(0)
         }
-        OrchestratorCommand::List => {
+        OrchestratorCommand::List { json } => {
             let listing = Session::list(&root)?;
-            let _ = out.write_all(status::render_list(&listing).as_bytes());
+            let text = if json {
+                format!("{:#}\n", status::list_json(&status::list_rows(&listing)))
+            } else {
+                status::render_list(&listing)
+            };
+            let _ = out.write_all(text.as_bytes());
             Ok(0)
         }
         OrchestratorCommand::Logs {
@@ -383,18 +390,12 @@ fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
     // Quiet, the count comes from `summary.json` (one file) rather than a status
     // snapshot, which reads every task's outcome and the journal.
     let (done, total) = if quiet {
-        let summary = fsio::read_json::<crate::proto::Summary>(&session.summary_json())?
-            .ok_or_else(|| {
-                Error::Session(format!("{}: missing", session.summary_json().display()))
-            })?;
-        let done = summary
-            .tasks
-            .iter()
-            .filter(|t| t.state == TaskState::Succeeded)
-            .count();
-        (done, summary.tasks.len())
+        let summary = crate::summary::read(&session)?.ok_or_else(|| {
+            Error::Session(format!("{}: missing", session.summary_json().display()))
+        })?;
+        (summary.count(TaskState::Succeeded), summary.total)
     } else {
-        let snap = status::snapshot(&session)?;
+        let snap = status::snapshot(&session);
         let _ = write!(std::io::stderr(), "\n{}", status::render(&snap));
         let done = snap
             .tasks
@@ -454,7 +455,7 @@ fn resume_config(
 
 /// A usage error unless the session's plan has `task`.
 fn check_task(s: &Session, task: &str) -> Result<()> {
-    let plan: Option<Plan> = crate::fsio::read_json(&s.plan_json())?;
+    let plan = Plan::read(&s.plan_json())?;
     if plan.is_some_and(|p| p.tasks.iter().any(|t| t.id == task)) {
         Ok(())
     } else {
@@ -625,7 +626,7 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             let t = TaskRef::new(task.task, task.attempt)?;
             let v = match (value, json) {
                 (Some(v), None) => serde_json::Value::String(v),
-                (_, Some(file)) => read_json_arg(&file)?,
+                (_, Some(file)) => crate::cli_data::read_json_input(&file)?,
                 (None, None) => unreachable!("clap requires one"),
             };
             primitives::save(&session, &t, &key, v)?;
@@ -702,21 +703,6 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             }
         }
     }
-}
-
-/// Read a JSON value from a file, or stdin for `-`.
-fn read_json_arg(file: &std::path::Path) -> Result<serde_json::Value> {
-    let (name, bytes) = if file == std::path::Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-            .map_err(|e| Error::io("<stdin>", "read", e))?;
-        ("<stdin>".to_string(), buf)
-    } else {
-        let b = crate::fsio::read_capped(file, crate::fsio::JSON_CAP)?
-            .ok_or_else(|| Error::Usage(format!("{}: no such file", file.display())))?;
-        (file.display().to_string(), b)
-    };
-    serde_json::from_slice(&bytes).map_err(|e| Error::Usage(format!("{name}: invalid JSON: {e}")))
 }
 
 fn init_tracing() {

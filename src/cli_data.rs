@@ -298,8 +298,9 @@ fn body_of(text: Option<String>, json: Option<&Path>) -> Result<Value> {
 }
 
 /// Read a JSON value from a file the user named, or stdin for `-`. This is the user's own
-/// input, not a session file, so symlinks are followed; the read is capped all the same.
-fn read_json_input(file: &Path) -> Result<Value> {
+/// input, not a session file, so symlinks are followed; the read is capped all the same,
+/// stdin like a file.
+pub fn read_json_input(file: &Path) -> Result<Value> {
     let cap = crate::fsio::JSON_CAP;
     let (name, reader): (String, Box<dyn Read>) = if file == Path::new("-") {
         ("<stdin>".into(), Box::new(std::io::stdin()))

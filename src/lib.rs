@@ -27,6 +27,7 @@ pub mod scheduler;
 pub mod session;
 pub mod shared;
 pub mod status;
+pub mod summary;
 pub mod watch;
 pub mod worker;
 

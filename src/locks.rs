@@ -136,7 +136,7 @@ pub fn run_locked(
             "lock: no command given (worker lock NAME -- CMD ARGS...)".into(),
         ));
     }
-    let plan: Option<Plan> = fsio::read_json(&s.plan_json())?;
+    let plan = Plan::read(&s.plan_json())?;
     let order = plan.map(|p| p.lock_order).unwrap_or_default();
     let held: Vec<String> = scan(s)
         .into_iter()

@@ -64,7 +64,18 @@ pub fn save(s: &Session, t: &TaskRef, key: &str, value: Value) -> Result<()> {
     let path = s.state_json(&t.task);
     let mut state: BTreeMap<String, Value> = fsio::read_json(&path)?.unwrap_or_default();
     state.insert(key.to_string(), value);
-    fsio::write_json(&path, &state)
+    // Written as `fsio::write_json` would, after checking that it can be read back.
+    let mut bytes = serde_json::to_vec_pretty(&state).unwrap_or_default();
+    bytes.push(b'\n');
+    if bytes.len() as u64 > fsio::JSON_CAP {
+        return Err(Error::Usage(format!(
+            "not saving {key}: {} would be {} bytes; the limit is {}",
+            path.display(),
+            bytes.len(),
+            fsio::JSON_CAP
+        )));
+    }
+    fsio::write_atomic(&path, &bytes)
 }
 
 /// The value saved under `key`, if any.
@@ -101,7 +112,7 @@ pub fn arrivals(s: &Session, name: &str) -> Vec<crate::proto::Arrival> {
 pub use crate::engine::barrier::all_arrived;
 
 fn read_plan(s: &Session) -> Result<crate::plan::Plan> {
-    fsio::read_json(&s.plan_json())?
+    crate::plan::Plan::read(&s.plan_json())?
         .ok_or_else(|| Error::Session(format!("{}: missing", s.plan_json().display())))
 }
 
@@ -233,7 +244,11 @@ pub fn wait_signal(s: &Session, name: &str, wait: crate::watch::Wait) -> Result<
 /// `worker result ID`: the result of a finished task, or of a race (its winner's).
 pub fn result(s: &Session, id: &str) -> Result<Value> {
     names::validate("task id", id).map_err(Error::Usage)?;
-    if let Some(r) = fsio::read_json::<crate::proto::RaceOutcome>(&s.race_outcome(id))? {
+    // A race's outcome holds the winner's result and names every loser, who are part of
+    // the plan: it fits under the plan's cap and a result's.
+    let cap = crate::plan::PLAN_CAP + crate::proto::RESULT_CAP;
+    let race = fsio::read_json_capped::<crate::proto::RaceOutcome>(&s.race_outcome(id), cap)?;
+    if let Some(r) = race {
         return r
             .result
             .ok_or_else(|| Error::Verb(format!("race {id} has no result ({})", r.state.as_str())));

@@ -179,6 +179,54 @@ fn yes() -> bool {
     true
 }
 
+/// The largest result a task may leave, as a file and as compact JSON (4 MiB). A result
+/// is embedded compact in `outcome.json` (and a race's), so every record that holds one
+/// stays under the 16 MiB every session JSON file is read with; the compact form is
+/// checked too, because re-encoding can lengthen a value (`1e15` is written
+/// `1000000000000000.0`).
+pub const RESULT_CAP: u64 = 4 * 1024 * 1024;
+
+/// An attempt's `result.json`: `Ok(None)` when there is none, else the JSON object it
+/// holds, or why it is not an acceptable result (the message names the file).
+pub fn read_result(path: &std::path::Path) -> Result<Option<serde_json::Value>, String> {
+    let bytes = match crate::fsio::read_capped(path, RESULT_CAP) {
+        Ok(None) => return Ok(None),
+        Ok(Some(b)) => b,
+        Err(e) => return Err(e.to_string()),
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{}: invalid JSON: {e}", path.display()))?;
+    if !value.is_object() {
+        return Err(format!("{}: result is not a JSON object", path.display()));
+    }
+    let compact = serde_json::to_vec(&value).map_or(u64::MAX, |v| v.len() as u64);
+    if compact > RESULT_CAP {
+        return Err(format!(
+            "{}: result is {compact} bytes as compact JSON; the limit is {RESULT_CAP}",
+            path.display()
+        ));
+    }
+    Ok(Some(value))
+}
+
+/// Serialize a result compact, even inside a record written pretty: its size in the record
+/// is then the compact size [`read_result`] checked (pretty-printing a deeply nested value
+/// can multiply its size by its depth).
+fn compact_result<S: serde::Serializer>(
+    value: &Option<serde_json::Value>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error as _;
+    match value {
+        None => s.serialize_none(),
+        Some(v) => {
+            let text = serde_json::to_string(v).map_err(S::Error::custom)?;
+            let raw = serde_json::value::RawValue::from_string(text).map_err(S::Error::custom)?;
+            s.serialize_some(&raw)
+        }
+    }
+}
+
 impl ExitRecord {
     /// Whether this attempt counts as a success.
     pub fn succeeded(&self) -> bool {
@@ -277,7 +325,8 @@ pub struct Outcome {
     pub duration_ms: Option<u64>,
     /// Why the task failed or was skipped.
     pub reason: Option<String>,
-    /// The task's `result.json`, when it wrote one.
+    /// The task's `result.json`, when it wrote one (compact).
+    #[serde(serialize_with = "compact_result")]
     pub result: Option<serde_json::Value>,
     pub decided_at: String,
 }
@@ -310,20 +359,47 @@ impl SessionState {
     }
 }
 
-/// One task in `summary.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SummaryTask {
+/// One task's row of `summary-tasks.jsonl` (one compact line per task, in plan order),
+/// and of the `not_succeeded` list in `summary.json`. Every field is bounded (ids and
+/// worker ids by the name rule, `reason` by [`REASON_MAX`], paths by the ids), so a row
+/// always fits under the rows reader's line cap; a result is named, never embedded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRow {
     pub id: String,
     pub state: TaskState,
+    /// The attempt whose exit decided the task (0: it never ran).
+    pub attempt: u32,
+    /// How many attempts it was given.
     pub attempts: u32,
     pub worker: Option<String>,
     pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
     pub duration_ms: Option<u64>,
+    /// Why it did not succeed, cut to [`REASON_MAX`] bytes.
     pub reason: Option<String>,
-    pub result: Option<serde_json::Value>,
+    /// The result file of the deciding attempt, relative to the session directory.
+    pub result: Option<String>,
 }
 
-/// `summary.json`: written by the orchestrator when the session ends.
+/// The longest `reason` a summary row keeps, in bytes (a longer one is cut, marked `…`).
+pub const REASON_MAX: usize = 1024;
+
+/// A task that did not succeed, as `summary.json` lists it: its row and, when it ran, where
+/// its logs are (relative to the session directory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotSucceeded {
+    #[serde(flatten)]
+    pub row: SummaryRow,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+}
+
+/// `summary.json`: written by the orchestrator when the session ends. It stays small
+/// whatever the number of tasks or the size of their results: counts, and the first
+/// [`NOT_SUCCEEDED_MAX`] tasks that did not succeed; every task's row is in the file
+/// `rows` names. A summary written before the rows file existed has an embedded
+/// `tasks` list instead of the fields marked `default`: it is read for its `state` alone.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub session: String,
@@ -331,7 +407,31 @@ pub struct Summary {
     pub started_at: String,
     pub ended_at: String,
     pub duration_ms: u64,
-    pub tasks: Vec<SummaryTask>,
+    /// The number of tasks in the plan.
+    #[serde(default)]
+    pub total: usize,
+    /// Tasks by final state (states no task ended in are left out).
+    #[serde(default)]
+    pub counts: BTreeMap<TaskState, usize>,
+    /// The tasks that did not succeed, in plan order, at most [`NOT_SUCCEEDED_MAX`].
+    #[serde(default)]
+    pub not_succeeded: Vec<NotSucceeded>,
+    /// How many more did not succeed than `not_succeeded` lists (their rows are in `rows`).
+    #[serde(default)]
+    pub not_succeeded_omitted: usize,
+    /// The file of every task's row, relative to the session directory.
+    #[serde(default)]
+    pub rows: Option<String>,
+}
+
+/// The most tasks `summary.json` lists under `not_succeeded`.
+pub const NOT_SUCCEEDED_MAX: usize = 100;
+
+impl Summary {
+    /// How many tasks ended in `state`.
+    pub fn count(&self, state: TaskState) -> usize {
+        self.counts.get(&state).copied().unwrap_or(0)
+    }
 }
 
 /// `tasks/<id>/retry.json`: a failed attempt will be retried after a backoff; written by the
@@ -431,6 +531,8 @@ pub struct RaceOutcome {
     pub state: TaskState,
     pub winner: Option<String>,
     pub score: Option<f64>,
+    /// The winner's result (compact).
+    #[serde(serialize_with = "compact_result")]
     pub result: Option<serde_json::Value>,
     pub losers: Vec<String>,
     pub decided_at: String,
@@ -453,6 +555,88 @@ mod tests {
         assert_eq!(Retrying.as_str(), "retrying");
         assert!(!Retrying.is_terminal() && !Running.is_terminal() && !Pending.is_terminal());
         assert!(Lost.is_terminal() && Cancelled.is_terminal());
+    }
+
+    /// A result is held compact in a pretty record, so the record's size is the result's
+    /// compact size plus its own fields, whatever the result's depth.
+    #[test]
+    fn an_outcome_holds_its_result_compact() {
+        let mut deep = serde_json::json!(1);
+        for _ in 0..100 {
+            deep = serde_json::json!([deep, deep]);
+            deep = serde_json::json!([deep.as_array().unwrap()[0].clone()]);
+        }
+        let result = serde_json::json!({"deep": deep, "s": "x"});
+        let o = Outcome {
+            task: "a".into(),
+            state: TaskState::Succeeded,
+            attempt: 1,
+            worker: Some("w1".into()),
+            exit_code: Some(0),
+            signal: None,
+            started_at: None,
+            ended_at: None,
+            duration_ms: Some(1),
+            reason: None,
+            result: Some(result.clone()),
+            decided_at: "t".into(),
+        };
+        let bytes = serde_json::to_vec_pretty(&o).unwrap();
+        let compact = serde_json::to_string(&result).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains(&format!("\"result\": {compact},\n")),
+            "{text}"
+        );
+        assert!(bytes.len() < compact.len() + 400, "{}", bytes.len());
+        let back: Outcome = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.result, Some(result));
+        let none = Outcome { result: None, ..o };
+        let v: serde_json::Value =
+            serde_json::from_slice(&serde_json::to_vec_pretty(&none).unwrap()).unwrap();
+        assert_eq!(v["result"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_result_must_be_an_object_within_the_cap_as_a_file_and_compact() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("result.json");
+        assert_eq!(read_result(&p), Ok(None));
+        std::fs::write(&p, b"{\"a\": [1, 2]}").unwrap();
+        assert_eq!(read_result(&p), Ok(Some(serde_json::json!({"a": [1, 2]}))));
+        std::fs::write(&p, b"[1]").unwrap();
+        assert_eq!(
+            read_result(&p),
+            Err(format!("{}: result is not a JSON object", p.display()))
+        );
+        let cap = RESULT_CAP as usize;
+        let mut big = b"{\"a\":\"".to_vec();
+        big.resize(cap, b'x');
+        big.extend_from_slice(b"\"}");
+        std::fs::write(&p, &big).unwrap();
+        assert_eq!(
+            read_result(&p),
+            Err(format!(
+                "{}: file is too large ({} bytes; the limit is {RESULT_CAP})",
+                p.display(),
+                cap + 2
+            ))
+        );
+        // Under the cap as written, over it once re-encoded: 5 bytes become 19.
+        let n = cap / 5 - 10;
+        let mut grows = String::from("{\"a\":[");
+        grows.push_str(&vec!["1e15"; n].join(","));
+        grows.push_str("]}");
+        assert!(grows.len() <= cap);
+        std::fs::write(&p, &grows).unwrap();
+        let e = read_result(&p).unwrap_err();
+        assert!(
+            e.starts_with(&format!("{}: result is ", p.display()))
+                && e.ends_with(&format!(
+                    " bytes as compact JSON; the limit is {RESULT_CAP}"
+                )),
+            "{e}"
+        );
     }
 
     /// An `exit.json` from before `has_result` existed: the orchestrator must still look

@@ -264,6 +264,10 @@ impl Session {
     pub fn summary_json(&self) -> PathBuf {
         self.root.join("summary.json")
     }
+    /// One line per task, beside the summary (which stays small however many tasks).
+    pub fn summary_rows(&self) -> PathBuf {
+        self.root.join("summary-tasks.jsonl")
+    }
     pub fn orchestrator_dir(&self) -> PathBuf {
         self.root.join("orchestrator")
     }
@@ -382,7 +386,7 @@ impl Session {
             id: String,
         }
         let path = self.plan_json();
-        let ids: Ids = fsio::read_json(&path)?
+        let ids: Ids = fsio::read_json_capped(&path, crate::plan::PLAN_CAP)?
             .ok_or_else(|| Error::Session(format!("{}: missing", path.display())))?;
         Ok(ids.tasks.into_iter().map(|t| t.id).collect())
     }
@@ -410,6 +414,11 @@ impl Session {
     /// Where `retry` moves the earlier summary.
     pub fn superseded_summary(&self, stamp: u64) -> PathBuf {
         self.root.join(format!("summary.superseded-{stamp}.json"))
+    }
+    /// Where `retry` moves the earlier summary's rows.
+    pub fn superseded_summary_rows(&self, stamp: u64) -> PathBuf {
+        self.root
+            .join(format!("summary-tasks.superseded-{stamp}.jsonl"))
     }
     pub fn state_json(&self, task: &str) -> PathBuf {
         self.task_dir(task).join("state.json")

@@ -721,20 +721,12 @@ fn tee(
     });
 }
 
-/// A task's result file, if present, must be a JSON object.
-/// Whether the attempt left a result file, and what is wrong with it, if anything.
+/// Whether the attempt left a result file, and what is wrong with it, if anything
+/// ([`proto::read_result`]: a JSON object within the result cap).
 fn check_result(path: &Path) -> (bool, Option<String>) {
-    match fsio::read_capped(path, fsio::JSON_CAP) {
-        Ok(None) => (false, None),
-        Err(e) => (true, Some(e.to_string())),
-        Ok(Some(bytes)) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(serde_json::Value::Object(_)) => (true, None),
-            Ok(_) => (
-                true,
-                Some(format!("{}: result is not a JSON object", path.display())),
-            ),
-            Err(e) => (true, Some(format!("{}: invalid JSON: {e}", path.display()))),
-        },
+    match proto::read_result(path) {
+        Ok(found) => (found.is_some(), None),
+        Err(e) => (true, Some(e)),
     }
 }
 

@@ -74,42 +74,20 @@ impl<'d> Temp<'d> {
     /// A new `.tmp-*` file in `dir` holding `bytes` (created `O_EXCL`, so a planted name is
     /// never opened).
     fn new(dir: &'d Dir, shown_dir: &Path, bytes: &[u8], durable: bool) -> Result<Temp<'d>> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
-        loop {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let name = format!(
-                "{TEMP_PREFIX}{}-{}-{nanos:x}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::Relaxed)
-            );
-            let fd = match nix::fcntl::openat(
-                dir,
-                name.as_str(),
-                flags | OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::from_bits_truncate(0o600),
-            ) {
-                Ok(fd) => fd,
-                Err(nix::errno::Errno::EEXIST) => continue,
-                Err(e) => return Err(Error::io(shown_dir, "create a temp file in", e.into())),
-            };
-            let shown = shown_dir.join(&name);
-            let mut t = Temp {
-                dir,
-                name,
-                file: File::from(fd),
-                shown,
-                kept: false,
-            };
-            write_bytes(&mut t.file, &t.shown, bytes)?;
-            if durable {
-                t.file.sync_all().map_err(io_err(&t.shown, "fsync"))?;
-            }
-            return Ok(t);
+        let (name, file) = create_temp(dir, shown_dir)?;
+        let shown = shown_dir.join(&name);
+        let mut t = Temp {
+            dir,
+            name,
+            file,
+            shown,
+            kept: false,
+        };
+        write_bytes(&mut t.file, &t.shown, bytes)?;
+        if durable {
+            t.file.sync_all().map_err(io_err(&t.shown, "fsync"))?;
         }
+        Ok(t)
     }
 
     /// Rename onto `name` in `to` (replacing it).
@@ -159,6 +137,34 @@ impl Drop for Temp<'_> {
                 self.name.as_str(),
                 nix::unistd::UnlinkatFlags::NoRemoveDir,
             );
+        }
+    }
+}
+
+/// A new `.tmp-*` file in `dir` (created `O_EXCL|O_NOFOLLOW`, so a planted name is never
+/// opened): its name and the open file.
+fn create_temp(dir: &Dir, shown_dir: &Path) -> Result<(String, File)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
+    loop {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!(
+            "{TEMP_PREFIX}{}-{}-{nanos:x}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        match nix::fcntl::openat(
+            dir,
+            name.as_str(),
+            flags | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        ) {
+            Ok(fd) => return Ok((name, File::from(fd))),
+            Err(nix::errno::Errno::EEXIST) => continue,
+            Err(e) => return Err(Error::io(shown_dir, "create a temp file in", e.into())),
         }
     }
 }
@@ -396,6 +402,85 @@ impl Fs {
         }
         Error::io(path, "append to", e)
     }
+
+    /// A file written a piece at a time and published whole, for records too large to
+    /// build in memory first (the summary's rows): the pieces go to a temp file in
+    /// `path`'s directory, which [`AtomicWriter::commit`] renames onto `path`. Dropped
+    /// without a commit, it publishes nothing.
+    pub fn atomic_writer(&self, path: &Path) -> Result<AtomicWriter> {
+        let (dir, name) = at::parent(path, "create a temp file in")?;
+        let name = name.to_os_string();
+        let (tmp, file) = create_temp(&dir, dir_of(path))?;
+        Ok(AtomicWriter {
+            out: Some(io::BufWriter::new(file)),
+            shown: dir_of(path).join(&tmp),
+            dir,
+            tmp,
+            name,
+            path: path.to_path_buf(),
+            durable: self.durable,
+        })
+    }
+}
+
+/// See [`Fs::atomic_writer`].
+pub struct AtomicWriter {
+    /// `None` once committed.
+    out: Option<io::BufWriter<File>>,
+    dir: Dir,
+    tmp: String,
+    shown: PathBuf,
+    name: std::ffi::OsString,
+    path: PathBuf,
+    durable: bool,
+}
+
+impl AtomicWriter {
+    /// Append `bytes` (buffered).
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let out = self.out.as_mut().expect("written before its commit");
+        out.write_all(bytes).map_err(io_err(&self.shown, "write"))
+    }
+
+    /// Append `value` as one line of compact JSON.
+    pub fn write_json_line<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let mut line = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+        line.push(b'\n');
+        self.write(&line)
+    }
+
+    /// Publish what was written under the path, replacing what was there.
+    pub fn commit(mut self) -> Result<()> {
+        let out = self.out.take().expect("committed once");
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io(&self.shown, "write", e.into_error()))?;
+        if self.durable {
+            file.sync_all().map_err(io_err(&self.shown, "fsync"))?;
+        }
+        injected(&self.path, "rename a temp file onto")?;
+        nix::fcntl::renameat(
+            &self.dir,
+            self.tmp.as_str(),
+            &self.dir,
+            self.name.as_os_str(),
+        )
+        .map_err(|e| Error::io(&self.path, "rename a temp file onto", e.into()))?;
+        self.tmp.clear();
+        sync_dir(&self.dir, dir_of(&self.path), self.durable)
+    }
+}
+
+impl Drop for AtomicWriter {
+    fn drop(&mut self) {
+        if !self.tmp.is_empty() {
+            let _ = nix::unistd::unlinkat(
+                &self.dir,
+                self.tmp.as_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+        }
+    }
 }
 
 /// [`Fs::write_json_new`], without fsync.
@@ -477,7 +562,12 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
 /// Read and parse a JSON file (size-capped). `Ok(None)` when it does not exist; a malformed
 /// file is an error naming its path, never a panic.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    match read_capped(path, JSON_CAP)? {
+    read_json_capped(path, JSON_CAP)
+}
+
+/// [`read_json`] with another cap than [`JSON_CAP`] (`plan.json` has the plan's).
+pub fn read_json_capped<T: DeserializeOwned>(path: &Path, cap: u64) -> Result<Option<T>> {
+    match read_capped(path, cap)? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
@@ -670,6 +760,27 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(d.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn atomic_writer_publishes_whole_on_commit_and_nothing_when_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("rows.jsonl");
+        let mut w = Fs::FAST.atomic_writer(&p).unwrap();
+        w.write_json_line(&serde_json::json!({"n": 1})).unwrap();
+        w.write(b"{\"n\":2}\n").unwrap();
+        assert!(!p.exists(), "nothing under the name before the commit");
+        w.commit().unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"n\":1}\n{\"n\":2}\n");
+        let mut w = Fs::FAST.atomic_writer(&p).unwrap();
+        w.write(b"half").unwrap();
+        drop(w);
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"n\":1}\n{\"n\":2}\n");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]

@@ -113,14 +113,24 @@ fn cut_torn_tail(path: &Path, file: &File) -> Result<()> {
     Ok(())
 }
 
+/// The longest journal line read: a longer one is skipped, as a malformed one is, and is
+/// never held whole. The longest line maestro writes is `tasks_added`, the plan's task
+/// ids, which are part of `plan.json` and so under [`crate::plan::PLAN_CAP`].
+pub const LINE_CAP: usize = crate::plan::PLAN_CAP as usize;
+
 /// Follows a journal as it grows: each call returns the complete lines appended since the
 /// last one, one `read(2)` per call. The file stays open: a journal is only ever appended
 /// to, never replaced.
 pub struct Tail {
     path: PathBuf,
     file: Option<File>,
-    /// The start of a line whose newline has not been written yet.
+    /// What was read after the last complete line returned.
     partial: Vec<u8>,
+    /// Where in `partial` the line whose newline has not been read yet starts.
+    line_start: usize,
+    /// The line being read is longer than `cap`: the rest of it is dropped as it comes.
+    skipping: bool,
+    cap: usize,
 }
 
 impl Tail {
@@ -129,46 +139,70 @@ impl Tail {
             path,
             file: None,
             partial: Vec::new(),
+            line_start: 0,
+            skipping: false,
+            cap: LINE_CAP,
+        }
+    }
+
+    /// Keep what was read, dropping a line that grows past the cap.
+    fn take(&mut self, mut data: &[u8]) {
+        if self.skipping {
+            let Some(nl) = data.iter().position(|&b| b == b'\n') else {
+                return;
+            };
+            data = &data[nl + 1..];
+            self.skipping = false;
+        }
+        let old = self.partial.len();
+        self.partial.extend_from_slice(data);
+        if let Some(nl) = data.iter().rposition(|&b| b == b'\n') {
+            self.line_start = old + nl + 1;
+        }
+        if self.partial.len() - self.line_start > self.cap {
+            self.partial.truncate(self.line_start);
+            self.skipping = true;
         }
     }
 
     /// The complete lines appended since the last call (none while the file is missing).
+    /// A line longer than [`LINE_CAP`] is skipped.
     pub fn read_lines(&mut self) -> Result<Vec<Vec<u8>>> {
         use std::io::Read;
         if self.file.is_none() {
             self.file = fsio::open_read(&self.path)?;
         }
-        let Some(file) = self.file.as_mut() else {
+        let Some(mut file) = self.file.take() else {
             return Ok(Vec::new());
         };
         // Plain reads, not `read_to_end`, which costs an fstat and an lseek per call
         // (this runs for every busy worker on every wake-up). A short read of a regular
         // file means we are at its end for now.
-        let before = self.partial.len();
         let mut chunk = [0u8; 16 * 1024];
-        loop {
-            let n = match file.read(&mut chunk) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err(&self.path, "read")(e)),
-            };
-            self.partial.extend_from_slice(&chunk[..n]);
-            if n < chunk.len() {
-                break;
+        let read = loop {
+            match file.read(&mut chunk) {
+                Ok(n) => {
+                    self.take(&chunk[..n]);
+                    if n < chunk.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
             }
-        }
-        if self.partial.len() == before {
-            return Ok(Vec::new());
-        }
-        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
-            return Ok(Vec::new());
         };
-        let out = self.partial[..end]
+        self.file = Some(file);
+        read.map_err(io_err(&self.path, "read"))?;
+        if self.line_start == 0 {
+            return Ok(Vec::new());
+        }
+        let out = self.partial[..self.line_start - 1]
             .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
+            .filter(|l| !l.is_empty() && l.len() <= self.cap)
             .map(<[u8]>::to_vec)
             .collect();
-        self.partial.drain(..=end);
+        self.partial.drain(..self.line_start);
+        self.line_start = 0;
         Ok(out)
     }
 
@@ -500,6 +534,36 @@ mod tests {
             last_worker_event(&p).unwrap(),
             Some(WorkerEvent::Ready { pid: 4999, .. })
         ));
+    }
+
+    /// A line over the cap is dropped, whether it comes whole or over many reads, and
+    /// never held whole while it comes; the lines around it are kept.
+    #[test]
+    fn tail_skips_a_line_longer_than_its_cap() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        let mut f = fsio::open_append(&p).unwrap();
+        let mut tail = Tail::new(p.clone());
+        tail.cap = 10;
+        f.write_all(b"short\n0123456789ABC\nten-bytes!\n").unwrap();
+        assert_eq!(
+            tail.read_lines().unwrap(),
+            [b"short".to_vec(), b"ten-bytes!".to_vec()]
+        );
+        f.write_all(&[b'x'; 40_000]).unwrap();
+        assert!(tail.read_lines().unwrap().is_empty());
+        assert!(
+            tail.partial.len() <= 10,
+            "{} bytes held",
+            tail.partial.len()
+        );
+        f.write_all(&[b'x'; 5]).unwrap();
+        assert!(tail.read_lines().unwrap().is_empty());
+        f.write_all(b"xx\nok\npart").unwrap();
+        assert_eq!(tail.read_lines().unwrap(), [b"ok".to_vec()]);
+        f.write_all(b"ial\n").unwrap();
+        assert_eq!(tail.read_lines().unwrap(), [b"partial".to_vec()]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::fsio;
 use crate::journal::{DeathCause, Event, Tail};
 use crate::proto::{
     self, Assignment, BarrierVerdict, KillRequest, LockAbort, Outcome, RaceOutcome, RetryPlan,
-    SessionState, Shutdown, ShutdownReason, Summary, SummaryTask, TaskState, WorkerInfo,
+    SessionState, Shutdown, ShutdownReason, SummaryRow, TaskState, WorkerInfo,
 };
 use crate::worker::hostname;
 
@@ -333,16 +333,8 @@ impl Orchestrator {
         if std::mem::take(&mut self.retry_file[d.task]) {
             let _ = fsio::remove_file(&self.session.retry_json(&id));
         }
-        self.rows[d.task] = Some(SummaryTask {
-            id: o.task,
-            state: o.state,
-            attempts: d.attempt.max(self.engine.attempts(d.task)),
-            worker: o.worker,
-            exit_code: o.exit_code,
-            duration_ms: o.duration_ms,
-            reason: o.reason,
-            result: o.result,
-        });
+        let attempts = d.attempt.max(self.engine.attempts(d.task));
+        self.rows[d.task] = Some(crate::summary::row_of(&self.session, &o, attempts));
         Ok(())
     }
 
@@ -478,24 +470,21 @@ impl Orchestrator {
     pub(super) fn finish(mut self) -> Result<super::Ended> {
         let state = self.ended.unwrap_or(SessionState::Failed);
         if state != SessionState::Interrupted {
-            let n = self.engine.plan().tasks.len();
-            let mut tasks = Vec::with_capacity(n);
-            for t in 0..n {
+            let mut rows = crate::summary::Writer::new(self.fs, &self.session)?;
+            for t in 0..self.engine.plan().tasks.len() {
                 let row = match self.rows[t].take() {
                     Some(r) => r,
                     None => self.row_from_disk(t)?,
                 };
-                tasks.push(row);
+                rows.add(&self.session, row)?;
             }
-            let summary = Summary {
-                session: self.session.id().to_string(),
+            let head = crate::summary::Head {
                 state,
                 started_at: self.started_at.clone(),
                 ended_at: proto::now_rfc3339(),
                 duration_ms: self.started.elapsed().as_millis() as u64,
-                tasks,
             };
-            self.fs.write_json(&self.session.summary_json(), &summary)?;
+            let summary = rows.finish(self.fs, &self.session, head)?;
             self.journal.append(&Event::SessionFinished {
                 session: self.session.id().to_string(),
                 state,
@@ -540,30 +529,16 @@ impl Orchestrator {
 
     /// A decided task's summary row from its `outcome.json` (decided by an earlier
     /// orchestrator of this session).
-    fn row_from_disk(&self, t: TaskIx) -> Result<SummaryTask> {
-        let id = self.engine.plan().tasks[t].id.clone();
-        let o: Option<Outcome> = fsio::read_json(&self.session.outcome_json(&id))?;
+    fn row_from_disk(&self, t: TaskIx) -> Result<SummaryRow> {
+        let id = &self.engine.plan().tasks[t].id;
+        let attempts = self.engine.attempts(t);
+        let o: Option<Outcome> = fsio::read_json(&self.session.outcome_json(id))?;
         Ok(match o {
-            Some(o) => SummaryTask {
-                id: o.task,
-                state: o.state,
-                attempts: self.engine.attempts(t),
-                worker: o.worker,
-                exit_code: o.exit_code,
-                duration_ms: o.duration_ms,
-                reason: o.reason,
-                result: o.result,
-            },
-            None => SummaryTask {
-                id,
-                state: self.engine.decided(t).unwrap_or(TaskState::Cancelled),
-                attempts: self.engine.attempts(t),
-                worker: None,
-                exit_code: None,
-                duration_ms: None,
-                reason: None,
-                result: None,
-            },
+            Some(o) => crate::summary::row_of(&self.session, &o, attempts),
+            None => {
+                let state = self.engine.decided(t).unwrap_or(TaskState::Cancelled);
+                crate::summary::bare_row(id, state, attempts)
+            }
         })
     }
 }

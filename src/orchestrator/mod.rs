@@ -33,7 +33,7 @@ use crate::liveness::{Flock, Liveness};
 use crate::plan::Plan;
 use crate::proto::{
     self, ControlReply, ControlRequest, Heartbeat, OrchestratorInfo, SessionInfo, SessionState,
-    SummaryTask, WorkerInfo,
+    SummaryRow, WorkerInfo,
 };
 use crate::session::Session;
 use crate::watch::{self, WatchMode};
@@ -124,7 +124,7 @@ pub struct Orchestrator {
     /// `tasks/<id>/retry.json` may exist: only then is it removed on the next assignment.
     retry_file: Vec<bool>,
     /// Each decided task's summary row.
-    rows: Vec<Option<SummaryTask>>,
+    rows: Vec<Option<SummaryRow>>,
     /// Facts produced by carrying out commands, fed before anything else.
     feedback: VecDeque<Fact>,
     prim_dirty: bool,
@@ -716,7 +716,7 @@ fn seed() -> u64 {
 /// and the attempt succeeded.
 fn exit_of(session: &Session, rec: proto::ExitRecord) -> Exit {
     let result = if rec.succeeded() && rec.has_result {
-        fsio::read_json::<serde_json::Value>(&session.result_json(&rec.task, rec.attempt))
+        proto::read_result(&session.result_json(&rec.task, rec.attempt))
             .ok()
             .flatten()
     } else {

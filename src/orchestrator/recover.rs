@@ -11,7 +11,7 @@ use crate::fsio;
 use crate::journal::{EndReason, Event, History, Journal, Tail, WorkerEvent};
 use crate::launch::{self, LauncherKind, WorkerCommand};
 use crate::plan::Plan;
-use crate::proto::{self, Outcome, SessionInfo, Summary, TaskState, WorkerInfo};
+use crate::proto::{self, Outcome, SessionInfo, SessionState, TaskState, WorkerInfo};
 use crate::session::Session;
 
 impl Orchestrator {
@@ -33,22 +33,23 @@ impl Orchestrator {
                 proto::PROTOCOL_VERSION
             )));
         }
-        let plan: Plan = fsio::read_json(&session.plan_json())?
+        let plan = Plan::read(&session.plan_json())?
             .ok_or_else(|| Error::Session(format!("{}: missing", session.plan_json().display())))?;
         plan.check_parent_env(|n| std::env::var_os(n).is_some())
             .map_err(Error::Usage)?;
-        let summary: Option<Summary> = fsio::read_json(&session.summary_json())?;
-        if let Some(sum) = &summary
+        let mut history = crate::journal::read_history(&session)?;
+        let finished = finished_state(&session, &history)?;
+        if let Some(state) = finished
             && cfg.retry.is_empty()
         {
             return Err(Error::Session(format!(
                 "session {} already finished ({}); `orchestrator retry {} TASK` re-runs a failed task",
                 session.id(),
-                sum.state.as_str(),
+                state.as_str(),
                 session.id()
             )));
         }
-        if summary.is_none() && !cfg.retry.is_empty() {
+        if finished.is_none() && !cfg.retry.is_empty() {
             return Err(Error::Session(format!(
                 "session {} has not finished; retry re-runs tasks of a finished session (use `orchestrator resume`)",
                 session.id()
@@ -63,7 +64,6 @@ impl Orchestrator {
         });
         let launcher = launch::make(kind, cmd, &session, plan.keep_windows, &cfg.env);
         let mut journal = Journal::open(&session, fs)?;
-        let mut history = crate::journal::read_history(&session)?;
         if !cfg.retry.is_empty() {
             let ev = prepare_retry(&session, &plan, &cfg.retry)?;
             journal.append(&ev)?;
@@ -172,9 +172,29 @@ fn prepare_retry(session: &Session, plan: &Plan, names: &[String]) -> Result<Eve
     let from = session.summary_json();
     let to = session.superseded_summary(stamp);
     fsio::move_aside(&from, &to)?;
+    // Sessions finished before the rows file existed have none.
+    let from = session.summary_rows();
+    if fsio::exists(&from) {
+        let to = session.superseded_summary_rows(stamp);
+        fsio::move_aside(&from, &to)?;
+    }
     Ok(Event::RetryRequested {
         tasks: reset.iter().map(|&t| plan.tasks[t].id.clone()).collect(),
     })
+}
+
+/// How the session ended, if it did: its summary's state. A summary that is there but
+/// cannot be read (one from before the rows file, too large to read) still means the
+/// session finished, as the journal's `session_finished` says.
+fn finished_state(session: &Session, history: &History) -> Result<Option<SessionState>> {
+    match crate::summary::read(session) {
+        Ok(summary) => Ok(summary.map(|s| s.state)),
+        Err(_) if fsio::exists(&session.summary_json()) => Ok(Some(match history.state {
+            Some(s @ (SessionState::Succeeded | SessionState::Cancelled)) => s,
+            _ => SessionState::Failed,
+        })),
+        Err(e) => Err(e),
+    }
 }
 
 type Tails = std::collections::BTreeMap<String, Tail>;

@@ -99,6 +99,15 @@ pub enum PlanErrorKind {
         value: String,
         reason: humantime::DurationError,
     },
+    /// A duration that must be more than zero (`timeout`, `lease`: zero would end every
+    /// attempt, or lose every worker, at once), or that is negative.
+    #[error("{key} must {} (got {value:?})", if *.zero_ok { "not be negative" } else { "be at least 1ms" })]
+    DurationOutOfRange {
+        scope: Scope,
+        key: DurationKey,
+        value: String,
+        zero_ok: bool,
+    },
     #[error("backoff.factor must be at least 1 (got {factor})")]
     BadBackoffFactor { scope: Scope, factor: f64 },
     #[error("backoff.jitter must be between 0 and 1 (got {jitter})")]
@@ -139,6 +148,24 @@ pub enum PlanErrorKind {
     UnknownCheckpointTask { checkpoint: String, task: String },
     #[error("task {task:?} depends on unknown task {dep:?}")]
     UnknownDependency { task: String, dep: String },
+    /// A working directory that is missing or not a directory when the plan is loaded
+    /// (`path` as resolved: relative ones against the current directory).
+    #[error("cwd {:?} {problem}", path.display().to_string())]
+    BadCwd {
+        scope: Scope,
+        path: std::path::PathBuf,
+        problem: String,
+    },
+    /// The plan file is larger than maestro reads.
+    #[error("plan file is too large ({size} bytes; the limit is {limit})")]
+    FileTooLarge { size: u64, limit: u64 },
+    /// A task's record (what its assignment carries: command, cwd, env) is larger than a
+    /// worker reads.
+    #[error("task {task:?} is too large ({size} bytes as JSON; the limit is {limit})")]
+    TaskTooLarge { task: String, size: u64, limit: u64 },
+    /// The normalised plan (`plan.json`) would be larger than maestro reads.
+    #[error("plan is too large ({size} bytes as plan.json; the limit is {limit})")]
+    PlanTooLarge { size: u64, limit: u64 },
     /// `path` runs from a task through its dependencies back to itself, so the first id is
     /// also the last (`a -> b -> a`).
     #[error("dependency cycle: {}", path.join(" -> "))]
@@ -167,6 +194,8 @@ impl PlanErrorKind {
             }
             PlanErrorKind::BadName { scope, .. }
             | PlanErrorKind::BadSecret { scope, .. }
+            | PlanErrorKind::DurationOutOfRange { scope, .. }
+            | PlanErrorKind::BadCwd { scope, .. }
             | PlanErrorKind::BadBackoffFactor { scope, .. }
             | PlanErrorKind::BadBackoffJitter { scope, .. } => write!(f, "{scope}"),
             _ => Ok(()),
@@ -357,6 +386,45 @@ mod tests {
         assert_eq!(
             unlocated(dup(FirstDefined::AsTask(1))),
             "p.json: duplicate task id \"a\" (first defined as task #1)"
+        );
+    }
+
+    #[test]
+    fn ranges_and_directories_name_their_key_and_whose() {
+        let range = |scope, key, zero_ok| PlanErrorKind::DurationOutOfRange {
+            scope,
+            key,
+            value: "0s".into(),
+            zero_ok,
+        };
+        assert_eq!(
+            located(range(Scope::Task("a".into()), DurationKey::Timeout, false)),
+            "p.toml:7:9: timeout must be at least 1ms (got \"0s\")"
+        );
+        assert_eq!(
+            unlocated(range(Scope::Task("a".into()), DurationKey::Timeout, false)),
+            "p.json: task \"a\": timeout must be at least 1ms (got \"0s\")"
+        );
+        assert_eq!(
+            unlocated(range(Scope::Defaults, DurationKey::KillGrace, true)),
+            "p.json: defaults.kill_grace must not be negative (got \"0s\")"
+        );
+        let cwd = |scope| PlanErrorKind::BadCwd {
+            scope,
+            path: "/x/y".into(),
+            problem: "does not exist".into(),
+        };
+        assert_eq!(
+            unlocated(cwd(Scope::Defaults)),
+            "p.json: defaults.cwd \"/x/y\" does not exist"
+        );
+        assert_eq!(
+            unlocated(cwd(Scope::Task("a".into()))),
+            "p.json: task \"a\": cwd \"/x/y\" does not exist"
+        );
+        assert_eq!(
+            located(cwd(Scope::Task("a".into()))),
+            "p.toml:7:9: cwd \"/x/y\" does not exist"
         );
     }
 

@@ -3,11 +3,11 @@
 //! large plan into pieces.
 //!
 //! Validation works on the format-agnostic raw structs, which have no positions. When it
-//! refuses a TOML plan it asks [`Source`] where the offending value is; Source then parses
-//! the text a second time into [`Locs`], a view made of `toml::Spanned` values. That parse
-//! happens only once an error needs it: doing it up front would double the time taken to
-//! validate a 100 000-task plan. JSON plans have no such view; their messages name the
-//! value instead (see `Scope`).
+//! refuses a plan it asks [`Source`] where the offending value is; Source then reads the
+//! text a second time into [`Positions`]: a TOML plan through `toml::Spanned` values, a
+//! JSON plan through a small scanner of its own (`locate_json`: serde_json keeps no
+//! positions). That second read happens only once an error needs it: doing it up front
+//! would double the time taken to validate a 100 000-task plan.
 
 use std::cell::OnceCell;
 
@@ -21,7 +21,7 @@ pub(super) struct Source<'a> {
     pub(super) file: &'a str,
     pub(super) text: &'a str,
     is_toml: bool,
-    locs: OnceCell<Option<Locs>>,
+    positions: OnceCell<Positions>,
 }
 
 /// A part of a plan that holds values: the root, `[defaults]`, or the task at an index.
@@ -32,6 +32,35 @@ pub(super) enum Table {
     Task(usize),
 }
 
+/// Where the values validation may refuse start (byte offsets), in either format.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Positions {
+    pub(super) name: Option<usize>,
+    pub(super) workers: Option<usize>,
+    pub(super) lease: Option<usize>,
+    pub(super) defaults: TablePositions,
+    pub(super) task: Vec<TablePositions>,
+}
+
+/// `[defaults]` or one task (`[defaults]` has no `id` or `after`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct TablePositions {
+    pub(super) id: Option<usize>,
+    pub(super) after: Vec<usize>,
+    pub(super) timeout: Option<usize>,
+    pub(super) kill_grace: Option<usize>,
+    pub(super) cwd: Option<usize>,
+    pub(super) backoff: BackoffPositions,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct BackoffPositions {
+    pub(super) initial: Option<usize>,
+    pub(super) max: Option<usize>,
+    pub(super) factor: Option<usize>,
+    pub(super) jitter: Option<usize>,
+}
+
 impl<'a> Source<'a> {
     /// JSON when the name ends in `.json`, TOML otherwise.
     pub(super) fn new(file: &'a str, text: &'a str) -> Self {
@@ -39,7 +68,7 @@ impl<'a> Source<'a> {
             file,
             text,
             is_toml: !file.ends_with(".json"),
-            locs: OnceCell::new(),
+            positions: OnceCell::new(),
         }
     }
 
@@ -68,64 +97,71 @@ impl<'a> Source<'a> {
         Location { line, col }
     }
 
-    fn locs(&self) -> Option<&Locs> {
-        self.locs
-            .get_or_init(|| {
-                self.is_toml
-                    .then(|| toml::from_str::<Locs>(self.text).unwrap_or_default())
-            })
-            .as_ref()
+    fn positions(&self) -> &Positions {
+        self.positions.get_or_init(|| {
+            if self.is_toml {
+                toml::from_str::<Locs>(self.text)
+                    .map(Positions::from)
+                    .unwrap_or_default()
+            } else {
+                super::locate_json::positions(self.text).unwrap_or_default()
+            }
+        })
     }
 
-    fn table(&self, table: Table) -> Option<&TableLocs> {
-        let locs = self.locs()?;
+    fn table(&self, table: Table) -> Option<&TablePositions> {
+        let p = self.positions();
         match table {
             Table::Root => None,
-            Table::Defaults => Some(&locs.defaults),
-            Table::Task(i) => locs.task.get(i),
+            Table::Defaults => Some(&p.defaults),
+            Table::Task(i) => p.task.get(i),
         }
     }
 
     /// The plan's `name`.
     pub(super) fn name_pos(&self) -> Option<usize> {
-        self.locs().and_then(|l| start(&l.name))
+        self.positions().name
     }
 
     /// The plan's `workers`.
     pub(super) fn workers_pos(&self) -> Option<usize> {
-        self.locs().and_then(|l| start(&l.workers))
+        self.positions().workers
     }
 
     /// The `id` of the task at index `i`.
     pub(super) fn id_pos(&self, i: usize) -> Option<usize> {
-        self.table(Table::Task(i)).and_then(|t| start(&t.id))
+        self.table(Table::Task(i))?.id
     }
 
     /// Entry `j` of the `after` list of the task at index `i`.
     pub(super) fn after_pos(&self, i: usize, j: usize) -> Option<usize> {
-        let after = self.table(Table::Task(i))?.after.as_ref()?;
-        after.get(j).map(|s| s.span().start)
+        self.table(Table::Task(i))?.after.get(j).copied()
+    }
+
+    /// The `cwd` of `table` (`[defaults]` or a task).
+    pub(super) fn cwd_pos(&self, table: Table) -> Option<usize> {
+        self.table(table)?.cwd
     }
 
     /// A duration-valued key of `table` (`lease` is always the root's).
     pub(super) fn duration_pos(&self, table: Table, key: DurationKey) -> Option<usize> {
-        start(match key {
-            DurationKey::Lease => &self.locs()?.lease,
-            DurationKey::Timeout => &self.table(table)?.timeout,
-            DurationKey::KillGrace => &self.table(table)?.kill_grace,
-            DurationKey::BackoffInitial => &self.table(table)?.backoff.initial,
-            DurationKey::BackoffMax => &self.table(table)?.backoff.max,
-        })
+        match key {
+            DurationKey::Lease => self.positions().lease,
+            DurationKey::Timeout => self.table(table)?.timeout,
+            DurationKey::KillGrace => self.table(table)?.kill_grace,
+            DurationKey::BackoffInitial => self.table(table)?.backoff.initial,
+            DurationKey::BackoffMax => self.table(table)?.backoff.max,
+        }
     }
 
     /// `backoff.factor` of `table`.
     pub(super) fn factor_pos(&self, table: Table) -> Option<usize> {
-        start(&self.table(table)?.backoff.factor)
+        self.table(table)?.backoff.factor
     }
 
     /// `backoff.jitter` of `table`.
     pub(super) fn jitter_pos(&self, table: Table) -> Option<usize> {
-        start(&self.table(table)?.backoff.jitter)
+        self.table(table)?.backoff.jitter
     }
 }
 
@@ -158,6 +194,7 @@ struct TableLocs {
     after: Option<Vec<toml::Spanned<toml::Value>>>,
     timeout: Loc,
     kill_grace: Loc,
+    cwd: Loc,
     #[serde(default)]
     backoff: BackoffLocs,
 }
@@ -168,6 +205,41 @@ struct BackoffLocs {
     max: Loc,
     factor: Loc,
     jitter: Loc,
+}
+
+impl From<Locs> for Positions {
+    fn from(l: Locs) -> Positions {
+        Positions {
+            name: start(&l.name),
+            workers: start(&l.workers),
+            lease: start(&l.lease),
+            defaults: l.defaults.into(),
+            task: l.task.into_iter().map(TablePositions::from).collect(),
+        }
+    }
+}
+
+impl From<TableLocs> for TablePositions {
+    fn from(t: TableLocs) -> TablePositions {
+        TablePositions {
+            id: start(&t.id),
+            after: t
+                .after
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.span().start)
+                .collect(),
+            timeout: start(&t.timeout),
+            kill_grace: start(&t.kill_grace),
+            cwd: start(&t.cwd),
+            backoff: BackoffPositions {
+                initial: start(&t.backoff.initial),
+                max: start(&t.backoff.max),
+                factor: start(&t.backoff.factor),
+                jitter: start(&t.backoff.jitter),
+            },
+        }
+    }
 }
 
 /// What a top-level table header of a plan opens.
@@ -265,11 +337,9 @@ mod tests {
         );
         assert_eq!(at(src.jitter_pos(Table::Task(0))), Some((9, 34)));
         assert_eq!(src.factor_pos(Table::Task(0)), None);
-        // What is not there has no position; nor has anything in a JSON plan.
+        // What is not there has no position.
         assert_eq!(src.id_pos(1), None);
         assert_eq!(src.duration_pos(Table::Task(0), DurationKey::Timeout), None);
-        let json = Source::new("p.json", "{\"name\": \"p\"}");
-        assert_eq!(json.name_pos(), None);
     }
 
     #[test]

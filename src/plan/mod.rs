@@ -14,6 +14,7 @@ pub mod env_file;
 mod error;
 mod graph;
 mod locate;
+mod locate_json;
 mod raw;
 #[cfg(test)]
 mod test_util;
@@ -162,15 +163,38 @@ pub struct Race {
     pub score: Option<String>,
 }
 
+/// The largest plan file read, and the largest `plan.json` written (and read back): a
+/// plan whose normalised form would not fit is refused when it is loaded.
+pub const PLAN_CAP: u64 = 256 * 1024 * 1024;
+
+/// The largest task record (command, cwd, env, ... as pretty JSON): its assignment, a
+/// few fields more, stays far under the 16 MiB a worker reads one with. (A command or
+/// environment that large could not be started anyway: the kernel refuses arguments of
+/// more than 128 KiB each.)
+pub const TASK_CAP: u64 = 1024 * 1024;
+
 impl Plan {
-    /// Read and validate a plan file (TOML, or JSON when the name ends in `.json`).
-    /// Relative `cwd`s resolve against `base_cwd`.
+    /// Read and validate a plan file (TOML, or JSON when the name ends in `.json`), and
+    /// check that every working directory it names exists. Relative `cwd`s resolve
+    /// against `base_cwd` (the current directory of `orchestrator run`).
     pub fn load(path: &Path, base_cwd: &Path) -> Result<Plan, PlanError> {
         let file = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Plan::parse(&file, &text, base_cwd),
-            Err(e) => Err(PlanError::new(file, None, PlanErrorKind::Read(e))),
-        }
+        let text = read_capped(path).map_err(|kind| PlanError::new(&file, None, kind))?;
+        let src = locate::Source::new(&file, &text);
+        let raw = raw::parse(&src)?;
+        let defaults_cwd = raw
+            .defaults
+            .as_ref()
+            .and_then(|d| d.cwd.as_ref())
+            .map(|c| base_cwd.join(c));
+        let plan = validate::validate(&src, raw, base_cwd)?;
+        validate::check_dirs(&src, &plan, defaults_cwd.as_deref())?;
+        Ok(plan)
+    }
+
+    /// A session's `plan.json` (`None`: missing), read with the plan cap.
+    pub fn read(path: &Path) -> crate::Result<Option<Plan>> {
+        crate::fsio::read_json_capped(path, PLAN_CAP)
     }
 
     /// Validate a plan given as text; `file` names it in errors and tells JSON (a name
@@ -180,6 +204,29 @@ impl Plan {
         let raw = raw::parse(&src)?;
         validate::validate(&src, raw, base_cwd)
     }
+}
+
+/// A plan file's text, at most [`PLAN_CAP`] bytes.
+fn read_capped(path: &Path) -> Result<String, PlanErrorKind> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(PlanErrorKind::Read)?;
+    let mut bytes = Vec::new();
+    file.take(PLAN_CAP + 1)
+        .read_to_end(&mut bytes)
+        .map_err(PlanErrorKind::Read)?;
+    if bytes.len() as u64 > PLAN_CAP {
+        let size = std::fs::metadata(path).map_or(PLAN_CAP + 1, |m| m.len());
+        return Err(PlanErrorKind::FileTooLarge {
+            size,
+            limit: PLAN_CAP,
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        PlanErrorKind::Read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -295,6 +342,9 @@ score = "/score"
     fn load_reads_toml_and_json_files() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("base");
+        std::fs::create_dir_all(base.join("w")).unwrap();
+        let abs = dir.path().join("abs");
+        std::fs::create_dir(&abs).unwrap();
         let toml_file = dir.path().join("plan.toml");
         std::fs::write(
             &toml_file,
@@ -308,16 +358,19 @@ score = "/score"
         let json_file = dir.path().join("plan.json");
         std::fs::write(
             &json_file,
-            r#"{"name": "j", "workers": 2, "defaults": {"timeout": "2s", "env": {"K": "v"}},
-                "task": [{"id": "a", "run": "true"},
-                         {"id": "b", "cmd": ["x", "y"], "after": ["a"], "cwd": "/abs"}]}"#,
+            format!(
+                r#"{{"name": "j", "workers": 2, "defaults": {{"timeout": "2s", "env": {{"K": "v"}}}},
+                "task": [{{"id": "a", "run": "true"}},
+                         {{"id": "b", "cmd": ["x", "y"], "after": ["a"], "cwd": "{}"}}]}}"#,
+                abs.display()
+            ),
         )
         .unwrap();
         let p = Plan::load(&json_file, &base).unwrap();
         assert_eq!((p.name.as_str(), p.workers, p.tasks.len()), ("j", 2, 2));
         assert_eq!(p.tasks[0].timeout_ms, Some(2000));
         assert_eq!(p.tasks[1].env["K"], "v");
-        assert_eq!(p.tasks[1].cwd, PathBuf::from("/abs"));
+        assert_eq!(p.tasks[1].cwd, abs);
         assert_eq!(p.tasks[0].cwd, base);
 
         // Errors name the file as given.
@@ -331,6 +384,75 @@ score = "/score"
                 "{}: cannot read plan: No such file or directory (os error 2)",
                 missing.display()
             )
+        );
+    }
+
+    /// Every working directory is checked where a plan is loaded to run: `defaults.cwd`,
+    /// then each task's, relative ones against the base, with the path as resolved.
+    #[test]
+    fn load_refuses_a_cwd_that_is_missing_or_not_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::create_dir(base.join("ok")).unwrap();
+        std::fs::write(base.join("file"), "").unwrap();
+        let load = |name: &str, text: &str| {
+            let f = base.join(name);
+            std::fs::write(&f, text).unwrap();
+            Plan::load(&f, base).map_err(|e| e.to_string())
+        };
+        let task = |cwd: &str| format!("[[task]]\nid = \"a\"\nrun = \"t\"\ncwd = \"{cwd}\"\n");
+        let f = base.join("p.toml");
+        assert!(load("p.toml", &format!("name = \"p\"\n{}", task("ok"))).is_ok());
+        assert_eq!(
+            load("p.toml", &format!("name = \"p\"\n{}", task("no/such"))),
+            Err(format!(
+                "{}:5:7: cwd {:?} does not exist",
+                f.display(),
+                base.join("no/such").display().to_string()
+            ))
+        );
+        assert_eq!(
+            load("p.toml", &format!("name = \"p\"\n{}", task("file"))),
+            Err(format!(
+                "{}:5:7: cwd {:?} is not a directory",
+                f.display(),
+                base.join("file").display().to_string()
+            ))
+        );
+        // A bad default is reported at `defaults.cwd`, even for tasks that use it.
+        let text = "name = \"p\"\n[defaults]\ncwd = \"gone\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n";
+        assert_eq!(
+            load("p.toml", text),
+            Err(format!(
+                "{}:3:7: cwd {:?} does not exist",
+                f.display(),
+                base.join("gone").display().to_string()
+            ))
+        );
+        let j = base.join("p.json");
+        let text = "{\"name\": \"p\", \"task\": [{\"id\": \"a\", \"run\": \"t\"},\n {\"id\": \"b\", \"run\": \"t\", \"cwd\": \"/no/such\"}]}";
+        assert_eq!(
+            load("p.json", text),
+            Err(format!(
+                "{}:2:33: cwd \"/no/such\" does not exist",
+                j.display()
+            ))
+        );
+    }
+
+    /// What maestro writes from a plan fits under what it reads back: a task whose
+    /// assignment would be over the cap is refused when the plan is validated.
+    #[test]
+    fn a_task_too_large_to_assign_is_refused() {
+        let big = "x".repeat(TASK_CAP as usize);
+        let text = format!("name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"{big}\"\n");
+        let e = Plan::parse("p.toml", &text, Path::new("/b"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("p.toml:3:6: task \"a\" is too large (")
+                && e.ends_with(&format!(" bytes as JSON; the limit is {TASK_CAP})")),
+            "{e}"
         );
     }
 

@@ -15,7 +15,7 @@ use super::error::{DurationKey, FirstDefined, PlanError, PlanErrorKind as K, Sco
 use super::graph::{Graph, task_deps};
 use super::locate::{Source, Table};
 use super::raw::{RawBackoff, RawDefaults, RawPlan, RawRace, RawTask};
-use super::{Checkpoint, Pick, Plan, Race, Task, TaskCommand};
+use super::{Checkpoint, PLAN_CAP, Pick, Plan, Race, TASK_CAP, Task, TaskCommand};
 use crate::names;
 use crate::scheduler::Backoff;
 
@@ -66,7 +66,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
 
     let tasks = raw_tasks.into_iter().zip(commands).enumerate();
     let tasks = tasks.map(|(i, (t, command))| task(src, i, t, command, &defaults, base_cwd));
-    Ok(Plan {
+    let plan = Plan {
         name,
         workers,
         keep_windows: keep_windows.unwrap_or(false),
@@ -75,7 +75,94 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         checkpoints,
         lock_order,
         races,
-    })
+    };
+    check_sizes(src, &plan)?;
+    Ok(plan)
+}
+
+/// The size of `value` as fsio writes it (pretty, with a newline), without writing it.
+fn json_size<T: serde::Serialize>(value: &T) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len() as u64;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(1);
+    let _ = serde_json::to_writer_pretty(&mut c, value);
+    c.0
+}
+
+/// What maestro writes from the plan fits under what it reads back: each task's
+/// assignment (a task's record, and a few fields more) under [`TASK_CAP`], far below
+/// the 16 MiB a worker reads an assignment with; `plan.json` under [`PLAN_CAP`].
+fn check_sizes(src: &Source, plan: &Plan) -> Result<(), PlanError> {
+    for (i, t) in plan.tasks.iter().enumerate() {
+        let size = json_size(t);
+        if size > TASK_CAP {
+            let kind = K::TaskTooLarge {
+                task: t.id.clone(),
+                size,
+                limit: TASK_CAP,
+            };
+            return Err(src.error(src.id_pos(i), kind));
+        }
+    }
+    let size = json_size(plan);
+    if size > PLAN_CAP {
+        let kind = K::PlanTooLarge {
+            size,
+            limit: PLAN_CAP,
+        };
+        return Err(src.error(None, kind));
+    }
+    Ok(())
+}
+
+/// Every working directory a task will run in exists and is a directory: `defaults.cwd`
+/// when it is given, then each task's, in plan order (each distinct path looked at once).
+/// Not part of [`validate`], which touches no file: a plan is checked against the machine
+/// only where it is loaded to run.
+pub(super) fn check_dirs(
+    src: &Source,
+    plan: &Plan,
+    defaults_cwd: Option<&Path>,
+) -> Result<(), PlanError> {
+    let mut seen: HashSet<&Path> = HashSet::new();
+    let check = |path: &'_ Path, whose: Whose, pos: Option<usize>| -> Result<(), PlanError> {
+        let problem = match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => "is not a directory".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_string(),
+            Err(e) => format!("cannot be read: {e}"),
+        };
+        let kind = K::BadCwd {
+            scope: whose.scope(),
+            path: path.to_path_buf(),
+            problem,
+        };
+        Err(src.error(pos, kind))
+    };
+    if let Some(d) = defaults_cwd {
+        check(d, Whose::DEFAULTS, src.cwd_pos(Table::Defaults))?;
+        seen.insert(d);
+    }
+    for (i, t) in plan.tasks.iter().enumerate() {
+        if !seen.insert(&t.cwd) {
+            continue;
+        }
+        let whose = Whose::task(i, &t.id);
+        // A task without a `cwd` of its own is in the default one: point at that.
+        let pos = src
+            .cwd_pos(Table::Task(i))
+            .or_else(|| src.cwd_pos(Table::Defaults));
+        check(&t.cwd, whose, pos)?;
+    }
+    Ok(())
 }
 
 /// Whose values are being checked: where the text has them, and the task id that names
@@ -132,19 +219,37 @@ fn worker_count(src: &Source, workers: Option<i64>) -> Result<usize, PlanError> 
     Ok(usize::try_from(workers).unwrap_or(usize::MAX))
 }
 
-/// A humantime duration (`"30s"`, `"1h 5m"`) in milliseconds, saturating.
+/// A humantime duration (`"30s"`, `"1h 5m"`) in milliseconds, saturating. Never negative;
+/// a `timeout` or `lease` is at least 1ms (zero would end every attempt, or lose every
+/// worker, at once), where a zero `kill_grace` or backoff means none.
 fn duration(src: &Source, whose: Whose, key: DurationKey, value: &str) -> Result<u64, PlanError> {
-    humantime::parse_duration(value)
+    let zero_ok = !matches!(key, DurationKey::Timeout | DurationKey::Lease);
+    let refuse = |kind| src.error(src.duration_pos(whose.table, key), kind);
+    let out_of_range = || {
+        refuse(K::DurationOutOfRange {
+            scope: whose.scope(),
+            key,
+            value: value.to_string(),
+            zero_ok,
+        })
+    };
+    if value.trim_start().starts_with('-') {
+        return Err(out_of_range());
+    }
+    let ms = humantime::parse_duration(value)
         .map(millis)
         .map_err(|reason| {
-            let kind = K::BadDuration {
+            refuse(K::BadDuration {
                 scope: whose.scope(),
                 key,
                 value: value.to_string(),
                 reason,
-            };
-            src.error(src.duration_pos(whose.table, key), kind)
-        })
+            })
+        })?;
+    if ms == 0 && !zero_ok {
+        return Err(out_of_range());
+    }
+    Ok(ms)
 }
 
 /// `base` with the keys of a `backoff` table that are given replaced.

@@ -541,3 +541,48 @@ fn progress_is_recorded_per_attempt_and_bad_pct_is_refused() {
         fail(2, "error: task p has no attempt 9\n")
     );
 }
+
+/// JSON from standard input has the cap files have; a saved state that would not be read
+/// back (over 16 MiB) is refused, and the state saved before is kept.
+#[test]
+fn stdin_json_and_saved_state_are_capped() {
+    let sb = Sandbox::new();
+    let session = finished_session(&sb);
+    let cap = 16 * 1024 * 1024;
+    let over = format!("\"{}\"", "x".repeat(cap - 1));
+    for verb in [
+        &["save", "k", "--json", "-"][..],
+        &["set", "k", "--json", "-"],
+    ] {
+        assert_eq!(
+            res(&worker_in(&session, "a", verb, over.as_bytes())),
+            fail(
+                2,
+                &format!("error: <stdin>: too large (over {cap} bytes)\n")
+            ),
+            "{verb:?}"
+        );
+    }
+    let nine = format!("\"{}\"", "x".repeat(9 * 1024 * 1024));
+    let save = |key: &str| {
+        res(&worker_in(
+            &session,
+            "a",
+            &["save", key, "--json", "-"],
+            nine.as_bytes(),
+        ))
+    };
+    assert_eq!(save("one"), ok(""));
+    let state = session.join("tasks/a/state.json");
+    let (code, out, err) = save("two");
+    assert_eq!((code, out.as_str()), (Some(2), ""), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: not saving two: {} would be ",
+            state.display()
+        )) && err.ends_with(&format!(" bytes; the limit is {cap}\n")),
+        "{err}"
+    );
+    let (code, out, _) = res(&worker(&session, "a", &["load", "one"]));
+    assert_eq!((code, out.len()), (Some(0), 9 * 1024 * 1024 + 1));
+}

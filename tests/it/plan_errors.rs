@@ -1,5 +1,7 @@
 //! Every plan error gives its exact message, exit code 2, and creates nothing.
 
+use std::fs;
+
 use crate::util::*;
 
 /// Run `orchestrator run` on `text` and check the exact error and that nothing was made.
@@ -120,5 +122,63 @@ fn plan_prints_waves_and_critical_path() {
     let dot = stdout(&o);
     assert!(dot.starts_with("digraph"), "{dot}");
     assert!(dot.contains("\"a\" -> \"b\""), "{dot}");
+    assert!(!sb.sessions().exists());
+}
+
+#[test]
+fn zero_timeout() {
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"true\"\ntimeout = \"0s\"\n",
+        "plan.toml:5:11: timeout must be at least 1ms (got \"0s\")",
+    );
+}
+
+#[test]
+fn negative_kill_grace() {
+    refused(
+        "name = \"p\"\n[defaults]\nkill_grace = \"-2s\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "plan.toml:3:14: kill_grace must not be negative (got \"-2s\")",
+    );
+}
+
+/// A `cwd` is checked when the plan is loaded (relative to the directory `run` is started
+/// in), not when the task first runs.
+#[test]
+fn missing_cwd() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "plan.toml",
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n\
+         [[task]]\nid = \"b\"\nrun = \"true\"\ncwd = \"no/such/dir\"\n",
+    );
+    let expected = format!(
+        "error: plan.toml:8:7: cwd {:?} does not exist\n",
+        sb.path().join("no/such/dir").display().to_string()
+    );
+    for verb in ["run", "plan"] {
+        let o = sb.run(&[verb, "plan.toml"]);
+        assert_eq!(o.status.code(), Some(2), "{verb}: {}", stderr(&o));
+        assert_eq!(stderr(&o), expected, "{verb}");
+    }
+    assert!(!sb.sessions().exists());
+    fs::create_dir_all(sb.path().join("no/such/dir")).unwrap();
+    let o = sb.run(&["plan", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// JSON plans' semantic errors carry a line and column, as TOML plans' do.
+#[test]
+fn json_plan_error_has_line_and_column() {
+    let sb = Sandbox::new();
+    sb.write(
+        "plan.json",
+        "{\"name\": \"p\",\n \"task\": [\n  {\"id\": \"a\", \"run\": \"true\", \"after\": [\"zz\"]}\n]}\n",
+    );
+    let o = sb.run(&["run", "plan.json", "--launcher", "background"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: plan.json:3:40: task \"a\" depends on unknown task \"zz\"\n"
+    );
     assert!(!sb.sessions().exists());
 }

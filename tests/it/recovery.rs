@@ -496,6 +496,30 @@ fn retry_reruns_a_failed_task_and_its_skipped_dependents() {
         fs::read_to_string(sb.out().join("runs-after")).unwrap(),
         "x\n"
     );
+    // The first summary and its rows were moved aside, whole; new ones were written.
+    let names = names_in(&session);
+    let aside = |prefix: &str, suffix: &str| {
+        let n = names
+            .iter()
+            .find(|n| n.starts_with(prefix) && n.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no {prefix}*{suffix} in {names:?}"));
+        session.join(n)
+    };
+    let old = read_json(&aside("summary.superseded-", ".json")).unwrap();
+    assert_eq!(
+        old["counts"],
+        serde_json::json!({"succeeded": 1, "failed": 1, "skipped": 1})
+    );
+    let old_rows = fs::read_to_string(aside("summary-tasks.superseded-", ".jsonl")).unwrap();
+    assert_eq!(old_rows.lines().count(), 3);
+    let new = read_json(&session.join("summary.json")).unwrap();
+    assert_eq!(new["counts"], serde_json::json!({"succeeded": 3}));
+    let rows = fs::read_to_string(session.join("summary-tasks.jsonl")).unwrap();
+    let bad: serde_json::Value = serde_json::from_str(rows.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(
+        (bad["id"].as_str(), bad["attempt"].as_u64()),
+        (Some("bad"), Some(2))
+    );
     let o = sb.run(&["resume", &id]);
     assert_eq!(o.status.code(), Some(3));
     assert_eq!(

@@ -68,6 +68,20 @@ cwd = "sub/dir"
 }
 
 #[test]
+fn a_zero_kill_grace_or_backoff_means_none() {
+    let p = parse(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nkill_grace = \"0s\"\n\
+         backoff = { initial = \"0s\", max = \"0ms\" }\n",
+    )
+    .unwrap();
+    let a = &p.tasks[0];
+    assert_eq!(
+        (a.kill_grace_ms, a.backoff.initial_ms, a.backoff.max_ms),
+        (0, 0, 0)
+    );
+}
+
+#[test]
 fn bare_plan_gets_defaults() {
     let p =
         parse("name = \"p\"\nkeep_windows = true\n[[task]]\nid = \"a\"\nrun = \"true\"\n").unwrap();
@@ -274,6 +288,32 @@ fn every_toml_error_has_its_exact_message() {
             "name = \"p\"\n[[task]]\nrun = \"t\"\n",
             "p.toml:2:1: missing field `id`".into(),
         ),
+        // No duration is negative; a timeout or lease of zero would end every attempt, or
+        // lose every worker, at once.
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\ntimeout = \"0s\"\n",
+            "p.toml:5:11: timeout must be at least 1ms (got \"0s\")".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\ntimeout = \"500us\"\n",
+            "p.toml:5:11: timeout must be at least 1ms (got \"500us\")".into(),
+        ),
+        (
+            "name = \"p\"\nlease = \"0ms\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            "p.toml:2:9: lease must be at least 1ms (got \"0ms\")".into(),
+        ),
+        (
+            "name = \"p\"\n[defaults]\ntimeout = \"-5m\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
+            "p.toml:3:11: timeout must be at least 1ms (got \"-5m\")".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nkill_grace = \" -1s\"\n",
+            "p.toml:5:14: kill_grace must not be negative (got \" -1s\")".into(),
+        ),
+        (
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nbackoff = { max = \"-1s\" }\n",
+            "p.toml:5:19: backoff.max must not be negative (got \"-1s\")".into(),
+        ),
     ];
     for (text, expected) in cases {
         assert_eq!(&err(text), expected, "plan:\n{text}");
@@ -323,7 +363,7 @@ fn cycle_reported_from_earliest_member() {
 }
 
 #[test]
-fn json_plans_work_and_errors_have_positions_or_names() {
+fn json_plans_work_and_errors_have_positions_like_toml() {
     let p = Plan::parse(
         "p.json",
         r#"{"name": "j", "task": [{"id": "a", "run": "true"}, {"id": "b", "cmd": ["x"], "after": ["a"]}]}"#,
@@ -336,36 +376,36 @@ fn json_plans_work_and_errors_have_positions_or_names() {
     let cases: &[(&str, String)] = &[
         (
             r#"{"name": "j", "task": [{"id": "a", "run": "t", "after": ["q"]}]}"#,
-            "p.json: task \"a\" depends on unknown task \"q\"".into(),
+            "p.json:1:58: task \"a\" depends on unknown task \"q\"".into(),
         ),
         (
             r#"{"name": "j", "task": [{"id": "a", "run": "t"}, {"id": "a", "run": "t"}]}"#,
-            "p.json: duplicate task id \"a\" (first defined as task #1)".into(),
+            "p.json:1:56: duplicate task id \"a\" (first defined at line 1)".into(),
         ),
         (
             r#"{"name": "j", "task": [{"id": "a", "run": "t", "after": ["b"]}, {"id": "b", "run": "t", "after": ["a"]}]}"#,
-            "p.json: dependency cycle: a -> b -> a".into(),
+            "p.json:1:31: dependency cycle: a -> b -> a".into(),
         ),
         (
             r#"{"name": "j", "task": [{"id": "a/b", "run": "t"}]}"#,
-            format!("p.json: invalid task id \"a/b\": {SUFFIX}"),
+            format!("p.json:1:31: invalid task id \"a/b\": {SUFFIX}"),
         ),
         (
             r#"{"name": "j", "task": [{"id": "a"}]}"#,
-            "p.json: task \"a\" has neither `run` nor `cmd`".into(),
+            "p.json:1:31: task \"a\" has neither `run` nor `cmd`".into(),
         ),
         (
             r#"{"name": "j", "task": [{"id": "a", "cmd": []}]}"#,
-            "p.json: task \"a\" has an empty `cmd`".into(),
+            "p.json:1:31: task \"a\" has an empty `cmd`".into(),
         ),
         (
             r#"{"name": "j", "workers": 0, "task": [{"id": "a", "run": "t"}]}"#,
-            "p.json: workers must be at least 1".into(),
+            "p.json:1:26: workers must be at least 1".into(),
         ),
         (r#"{"name": "j"}"#, "p.json: plan has no tasks".into()),
         (
             r#"{"name": "j", "task": [{"id": "a", "run": "t", "timeout": "soon"}]}"#,
-            "p.json: task \"a\": invalid duration \"soon\": expected number at 0".into(),
+            "p.json:1:59: invalid duration \"soon\": expected number at 0".into(),
         ),
         (
             "{\"name\": \"j\",\n \"task\": [{\"id\": \"a\", \"rn\": \"t\"}]}",
@@ -375,80 +415,87 @@ fn json_plans_work_and_errors_have_positions_or_names() {
             "{\"name\": \"j\",\n \"workers\": \"x\", \"task\": []}",
             "p.json:2:15: invalid type: string \"x\", expected i64".into(),
         ),
-        // Without positions, messages about a value name it.
         (
             "{\"name\": \"j\", \"lease\": \"x\", \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
-            "p.json: lease: invalid duration \"x\": expected number at 0".into(),
+            "p.json:1:24: invalid duration \"x\": expected number at 0".into(),
         ),
         (
             "{\"name\": \"../j\", \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
-            "p.json: invalid plan name \"../j\": must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot".into(),
+            format!("p.json:1:10: invalid plan name \"../j\": {SUFFIX}"),
         ),
         (
             "{\"name\": \"j\", \"defaults\": {\"timeout\": \"x\"}, \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
-            "p.json: defaults.timeout: invalid duration \"x\": expected number at 0".into(),
+            "p.json:1:39: invalid duration \"x\": expected number at 0".into(),
         ),
         (
             "{\"name\": \"j\", \"defaults\": {\"kill_grace\": \"x\"}, \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
-            "p.json: defaults.kill_grace: invalid duration \"x\": expected number at 0".into(),
+            "p.json:1:42: invalid duration \"x\": expected number at 0".into(),
         ),
         (
             "{\"name\": \"j\", \"defaults\": {\"backoff\": {\"initial\": \"x\"}}, \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
-            "p.json: defaults.backoff.initial: invalid duration \"x\": expected number at 0".into(),
+            "p.json:1:51: invalid duration \"x\": expected number at 0".into(),
         ),
         (
             "{\"name\": \"j\", \"defaults\": {\"backoff\": {\"max\": \"x\"}}, \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
-            "p.json: defaults.backoff.max: invalid duration \"x\": expected number at 0".into(),
+            "p.json:1:47: invalid duration \"x\": expected number at 0".into(),
         ),
         (
             "{\"name\": \"j\", \"defaults\": {\"backoff\": {\"factor\": 0.5}}, \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
-            "p.json: defaults.backoff.factor must be at least 1 (got 0.5)".into(),
+            "p.json:1:50: backoff.factor must be at least 1 (got 0.5)".into(),
         ),
         (
             "{\"name\": \"j\", \"defaults\": {\"backoff\": {\"jitter\": 1.5}}, \"task\": [{\"id\": \"a\", \"run\": \"t\"}]}",
-            "p.json: defaults.backoff.jitter must be between 0 and 1 (got 1.5)".into(),
+            "p.json:1:50: backoff.jitter must be between 0 and 1 (got 1.5)".into(),
         ),
         (
             "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"backoff\": {\"initial\": \"x\"}}]}",
-            "p.json: task \"a\": backoff.initial: invalid duration \"x\": expected number at 0".into(),
+            "p.json:1:71: invalid duration \"x\": expected number at 0".into(),
         ),
         (
             "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"backoff\": {\"factor\": 0.1}}]}",
-            "p.json: task \"a\": backoff.factor must be at least 1 (got 0.1)".into(),
+            "p.json:1:70: backoff.factor must be at least 1 (got 0.1)".into(),
         ),
         (
             "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"backoff\": {\"jitter\": 9}}]}",
-            "p.json: task \"a\": backoff.jitter must be between 0 and 1 (got 9)".into(),
+            "p.json:1:70: backoff.jitter must be between 0 and 1 (got 9)".into(),
         ),
         (
             "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"kill_grace\": \"x\"}]}",
-            "p.json: task \"a\": invalid duration \"x\": expected number at 0".into(),
+            "p.json:1:62: invalid duration \"x\": expected number at 0".into(),
         ),
         (
             "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"marks\": [\"a/b\"]}]}",
-            "p.json: task \"a\": invalid marker name \"a/b\": must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot".into(),
+            format!("p.json:1:31: invalid marker name \"a/b\": {SUFFIX}"),
         ),
         (
             "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"after\": [\"signal:\"]}]}",
-            "p.json: task \"a\": invalid signal name \"\": must be 1-64 characters of [A-Za-z0-9._-] not starting with a dot".into(),
+            format!("p.json:1:58: invalid signal name \"\": {SUFFIX}"),
         ),
         (
             "{\"name\": \"j\", \"task\": [{\"id\": \"all\", \"run\": \"t\"}]}",
-            "p.json: task id \"all\" is reserved (a message recipient)".into(),
+            "p.json:1:31: task id \"all\" is reserved (a message recipient)".into(),
         ),
         (
             "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\", \"cmd\": [\"x\"]}]}",
-            "p.json: task \"a\" has both `run` and `cmd`".into(),
+            "p.json:1:31: task \"a\" has both `run` and `cmd`".into(),
         ),
         (
             "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\"}, {\"id\": \"b\", \"run\": \"t\", \"after\": [\"b\"]}]}",
-            "p.json: dependency cycle: b -> b".into(),
+            "p.json:1:56: dependency cycle: b -> b".into(),
         ),
         (
             "{\"name\": \"j\", \"task\": [{\"id\": \"a\", \"run\": \"t\"}], \"race\": [{\"id\": \"r\", \"tasks\": [\"a\"]}]}",
             "p.json: race \"r\" needs at least two tasks".into(),
         ),
         ("{", "p.json:1:1: EOF while parsing an object".into()),
+        (
+            "{\"name\": \"j\",\n \"task\": [\n  {\"id\": \"a\", \"run\": \"t\",\n   \"timeout\": \"0s\"}]}",
+            "p.json:4:15: timeout must be at least 1ms (got \"0s\")".into(),
+        ),
+        (
+            "{\"name\": \"j\",\n \"task\": [{\"id\": \"a\", \"run\": \"t\"},\n  {\"id\": \"b\", \"run\": \"t\", \"after\": [\"a\",\n    \"zz\"]}]}",
+            "p.json:4:5: task \"b\" depends on unknown task \"zz\"".into(),
+        ),
     ];
     for (text, expected) in cases {
         assert_eq!(&json_err(text), expected, "plan:\n{text}");
@@ -507,11 +554,11 @@ fn errors_are_typed_with_their_location() {
         Path::new("/"),
     )
     .unwrap_err();
-    assert_eq!(e.location(), None);
+    assert_eq!(e.location(), Some(Location { line: 1, col: 56 }));
     assert!(matches!(
         e.kind(),
         K::DuplicateId {
-            first: super::super::FirstDefined::AsTask(1),
+            first: super::super::FirstDefined::AtLine(1),
             ..
         }
     ));

@@ -1,0 +1,139 @@
+//! `orchestrator logs`: a task's output, printed as it is on disk and, with `--follow`,
+//! as it grows. Logs have no size limit (a task writes what it writes), so they are
+//! copied through a fixed buffer, never read whole into memory.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::fsio;
+use crate::session::Session;
+
+/// Copy what `from` holds from its position to its end into `out`: the bytes copied, or
+/// `None` once `out` is closed.
+fn copy(from: &mut impl Read, path: &Path, out: &mut impl Write) -> Result<Option<u64>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        let got = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(got) => got,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(path, "read", e)),
+        };
+        if out.write_all(&buf[..got]).is_err() {
+            return Ok(None);
+        }
+        n += got as u64;
+    }
+    Ok(out.flush().is_ok().then_some(n))
+}
+
+/// Print a task's log (stdout, or stderr), of the given attempt or the latest; with
+/// `follow`, keep printing new output (moving on to newer attempts) until the task has an
+/// outcome, like `tail -f`.
+pub fn logs(
+    s: &Session,
+    task: &str,
+    attempt: Option<u32>,
+    stderr: bool,
+    follow: Option<crate::watch::WatchMode>,
+) -> Result<()> {
+    // `follow`: keep printing, noticing changes in this mode.
+    let watch_mode = follow;
+    let follow = follow.is_some();
+    use std::io::{Seek, SeekFrom, Write};
+    crate::names::validate("task id", task).map_err(Error::Usage)?;
+    let plan = super::required_plan(s)?;
+    if !plan.tasks.iter().any(|t| t.id == task) {
+        return Err(Error::Usage(format!(
+            "session {} has no task {task:?}",
+            s.id()
+        )));
+    }
+    let path_of = |n: u32| {
+        if stderr {
+            s.stderr_log(task, n)
+        } else {
+            s.stdout_log(task, n)
+        }
+    };
+    let latest = || -> Result<Option<u32>> { Ok(attempt.or(s.attempts(task)?.last().copied())) };
+    let mut out = std::io::stdout().lock();
+    let mut current = latest()?;
+    let mut offset = 0u64;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let watch = if follow {
+        Some(crate::watch::start(
+            &[s.task_dir(task)],
+            watch_mode.unwrap_or(crate::watch::WatchMode::Poll),
+            tx,
+            |_| Some(()),
+        )?)
+    } else {
+        None
+    };
+    let rescan = watch
+        .as_ref()
+        .map_or(std::time::Duration::from_millis(500), |w| {
+            w.mode().rescan_interval()
+        });
+    loop {
+        if let Some(n) = current {
+            let path = path_of(n);
+            if let Some(mut f) = fsio::open_read(&path)? {
+                f.seek(SeekFrom::Start(offset))
+                    .map_err(|e| Error::io(&path, "seek", e))?;
+                match copy(&mut f, &path, &mut out)? {
+                    Some(n) => offset += n,
+                    // Nobody reads what we print any more (`logs | head`).
+                    None => return Ok(()),
+                }
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        let finished = fsio::exists(&s.outcome_json(task));
+        let newest = latest()?;
+        if newest != current {
+            current = newest;
+            offset = 0;
+            if let Some(n) = current {
+                let _ = writeln!(out, "--- attempt {n} ---");
+            }
+            continue;
+        }
+        if finished {
+            return Ok(());
+        }
+        let _ = rx.recv_timeout(rescan);
+        while rx.try_recv().is_ok() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_streams_to_the_end_and_stops_at_a_closed_output() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        let n = copy(&mut &data[..], Path::new("x"), &mut out).unwrap();
+        assert_eq!((n, out == data), (Some(200_000), true));
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        assert_eq!(
+            copy(&mut &data[..], Path::new("x"), &mut Closed).unwrap(),
+            None
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! The status module's tests: how a snapshot is drawn, and the rules that read a state.
+
+use std::time::{Duration, SystemTime};
+
+use super::render::attempts_note;
+use super::*;
+use crate::session::Session;
+
+fn task(id: &str, state: TaskState) -> TaskView {
+    let ran = !matches!(state, TaskState::Pending | TaskState::Skipped);
+    TaskView {
+        id: id.into(),
+        state,
+        attempt: u32::from(ran),
+        worker: ran.then(|| "w1".to_string()),
+        exit_code: None,
+        started_at: None,
+        ended_at: None,
+        duration_ms: ran.then_some(1500),
+        reason: None,
+        attempts: Vec::new(),
+        progress: None,
+        error: None,
+    }
+}
+
+fn snap(state: SessionState, tasks: Vec<TaskView>) -> Snapshot {
+    Snapshot {
+        session: "s-20260101-000000-1".into(),
+        path: "/r/s-20260101-000000-1".into(),
+        state,
+        orchestrator_alive: false,
+        created_at: Some("2026-01-01T00:00:00.000Z".into()),
+        tasks,
+        workers: Vec::new(),
+        errors: Vec::new(),
+    }
+}
+
+fn created() -> SystemTime {
+    humantime::parse_rfc3339("2026-01-01T00:00:00.000Z").unwrap()
+}
+
+#[test]
+fn status_counts_every_decided_task_as_done_race_losers_too() {
+    let s = snap(
+        SessionState::Succeeded,
+        vec![
+            task("winner", TaskState::Succeeded),
+            task("loser", TaskState::Lost),
+            task("after", TaskState::Succeeded),
+        ],
+    );
+    assert_eq!(s.done(), 3);
+    assert_eq!(
+        render(&s),
+        "session s-20260101-000000-1 (succeeded): 3/3 tasks done\n\
+         \x20 /r/s-20260101-000000-1\n\
+         \n\
+         TASK    STATE      WORKER  ATTEMPT  DURATION  NOTE\n\
+         winner  succeeded  w1      1        1.5s\n\
+         loser   lost       w1      1        1.5s\n\
+         after   succeeded  w1      1        1.5s\n"
+    );
+}
+
+#[test]
+fn status_counts_decided_states_only() {
+    let s = snap(
+        SessionState::Failed,
+        [
+            TaskState::Succeeded,
+            TaskState::Failed,
+            TaskState::Skipped,
+            TaskState::Cancelled,
+            TaskState::Lost,
+            TaskState::Pending,
+            TaskState::Running,
+            TaskState::Retrying,
+        ]
+        .into_iter()
+        .map(|st| task(st.as_str(), st))
+        .collect(),
+    );
+    let text = render(&s);
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "session s-20260101-000000-1 (failed): 5/8 tasks done"
+    );
+}
+
+#[test]
+fn list_shows_a_failed_session_with_its_decided_tasks_and_unreadable_entries() {
+    let failed = snap(
+        SessionState::Failed,
+        vec![
+            task("a", TaskState::Failed),
+            task("b", TaskState::Lost),
+            task("c", TaskState::Skipped),
+            task("d", TaskState::Pending),
+        ],
+    );
+    let now = created() + Duration::from_secs(300);
+    assert_eq!(
+        list_table(&[ListRow::Session(failed.clone())], now),
+        "SESSION              STATE   DONE  AGE\n\
+         s-20260101-000000-1  failed  3/4   5m\n"
+    );
+    let rows = [
+        ListRow::Session(failed),
+        ListRow::Unreadable {
+            name: "junk".into(),
+            reason: "/r/junk: is writable by other users (mode 777)".into(),
+            modified: Some(now - Duration::from_secs(7200)),
+        },
+        ListRow::Unreadable {
+            name: "x".into(),
+            reason: "/r/x: is not a session directory".into(),
+            modified: None,
+        },
+    ];
+    assert_eq!(
+        list_table(&rows, now),
+        "SESSION              STATE       DONE  AGE  NOTE\n\
+         s-20260101-000000-1  failed      3/4   5m\n\
+         junk                 unreadable  -     2h   /r/junk: is writable by other users (mode 777)\n\
+         x                    unreadable  -     -    /r/x: is not a session directory\n"
+    );
+}
+
+#[test]
+fn list_reads_a_refused_entry_into_an_unreadable_row() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("stray")).unwrap();
+    // Private whatever the umask: refused for what it lacks, not for its mode.
+    std::fs::set_permissions(
+        d.path().join("stray"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let listing = Session::list(d.path()).unwrap();
+    let rows = list_rows(&listing);
+    let [ListRow::Unreadable { name, reason, .. }] = &rows[..] else {
+        panic!("{rows:?}");
+    };
+    assert_eq!(name, "stray");
+    assert_eq!(
+        reason,
+        &format!(
+            "{}: is not a maestro session (no session.json)",
+            d.path().join("stray").display()
+        )
+    );
+}
+
+#[test]
+fn session_state_comes_from_the_summary_then_the_journal() {
+    use SessionState::*;
+    assert_eq!(session_state(Some(Failed), false, Some(Running)), Failed);
+    assert_eq!(session_state(Some(Succeeded), true, None), Succeeded);
+    assert_eq!(session_state(None, true, Some(Running)), Running);
+    assert_eq!(session_state(None, true, Some(Stopping)), Stopping);
+    assert_eq!(session_state(None, true, Some(Interrupted)), Running);
+    // No orchestrator: the journal's word, where `running` means it died.
+    assert_eq!(session_state(None, false, Some(Running)), Interrupted);
+    assert_eq!(session_state(None, false, None), Interrupted);
+    assert_eq!(session_state(None, false, Some(Stopping)), Stopping);
+    assert_eq!(session_state(None, false, Some(Interrupted)), Interrupted);
+}
+
+#[test]
+fn a_dead_orchestrators_session_says_how_to_go_on() {
+    for state in [SessionState::Interrupted, SessionState::Stopping] {
+        let s = snap(state, vec![task("a", TaskState::Running)]);
+        assert_eq!(
+            render(&s),
+            format!(
+                "session s-20260101-000000-1 ({}): 0/1 tasks done\n\
+                 \x20 /r/s-20260101-000000-1\n\
+                 \n\
+                 \x20 its orchestrator is gone: `orchestrator resume s-20260101-000000-1` carries on, `orchestrator cancel s-20260101-000000-1` stops it\n\
+                 \n\
+                 TASK  STATE    WORKER  ATTEMPT  DURATION  NOTE\n\
+                 a     running  w1      1        1.5s\n",
+                state.as_str()
+            )
+        );
+    }
+    let mut live = snap(SessionState::Stopping, vec![]);
+    live.orchestrator_alive = true;
+    assert!(!render(&live).contains("orchestrator is gone"));
+}
+
+#[test]
+fn attempts_note_tells_running_from_queued() {
+    let mut t = task("a", TaskState::Running);
+    t.attempt = 2;
+    t.attempts = vec![
+        AttemptView {
+            attempt: 1,
+            worker: Some("w1".into()),
+            ended: Some(EndReason::WorkerLost),
+        },
+        AttemptView {
+            attempt: 2,
+            worker: Some("w2".into()),
+            ended: None,
+        },
+    ];
+    assert_eq!(
+        attempts_note(&t),
+        "attempts: 1 worker_lost (w1), 2 running (w2)"
+    );
+    t.state = TaskState::Pending;
+    t.attempt = 1;
+    assert_eq!(
+        attempts_note(&t),
+        "attempts: 1 worker_lost (w1), 2 queued (w2)"
+    );
+}
+
+#[test]
+fn workers_state_comes_from_their_journals_last_line() {
+    let started = WorkerEvent::Started(Started {
+        task: "t".into(),
+        attempt: 1,
+        worker: "w1".into(),
+        pid: 1,
+        pgid: 1,
+        started_at: "x".into(),
+        started_unix_ms: 0,
+        proc_start: None,
+        boot_id: None,
+    });
+    assert_eq!(
+        worker_status(true, Some(started.clone()), true, false),
+        (WorkerStatus::Running, Some("t".into()))
+    );
+    assert_eq!(
+        worker_status(true, Some(started), false, false),
+        (WorkerStatus::Lost, None)
+    );
+    assert_eq!(
+        worker_status(true, Some(WorkerEvent::Stopped {}), false, true),
+        (WorkerStatus::Exited, None)
+    );
+    let ready = WorkerEvent::Ready {
+        pid: 1,
+        protocol: None,
+    };
+    assert_eq!(
+        worker_status(true, Some(ready), true, false),
+        (WorkerStatus::Idle, None)
+    );
+    assert_eq!(
+        worker_status(false, None, false, false),
+        (WorkerStatus::Starting, None)
+    );
+    assert_eq!(
+        worker_status(false, None, false, true),
+        (WorkerStatus::Lost, None)
+    );
+}
+
+#[test]
+fn json_keeps_the_state_strings() {
+    let mut s = snap(
+        SessionState::Interrupted,
+        vec![task("a", TaskState::Retrying)],
+    );
+    s.tasks[0].attempts = vec![AttemptView {
+        attempt: 1,
+        worker: None,
+        ended: Some(EndReason::TimedOut),
+    }];
+    s.workers = vec![WorkerView {
+        id: "w1".into(),
+        pid: Some(7),
+        state: WorkerStatus::Idle,
+        task: None,
+        terminal: None,
+        error: None,
+    }];
+    let v = to_json(&s);
+    assert_eq!(v["state"], "interrupted");
+    assert_eq!(v["tasks"][0]["state"], "retrying");
+    assert_eq!(v["tasks"][0]["attempts"][0]["ended"], "timed_out");
+    assert_eq!(v["workers"][0]["state"], "idle");
+    assert!(v.get("orchestrator_alive").is_none(), "{v}");
+}
+
+/// Files that could not be read are shown where they belong: the session's under its
+/// heading, a task's and a worker's in their NOTE; everything else as usual.
+#[test]
+fn unreadable_files_are_shown_where_they_belong() {
+    let mut bad = task("b", TaskState::Failed);
+    bad.error = Some("/r/tasks/b/outcome.json: invalid JSON: EOF".into());
+    let mut s = snap(
+        SessionState::Failed,
+        vec![task("a", TaskState::Succeeded), bad],
+    );
+    s.errors = vec!["/r/summary.json: invalid JSON: EOF".into()];
+    let worker = |id: &str, error: Option<&str>| WorkerView {
+        id: id.into(),
+        pid: Some(7),
+        state: WorkerStatus::Exited,
+        task: None,
+        terminal: None,
+        error: error.map(str::to_string),
+    };
+    s.workers = vec![
+        worker("w1", None),
+        worker("w2", Some("/r/workers/w2/worker.json: invalid JSON: EOF")),
+    ];
+    assert_eq!(
+        render(&s),
+        "session s-20260101-000000-1 (failed): 2/2 tasks done\n\
+         \x20 /r/s-20260101-000000-1\n\
+         \n\
+         \x20 unreadable: /r/summary.json: invalid JSON: EOF\n\
+         \n\
+         TASK  STATE      WORKER  ATTEMPT  DURATION  NOTE\n\
+         a     succeeded  w1      1        1.5s\n\
+         b     failed     w1      1        1.5s      unreadable: /r/tasks/b/outcome.json: invalid JSON: EOF\n\
+         \n\
+         WORKER  PID  STATE   TASK  TERMINAL  NOTE\n\
+         w1      7    exited  -     -\n\
+         w2      7    exited  -     -         unreadable: /r/workers/w2/worker.json: invalid JSON: EOF\n"
+    );
+    assert_eq!(s.unreadable(), 3);
+    let v = to_json(&s);
+    assert_eq!(v["errors"][0], "/r/summary.json: invalid JSON: EOF");
+    assert_eq!(
+        v["tasks"][1]["error"],
+        "/r/tasks/b/outcome.json: invalid JSON: EOF"
+    );
+    assert!(v["tasks"][0].get("error").is_none(), "no error, no key");
+    assert_eq!(
+        v["workers"][1]["error"],
+        "/r/workers/w2/worker.json: invalid JSON: EOF"
+    );
+    let now = created() + Duration::from_secs(60);
+    let rows = [ListRow::Session(s.clone())];
+    assert_eq!(
+        list_table(&rows, now),
+        "SESSION              STATE   DONE  AGE  NOTE\n\
+         s-20260101-000000-1  failed  2/2   60s  3 unreadable files: `orchestrator status s-20260101-000000-1` shows which\n"
+    );
+    let clean = snap(SessionState::Succeeded, vec![]);
+    assert!(to_json(&clean).get("errors").is_none());
+}
+
+#[test]
+fn list_json_has_a_row_for_every_entry_with_why() {
+    let mut s = snap(SessionState::Failed, vec![task("a", TaskState::Failed)]);
+    s.created_at = None;
+    let modified = created();
+    let rows = [
+        ListRow::Session(s),
+        ListRow::Unreadable {
+            name: "junk".into(),
+            reason: "/r/junk: is not a session directory".into(),
+            modified: Some(modified),
+        },
+    ];
+    assert_eq!(
+        list_json(&rows),
+        serde_json::json!([
+            {"session": "s-20260101-000000-1", "path": "/r/s-20260101-000000-1",
+             "state": "failed", "done": 1, "total": 1, "created_at": null, "unreadable": 0},
+            {"session": "junk", "state": "unreadable",
+             "reason": "/r/junk: is not a session directory",
+             "modified": "2026-01-01T00:00:00.000Z"},
+        ])
+    );
+    assert_eq!(
+        list_table(&rows, modified + Duration::from_secs(5))
+            .lines()
+            .nth(1),
+        Some("s-20260101-000000-1  failed      1/1   -")
+    );
+}
