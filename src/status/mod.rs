@@ -48,6 +48,10 @@ pub struct TaskView {
     pub attempts: Vec<AttemptView>,
     /// The running attempt's last `worker progress` report.
     pub progress: Option<crate::shared::Progress>,
+    /// The task's secret variables, values redacted (`PGPASSWORD=<from the caller>`):
+    /// which ones it takes and from where, never what they hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<String>,
     /// The task's files that could not be read, each message naming its file (the rest
     /// of the view comes from the other files and the journal).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -173,8 +177,18 @@ pub fn snapshot(s: &Session) -> Snapshot {
     let info: Option<SessionInfo> = errors.keep(fsio::read_json(&s.session_json())).flatten();
     let mut history = errors.keep(journal::read_history(s)).unwrap_or_default();
     // Without the plan, the journal still has the tasks, in plan order.
+    let mut secrets = std::collections::HashMap::new();
     let ids: Vec<String> = match errors.keep(required_plan(s)) {
-        Some(plan) => plan.tasks.into_iter().map(|t| t.id).collect(),
+        Some(plan) => plan
+            .tasks
+            .into_iter()
+            .map(|t| {
+                if let Some(line) = t.secrets() {
+                    secrets.insert(t.id.clone(), line);
+                }
+                t.id
+            })
+            .collect(),
         None => history
             .task_order
             .iter()
@@ -195,6 +209,7 @@ pub fn snapshot(s: &Session) -> Snapshot {
     for id in &ids {
         let mut v = task_view(s, id, history.tasks.get(id), &worker_ids);
         v.attempts = attempts_of(&mut history, &v);
+        v.secrets = secrets.remove(id);
         tasks.push(v);
     }
     let workers = worker_ids
@@ -290,6 +305,7 @@ fn undecided(id: &str) -> TaskView {
         reason: None,
         attempts: Vec::new(),
         progress: None,
+        secrets: None,
         error: None,
     }
 }

@@ -100,6 +100,11 @@ pub fn render(snap: &Snapshot) -> String {
         ]);
     }
     out.push_str(&table(&rows));
+    for t in &snap.tasks {
+        if let Some(line) = &t.secrets {
+            let _ = writeln!(out, "secrets of {}: {line}", t.id);
+        }
+    }
     if !snap.workers.is_empty() {
         out.push('\n');
         let mut header = vec![

@@ -20,6 +20,7 @@ fn task(id: &str, state: TaskState) -> TaskView {
         reason: None,
         attempts: Vec::new(),
         progress: None,
+        secrets: None,
         error: None,
     }
 }

@@ -68,6 +68,18 @@ fn secrets_reach_the_task_and_no_file_of_the_session_holds_them() {
         "{text}"
     );
     assert!(!text.contains(PARENT) && !text.contains(FILED));
+    // So does `status`, in text and JSON.
+    let redacted = format!(
+        "MAESTRO_TEST_SECRET=<from the caller>, TOKEN=<from {}>",
+        sb.path().join("secret.env").display()
+    );
+    let o = sb.run(&["status", session.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains(&format!("secrets of a: {redacted}\n")),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(status_json(&sb, &session)["tasks"][0]["secrets"], redacted);
 }
 
 #[test]
