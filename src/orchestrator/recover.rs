@@ -282,6 +282,12 @@ fn scan(
                         .exits
                         .push((id.clone(), a.attempt, exit_of(session, rec)));
                 }
+                // A live worker may be between writing the file and journalling it: its
+                // line will come (or its death will judge the file).
+                _ if a
+                    .worker
+                    .as_ref()
+                    .is_some_and(|w| found.workers.iter().any(|f| f.alive && f.id == *w)) => {}
                 _ => {
                     let why = match &a.worker {
                         Some(w) => format!("worker {w} did not journal this exit"),
