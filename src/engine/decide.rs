@@ -59,7 +59,9 @@ impl Engine {
             });
         }
         if !current {
-            self.stale(t, attempt, wid, &exit);
+            if !self.taken(t, attempt, wid) {
+                self.stale(t, attempt, wid, &exit);
+            }
             return;
         }
         // The round trip "exit -> next assignment" is on every worker's critical path,
@@ -97,7 +99,18 @@ impl Engine {
         });
     }
 
-    fn stale(&mut self, t: TaskIx, attempt: u32, wid: &str, exit: &Exit) {
+    /// Whether the exit of attempt `attempt` of task `t` on `wid` was already taken.
+    pub(super) fn taken(&self, t: TaskIx, attempt: u32, wid: &str) -> bool {
+        self.tasks[t]
+            .taken
+            .iter()
+            .any(|(a, w)| *a == attempt && w == wid)
+    }
+
+    /// Journal the exit of an attempt that no longer holds the fence: kept on disk, never
+    /// the outcome.
+    pub(super) fn stale(&mut self, t: TaskIx, attempt: u32, wid: &str, exit: &Exit) {
+        self.tasks[t].taken.push((attempt, wid.to_string()));
         let exit_code = match exit {
             Exit::Record { record, .. } => record.exit_code,
             Exit::Unreadable(_) => None,
@@ -120,6 +133,9 @@ impl Engine {
     /// Decide what the current attempt's exit means: success, a retry after a backoff,
     /// or the task's final failure.
     fn accept(&mut self, t: TaskIx, attempt: u32, wid: &str, exit: Exit, now: Instant) {
+        if !self.taken(t, attempt, wid) {
+            self.tasks[t].taken.push((attempt, wid.to_string()));
+        }
         let (state, reason, record, result) = match exit {
             Exit::Record { record, result } if record.succeeded() => {
                 (TaskState::Succeeded, None, Some(record), result)

@@ -147,6 +147,12 @@ struct Task {
     held: Option<Decision>,
     /// The accepted result, kept for races (a winner's result is the race's).
     result: Option<serde_json::Value>,
+    /// Attempts whose exit was taken, accepted or refused as stale, with their worker.
+    /// An exit can be read twice: a resume takes it from `exit.json` while the worker's
+    /// `exited` line, appended after the resume read that worker's journal, comes in
+    /// later. The second reading is the same exit, not a late one of a superseded
+    /// attempt.
+    taken: Vec<(u32, String)>,
 }
 
 /// Signals no one can raise any more, as far as one look at the files can tell.

@@ -41,6 +41,18 @@ impl Engine {
             task.fence = h.fence.clone();
             task.failures = h.failures;
             task.reassigns = h.reassigns;
+            task.taken = h
+                .attempts
+                .iter()
+                .filter(|a| {
+                    a.stale
+                        || matches!(
+                            a.ended,
+                            Some(EndReason::Exited | EndReason::Failed | EndReason::TimedOut)
+                        )
+                })
+                .filter_map(|a| a.worker.clone().map(|w| (a.attempt, w)))
+                .collect();
             if let Some(s) = h.decided {
                 skipped.extend(e.restore_decided(t, s));
                 continue;
@@ -221,28 +233,19 @@ impl Engine {
             let Some(&t) = self.index.get(&task) else {
                 continue;
             };
-            let worker = started
-                .get(&(task.clone(), n))
-                .map(|(w, _)| w.clone())
-                .unwrap_or_default();
-            let code = match &exit {
-                Exit::Record { record, .. } => record.exit_code,
-                Exit::Unreadable(_) => None,
+            // The record names who ran it (its `started` line is not collected once
+            // its exit is on disk).
+            let worker = match &exit {
+                Exit::Record { record, .. } => record.worker.clone(),
+                Exit::Unreadable(_) => started
+                    .get(&(task.clone(), n))
+                    .map(|(w, _)| w.clone())
+                    .unwrap_or_default(),
             };
-            self.journal(Event::StaleResult {
-                task: task.clone(),
-                attempt: n,
-                worker: Some(worker.clone()),
-                exit_code: code,
-                current_attempt: self.tasks[t].attempt,
-            });
-            self.journal(Event::AttemptEnded {
-                task,
-                attempt: n,
-                worker: Some(worker),
-                reason: EndReason::Stale,
-            });
-            started.retain(|k, _| k != &(self.id(t), n));
+            if !self.taken(t, n, &worker) {
+                self.stale(t, n, &worker, &exit);
+            }
+            started.remove(&(task, n));
         }
 
         // Attempts that started, have no exit, and are not the attempt an adopted worker

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::util::*;
 
 // ---- helpers ---------------------------------------------------------------------------
@@ -181,6 +183,108 @@ fn resume_refuses_the_late_exit_of_an_attempt_superseded_by_a_reassign() {
     );
     fs::write(sb.out().join("go"), "").unwrap();
     resume_after_the_late_exit_and_check_attempt_1_is_stale(&mut sb, &session);
+}
+
+// ---- resume journalled the exit it had just accepted as stale --------------------------
+
+/// A worker writes an attempt's `exit.json`, then its journal line `exited`. A resume that
+/// looks between the two takes the exit from `exit.json` (the worker's journal had no
+/// such line when it was read); the line comes in afterwards. Before the fix the line
+/// was fed as a second exit and journalled `stale_result` / `attempt_ended: stale`: the
+/// journal called the attempt whose exit decided the task superseded (the soak's "a
+/// result from an older attempt was accepted", under SIGSTOP pauses and resumes).
+///
+/// The two writes are microseconds apart; the test holds the worker between them: with
+/// the orchestrator killed, it stops `a`'s worker before it records anything, lets the
+/// task end, writes the `exit.json` the worker writes first, resumes, and continues the
+/// worker, which writes its own `exit.json` and journals `exited`. Idle, it is told to
+/// stop and leaves. Exits now come from journal lines only: the resume leaves the file of
+/// a live worker alone, and takes the exit once, from the line.
+#[test]
+fn resume_takes_an_exit_once_when_the_worker_journals_it_after_the_look() {
+    let mut sb = Sandbox::new();
+    let session = sb.start_plan(
+        "twice.toml",
+        &format!(
+            "name = \"twice\"\nworkers = 2\n\
+             [[task]]\nid = \"a\"\nrun = '{}'\n\
+             [[task]]\nid = \"b\"\nrun = '{}'\n",
+            gated("go"),
+            gated("end")
+        ),
+        &[],
+    );
+    let wa = wait_started(&session, "a", 1);
+    wait_started(&session, "b", 1);
+    // The orchestrator first: a worker stopped when its parent dies would be sent SIGHUP
+    // by the kernel (its process group becomes orphaned with a stopped member).
+    sb.kill_orchestrator(&session);
+    let pid = worker_pid(&session, &wa);
+    signal(pid, "-STOP");
+    let pgid = pgid_of(&session, "a", 1);
+    fs::write(sb.out().join("go"), "").unwrap();
+    wait_until(Duration::from_secs(30), "a's task to end", || {
+        group_members(pgid).is_empty()
+    });
+    let started = started_line(&session, "a", 1).unwrap();
+    let record = serde_json::json!({
+        "task": "a", "attempt": 1, "worker": wa, "exit_code": 0, "signal": null,
+        "started_at": started["started_at"], "ended_at": started["started_at"],
+        "duration_ms": 1, "timed_out": false, "has_result": false,
+    });
+    fs::write(
+        session.join("tasks/a/attempt-1/exit.json"),
+        serde_json::to_vec(&record).unwrap(),
+    )
+    .unwrap();
+
+    let s = session.to_str().unwrap().to_string();
+    assert_eq!(sb.start(&["resume", &s]), session);
+    wait_until(Duration::from_secs(30), "the resume", || {
+        events(&session)
+            .iter()
+            .any(|e| e["event"] == "session_resumed")
+    });
+    signal(pid, "-CONT");
+    wait_until(Duration::from_secs(30), "a decided from its line", || {
+        has_event(&session, "task_finished", "a", 1)
+    });
+    wait_until(Duration::from_secs(30), "a's worker seen leaving", || {
+        events(&session)
+            .iter()
+            .any(|e| e["event"] == "worker_exited" && e["worker"] == wa.as_str())
+    });
+    assert!(
+        journal_lines(&session, "exited")
+            .iter()
+            .any(|e| e["task"] == "a" && e["attempt"] == 1),
+        "the worker journalled a's exit after the resume"
+    );
+    fs::write(sb.out().join("end"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
+    assert!(
+        !has_event(&session, "stale_result", "a", 1),
+        "attempt 1's exit, accepted on resume, was journalled stale when its line came in"
+    );
+    let decided: Vec<Value> = events(&session)
+        .into_iter()
+        .filter(|e| e["event"] == "task_finished" && e["task"] == "a")
+        .collect();
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert!(
+        !events(&session).iter().any(|e| e["event"] == "quarantined"),
+        "a live worker's file was quarantined"
+    );
+    let o = outcome(&session, "a");
+    assert_eq!(
+        (
+            o["state"].as_str(),
+            o["attempt"].as_u64(),
+            o["worker"].as_str()
+        ),
+        (Some("succeeded"), Some(1), Some(wa.as_str())),
+        "{o}"
+    );
 }
 
 // ---- a worker killed while the orchestrator was down left its task running -------------

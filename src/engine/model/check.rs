@@ -60,10 +60,22 @@ impl World {
                         );
                         self.accepted
                             .insert(task.clone(), (*attempt, worker.clone()));
+                        self.accepted_ever
+                            .insert((task.clone(), *attempt, worker.clone()));
                     }
                     EndReason::WorkerLost => self.stats.workers_lost += 1,
                     EndReason::Reassigned => self.stats.reassigned += 1,
-                    EndReason::Stale => self.stats.stale += 1,
+                    EndReason::Stale => {
+                        // Read twice, an accepted exit is still the accepted one.
+                        assert!(
+                            !self
+                                .accepted_ever
+                                .contains(&(task.clone(), *attempt, worker.clone())),
+                            "{task}: the accepted exit of attempt {attempt} on {worker} \
+                             journalled stale"
+                        );
+                        self.stats.stale += 1;
+                    }
                     EndReason::Cancelled | EndReason::Lost | EndReason::Interrupted => {
                         panic!(
                             "{task} attempt {attempt} ended {reason:?}: no one cancels or \

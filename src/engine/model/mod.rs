@@ -10,14 +10,21 @@
 //! The world is faithful: an assignment is claimed only by the worker it was written
 //! to, a worker runs one attempt at a time and claims the next only after recording the
 //! last one's exit, an exit is written by the worker that ran the attempt, a dead or
-//! stuck worker writes nothing, the shell answers a withdrawal at once (and, when it was
-//! refused, reads the worker's journal: the exit that preceded the claim) and journals
-//! what the engine leaves to it (`worker_spawned`, `retry_scheduled`).
+//! stuck worker writes nothing, a worker told to stop still claims and runs what was
+//! published to it before it leaves, the shell answers a withdrawal at once (and, when it
+//! was refused, reads the worker's journal: the exit that preceded the claim), follows
+//! the journals of busy workers and of those it gave up on (the others' lines wait for
+//! their death or their next task), and journals what the engine leaves to it
+//! (`worker_spawned`, `retry_scheduled`). A restarted orchestrator gets what the shell's
+//! scan finds: the exits of undecided tasks' fence attempts and of attempts taken away,
+//! the starts without an exit; a worker's exit line may come after that scan read its
+//! journal, though its exit file was there: the exit is then read twice.
 //!
 //! Checked after every step: workers running a current attempt never exceed the limit;
 //! each task decided once and never again (across restarts too); an outcome taken from
 //! an exit comes from the attempt and worker of the task's latest assignment that was
-//! neither withdrawn nor superseded, and that worker wrote it; a task is assigned and
+//! neither withdrawn nor superseded, and that worker wrote it, and is never journalled
+//! stale afterwards (read twice, it is the same exit); a task is assigned and
 //! succeeds only after its dependencies succeeded, and is skipped only after one of them
 //! did not; a task fails on its exits only once its retries are used up; `task_assigned`
 //! is journalled before the assignment is published; a refused withdrawal is never asked
@@ -110,7 +117,10 @@ enum Act {
     Unstick(u8),
     Time,
     Reassign(u8),
-    Restart,
+    /// The orchestrator dies and another resumes. `true`: the workers' unread `exited`
+    /// lines were appended after the new one read their journals, though their exit
+    /// files were there when it looked: it reads those exits twice.
+    Restart(bool),
 }
 
 fn act() -> impl Strategy<Value = Act> {
@@ -126,7 +136,7 @@ fn act() -> impl Strategy<Value = Act> {
         1 => any::<u8>().prop_map(Act::Unstick),
         2 => Just(Act::Time),
         1 => any::<u8>().prop_map(Act::Reassign),
-        1 => Just(Act::Restart),
+        1 => any::<bool>().prop_map(Act::Restart),
     ]
 }
 
@@ -220,6 +230,8 @@ struct World {
     /// Per task, the last attempt whose exit was accepted (`attempt_ended` exited or
     /// failed), and its worker.
     accepted: BTreeMap<String, (u32, String)>,
+    /// Every (task, attempt, worker) whose exit was ever accepted.
+    accepted_ever: BTreeSet<(String, u32, String)>,
     /// `ScheduleRetry`s per task, over every orchestrator.
     retries_used: BTreeMap<String, u32>,
     /// Withdrawals refused (the worker had claimed): (worker, task, attempt).

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::{Act, SimWorker, Spec, Stats, World};
 use crate::engine::tests::{UNIX0, exit_of, killed, plan, record, shell_events, started};
 use crate::engine::*;
-use crate::journal::{DeathCause, History};
+use crate::journal::{DeathCause, EndReason, History};
 use crate::proto::ExitRecord;
 
 const LEASE_MS: u64 = 10_000;
@@ -39,6 +39,7 @@ impl World {
             decided: BTreeMap::new(),
             current: BTreeMap::new(),
             accepted: BTreeMap::new(),
+            accepted_ever: BTreeSet::new(),
             retries_used: BTreeMap::new(),
             refused: BTreeSet::new(),
             given: BTreeSet::new(),
@@ -104,7 +105,9 @@ impl World {
         let leaving: Vec<String> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.alive && w.stopped && !w.stuck && w.running.is_none())
+            .filter(|(_, w)| {
+                w.alive && w.stopped && !w.stuck && w.running.is_none() && w.assigned.is_empty()
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in &leaving {
@@ -299,6 +302,14 @@ impl World {
 
     // ---- the world's moves ----
 
+    /// Whether the shell follows this worker's journal now: busy, or given up on alive.
+    fn followed(&self, id: &str) -> bool {
+        matches!(
+            self.e.worker_state(id),
+            Some(WorkerState::Busy { .. } | WorkerState::Gone)
+        )
+    }
+
     fn pick(&self, i: u8, f: impl Fn(&SimWorker) -> bool) -> Option<String> {
         let c: Vec<&String> = self
             .workers
@@ -415,14 +426,22 @@ impl World {
         self.feed(Fact::Tick);
     }
 
-    /// The orchestrator dies and a new one resumes from the journal and the disk.
-    fn restart(&mut self) {
+    /// The orchestrator dies and a new one resumes from the journal and the disk; `late`:
+    /// see [`Act::Restart`].
+    fn restart(&mut self, late: bool) {
         self.stats.restarts += 1;
         self.given.clear();
         let mut found = Found::default();
+        let exits_on_disk = self.exits.clone();
         for (id, w) in self.workers.iter_mut() {
-            // The new orchestrator reads the worker journals from disk, not the old tail.
-            w.unread.clear();
+            // The new orchestrator reads the worker journals from disk, not the old tail:
+            // what was there when it looked is gone, what came after it reads later.
+            let after: VecDeque<Fact> = w
+                .unread
+                .drain(..)
+                .filter(|f| late && w.alive && matches!(f, Fact::AttemptExited { .. }))
+                .collect();
+            w.unread = after;
             found.workers.push(FoundWorker {
                 id: id.clone(),
                 alive: w.alive,
@@ -432,12 +451,32 @@ impl World {
                 claimed: w.claimed.clone(),
                 // The shell takes back every assignment not claimed, before the facts.
                 withdrawn: std::mem::take(&mut w.assigned),
-                started: w.started.clone(),
+                started: w
+                    .started
+                    .iter()
+                    .filter(|st| !exits_on_disk.contains_key(&(st.task.clone(), st.attempt)))
+                    .cloned()
+                    .collect(),
             });
         }
+        // As the shell's scan: the fence attempt's exit and those of attempts taken away
+        // and not refused yet, of undecided tasks.
         found.exits = self
             .exits
             .iter()
+            .filter(|((t, a), _)| {
+                self.history.tasks.get(t).is_some_and(|h| {
+                    h.decided.is_none()
+                        && h.attempt(*a).is_some_and(|ah| {
+                            h.fence.as_ref().is_some_and(|f| f.0 == *a)
+                                || (!ah.stale
+                                    && matches!(
+                                        ah.ended,
+                                        None | Some(EndReason::WorkerLost | EndReason::Reassigned)
+                                    ))
+                        })
+                })
+            })
             .map(|((t, a), r)| (t.clone(), *a, exit_of(r.clone(), None)))
             .collect();
         found.outcomes = self.decided.iter().map(|(t, s)| (t.clone(), *s)).collect();
@@ -484,7 +523,14 @@ impl World {
                 }
             }
             Act::Read(i) => {
-                if let Some(id) = self.pick(i, |w| !w.unread.is_empty()) {
+                let ids: Vec<String> = self
+                    .workers
+                    .iter()
+                    .filter(|(id, w)| !w.unread.is_empty() && self.followed(id))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                if !ids.is_empty() {
+                    let id = ids[i as usize % ids.len()].clone();
                     self.read(&id);
                 }
             }
@@ -520,7 +566,7 @@ impl World {
                     task: Some(task),
                 });
             }
-            Act::Restart => self.restart(),
+            Act::Restart(late) => self.restart(late),
         }
     }
 
@@ -534,7 +580,7 @@ impl World {
             let mut moved = false;
             let ids: Vec<String> = self.workers.keys().cloned().collect();
             for id in &ids {
-                while !self.workers[id].unread.is_empty() {
+                while !self.workers[id].unread.is_empty() && self.followed(id) {
                     self.read(id);
                     moved = true;
                 }
@@ -550,7 +596,7 @@ impl World {
                     continue;
                 }
                 match self.workers[id].running.clone() {
-                    None if !w.stopped && !w.assigned.is_empty() => self.claim(id),
+                    None if !w.assigned.is_empty() => self.claim(id),
                     Some((_, _, false)) => self.begin(id),
                     Some((task, attempt, true)) => {
                         // Some attempts fail, so retries and skips happen here too.
@@ -606,5 +652,5 @@ fn fact_line(f: &Fact) -> String {
 /// A registered worker not told to stop claims what was published to it once it runs
 /// nothing.
 fn can_claim(w: &SimWorker) -> bool {
-    w.registered && !w.stopped && w.running.is_none() && !w.assigned.is_empty()
+    w.registered && w.running.is_none() && !w.assigned.is_empty()
 }

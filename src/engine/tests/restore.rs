@@ -241,3 +241,88 @@ fn on_resume_a_worker_of_another_protocol_is_stopped_not_adopted() {
     assert_eq!(spawns(&c), ["w2"]);
     assert_eq!(r.register("w2").assigns(), [assigned("w2", "a", 2)]);
 }
+
+/// A resume takes w1's exit of attempt 1 from `exit.json`; the worker's `exited` line,
+/// appended after the resume read its journal, comes in next. It is the same exit:
+/// nothing more is journalled. (It was journalled `stale_result`, so the journal called
+/// the attempt whose exit decided the task superseded.)
+#[test]
+fn an_exit_taken_on_resume_then_read_from_the_worker_s_journal_is_one_exit() {
+    let (mut r, c) = resume_after_a_ended(&Sim::running_a(LONG), true, 0);
+    assert_eq!(c.decides(), ["a: succeeded, attempt 1 on w1"]);
+    let again = r.exit("w1", "a", 1, 0);
+    assert!(events(&again).is_empty(), "{:?}", again.cmds);
+    assert_eq!(
+        r.history.tasks["a"].attempt(1).map(|a| a.stale),
+        Some(false)
+    );
+}
+
+/// The same across orchestrators, with the task still open: one resume took the exit
+/// (a failure, retried after a backoff); its line comes in under the next orchestrator,
+/// rebuilt from the journal, which knows that exit was taken.
+#[test]
+fn an_exit_taken_by_an_earlier_resume_is_one_exit_under_the_next() {
+    let backoff = "[defaults]\nretries = 1\nbackoff = { initial = \"10s\", jitter = 0 }\n";
+    let mut s = Sim::with_more(ONE, backoff, 1);
+    s.start();
+    s.register("w1");
+    s.begin("w1", "a", 1);
+    let (r, c) = s.resume(Found {
+        workers: vec![found_running_a("w1", 1, true)],
+        exits: vec![found_exit("a", 1, "w1", 1)],
+        ..Default::default()
+    });
+    assert!(has(&c, |c| matches!(
+        c,
+        Command::ScheduleRetry {
+            failed_attempt: 1,
+            ..
+        }
+    )));
+    let (mut r2, _) = r.resume(Found {
+        workers: vec![found_worker("w1", true)],
+        ..Default::default()
+    });
+    let again = r2.exit("w1", "a", 1, 1);
+    assert!(events(&again).is_empty(), "{:?}", again.cmds);
+    assert_eq!(r2.advance(10_000).assigns(), [assigned("w1", "a", 2)]);
+    assert_eq!(
+        r2.run("w1", "a", 2, 0).decides(),
+        ["a: succeeded, attempt 2 on w1"]
+    );
+}
+
+/// A superseded attempt's late exit found on disk is refused once, under the name of the
+/// worker its record names (its `started` line is not collected once the exit is on
+/// disk); read again when that worker's journal comes in, it is not refused twice.
+#[test]
+fn a_late_exit_found_on_resume_is_refused_once_and_names_its_worker() {
+    let mut s = Sim::running_a(LEASE);
+    s.advance(10_001);
+    assert_eq!(s.register("w2").assigns(), [assigned("w2", "a", 2)]);
+    s.begin("w2", "a", 2);
+    let (mut r, c) = s.resume(Found {
+        workers: vec![
+            FoundWorker {
+                stopped: true,
+                claimed: vec![("a".into(), 1)],
+                ..found_worker("w1", true)
+            },
+            found_running_a("w2", 2, true),
+        ],
+        exits: vec![found_exit("a", 1, "w1", 0)],
+        ..Default::default()
+    });
+    assert_eq!(stale_results(&c), [("a".into(), 1, Some("w1".into()))]);
+    let again = r.on(Fact::WorkerDied {
+        worker: "w1".into(),
+        how: DeathCause::Died,
+        exits: vec![found_exit("a", 1, "w1", 0)],
+    });
+    assert!(stale_results(&again).is_empty(), "{:?}", again.cmds);
+    assert_eq!(
+        r.exit("w2", "a", 2, 0).decides(),
+        ["a: succeeded, attempt 2 on w2"]
+    );
+}
