@@ -6,10 +6,11 @@
 #
 # faults: builds the release binaries, then runs a plan of TASKS tasks (default 1000) of
 # `sleep 0.05` on 3 workers with a 2 s lease, with its session on /dev/shm when there is
-# one, while it SIGKILLs a random worker every 150-400 ms (a third of those hits
+# one, while it SIGKILLs a random worker every 80-250 ms (a third of those hits
 # SIGSTOP the worker for 2.3-3.5 s instead, past its lease, then SIGCONT it) and
 # SIGKILLs the orchestrator and resumes it (`orchestrator resume SESSION`, 30 times at
-# most, about every 1.5 s). Then it judges the session from its files alone
+# most, about every 1.5 s): about 220 worker kills, 120 stops and 30 restarts in two
+# minutes here. Then it judges the session from its files alone
 # (scripts/soak/check.py): every task has exactly one decision and one outcome.json
 # that agree; every accepted exit comes from the fence holder (docs/PROTOCOL.md, "The
 # fence") that is the task's latest attempt, and is never called stale afterwards; no
@@ -22,7 +23,8 @@
 # and exits 1 on any violation (the session directory is then kept, and named).
 # OPTIONS go to scripts/soak/faults.py (`--help` lists them: --seed N replays the same
 # choices, --orch-kills, --hit-ms, --stop-ms, --down-ms, --fail-pct, --keep, ...).
-# The mix of the report it was written for: `scripts/soak.sh faults 300 --orch-kills 12`.
+# The mix that found a resume journalling an exit it had accepted as stale (one run in
+# ten or so before the fix): `scripts/soak.sh faults 300 --orch-kills 12 --hit-ms 150-400`.
 #
 # model: MODEL_CASES cases (default 20000) of up to MODEL_MOVES world moves (default
 # 300) of the engine's model (src/engine/model/); MODEL_SEED=N replays a run.

@@ -42,7 +42,7 @@ def parse_args():
     p.add_argument("--lease", default="2s", help="the plan's lease (default 2s)")
     p.add_argument("--task-ms", type=int, default=50, help="each task sleeps this long")
     p.add_argument("--fail-pct", type=int, default=0, help="%% of attempts that exit 1 (retried)")
-    p.add_argument("--hit-ms", default="150-400", help="a worker is hit every A-B ms")
+    p.add_argument("--hit-ms", default="80-250", help="a worker is hit every A-B ms")
     p.add_argument("--stop-share", type=float, default=1 / 3, help="share of hits that SIGSTOP")
     p.add_argument("--stop-ms", default="2300-3500", help="SIGCONT after A-B ms")
     p.add_argument("--orch-kills", type=int, default=30, help="orchestrator SIGKILLs at most")
