@@ -173,6 +173,17 @@ fn yes() -> bool {
     true
 }
 
+/// What is wrong with the bytes of a task's `result.json` (read from `path`, named in the
+/// message), if anything: it must be a JSON object. The worker records this as the
+/// attempt's `result_error`.
+pub fn result_error(path: &std::path::Path, bytes: &[u8]) -> Option<String> {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(_)) => None,
+        Ok(_) => Some(format!("{}: result is not a JSON object", path.display())),
+        Err(e) => Some(format!("{}: invalid JSON: {e}", path.display())),
+    }
+}
+
 impl ExitRecord {
     /// Whether this attempt counts as a success.
     pub fn succeeded(&self) -> bool {

@@ -635,14 +635,7 @@ fn check_result(path: &Path) -> (bool, Option<String>) {
     match fsio::read_capped(path, fsio::JSON_CAP) {
         Ok(None) => (false, None),
         Err(e) => (true, Some(e.to_string())),
-        Ok(Some(bytes)) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(serde_json::Value::Object(_)) => (true, None),
-            Ok(_) => (
-                true,
-                Some(format!("{}: result is not a JSON object", path.display())),
-            ),
-            Err(e) => (true, Some(format!("{}: invalid JSON: {e}", path.display()))),
-        },
+        Ok(Some(bytes)) => (true, proto::result_error(path, &bytes)),
     }
 }
 
