@@ -133,7 +133,8 @@ impl Engine {
                 {
                     self.tasks[t].fence = None;
                     if self.tasks[t].attempt == *n {
-                        self.tasks[t].attempt = n - 1;
+                        // Attempt 0 is never given out; only a damaged journal fences it.
+                        self.tasks[t].attempt = n.saturating_sub(1);
                     }
                     self.journal(Event::TaskWithdrawn {
                         task: task.clone(),

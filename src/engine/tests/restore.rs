@@ -315,3 +315,29 @@ fn a_task_whose_journal_used_the_last_attempt_number_fails_instead_of_running_ag
     );
     assert_eq!(r.e.decided(r.ix("a")), Some(TaskState::Failed));
 }
+
+#[test]
+fn a_withdrawn_attempt_0_of_a_damaged_journal_resumes_without_underflow() {
+    // The journal fenced attempt 0 (the engine numbers attempts from 1), and the
+    // directory held its unclaimed assignment `a.0`.
+    let mut s = Sim::new(ONE, 1);
+    s.history.apply(&Event::TaskAssigned {
+        task: "a".into(),
+        attempt: 0,
+        worker: "w1".into(),
+        seq: 1,
+    });
+    let (mut r, c) = s.resume(Found {
+        workers: vec![FoundWorker {
+            withdrawn: vec![("a".into(), 0)],
+            ..found_worker("w1", false)
+        }],
+        ..Default::default()
+    });
+    assert!(has(&c, |c| matches!(
+        c,
+        Command::Journal(Event::TaskWithdrawn { attempt: 0, .. })
+    )));
+    r.start();
+    assert_eq!(r.register_all().assigns(), [assigned("w2", "a", 1)]);
+}
