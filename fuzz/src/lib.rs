@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use maestro::engine::{Command, Config, Engine, Exit, Fact, Found};
+use maestro::engine::{Command, Config, Engine, Exit, Fact, Found, FoundWorker};
 use maestro::fsio;
 use maestro::journal::{DeathCause, History, Reader, Tail, WorkerEvent};
 use maestro::message::{self, Envelope};
@@ -321,9 +321,10 @@ pub fn records(data: &[u8]) {
 }
 
 /// A session journal (`events.jsonl`), read in two parts as the orchestrator's reader
-/// follows a growing file: the first two bytes say where the file is cut. The lines
-/// read must be those of one read of the whole file, each must round-trip, and their
-/// fold (`History`) must rebuild an engine that takes a resume's facts without a panic.
+/// follows a growing file: the first two bytes say where the file is cut (and what a
+/// resume finds beside it). The lines read must be those of one read of the whole file,
+/// each must round-trip, and their fold (`History`) must rebuild an engine that takes a
+/// resume's facts, and runs on, without a panic.
 pub fn journal(data: &[u8]) {
     let read = |r: &mut Reader| r.refresh().expect("read the scratch journal");
     let (reader, events, whole, _) = read_growing(data, Reader::at, read);
@@ -338,7 +339,45 @@ pub fn journal(data: &[u8]) {
     }
     let history = reader.into_history();
     assert_eq!(format!("{folded:?}"), format!("{history:?}"));
-    resume(&history);
+    let bits = data
+        .iter()
+        .take(2)
+        .fold(0u32, |n, &b| n << 8 | u32::from(b));
+    resume(&history, found(&history, bits));
+}
+
+/// What a resume's scan of the directory may find beside the journal in `history`: each
+/// worker it names, alive or dead, registered or not, of our protocol or not, told to
+/// stop or not (as `bits` say), with the attempts the journal fences on it claimed or
+/// still queued (then taken back).
+fn found(history: &History, bits: u32) -> Found {
+    let workers = history.workers.keys().enumerate().map(|(i, w)| {
+        let b = bits.rotate_left(5 * i as u32);
+        let fenced = history.tasks.iter().filter_map(|(t, h)| match &h.fence {
+            Some((n, fw)) if fw == w => Some((t.clone(), *n)),
+            _ => None,
+        });
+        let fenced: Vec<(String, u32)> = fenced.collect();
+        let (claimed, withdrawn) = if b & 16 != 0 {
+            (fenced, Vec::new())
+        } else {
+            (Vec::new(), fenced)
+        };
+        FoundWorker {
+            id: w.clone(),
+            alive: b & 1 != 0,
+            registered: b & 2 != 0,
+            foreign: b & 4 != 0,
+            stopped: b & 8 != 0,
+            claimed,
+            withdrawn,
+            started: Vec::new(),
+        }
+    });
+    Found {
+        workers: workers.collect(),
+        ..Default::default()
+    }
 }
 
 /// The plan the fuzzed journals are resumed against: a few short task ids the fuzzer
@@ -373,9 +412,9 @@ name = "k"
 tasks = ["a", "d"]
 "#;
 
-/// `orchestrator resume` on a session whose journal folded into `history`, with
-/// nothing found on disk beside it, then the session run on from there.
-fn resume(history: &History) {
+/// `orchestrator resume` on a session whose journal folded into `history`, with `found`
+/// on disk beside it, then the session run on from there.
+fn resume(history: &History, found: Found) {
     static PLAN: std::sync::OnceLock<Plan> = std::sync::OnceLock::new();
     let plan = PLAN
         .get_or_init(|| Plan::parse("fz.toml", RESUME_PLAN, Path::new("/")).expect("the plan"))
@@ -383,7 +422,7 @@ fn resume(history: &History) {
     let cfg = Config::new(plan.workers, Duration::from_millis(plan.lease_ms));
     let now = Instant::now();
     let engine = Engine::restore(plan, cfg, history, 1, now, 1_000_000);
-    let facts = VecDeque::from([Fact::Recovered(Found::default()), Fact::Start]);
+    let facts = VecDeque::from([Fact::Recovered(found), Fact::Start]);
     run(engine, facts, now);
 }
 
