@@ -194,7 +194,13 @@ pub fn read_result(path: &std::path::Path) -> Result<Option<serde_json::Value>, 
         Ok(Some(b)) => b,
         Err(e) => return Err(e.to_string()),
     };
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
+    parse_result(path, &bytes).map(Some)
+}
+
+/// The checks of [`read_result`] on the bytes of `path` (named in the message): a JSON
+/// object, at most [`RESULT_CAP`] bytes as compact JSON.
+pub fn parse_result(path: &std::path::Path, bytes: &[u8]) -> Result<serde_json::Value, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| format!("{}: invalid JSON: {e}", path.display()))?;
     if !value.is_object() {
         return Err(format!("{}: result is not a JSON object", path.display()));
@@ -206,7 +212,7 @@ pub fn read_result(path: &std::path::Path) -> Result<Option<serde_json::Value>, 
             path.display()
         ));
     }
-    Ok(Some(value))
+    Ok(value)
 }
 
 /// Serialize a result compact, even inside a record written pretty: its size in the record
@@ -225,6 +231,12 @@ fn compact_result<S: serde::Serializer>(
             s.serialize_some(&raw)
         }
     }
+}
+
+/// What is wrong with the bytes of a task's `result.json` (read from `path`, named in the
+/// message), if anything (the fuzz targets feed it).
+pub fn result_error(path: &std::path::Path, bytes: &[u8]) -> Option<String> {
+    parse_result(path, bytes).err()
 }
 
 impl ExitRecord {

@@ -10,9 +10,9 @@
 
 use std::time::Instant;
 
-use super::{Command, Engine, Phase, TaskIx, Worker, WorkerState};
+use super::{Command, Decision, Engine, Phase, TaskIx, Worker, WorkerState};
 use crate::journal::event::{DeathCause, EndReason, Event};
-use crate::proto::{ShutdownReason, Started};
+use crate::proto::{ShutdownReason, Started, TaskState};
 use crate::scheduler;
 
 impl Engine {
@@ -305,13 +305,30 @@ impl Engine {
     /// The next attempt of task `t` goes to `wid`: as its current task, or (`queue`)
     /// behind the one it runs. The fence moves first, in the journal.
     fn assign(&mut self, t: TaskIx, wid: &str, queue: bool, now: Instant) {
+        // Only a damaged journal gets a task to its last attempt number (counting there
+        // takes four billion attempts): it fails rather than reuse a number.
+        let Some(attempt) = self.tasks[t].attempt.checked_add(1) else {
+            let last = self.tasks[t].attempt;
+            self.finish_task(Decision {
+                task: t,
+                state: TaskState::Failed,
+                attempt: last,
+                worker: None,
+                exit: None,
+                reason: Some(format!("no attempt number is left after attempt {last}")),
+                result: None,
+                marks: false,
+            });
+            return;
+        };
         let seq = self.next_seq;
-        self.next_seq += 1;
+        // Saturates on a journal with the largest seq: order between a worker's two
+        // queued assignments is then lost, nothing else.
+        self.next_seq = self.next_seq.saturating_add(1);
         let task = &mut self.tasks[t];
-        task.attempt += 1;
+        task.attempt = attempt;
         task.started = false;
-        task.fence = Some((task.attempt, wid.to_string()));
-        let attempt = task.attempt;
+        task.fence = Some((attempt, wid.to_string()));
         self.journal(Event::TaskAssigned {
             task: self.id(t),
             attempt,

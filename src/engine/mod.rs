@@ -190,7 +190,7 @@ pub struct Engine {
     /// A task was cancelled on purpose (the session then ends `cancelled` unless a task
     /// failed).
     cancelled_any: bool,
-    next_worker: u32,
+    next_worker: u64,
     next_seq: u64,
     spawn_failures: u32,
     /// A wait-for cycle seen once, acted on only if still there at the next look (a

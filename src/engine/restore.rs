@@ -24,11 +24,9 @@ impl Engine {
         now: Instant,
         now_unix_ms: u64,
     ) -> Engine {
-        let mut e = Engine::new(plan, cfg, seq0.max(history.max_seq + 1));
+        let mut e = Engine::new(plan, cfg, seq0.max(history.max_seq.saturating_add(1)));
         for (id, _) in history.workers.iter() {
-            if let Some(n) = id.strip_prefix('w').and_then(|n| n.parse::<u32>().ok()) {
-                e.next_worker = e.next_worker.max(n + 1);
-            }
+            e.next_worker = e.next_worker.max(number_after(id));
         }
         let mut skipped = Vec::new();
         for t in 0..e.tasks.len() {
@@ -140,16 +138,15 @@ impl Engine {
         let mut adopted = BTreeSet::new();
         let mut claimed: BTreeSet<(String, String, u32)> = BTreeSet::new();
         for fw in &found.workers {
-            if let Some(n) = fw.id.strip_prefix('w').and_then(|n| n.parse::<u32>().ok()) {
-                self.next_worker = self.next_worker.max(n + 1);
-            }
+            self.next_worker = self.next_worker.max(number_after(&fw.id));
             for (task, n) in &fw.withdrawn {
                 if let Some(&t) = self.index.get(task)
                     && self.tasks[t].fence == Some((*n, fw.id.clone()))
                 {
                     self.tasks[t].fence = None;
                     if self.tasks[t].attempt == *n {
-                        self.tasks[t].attempt = n - 1;
+                        // Attempt 0 is never given out; only a damaged journal fences it.
+                        self.tasks[t].attempt = n.saturating_sub(1);
                     }
                     self.journal(Event::TaskWithdrawn {
                         task: task.clone(),
@@ -292,6 +289,16 @@ impl Engine {
             });
         }
     }
+}
+
+/// The number a new worker must have at least so as not to reuse the id `id` (`w<n>`).
+/// Ids are counted in a u64 but only numbers that fit a u32 are taken from the files:
+/// one past any of them still fits, and a larger number in a damaged journal is not
+/// reached by counting.
+fn number_after(id: &str) -> u64 {
+    id.strip_prefix('w')
+        .and_then(|n| n.parse::<u32>().ok())
+        .map_or(0, |n| u64::from(n) + 1)
 }
 
 fn process_of(st: &Started) -> ProcessId {

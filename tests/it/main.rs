@@ -7,6 +7,7 @@ mod util;
 mod core;
 mod data;
 mod faults;
+mod fuzz_corpus;
 mod hostile;
 mod limits;
 mod plan_errors;

@@ -326,3 +326,103 @@ fn a_late_exit_found_on_resume_is_refused_once_and_names_its_worker() {
         ["a: succeeded, attempt 2 on w2"]
     );
 }
+
+// ---- journals with numbers at the end of their range ----
+//
+// A journal is read back as it is; one damaged (or edited) to carry the largest number a
+// field holds must resume without an arithmetic overflow (a panic in a debug build, a
+// number wrapped to 0 in a release build). Found by the `journal` fuzz target's checks.
+
+/// The session of one task `a` whose journal holds `events`, resumed with nothing on
+/// disk, started, and every worker it spawns registered.
+fn resumed_with(events: &[Event]) -> (Sim, Cmds) {
+    let mut s = Sim::new(ONE, 1);
+    for ev in events {
+        s.history.apply(ev);
+    }
+    let (mut r, _) = s.resume(Found::default());
+    r.start();
+    let c = r.register_all();
+    (r, c)
+}
+
+/// Attempt `attempt` of `a` assigned (with `seq`) and lost with its worker `w1`.
+fn lost_attempt(attempt: u32, seq: u64) -> [Event; 2] {
+    [
+        Event::TaskAssigned {
+            task: "a".into(),
+            attempt,
+            worker: "w1".into(),
+            seq,
+        },
+        Event::AttemptEnded {
+            task: "a".into(),
+            attempt,
+            worker: Some("w1".into()),
+            reason: EndReason::WorkerLost,
+        },
+    ]
+}
+
+#[test]
+fn a_journal_with_the_largest_assignment_seq_resumes_and_assigns() {
+    let (_, c) = resumed_with(&lost_attempt(1, u64::MAX));
+    assert_eq!(c.assigns(), [assigned("w1", "a", 2)]);
+    assert!(has(&c, |c| matches!(
+        c,
+        Command::Assign { seq: u64::MAX, .. }
+    )));
+}
+
+#[test]
+fn a_journal_naming_the_largest_worker_number_resumes_with_new_worker_ids() {
+    let spawned = |w: &str| Event::WorkerSpawned {
+        worker: w.into(),
+        launcher: "background".into(),
+        terminal: None,
+    };
+    let (_, c) = resumed_with(&[spawned("w4294967295"), spawned("w7")]);
+    assert_eq!(c.assigns(), [assigned("w4294967296", "a", 1)]);
+    let (_, c) = resumed_with(&[spawned("w4294967294")]);
+    assert_eq!(c.assigns(), [assigned("w4294967295", "a", 1)]);
+}
+
+#[test]
+fn a_task_whose_journal_used_the_last_attempt_number_fails_instead_of_running_again() {
+    let (r, c) = resumed_with(&lost_attempt(u32::MAX, 1));
+    assert!(c.assigns().is_empty());
+    let d = decisions(&c);
+    assert_eq!(d.len(), 1, "{:?}", c.cmds);
+    assert_eq!((d[0].state, d[0].attempt), (TaskState::Failed, u32::MAX));
+    assert_eq!(
+        d[0].reason.as_deref(),
+        Some("no attempt number is left after attempt 4294967295")
+    );
+    assert_eq!(r.e.decided(r.ix("a")), Some(TaskState::Failed));
+}
+
+#[test]
+fn a_withdrawn_attempt_0_of_a_damaged_journal_resumes_without_underflow() {
+    // The journal fenced attempt 0 (the engine numbers attempts from 1), and the
+    // directory held its unclaimed assignment `a.0`.
+    let mut s = Sim::new(ONE, 1);
+    s.history.apply(&Event::TaskAssigned {
+        task: "a".into(),
+        attempt: 0,
+        worker: "w1".into(),
+        seq: 1,
+    });
+    let (mut r, c) = s.resume(Found {
+        workers: vec![FoundWorker {
+            withdrawn: vec![("a".into(), 0)],
+            ..found_worker("w1", false)
+        }],
+        ..Default::default()
+    });
+    assert!(has(&c, |c| matches!(
+        c,
+        Command::Journal(Event::TaskWithdrawn { attempt: 0, .. })
+    )));
+    r.start();
+    assert_eq!(r.register_all().assigns(), [assigned("w2", "a", 1)]);
+}
