@@ -72,7 +72,8 @@ fn reassigned_participant_passes_through_with_its_earlier_arrival() {
     wait_until(Duration::from_secs(20), "a to arrive", || {
         session.join("checkpoints/cp/a.ready").exists()
     });
-    let w = started_by(&session, "a", 1).unwrap();
+    // The task can arrive before its worker journals the start: wait for that line too.
+    let w = wait_started(&session, "a", 1);
     signal(worker_pid(&session, &w), "-KILL");
     wait_until(Duration::from_secs(20), "a's second attempt", || {
         started_line(&session, "a", 2).is_some()
