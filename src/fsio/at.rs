@@ -7,16 +7,24 @@
 //! anchored root is resolved from that descriptor with `openat2(RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS)`, or, on a kernel without openat2, one `openat(O_NOFOLLOW)` per
 //! component, which cannot race either; the last component is then opened, created,
-//! renamed or linked relative to its directory's descriptor. One extra `openat2` per
-//! operation is the whole cost. Paths elsewhere (a plan file, the sessions root) resolve
-//! as usual: they are the user's to point anywhere.
+//! renamed or linked relative to its directory's descriptor. Paths elsewhere (a plan
+//! file, the sessions root) resolve as usual: they are the user's to point anywhere.
+//!
+//! Directory descriptors resolved this way are kept for a moment ([`FRESH`]): one task's
+//! dispatch touches `tasks/ID/attempt-N/` and the worker's directories a few times each,
+//! and resolving them anew every time cost ~20 `openat2`+`close` pairs per task, about
+//! 0.1 ms. Only the directory is kept, never the last component, which is looked up by
+//! name each time; a directory removed meanwhile fails what is done in it (`ENOENT`), and
+//! one renamed away keeps receiving maestro's files for at most [`FRESH`].
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, AtFlags, OFlag};
@@ -24,10 +32,95 @@ use nix::sys::stat::{Mode, SFlag};
 
 use crate::error::{Error, Result};
 
-/// An anchored session root: its canonical path and a descriptor of the directory itself.
+/// An anchored session root: its canonical path, a descriptor of the directory itself and
+/// the directories lately resolved below it.
 pub(super) struct Anchor {
     root: PathBuf,
     fd: OwnedFd,
+    recent: Mutex<Vec<Recent>>,
+}
+
+/// How long a resolved directory's descriptor is used again without resolving its path.
+pub(super) const FRESH: Duration = Duration::from_secs(1);
+
+/// How many resolved directories an anchor keeps: a task's few and a few workers' few.
+/// Not more: a worker's descriptors are copied at each task's spawn and closed at its exec.
+const KEPT: usize = 24;
+
+/// A directory resolved below an anchor (`O_PATH`), and when.
+struct Recent {
+    rel: PathBuf,
+    fd: Arc<OwnedFd>,
+    at: Instant,
+}
+
+impl Anchor {
+    fn new(root: &Path, fd: OwnedFd) -> Arc<Anchor> {
+        Arc::new(Anchor {
+            root: root.to_path_buf(),
+            fd,
+            recent: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Vec<Recent>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The directory `rel`, if it was resolved less than [`FRESH`] ago.
+    fn lookup(&self, rel: &Path, now: Instant) -> Option<Arc<OwnedFd>> {
+        let recent = self.recent();
+        let r = recent
+            .iter()
+            .find(|r| r.rel.as_os_str() == rel.as_os_str())?;
+        (now.duration_since(r.at) < FRESH).then(|| Arc::clone(&r.fd))
+    }
+
+    /// Keep `fd` as the directory `rel`, in place of a stale entry or the oldest one.
+    fn keep(&self, rel: &Path, fd: Arc<OwnedFd>, now: Instant) {
+        let mut recent = self.recent();
+        let fresh = Recent {
+            rel: rel.to_path_buf(),
+            fd,
+            at: now,
+        };
+        if let Some(r) = recent
+            .iter_mut()
+            .find(|r| r.rel.as_os_str() == rel.as_os_str())
+        {
+            *r = fresh;
+        } else if recent.len() < KEPT {
+            recent.push(fresh);
+        } else if let Some(r) = recent.iter_mut().min_by_key(|r| r.at) {
+            *r = fresh;
+        }
+    }
+}
+
+/// Whether `path` is a directory lately resolved below an anchor (no system call).
+pub(super) fn is_recent(path: &Path) -> bool {
+    anchored(path).is_some_and(|(a, rel)| {
+        !rel.as_os_str().is_empty() && a.lookup(rel, Instant::now()).is_some()
+    })
+}
+
+/// Keep the directory `name` in `dir`, just made at `path`: what is made is used next.
+pub(super) fn remember(dir: &Dir, name: &OsStr, path: &Path) {
+    let Some((a, rel)) = anchored(path) else {
+        return;
+    };
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    if let Ok(fd) = nix::fcntl::openat(dir, name, flags, Mode::empty()) {
+        a.keep(rel, Arc::new(fd), Instant::now());
+    }
+}
+
+/// Forget the directories resolved below `path`'s anchor: something done in one of them
+/// failed as if it were gone, and the next try must resolve its path again.
+pub(super) fn forget(path: &Path) {
+    if let Some((a, _)) = anchored(path) {
+        a.recent().clear();
+    }
 }
 
 /// The roots this process anchored. A process uses one session, tests a few: a list.
@@ -53,16 +146,8 @@ pub fn anchor(root: &Path) -> Result<()> {
     let mut anchors = ANCHORS.write().unwrap_or_else(|e| e.into_inner());
     match anchors.iter().position(|a| a.root == root) {
         Some(i) if ino(anchors[i].fd.as_fd()) == ino(fd.as_fd()) => {}
-        Some(i) => {
-            anchors[i] = Arc::new(Anchor {
-                root: root.to_path_buf(),
-                fd,
-            })
-        }
-        None => anchors.push(Arc::new(Anchor {
-            root: root.to_path_buf(),
-            fd,
-        })),
+        Some(i) => anchors[i] = Anchor::new(root, fd),
+        None => anchors.push(Anchor::new(root, fd)),
     }
     Ok(())
 }
@@ -73,11 +158,38 @@ fn anchored(path: &Path) -> Option<(Arc<Anchor>, &Path)> {
         return None;
     }
     let anchors = ANCHORS.read().unwrap_or_else(|e| e.into_inner());
-    anchors.iter().find_map(|a| {
-        path.strip_prefix(&a.root)
-            .ok()
-            .map(|rel| (Arc::clone(a), rel))
-    })
+    anchors
+        .iter()
+        .find_map(|a| below(path, &a.root).map(|rel| (Arc::clone(a), rel)))
+}
+
+/// `path` relative to `root`, if it lies under it. Bytes, not components: this runs for
+/// every file operation and `Path::strip_prefix` parses both paths each time. A `..` left in
+/// the result is refused when it is resolved (`RESOLVE_BENEATH`, or [`walk`]).
+fn below<'p>(path: &'p Path, root: &Path) -> Option<&'p Path> {
+    let r = root.as_os_str().as_bytes();
+    let rest = path.as_os_str().as_bytes().strip_prefix(r)?;
+    if !rest.is_empty() && rest[0] != b'/' && !r.ends_with(b"/") {
+        return None;
+    }
+    let start = rest.iter().position(|&b| b != b'/').unwrap_or(rest.len());
+    Some(Path::new(OsStr::from_bytes(&rest[start..])))
+}
+
+/// `path`'s directory and last name, split at its last `/` without parsing components;
+/// `None` for what only [`Path::parent`] and [`Path::file_name`] know how to take apart
+/// (a trailing `/`, `.`, `..`).
+fn split_name(path: &Path) -> Option<(&Path, &OsStr)> {
+    let b = path.as_os_str().as_bytes();
+    let (dir, name) = match b.iter().rposition(|&c| c == b'/') {
+        Some(0) => (&b[..1], &b[1..]),
+        Some(i) => (&b[..i], &b[i + 1..]),
+        None => (&b[..0], b),
+    };
+    if name.is_empty() || name == b"." || name == b".." {
+        return None;
+    }
+    Some((Path::new(OsStr::from_bytes(dir)), OsStr::from_bytes(name)))
 }
 
 /// An open directory to make `*at` calls relative to.
@@ -85,6 +197,8 @@ pub(super) enum Dir {
     /// The current directory (a relative path with no directory part).
     Cwd,
     Owned(OwnedFd),
+    /// A directory lately resolved below an anchor.
+    Recent(Arc<OwnedFd>),
     /// An anchored root itself.
     Root(Arc<Anchor>),
 }
@@ -94,6 +208,7 @@ impl AsFd for Dir {
         match self {
             Dir::Cwd => AT_FDCWD,
             Dir::Owned(fd) => fd.as_fd(),
+            Dir::Recent(fd) => fd.as_fd(),
             Dir::Root(a) => a.fd.as_fd(),
         }
     }
@@ -108,6 +223,16 @@ pub(super) fn open_dir(dir: &Path, flags: OFlag, op: &'static str) -> Result<Dir
     if let Some((a, rel)) = anchored(dir) {
         if rel.as_os_str().is_empty() && path_only {
             return Ok(Dir::Root(a));
+        }
+        if path_only {
+            let now = Instant::now();
+            if let Some(fd) = a.lookup(rel, now) {
+                return Ok(Dir::Recent(fd));
+            }
+            let fd = beneath(&a, rel, flags).map_err(|e| failed(&a, rel, dir, op, e))?;
+            let fd = Arc::new(fd);
+            a.keep(rel, Arc::clone(&fd), now);
+            return Ok(Dir::Recent(fd));
         }
         return beneath(&a, rel, flags)
             .map(Dir::Owned)
@@ -130,6 +255,9 @@ fn open_in(at: BorrowedFd, p: &Path, flags: OFlag, shown: &Path, op: &'static st
 
 /// The directory holding `path`, opened as `O_PATH`, and `path`'s last component.
 pub(super) fn parent<'p>(path: &'p Path, op: &'static str) -> Result<(Dir, &'p OsStr)> {
+    if let Some((dir, name)) = split_name(path) {
+        return Ok((open_dir(dir, OFlag::O_PATH, op)?, name));
+    }
     let name = path.file_name().ok_or_else(|| {
         Error::io(
             path,
@@ -347,6 +475,59 @@ mod tests {
             walk(root.as_fd(), Path::new("a/missing"), dir).unwrap_err(),
             Errno::ENOENT
         );
+    }
+
+    #[test]
+    fn paths_are_split_as_path_would_split_them() {
+        for p in ["/a/b", "/b", "b", "a/b/c", "a//b", "/a/b.json", "/"] {
+            let p = Path::new(p);
+            let expected = p
+                .file_name()
+                .map(|n| (p.parent().unwrap_or(Path::new("")), n));
+            let got = split_name(p);
+            assert_eq!(got.map(|g| g.1), expected.map(|e| e.1), "{}", p.display());
+            if let (Some((d, _)), Some((e, _))) = (got, expected) {
+                assert_eq!(
+                    d.components().collect::<Vec<_>>(),
+                    e.components().collect::<Vec<_>>()
+                );
+            }
+        }
+        for p in ["/a/b/", "/a/.", "a/..", "", "."] {
+            assert_eq!(split_name(Path::new(p)), None, "{p}");
+        }
+    }
+
+    #[test]
+    fn below_takes_whole_components_only() {
+        let root = Path::new("/s/one");
+        assert_eq!(
+            below(Path::new("/s/one/tasks/t1"), root),
+            Some(Path::new("tasks/t1"))
+        );
+        assert_eq!(
+            below(Path::new("/s/one//tasks"), root),
+            Some(Path::new("tasks"))
+        );
+        assert_eq!(below(Path::new("/s/one"), root), Some(Path::new("")));
+        assert_eq!(below(Path::new("/s/one2/tasks"), root), None);
+        assert_eq!(below(Path::new("/s/on"), root), None);
+        assert_eq!(below(Path::new("/x"), Path::new("/")), Some(Path::new("x")));
+    }
+
+    // A kept directory is used again only while fresh, and a directory removed and made
+    // again at its path is found anew when something done in the old one fails.
+    #[test]
+    fn a_directory_made_again_is_found_anew() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir_all(root.join("tasks/t1")).unwrap();
+        anchor(&root).unwrap();
+        crate::fsio::create_dir_private(&root.join("tasks/t1/attempt-1")).unwrap();
+        std::fs::remove_dir_all(root.join("tasks")).unwrap();
+        std::fs::create_dir_all(root.join("tasks/t1")).unwrap();
+        crate::fsio::create_dir_private(&root.join("tasks/t1/attempt-2")).unwrap();
+        assert!(root.join("tasks/t1/attempt-2").is_dir());
     }
 
     #[test]

@@ -544,12 +544,12 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
     // Start big enough for a typical record: read_to_end would otherwise grow from 32
     // bytes, one read(2) per doubling.
     let mut buf = Vec::with_capacity(8192);
-    let file_len = file.metadata().ok().map(|m| m.len());
-    file.take(cap + 1)
+    (&file)
+        .take(cap + 1)
         .read_to_end(&mut buf)
         .map_err(io_err(path, "read"))?;
     if buf.len() as u64 > cap {
-        let size = file_len.unwrap_or(cap + 1);
+        let size = file.metadata().map_or(cap + 1, |m| m.len());
         return Err(Error::TooLarge {
             path: path.to_path_buf(),
             size,
@@ -590,25 +590,40 @@ pub fn claim(from: &Path, to: &Path) -> Result<bool> {
 /// Create a directory (and its missing parents) with mode 0700. Under a session root no
 /// link is followed: a link or a file where a directory belongs is refused by name.
 pub fn create_dir_private(path: &Path) -> Result<()> {
-    match at::open_dir(path, OFlag::O_PATH, "create directory") {
-        Ok(_) => Ok(()),
+    if at::is_recent(path) {
+        return Ok(());
+    }
+    // Made first, its parents only when missing: the directories maestro makes are new
+    // ones, under parents that exist, and one `mkdirat` says so.
+    match create_dir_new(path) {
         Err(e) if e.is_not_found() => {
             if let Some(p) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 create_dir_private(p)?;
             }
             create_dir_new(path).map(|_| ())
         }
-        Err(e) => Err(e),
+        r => r.map(|_| ()),
     }
 }
 
 /// Create a directory that must not exist yet (create-exclusive). Returns false if it
 /// existed (a real directory; anything else in its place is refused).
 pub fn create_dir_new(path: &Path) -> Result<bool> {
-    let (dir, name) = at::parent(path, "create directory")?;
+    let (mut dir, name) = at::parent(path, "create directory")?;
     injected(path, "create directory")?;
-    match nix::sys::stat::mkdirat(&dir, name, nix::sys::stat::Mode::from_bits_truncate(0o700)) {
-        Ok(()) => Ok(true),
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o700);
+    let mut made = nix::sys::stat::mkdirat(&dir, name, mode);
+    if made == Err(nix::errno::Errno::ENOENT) {
+        // The parent may have been removed and made again since its path was resolved.
+        at::forget(path);
+        dir = at::parent(path, "create directory")?.0;
+        made = nix::sys::stat::mkdirat(&dir, name, mode);
+    }
+    match made {
+        Ok(()) => {
+            at::remember(&dir, name, path);
+            Ok(true)
+        }
         Err(nix::errno::Errno::EEXIST) if at::is_real_dir(&dir, name) => Ok(false),
         Err(nix::errno::Errno::EEXIST) => Err(at::not_a_dir(&dir, name, path)),
         Err(e) => Err(Error::io(path, "create directory", e.into())),
@@ -643,9 +658,11 @@ pub fn read_names(dir: &Path) -> Result<Option<Vec<String>>> {
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut d = nix::dir::Dir::from_fd(fd).map_err(|e| Error::io(dir, "list", e.into()))?;
+    // rustix reads the entries with getdents64 straight from our descriptor; fdopendir
+    // would check and change its flags first, and rewind it, three calls per listing.
+    let mut d = rustix::fs::Dir::new(fd).map_err(|e| Error::io(dir, "list", e.into()))?;
     let mut out = Vec::new();
-    for entry in d.iter() {
+    while let Some(entry) = d.read() {
         let entry = entry.map_err(|e| Error::io(dir, "list", e.into()))?;
         let name = entry.file_name().to_string_lossy();
         if !is_hidden(&name) {
