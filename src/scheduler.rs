@@ -121,6 +121,29 @@ impl Scheduler {
         None
     }
 
+    /// Take the next ready task that `ok` accepts and mark it running; the ones it
+    /// passes over stay ready, in their places (a task whose resources are taken waits
+    /// while a lower one that claims nothing starts).
+    pub fn pop_ready_where(&mut self, mut ok: impl FnMut(usize) -> bool) -> Option<usize> {
+        let mut passed = Vec::new();
+        let mut found = None;
+        while let Some(entry @ (_, Reverse(t))) = self.ready.pop() {
+            if self.state[t] != State::Ready {
+                continue;
+            }
+            if ok(t) {
+                found = Some(t);
+                break;
+            }
+            passed.push(entry);
+        }
+        self.ready.extend(passed);
+        let t = found?;
+        self.state[t] = State::Running;
+        self.not_started -= 1;
+        Some(t)
+    }
+
     /// Whether a task is waiting in the ready queue.
     pub fn has_ready(&self) -> bool {
         self.ready

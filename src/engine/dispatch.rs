@@ -5,8 +5,10 @@
 //! must never delay work. Then each worker whose task has started gets one more ready
 //! task queued behind it, so the round trip "exit -> next assignment" is off its
 //! critical path. Queueing obeys every start rule: nothing is queued while the session
-//! is not running, in plans with races (a member's end can make queued members lose), or
-//! while a worker is starting (it will take ready tasks at once).
+//! is not running, in plans with races (a member's end can make queued members lose) or
+//! token pools (a queued task would hold its tokens before it runs), or while a worker
+//! is starting (it will take ready tasks at once). A task whose claims do not fit waits
+//! in the ready queue while lower ones that fit start.
 
 use std::time::Instant;
 
@@ -235,7 +237,7 @@ impl Engine {
             if idle.is_empty() || self.running_count() >= self.cfg.workers {
                 return;
             }
-            let Some(t) = self.sched.pop_ready() else {
+            let Some(t) = self.pop_startable() else {
                 return;
             };
             let avoid = self.tasks[t].avoid.clone();
@@ -251,7 +253,9 @@ impl Engine {
     fn queue_ready(&mut self, now: Instant) {
         // Not while requests wait for queued assignments to be withdrawn (they would be
         // queued again as soon as they are taken back).
+        // Nor with token pools: a queued assignment holds its tokens while it waits.
         if !self.plan.races.is_empty()
+            || !self.plan.resources.is_empty()
             || !self.sched.has_ready()
             || self.any_starting()
             || !self.pending.is_empty()
@@ -270,7 +274,7 @@ impl Engine {
             .map(|(id, _)| id.clone())
             .collect();
         for wid in ready_for_more {
-            let Some(t) = self.sched.pop_ready() else {
+            let Some(t) = self.pop_startable() else {
                 break;
             };
             if self.tasks[t].avoid.as_deref() == Some(wid.as_str()) {
@@ -292,7 +296,7 @@ impl Engine {
         {
             return;
         }
-        let Some(t) = self.sched.pop_ready() else {
+        let Some(t) = self.pop_startable() else {
             return;
         };
         if self.tasks[t].avoid.as_deref() == Some(wid) {

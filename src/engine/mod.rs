@@ -25,6 +25,7 @@ mod dispatch;
 mod io;
 mod prims;
 mod restore;
+mod tokens;
 
 #[cfg(test)]
 mod model;
@@ -207,6 +208,8 @@ pub struct Engine {
     out: Vec<Command>,
     /// An internal error the shell must report (a launcher that cannot start workers).
     fatal: Option<String>,
+    /// Each pool's level as last journalled (absent: normal).
+    levels: BTreeMap<String, crate::plan::Level>,
 }
 
 impl Engine {
@@ -242,6 +245,7 @@ impl Engine {
             retrying: Default::default(),
             out: Vec::new(),
             fatal: None,
+            levels: BTreeMap::new(),
         }
     }
 
@@ -319,6 +323,7 @@ impl Engine {
         self.check_stall();
         self.deadlock_due(now);
         self.fill_pool(now);
+        self.check_levels();
         self.maybe_finish();
     }
 

@@ -28,6 +28,13 @@ impl Engine {
         for (id, _) in history.workers.iter() {
             e.next_worker = e.next_worker.max(number_after(id));
         }
+        // A pool's level is journalled on each change: a resume that finds it where the
+        // journal left it says nothing again.
+        e.levels = history
+            .pools
+            .iter()
+            .map(|(pool, &(level, _))| (pool.clone(), level))
+            .collect();
         let mut skipped = Vec::new();
         for t in 0..e.tasks.len() {
             let id = e.id(t);

@@ -97,10 +97,12 @@ impl Anchor {
     }
 }
 
-/// Whether `path` is a directory lately resolved below an anchor (no system call).
-pub(super) fn is_recent(path: &Path) -> bool {
+/// Whether `path` is an anchored root or a directory lately resolved below one (no
+/// system call). A root is never made again by a path below it: one removed with its
+/// session stays removed, and what is done in it fails.
+pub(super) fn is_known_dir(path: &Path) -> bool {
     anchored(path).is_some_and(|(a, rel)| {
-        !rel.as_os_str().is_empty() && a.lookup(rel, Instant::now()).is_some()
+        rel.as_os_str().is_empty() || a.lookup(rel, Instant::now()).is_some()
     })
 }
 
@@ -528,6 +530,21 @@ mod tests {
         std::fs::create_dir_all(root.join("tasks/t1")).unwrap();
         crate::fsio::create_dir_private(&root.join("tasks/t1/attempt-2")).unwrap();
         assert!(root.join("tasks/t1/attempt-2").is_dir());
+    }
+
+    // Making a directory made its missing parents, and that went up to a removed
+    // session's root and made it again, empty: the orchestrator then did not see its
+    // session removed.
+    #[test]
+    fn a_removed_root_is_not_made_again_by_a_directory_below_it() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap().join("s");
+        std::fs::create_dir(&root).unwrap();
+        anchor(&root).unwrap();
+        std::fs::remove_dir(&root).unwrap();
+        let err = crate::fsio::create_dir_private(&root.join("workers/w2")).unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert!(!root.exists(), "the removed root was made again");
     }
 
     #[test]

@@ -590,7 +590,7 @@ pub fn claim(from: &Path, to: &Path) -> Result<bool> {
 /// Create a directory (and its missing parents) with mode 0700. Under a session root no
 /// link is followed: a link or a file where a directory belongs is refused by name.
 pub fn create_dir_private(path: &Path) -> Result<()> {
-    if at::is_recent(path) {
+    if at::is_known_dir(path) {
         return Ok(());
     }
     // Made first, its parents only when missing: the directories maestro makes are new

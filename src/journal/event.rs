@@ -121,6 +121,15 @@ pub enum Event {
         worker: String,
         lease_ms: u64,
     },
+    /// A pool of `[resources]` went to another level: `used` tokens held (by attempts
+    /// assigned, running or being stopped) of its `max`. Journalled on each change, up
+    /// or down.
+    ResourceLevel {
+        pool: String,
+        level: crate::plan::Level,
+        used: u64,
+        max: u64,
+    },
     /// The watchdog: `worker` took attempt `attempt` of `task` and did not start it
     /// within `waited_ms` (the lease); the worker is declared lost and the task moves on.
     AttemptStalled {

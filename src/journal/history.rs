@@ -84,6 +84,8 @@ pub struct History {
     pub signals: BTreeMap<String, bool>,
     /// The highest assignment `seq` seen (a resumed orchestrator continues above it).
     pub max_seq: u64,
+    /// Each pool's last journalled level and use.
+    pub pools: BTreeMap<String, (crate::plan::Level, u64)>,
     pub events: usize,
 }
 
@@ -258,6 +260,11 @@ impl History {
             }
             Event::RaceDecided { race, winner, .. } => {
                 self.races.insert(race.clone(), winner.clone());
+            }
+            Event::ResourceLevel {
+                pool, level, used, ..
+            } => {
+                self.pools.insert(pool.clone(), (*level, *used));
             }
             Event::WorkerUnresponsive { .. }
             | Event::ControlRequest { .. }

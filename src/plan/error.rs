@@ -173,6 +173,16 @@ pub enum PlanErrorKind {
     /// `env_from_parent` or `env_file` is wrong; the message never quotes a value.
     #[error("{msg}")]
     BadSecret { scope: Scope, msg: String },
+    /// A pool of `[resources]` is wrong.
+    #[error("resources.{pool}: {msg}")]
+    BadPool { pool: String, msg: String },
+    /// A task's `resources` claim is wrong.
+    #[error("task {task:?}: resources.{pool}: {msg}")]
+    BadClaim {
+        task: String,
+        pool: String,
+        msg: String,
+    },
 }
 
 impl PlanErrorKind {

@@ -40,6 +40,8 @@ pub(super) struct Positions {
     pub(super) lease: Option<usize>,
     pub(super) defaults: TablePositions,
     pub(super) task: Vec<TablePositions>,
+    /// Each pool's value in `[resources]`, by name.
+    pub(super) resources: Vec<(String, usize)>,
 }
 
 /// `[defaults]` or one task (`[defaults]` has no `id` or `after`).
@@ -51,6 +53,7 @@ pub(super) struct TablePositions {
     pub(super) kill_grace: Option<usize>,
     pub(super) cwd: Option<usize>,
     pub(super) backoff: BackoffPositions,
+    pub(super) resources: Option<usize>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -154,6 +157,17 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// The pool `name` of `[resources]`.
+    pub(super) fn pool_pos(&self, name: &str) -> Option<usize> {
+        let pools = &self.positions().resources;
+        pools.iter().find(|(n, _)| n == name).map(|&(_, at)| at)
+    }
+
+    /// The `resources` of the task at index `i`.
+    pub(super) fn claims_pos(&self, i: usize) -> Option<usize> {
+        self.table(Table::Task(i))?.resources
+    }
+
     /// `backoff.factor` of `table`.
     pub(super) fn factor_pos(&self, table: Table) -> Option<usize> {
         self.table(table)?.backoff.factor
@@ -185,6 +199,8 @@ struct Locs {
     defaults: TableLocs,
     #[serde(default)]
     task: Vec<TableLocs>,
+    #[serde(default)]
+    resources: std::collections::BTreeMap<String, Loc>,
 }
 
 /// `[defaults]` or one `[[task]]` (`[defaults]` has no `id` or `after`).
@@ -197,6 +213,7 @@ struct TableLocs {
     cwd: Loc,
     #[serde(default)]
     backoff: BackoffLocs,
+    resources: Loc,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +232,11 @@ impl From<Locs> for Positions {
             lease: start(&l.lease),
             defaults: l.defaults.into(),
             task: l.task.into_iter().map(TablePositions::from).collect(),
+            resources: l
+                .resources
+                .iter()
+                .filter_map(|(n, loc)| Some((n.clone(), start(loc)?)))
+                .collect(),
         }
     }
 }
@@ -238,6 +260,7 @@ impl From<TableLocs> for TablePositions {
                 factor: start(&t.backoff.factor),
                 jitter: start(&t.backoff.jitter),
             },
+            resources: start(&t.resources),
         }
     }
 }

@@ -22,6 +22,12 @@ pub(super) fn positions(text: &str) -> Option<Positions> {
             "workers" => p.workers = Some(at),
             "lease" => p.lease = Some(at),
             "defaults" if s.peek() == Some(b'{') => return s.table(&mut p.defaults),
+            "resources" if s.peek() == Some(b'{') => {
+                return s.object(|s, key, at| {
+                    p.resources.push((key, at));
+                    s.skip_value()
+                });
+            }
             "task" if s.peek() == Some(b'[') => {
                 return s.array(|s, _| {
                     let mut t = TablePositions::default();
@@ -168,6 +174,7 @@ impl Scanner<'_> {
                 "timeout" => t.timeout = Some(at),
                 "kill_grace" => t.kill_grace = Some(at),
                 "cwd" => t.cwd = Some(at),
+                "resources" => t.resources = Some(at),
                 "after" if s.peek() == Some(b'[') => {
                     return s.array(|s, at| {
                         t.after.push(at);

@@ -73,6 +73,10 @@ pub struct Task {
     pub max_reassign: u32,
     /// SIGTERM → SIGKILL delay when the task is stopped (timeout, cancel, reassign).
     pub kill_grace_ms: u64,
+    /// Tokens the task holds from each pool of [`Plan::resources`] while an attempt of
+    /// it is assigned or running (every count at least 1, at most the pool's `max`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, u64>,
 }
 
 impl Task {
@@ -134,6 +138,49 @@ pub struct Plan {
     /// Competitive groups (`[[race]]`).
     #[serde(default)]
     pub races: Vec<Race>,
+    /// Token pools (`[resources]`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, Pool>,
+}
+
+/// A pool of tokens (a database's connections): tasks start only while their claims fit
+/// under `max`; crossing `warn` and `critical` is journalled, and at `critical` only tasks
+/// that claim nothing from the pool start. `warn <= critical <= max` when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub max: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<u64>,
+}
+
+/// Where a pool's use stands against its thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Normal,
+    Warn,
+    Critical,
+}
+
+impl Pool {
+    /// The level `used` tokens put the pool at.
+    pub fn level(&self, used: u64) -> Level {
+        if self.critical.is_some_and(|c| used >= c) {
+            Level::Critical
+        } else if self.warn.is_some_and(|w| used >= w) {
+            Level::Warn
+        } else {
+            Level::Normal
+        }
+    }
+
+    /// Whether a claim of `want` tokens may start with `used` already held: it fits under
+    /// `max`, and the pool is not at `critical`.
+    pub fn admits(&self, used: u64, want: u64) -> bool {
+        used.saturating_add(want) <= self.max && self.level(used) != Level::Critical
+    }
 }
 
 /// A barrier: `worker checkpoint NAME` in each of `tasks` blocks until all arrived.

@@ -30,6 +30,17 @@ pub(super) struct RawPlan {
     pub(super) locks: Option<RawLocks>,
     #[serde(default)]
     pub(super) race: Vec<RawRace>,
+    pub(super) resources: Option<BTreeMap<String, RawPool>>,
+}
+
+/// A pool of tokens: `db = { max = 50, warn = 35, critical = 45 }`. Signed, so that a
+/// negative count is refused by `validate` with its value, not by the parser.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPool {
+    pub(super) max: i64,
+    pub(super) warn: Option<i64>,
+    pub(super) critical: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +100,7 @@ pub(super) struct RawTask {
     pub(super) kill_grace: Option<String>,
     pub(super) priority: Option<i64>,
     pub(super) marks: Option<Vec<String>>,
+    pub(super) resources: Option<BTreeMap<String, i64>>,
 }
 
 /// Parse the text of `src` (JSON or TOML, by its name). Syntax and schema errors carry the

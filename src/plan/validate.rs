@@ -37,6 +37,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         checkpoint: checkpoints,
         locks,
         race,
+        resources,
     } = raw;
     if !names::is_valid(&name) {
         return Err(src.error(src.name_pos(), bad_name("plan name", &name, Scope::Plan)));
@@ -50,6 +51,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         return Err(src.error(None, K::NoTasks));
     }
     let defaults = Defaults::resolve(src, defaults.unwrap_or_default(), base_cwd)?;
+    let resources = pools(src, resources.unwrap_or_default())?;
 
     let commands = take_commands(&mut raw_tasks);
     let (commands, races, lock_order) = {
@@ -65,7 +67,12 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
     };
 
     let tasks = raw_tasks.into_iter().zip(commands).enumerate();
-    let tasks = tasks.map(|(i, (t, command))| task(src, i, t, command, &defaults, base_cwd));
+    let tasks = tasks.map(|(i, (t, command))| {
+        let claims = claims(src, i, &t, &resources)?;
+        let mut task = task(src, i, t, command, &defaults, base_cwd)?;
+        task.resources = claims;
+        Ok(task)
+    });
     let plan = Plan {
         name,
         workers,
@@ -75,6 +82,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         checkpoints,
         lock_order,
         races,
+        resources,
     };
     check_sizes(src, &plan)?;
     Ok(plan)
@@ -565,6 +573,92 @@ fn check_cycles(src: &Source, tasks: &[RawTask], known: &Known) -> Result<(), Pl
     Err(src.error(pos, K::Cycle { path }))
 }
 
+/// `[resources]`: each pool's name is a name, `max` at least 1, and `warn <= critical <=
+/// max` where given (a threshold above `max` could never be crossed).
+fn pools(
+    src: &Source,
+    raw: BTreeMap<String, super::raw::RawPool>,
+) -> Result<BTreeMap<String, super::Pool>, PlanError> {
+    let mut out = BTreeMap::new();
+    for (name, p) in raw {
+        let at = src.pool_pos(&name);
+        let refuse = |msg: String| {
+            let kind = K::BadPool {
+                pool: name.clone(),
+                msg,
+            };
+            src.error(at, kind)
+        };
+        if !names::is_valid(&name) {
+            return Err(src.error(at, bad_name("pool name", &name, Scope::Plan)));
+        }
+        let count = |key: &str, v: i64| {
+            u64::try_from(v)
+                .ok()
+                .filter(|&v| v >= 1)
+                .ok_or_else(|| refuse(format!("{key} must be at least 1 (got {v})")))
+        };
+        let max = count("max", p.max)?;
+        let warn = p.warn.map(|v| count("warn", v)).transpose()?;
+        let critical = p.critical.map(|v| count("critical", v)).transpose()?;
+        for (key, v) in [("warn", warn), ("critical", critical)] {
+            if let Some(v) = v.filter(|&v| v > max) {
+                return Err(refuse(format!("{key} ({v}) is above max ({max})")));
+            }
+        }
+        if let (Some(w), Some(c)) = (warn, critical)
+            && w > c
+        {
+            return Err(refuse(format!("warn ({w}) is above critical ({c})")));
+        }
+        out.insert(
+            name,
+            super::Pool {
+                max,
+                warn,
+                critical,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// A task's `resources`: each names a pool of `[resources]` and claims at least 1 token
+/// and at most the pool's `max` (a larger claim could never start).
+fn claims(
+    src: &Source,
+    i: usize,
+    t: &RawTask,
+    pools: &BTreeMap<String, super::Pool>,
+) -> Result<BTreeMap<String, u64>, PlanError> {
+    let mut out = BTreeMap::new();
+    for (pool, &want) in t.resources.iter().flatten() {
+        let refuse = |msg: String| {
+            let kind = K::BadClaim {
+                task: t.id.clone(),
+                pool: pool.clone(),
+                msg,
+            };
+            src.error(src.claims_pos(i), kind)
+        };
+        let Some(p) = pools.get(pool) else {
+            return Err(refuse("no such pool in [resources]".to_string()));
+        };
+        let want = u64::try_from(want)
+            .ok()
+            .filter(|&w| w >= 1)
+            .ok_or_else(|| refuse(format!("a claim must be at least 1 (got {want})")))?;
+        if want > p.max {
+            return Err(refuse(format!(
+                "claims {want}, more than the pool's max of {}: it could never start",
+                p.max
+            )));
+        }
+        out.insert(pool.clone(), want);
+    }
+    Ok(out)
+}
+
 /// One task, its own values checked and the defaults filled in.
 fn task(
     src: &Source,
@@ -633,6 +727,7 @@ fn task(
         backoff,
         max_reassign: t.max_reassign.unwrap_or(d.max_reassign),
         kill_grace_ms,
+        resources: BTreeMap::new(),
     })
 }
 

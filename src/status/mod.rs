@@ -99,6 +99,18 @@ pub struct WorkerView {
     pub error: Option<String>,
 }
 
+/// A pool of `[resources]` as it stands: `used` is the sum of the claims of the tasks
+/// running now.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolView {
+    pub pool: String,
+    pub used: u64,
+    pub max: u64,
+    pub warn: Option<u64>,
+    pub critical: Option<u64>,
+    pub level: crate::plan::Level,
+}
+
 /// A session as read from its directory.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
@@ -112,6 +124,8 @@ pub struct Snapshot {
     pub created_at: Option<String>,
     pub tasks: Vec<TaskView>,
     pub workers: Vec<WorkerView>,
+    /// The plan's token pools with the tokens its running tasks claim now.
+    pub resources: Vec<PoolView>,
     /// The session's own files that could not be read (`session.json`, `plan.json`,
     /// `summary.json`, the journal, the workers' directory), each message naming its file.
     pub errors: Vec<String>,
@@ -178,17 +192,24 @@ pub fn snapshot(s: &Session) -> Snapshot {
     let mut history = errors.keep(journal::read_history(s)).unwrap_or_default();
     // Without the plan, the journal still has the tasks, in plan order.
     let mut secrets = std::collections::HashMap::new();
+    let mut pools = std::collections::BTreeMap::new();
+    let mut claims = std::collections::HashMap::new();
     let ids: Vec<String> = match errors.keep(required_plan(s)) {
-        Some(plan) => plan
-            .tasks
-            .into_iter()
-            .map(|t| {
-                if let Some(line) = t.secrets() {
-                    secrets.insert(t.id.clone(), line);
-                }
-                t.id
-            })
-            .collect(),
+        Some(plan) => {
+            pools = plan.resources;
+            plan.tasks
+                .into_iter()
+                .map(|t| {
+                    if !t.resources.is_empty() {
+                        claims.insert(t.id.clone(), t.resources.clone());
+                    }
+                    if let Some(line) = t.secrets() {
+                        secrets.insert(t.id.clone(), line);
+                    }
+                    t.id
+                })
+                .collect()
+        }
         None => history
             .task_order
             .iter()
@@ -216,6 +237,24 @@ pub fn snapshot(s: &Session) -> Snapshot {
         .into_iter()
         .map(|id| worker_view(s, id, finished))
         .collect();
+    let resources = pools
+        .into_iter()
+        .map(|(pool, p)| {
+            let used = tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Running)
+                .filter_map(|t| claims.get(&t.id)?.get(&pool))
+                .fold(0u64, |a, n| a.saturating_add(*n));
+            PoolView {
+                level: p.level(used),
+                pool,
+                used,
+                max: p.max,
+                warn: p.warn,
+                critical: p.critical,
+            }
+        })
+        .collect();
     Snapshot {
         session: s.id().to_string(),
         path: s.root().display().to_string(),
@@ -224,6 +263,7 @@ pub fn snapshot(s: &Session) -> Snapshot {
         created_at: info.map(|i| i.created_at),
         tasks,
         workers,
+        resources,
         errors: errors.0,
     }
 }

@@ -105,6 +105,33 @@ pub fn render(snap: &Snapshot) -> String {
             let _ = writeln!(out, "secrets of {}: {line}", t.id);
         }
     }
+    if !snap.resources.is_empty() {
+        out.push('\n');
+        for p in &snap.resources {
+            let mut marks = Vec::new();
+            if let Some(w) = p.warn {
+                marks.push(format!("warn {w}"));
+            }
+            if let Some(c) = p.critical {
+                marks.push(format!("critical {c}"));
+            }
+            let marks = if marks.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", marks.join(", "))
+            };
+            let level = match p.level {
+                crate::plan::Level::Normal => "",
+                crate::plan::Level::Warn => ": WARN",
+                crate::plan::Level::Critical => ": CRITICAL, only tasks that claim none start",
+            };
+            let _ = writeln!(
+                out,
+                "pool {}: {}/{} in use{marks}{level}",
+                p.pool, p.used, p.max
+            );
+        }
+    }
     if !snap.workers.is_empty() {
         out.push('\n');
         let mut header = vec![
@@ -162,7 +189,7 @@ pub(super) fn attempts_note(t: &TaskView) -> String {
 }
 
 /// `status --json`: `errors` (the session's files that could not be read) only when there
-/// are some, as a task's or worker's `error`.
+/// are some, as a task's or worker's `error`; `resources` only for a plan with pools.
 pub fn to_json(snap: &Snapshot) -> serde_json::Value {
     let mut v = serde_json::json!({
         "session": snap.session,
@@ -174,6 +201,9 @@ pub fn to_json(snap: &Snapshot) -> serde_json::Value {
     });
     if !snap.errors.is_empty() {
         v["errors"] = serde_json::json!(snap.errors);
+    }
+    if !snap.resources.is_empty() {
+        v["resources"] = serde_json::json!(snap.resources);
     }
     v
 }

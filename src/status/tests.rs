@@ -34,6 +34,7 @@ fn snap(state: SessionState, tasks: Vec<TaskView>) -> Snapshot {
         created_at: Some("2026-01-01T00:00:00.000Z".into()),
         tasks,
         workers: Vec::new(),
+        resources: Vec::new(),
         errors: Vec::new(),
     }
 }
@@ -380,4 +381,32 @@ fn list_json_has_a_row_for_every_entry_with_why() {
             .nth(1),
         Some("s-20260101-000000-1  failed      1/1   -")
     );
+}
+
+#[test]
+fn pools_are_shown_with_their_use_and_level() {
+    let mut s = snap(SessionState::Running, Vec::new());
+    let pool = |pool: &str, used, warn, critical, level| PoolView {
+        pool: pool.into(),
+        used,
+        max: 50,
+        warn,
+        critical,
+        level,
+    };
+    s.resources = vec![
+        pool("cache", 3, None, None, crate::plan::Level::Normal),
+        pool("db", 46, Some(35), Some(45), crate::plan::Level::Critical),
+    ];
+    let text = render(&s);
+    assert!(text.contains("\npool cache: 3/50 in use\n"), "{text}");
+    assert!(
+        text.contains(
+            "\npool db: 46/50 in use (warn 35, critical 45): CRITICAL, only tasks that claim none start\n"
+        ),
+        "{text}"
+    );
+    let json = to_json(&s);
+    assert_eq!(json["resources"][1]["level"], "critical");
+    assert_eq!(json["resources"][1]["used"], 46);
 }

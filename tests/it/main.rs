@@ -14,6 +14,7 @@ mod plan_errors;
 mod primitives;
 mod recovery;
 mod regressions;
+mod resources;
 mod secrets;
 mod tmux;
 mod unreadable;

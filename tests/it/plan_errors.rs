@@ -182,3 +182,51 @@ fn json_plan_error_has_line_and_column() {
     );
     assert!(!sb.sessions().exists());
 }
+
+#[test]
+fn a_claim_larger_than_its_pool_is_refused_at_plan_time() {
+    refused(
+        "name = \"p\"\n[resources]\ndb = { max = 4 }\n[[task]]\nid = \"a\"\nrun = \"true\"\nresources = { db = 5 }\n",
+        "plan.toml:7:13: task \"a\": resources.db: claims 5, more than the pool's max of 4: it could never start",
+    );
+}
+
+#[test]
+fn a_claim_on_an_unknown_pool_is_refused() {
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"true\"\nresources = { dbx = 1 }\n",
+        "plan.toml:5:13: task \"a\": resources.dbx: no such pool in [resources]",
+    );
+}
+
+#[test]
+fn pool_thresholds_out_of_order_are_refused() {
+    refused(
+        "name = \"p\"\n[resources]\ndb = { max = 10, warn = 8, critical = 5 }\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "plan.toml:3:6: resources.db: warn (8) is above critical (5)",
+    );
+    refused(
+        "name = \"p\"\n[resources]\ndb = { max = 0 }\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "plan.toml:3:6: resources.db: max must be at least 1 (got 0)",
+    );
+    refused(
+        "name = \"p\"\n[resources]\ndb = { max = 3, critical = 4 }\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "plan.toml:3:6: resources.db: critical (4) is above max (3)",
+    );
+}
+
+#[test]
+fn a_claim_larger_than_its_pool_is_refused_in_a_json_plan_too() {
+    let sb = Sandbox::new();
+    let text = "{\"name\": \"p\", \"resources\": {\"db\": {\"max\": 2}},\n \"task\": [{\"id\": \"a\", \"run\": \"true\", \"resources\": {\"db\": 3}}]}\n";
+    let p = sb.write("plan.json", text);
+    let o = sb.run(&["plan", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}:2:51: task \"a\": resources.db: claims 3, more than the pool's max of 2: it could never start\n",
+            p.display()
+        )
+    );
+}

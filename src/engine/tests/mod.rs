@@ -10,6 +10,7 @@ mod decide;
 mod dispatch;
 mod prims;
 mod restore;
+mod tokens;
 
 use std::collections::BTreeSet;
 use std::ops::Deref;
