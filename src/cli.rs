@@ -106,6 +106,9 @@ enum OrchestratorCommand {
         session: String,
         task: Option<String>,
     },
+    /// Drain a session: no new starts; running attempts finish; then what did not start
+    /// is cancelled and the session ends (failed if a task failed, else cancelled).
+    Stop { session: String },
     /// Show who holds and who waits for each named lock.
     Locks { session: String },
     /// Show a session's tasks and workers (default: the newest session).
@@ -268,6 +271,35 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             let s = Session::resolve(&root, Some(&session))?;
             check_task(&s, &task)?;
             control(&s, ControlAction::Reassign, Some(&task))
+        }
+        OrchestratorCommand::Stop { session } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            if crate::orchestrator::orchestrator_alive(&s) {
+                return control(&s, ControlAction::Stop, None);
+            }
+            // No orchestrator: take the session over, drain it, and stay until what was
+            // running has ended and the session is finished.
+            drop(out);
+            let cfg = resume_config(
+                &root,
+                &session,
+                None,
+                Some("background".into()),
+                None,
+                false,
+                Vec::new(),
+            )?;
+            let mut orch = Orchestrator::resume(cfg)?;
+            match orch.control_now(ControlAction::Stop, None) {
+                Ok(msg) => {
+                    println!("{msg}");
+                    drive(orch, true).map(|_| 0)
+                }
+                Err(msg) => {
+                    eprintln!("error: {msg}");
+                    drive(orch, true).map(|_| 1)
+                }
+            }
         }
         OrchestratorCommand::Cancel { session, task } => {
             let s = Session::resolve(&root, Some(&session))?;

@@ -464,6 +464,8 @@ pub enum ControlAction {
     Reassign,
     /// Cancel one task (with `task`) and its dependents, or the whole session.
     Cancel,
+    /// Drain the session: no new starts; running attempts finish.
+    Stop,
 }
 
 impl ControlAction {
@@ -471,6 +473,7 @@ impl ControlAction {
         match self {
             ControlAction::Reassign => "reassign",
             ControlAction::Cancel => "cancel",
+            ControlAction::Stop => "stop",
         }
     }
 }

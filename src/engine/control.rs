@@ -55,7 +55,70 @@ impl Engine {
             (ControlAction::Reassign, None) => Err("reassign needs a task".into()),
             (ControlAction::Cancel, Some(t)) => self.cancel_task(t, now),
             (ControlAction::Cancel, None) => Ok(self.cancel_session(now)),
+            (ControlAction::Stop, Some(_)) => {
+                Err("stop drains the whole session; to stop one task, cancel it".into())
+            }
+            (ControlAction::Stop, None) => self.stop_requested(),
         }
+    }
+
+    /// `orchestrator stop`: drain.
+    fn stop_requested(&mut self) -> Result<String, String> {
+        if self.phase != Phase::Running {
+            return Err("the session is already stopping".into());
+        }
+        self.drain("stop requested".into());
+        // Attempts whose exit is not in yet (a worker stays busy a moment after one).
+        let running = self
+            .running_attempts()
+            .iter()
+            .filter(|(w, t, a)| {
+                self.tasks[*t]
+                    .fence
+                    .as_ref()
+                    .is_some_and(|(fa, fw)| fa == a && fw == w)
+            })
+            .count();
+        Ok(format!(
+            "session {}stopping: no new starts; {running} running attempt{} will finish",
+            if self.cfg.session.is_empty() {
+                String::new()
+            } else {
+                format!("{} ", self.cfg.session)
+            },
+            if running == 1 { "" } else { "s" }
+        ))
+    }
+
+    /// No new starts from now on (queued assignments are taken back); what runs
+    /// finishes. Journalled, so a resumed engine goes on draining.
+    pub(super) fn drain(&mut self, why: String) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.phase = Phase::Draining;
+        self.journal(Event::SessionDraining { why });
+        self.withdraw_all();
+    }
+
+    /// The end of a drain: each task not decided is failed if an attempt of it failed
+    /// (it was waiting to be retried), else cancelled; neither starts again.
+    fn end_drain(&mut self, now: Instant) {
+        for t in 0..self.tasks.len() {
+            if self.tasks[t].decided.is_some() {
+                continue;
+            }
+            if self.tasks[t].failures > 0 {
+                let why = "not retried: the session was stopped".to_string();
+                self.decide_without_exit(t, TaskState::Failed, why, None, now);
+            } else {
+                let why = "not started: the session was stopped".to_string();
+                self.decide_without_exit(t, TaskState::Cancelled, why, None, now);
+            }
+        }
+        let s = self.final_state();
+        self.phase = Phase::Finished(s);
+        self.out.push(Command::Finish(s));
     }
 
     /// The worker running task `t`'s current attempt (not one queued behind).
@@ -272,7 +335,7 @@ impl Engine {
     }
 
     /// End the session when its phase allows.
-    pub(super) fn maybe_finish(&mut self) {
+    pub(super) fn maybe_finish(&mut self, now: Instant) {
         let busy = self
             .workers
             .values()
@@ -294,6 +357,11 @@ impl Engine {
             Phase::Interrupting(_) => {
                 if !busy && !self.withdrawals_pending() {
                     self.end_interrupted();
+                }
+            }
+            Phase::Draining => {
+                if !busy && !self.withdrawals_pending() {
+                    self.end_drain(now);
                 }
             }
             Phase::Finished(_) => {}

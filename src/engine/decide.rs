@@ -302,6 +302,10 @@ impl Engine {
             TaskState::Lost => self.sched.lose(t),
             _ => self.sched.fail(t),
         };
+        if state == TaskState::Failed && self.plan.on_failure_of(t) == crate::plan::OnFailure::Stop
+        {
+            self.drain(format!("task {id} failed (on_failure = stop)"));
+        }
         if state == TaskState::Cancelled {
             self.cancelled_any = true;
             self.propagate(

@@ -5,9 +5,9 @@
 //! must never delay work. Then each worker whose task has started gets one more ready
 //! task queued behind it, so the round trip "exit -> next assignment" is off its
 //! critical path. Queueing obeys every start rule: nothing is queued while the session
-//! is not running, in plans with races (a member's end can make queued members lose) or
-//! token pools (a queued task would hold its tokens before it runs), or while a worker
-//! is starting (it will take ready tasks at once). A task whose claims do not fit waits
+//! is not running, in plans with races (a member's end can make queued members lose),
+//! token pools (a queued task would hold its tokens before it runs) or a task whose
+//! failure stops the session, or while a worker is starting (it will take ready tasks at once). A task whose claims do not fit waits
 //! in the ready queue while lower ones that fit start.
 
 use std::time::Instant;
@@ -253,9 +253,12 @@ impl Engine {
     fn queue_ready(&mut self, now: Instant) {
         // Not while requests wait for queued assignments to be withdrawn (they would be
         // queued again as soon as they are taken back).
-        // Nor with token pools: a queued assignment holds its tokens while it waits.
+        // Nor with token pools (a queued assignment holds its tokens while it waits),
+        // nor where a failure stops the session (a task queued behind the one that
+        // fails would start at once).
         if !self.plan.races.is_empty()
             || !self.plan.resources.is_empty()
+            || self.plan.may_stop()
             || !self.sched.has_ready()
             || self.any_starting()
             || !self.pending.is_empty()
@@ -290,7 +293,9 @@ impl Engine {
     /// that task's outcome is written (the round trip is on every worker's critical
     /// path).
     pub(super) fn hand_next(&mut self, wid: &str, now: Instant) {
+        // Not where a failure stops the session: the exit just in may be one.
         if !self.running()
+            || self.plan.may_stop()
             || self.worker_state(wid) != Some(WorkerState::Idle)
             || self.running_count() >= self.cfg.workers
         {

@@ -174,6 +174,9 @@ enum Phase {
     Cancelling,
     /// Interrupted: no new starts; ends `interrupted` once nothing runs.
     Interrupting(Interrupt),
+    /// Stopped (`orchestrator stop`, or a failure under `on_failure = "stop"`): no new
+    /// starts; running attempts finish; then what is left is decided and it ends.
+    Draining,
     Finished(SessionState),
 }
 
@@ -324,7 +327,7 @@ impl Engine {
         self.deadlock_due(now);
         self.fill_pool(now);
         self.check_levels();
-        self.maybe_finish();
+        self.maybe_finish(now);
     }
 
     // ---- getters (status, the shell's bookkeeping) ----
@@ -332,7 +335,9 @@ impl Engine {
     /// The session's state now.
     pub fn state(&self) -> SessionState {
         match self.phase {
-            Phase::Running | Phase::Cancelling | Phase::Interrupting(_) => SessionState::Running,
+            Phase::Running | Phase::Cancelling | Phase::Interrupting(_) | Phase::Draining => {
+                SessionState::Running
+            }
             Phase::Finished(s) => s,
         }
     }

@@ -28,6 +28,9 @@ impl Engine {
         for (id, _) in history.workers.iter() {
             e.next_worker = e.next_worker.max(number_after(id));
         }
+        if history.draining.is_some() {
+            e.phase = super::Phase::Draining;
+        }
         // A pool's level is journalled on each change: a resume that finds it where the
         // journal left it says nothing again.
         e.levels = history

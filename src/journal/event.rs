@@ -121,6 +121,12 @@ pub enum Event {
         worker: String,
         lease_ms: u64,
     },
+    /// The session drains: no new attempts start, running ones finish, then every task
+    /// not decided is cancelled (or failed, if an attempt of it failed) and the session
+    /// ends. `why`: `stop requested`, or the task whose failure stopped it.
+    SessionDraining {
+        why: String,
+    },
     /// A pool of `[resources]` went to another level: `used` tokens held (by attempts
     /// assigned, running or being stopped) of its `max`. Journalled on each change, up
     /// or down.

@@ -84,6 +84,8 @@ pub struct History {
     pub signals: BTreeMap<String, bool>,
     /// The highest assignment `seq` seen (a resumed orchestrator continues above it).
     pub max_seq: u64,
+    /// Why the session drains, once it does (`session_draining`).
+    pub draining: Option<String>,
     /// Each pool's last journalled level and use.
     pub pools: BTreeMap<String, (crate::plan::Level, u64)>,
     pub events: usize,
@@ -260,6 +262,10 @@ impl History {
             }
             Event::RaceDecided { race, winner, .. } => {
                 self.races.insert(race.clone(), winner.clone());
+            }
+            Event::SessionDraining { why } => {
+                self.draining = Some(why.clone());
+                self.state = Some(SessionState::Stopping);
             }
             Event::ResourceLevel {
                 pool, level, used, ..

@@ -256,6 +256,14 @@ impl Orchestrator {
         action: ControlAction,
         task: Option<&str>,
     ) -> std::result::Result<String, String> {
+        // A resumed session may end as it is taken over (a drain with nothing left to
+        // run): no request reaches a finished engine.
+        if self.engine.finished() {
+            return Err(format!(
+                "the session has already ended ({})",
+                self.engine.state().as_str()
+            ));
+        }
         let id = format!("direct-{}", proto::now_unix_ms());
         self.feed(Fact::Control {
             id: id.clone(),

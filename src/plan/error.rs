@@ -173,6 +173,13 @@ pub enum PlanErrorKind {
     /// `env_from_parent` or `env_file` is wrong; the message never quotes a value.
     #[error("{msg}")]
     BadSecret { scope: Scope, msg: String },
+    /// `on_failure` is not one of the policies.
+    #[error("on_failure: {value:?} is not a failure policy ({})", if value == "freeze" {
+        "\"freeze\" is not available yet; use \"continue\" or \"stop\""
+    } else {
+        "use \"continue\" or \"stop\""
+    })]
+    BadOnFailure { scope: Scope, value: String },
     /// A pool of `[resources]` is wrong.
     #[error("resources.{pool}: {msg}")]
     BadPool { pool: String, msg: String },
@@ -204,6 +211,7 @@ impl PlanErrorKind {
             }
             PlanErrorKind::BadName { scope, .. }
             | PlanErrorKind::BadSecret { scope, .. }
+            | PlanErrorKind::BadOnFailure { scope, .. }
             | PlanErrorKind::DurationOutOfRange { scope, .. }
             | PlanErrorKind::BadCwd { scope, .. }
             | PlanErrorKind::BadBackoffFactor { scope, .. }

@@ -42,6 +42,7 @@ pub(super) struct Positions {
     pub(super) task: Vec<TablePositions>,
     /// Each pool's value in `[resources]`, by name.
     pub(super) resources: Vec<(String, usize)>,
+    pub(super) on_failure: Option<usize>,
 }
 
 /// `[defaults]` or one task (`[defaults]` has no `id` or `after`).
@@ -54,6 +55,7 @@ pub(super) struct TablePositions {
     pub(super) cwd: Option<usize>,
     pub(super) backoff: BackoffPositions,
     pub(super) resources: Option<usize>,
+    pub(super) on_failure: Option<usize>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -163,6 +165,14 @@ impl<'a> Source<'a> {
         pools.iter().find(|(n, _)| n == name).map(|&(_, at)| at)
     }
 
+    /// `on_failure` of the plan or of a task.
+    pub(super) fn on_failure_pos(&self, table: Table) -> Option<usize> {
+        match table {
+            Table::Root => self.positions().on_failure,
+            t => self.table(t)?.on_failure,
+        }
+    }
+
     /// The `resources` of the task at index `i`.
     pub(super) fn claims_pos(&self, i: usize) -> Option<usize> {
         self.table(Table::Task(i))?.resources
@@ -201,6 +211,7 @@ struct Locs {
     task: Vec<TableLocs>,
     #[serde(default)]
     resources: std::collections::BTreeMap<String, Loc>,
+    on_failure: Loc,
 }
 
 /// `[defaults]` or one `[[task]]` (`[defaults]` has no `id` or `after`).
@@ -214,6 +225,7 @@ struct TableLocs {
     #[serde(default)]
     backoff: BackoffLocs,
     resources: Loc,
+    on_failure: Loc,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,6 +249,7 @@ impl From<Locs> for Positions {
                 .iter()
                 .filter_map(|(n, loc)| Some((n.clone(), start(loc)?)))
                 .collect(),
+            on_failure: start(&l.on_failure),
         }
     }
 }
@@ -261,6 +274,7 @@ impl From<TableLocs> for TablePositions {
                 jitter: start(&t.backoff.jitter),
             },
             resources: start(&t.resources),
+            on_failure: start(&t.on_failure),
         }
     }
 }

@@ -21,6 +21,7 @@ pub(super) fn positions(text: &str) -> Option<Positions> {
             "name" => p.name = Some(at),
             "workers" => p.workers = Some(at),
             "lease" => p.lease = Some(at),
+            "on_failure" => p.on_failure = Some(at),
             "defaults" if s.peek() == Some(b'{') => return s.table(&mut p.defaults),
             "resources" if s.peek() == Some(b'{') => {
                 return s.object(|s, key, at| {
@@ -175,6 +176,7 @@ impl Scanner<'_> {
                 "kill_grace" => t.kill_grace = Some(at),
                 "cwd" => t.cwd = Some(at),
                 "resources" => t.resources = Some(at),
+                "on_failure" => t.on_failure = Some(at),
                 "after" if s.peek() == Some(b'[') => {
                     return s.array(|s, at| {
                         t.after.push(at);

@@ -77,6 +77,29 @@ pub struct Task {
     /// it is assigned or running (every count at least 1, at most the pool's `max`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resources: BTreeMap<String, u64>,
+    /// What the task's final failure does to the session (the plan's when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+}
+
+/// What a task's final failure (after its retries) does to the session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Its dependents are skipped; everything else runs.
+    #[default]
+    Continue,
+    /// No new starts; running attempts finish; the session ends failed.
+    Stop,
+}
+
+impl OnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Continue => "continue",
+            OnFailure::Stop => "stop",
+        }
+    }
 }
 
 impl Task {
@@ -141,6 +164,25 @@ pub struct Plan {
     /// Token pools (`[resources]`), by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resources: BTreeMap<String, Pool>,
+    /// What a task's final failure does, unless the task says otherwise.
+    #[serde(default, skip_serializing_if = "is_continue")]
+    pub on_failure: OnFailure,
+}
+
+fn is_continue(p: &OnFailure) -> bool {
+    *p == OnFailure::Continue
+}
+
+impl Plan {
+    /// Whether some task's failure stops the session.
+    pub fn may_stop(&self) -> bool {
+        (0..self.tasks.len()).any(|t| self.on_failure_of(t) == OnFailure::Stop)
+    }
+
+    /// What the final failure of task `t` does to the session.
+    pub fn on_failure_of(&self, t: usize) -> OnFailure {
+        self.tasks[t].on_failure.unwrap_or(self.on_failure)
+    }
 }
 
 /// A pool of tokens (a database's connections): tasks start only while their claims fit

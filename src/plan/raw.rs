@@ -31,6 +31,7 @@ pub(super) struct RawPlan {
     #[serde(default)]
     pub(super) race: Vec<RawRace>,
     pub(super) resources: Option<BTreeMap<String, RawPool>>,
+    pub(super) on_failure: Option<String>,
 }
 
 /// A pool of tokens: `db = { max = 50, warn = 35, critical = 45 }`. Signed, so that a
@@ -101,6 +102,7 @@ pub(super) struct RawTask {
     pub(super) priority: Option<i64>,
     pub(super) marks: Option<Vec<String>>,
     pub(super) resources: Option<BTreeMap<String, i64>>,
+    pub(super) on_failure: Option<String>,
 }
 
 /// Parse the text of `src` (JSON or TOML, by its name). Syntax and schema errors carry the

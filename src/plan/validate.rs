@@ -38,6 +38,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         locks,
         race,
         resources,
+        on_failure,
     } = raw;
     if !names::is_valid(&name) {
         return Err(src.error(src.name_pos(), bad_name("plan name", &name, Scope::Plan)));
@@ -52,6 +53,8 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
     }
     let defaults = Defaults::resolve(src, defaults.unwrap_or_default(), base_cwd)?;
     let resources = pools(src, resources.unwrap_or_default())?;
+    let on_failure =
+        policy(src, Table::Root, Scope::Plan, on_failure.as_deref())?.unwrap_or_default();
 
     let commands = take_commands(&mut raw_tasks);
     let (commands, races, lock_order) = {
@@ -69,8 +72,11 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
     let tasks = raw_tasks.into_iter().zip(commands).enumerate();
     let tasks = tasks.map(|(i, (t, command))| {
         let claims = claims(src, i, &t, &resources)?;
+        let scope = Scope::Task(t.id.clone());
+        let policy = policy(src, Table::Task(i), scope, t.on_failure.as_deref())?;
         let mut task = task(src, i, t, command, &defaults, base_cwd)?;
         task.resources = claims;
+        task.on_failure = policy;
         Ok(task)
     });
     let plan = Plan {
@@ -83,6 +89,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         lock_order,
         races,
         resources,
+        on_failure,
     };
     check_sizes(src, &plan)?;
     Ok(plan)
@@ -573,6 +580,27 @@ fn check_cycles(src: &Source, tasks: &[RawTask], known: &Known) -> Result<(), Pl
     Err(src.error(pos, K::Cycle { path }))
 }
 
+/// An `on_failure` value (of the plan, or a task's).
+fn policy(
+    src: &Source,
+    table: Table,
+    scope: Scope,
+    value: Option<&str>,
+) -> Result<Option<super::OnFailure>, PlanError> {
+    match value {
+        None => Ok(None),
+        Some("continue") => Ok(Some(super::OnFailure::Continue)),
+        Some("stop") => Ok(Some(super::OnFailure::Stop)),
+        Some(v) => Err(src.error(
+            src.on_failure_pos(table),
+            K::BadOnFailure {
+                scope,
+                value: v.to_string(),
+            },
+        )),
+    }
+}
+
 /// `[resources]`: each pool's name is a name, `max` at least 1, and `warn <= critical <=
 /// max` where given (a threshold above `max` could never be crossed).
 fn pools(
@@ -728,6 +756,7 @@ fn task(
         max_reassign: t.max_reassign.unwrap_or(d.max_reassign),
         kill_grace_ms,
         resources: BTreeMap::new(),
+        on_failure: None,
     })
 }
 

@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod hostile;
 mod limits;
 mod plan_errors;
+mod policy;
 mod primitives;
 mod recovery;
 mod regressions;

@@ -230,3 +230,15 @@ fn a_claim_larger_than_its_pool_is_refused_in_a_json_plan_too() {
         )
     );
 }
+
+#[test]
+fn an_unknown_failure_policy_is_refused_where_it_is_written() {
+    refused(
+        "name = \"p\"\non_failure = \"freeze\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "plan.toml:2:14: on_failure: \"freeze\" is not a failure policy (\"freeze\" is not available yet; use \"continue\" or \"stop\")",
+    );
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"true\"\non_failure = \"halt\"\n",
+        "plan.toml:5:14: on_failure: \"halt\" is not a failure policy (use \"continue\" or \"stop\")",
+    );
+}

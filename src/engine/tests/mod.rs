@@ -8,6 +8,7 @@
 mod control;
 mod decide;
 mod dispatch;
+mod drain;
 mod prims;
 mod restore;
 mod tokens;
