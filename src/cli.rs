@@ -280,26 +280,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             // No orchestrator: take the session over, drain it, and stay until what was
             // running has ended and the session is finished.
             drop(out);
-            let cfg = resume_config(
-                &root,
-                &session,
-                None,
-                Some("background".into()),
-                None,
-                false,
-                Vec::new(),
-            )?;
-            let mut orch = Orchestrator::resume(cfg)?;
-            match orch.control_now(ControlAction::Stop, None) {
-                Ok(msg) => {
-                    println!("{msg}");
-                    drive(orch, true).map(|_| 0)
-                }
-                Err(msg) => {
-                    eprintln!("error: {msg}");
-                    drive(orch, true).map(|_| 1)
-                }
-            }
+            take_over(&root, &session, ControlAction::Stop, None, false)
         }
         OrchestratorCommand::Cancel { session, task } => {
             let s = Session::resolve(&root, Some(&session))?;
@@ -310,33 +291,16 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 return control(&s, ControlAction::Cancel, task.as_deref());
             }
             // No orchestrator (it was killed, or Ctrl-C'd): take the session over, cancel,
-            // and stay until the stopped tasks have ended and the session is finished.
+            // and stay until the stopped tasks have ended and the session is finished,
+            // carrying on past a write that fails.
             drop(out);
-            let cfg = resume_config(
+            take_over(
                 &root,
                 &session,
-                None,
-                Some("background".into()),
-                None,
-                false,
-                Vec::new(),
-            )?;
-            let cfg = ResumeConfig {
-                best_effort: true,
-                ..cfg
-            };
-            let mut orch = Orchestrator::resume(cfg)?;
-            let reply = orch.control_now(ControlAction::Cancel, task.as_deref());
-            match reply {
-                Ok(msg) => {
-                    println!("{msg}");
-                    drive(orch, true).map(|_| 0)
-                }
-                Err(msg) => {
-                    eprintln!("error: {msg}");
-                    drive(orch, true).map(|_| 1)
-                }
-            }
+                ControlAction::Cancel,
+                task.as_deref(),
+                true,
+            )
         }
         OrchestratorCommand::Status { session, json } => {
             let s = match session {
@@ -495,6 +459,37 @@ fn check_task(s: &Session, task: &str) -> Result<()> {
             "session {} has no task {task:?}",
             s.id()
         )))
+    }
+}
+
+/// A request to a session whose orchestrator is gone: resume it here (background
+/// workers), carry the request out, and drive the session to its end.
+fn take_over(
+    root: &std::path::Path,
+    session: &str,
+    action: ControlAction,
+    task: Option<&str>,
+    best_effort: bool,
+) -> Result<i32> {
+    let cfg = resume_config(
+        root,
+        session,
+        None,
+        Some("background".into()),
+        None,
+        false,
+        Vec::new(),
+    )?;
+    let mut orch = Orchestrator::resume(ResumeConfig { best_effort, ..cfg })?;
+    match orch.control_now(action, task) {
+        Ok(msg) => {
+            println!("{msg}");
+            drive(orch, true).map(|_| 0)
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            drive(orch, true).map(|_| 1)
+        }
     }
 }
 
