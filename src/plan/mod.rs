@@ -7,7 +7,8 @@
 //! The way through this module: `raw` parses the text into structs that mirror the file,
 //! `validate` checks them and fills in defaults, `locate` finds the line and column of
 //! a refused value, and `error` says what was wrong. `graph` holds the dependency
-//! graph and what is drawn from it; `describe` prints a plan for `orchestrator plan`.
+//! graph and what is drawn from it; `describe` prints a plan for `orchestrator plan`;
+//! `scopes` is the language of `owns` patterns and the exact test of their overlap.
 
 mod describe;
 pub mod env_file;
@@ -16,6 +17,7 @@ mod graph;
 mod locate;
 mod locate_json;
 mod raw;
+pub mod scopes;
 #[cfg(test)]
 mod test_util;
 mod validate;
@@ -54,6 +56,11 @@ pub struct Task {
     /// Completion markers written into `markers/` when the task succeeds.
     #[serde(default)]
     pub marks: Vec<String>,
+    /// Paths the task will write (`owns`), relative to the plan's directory, as written:
+    /// patterns of [`scopes::Pattern`]. No two tasks that may run at the same time own
+    /// overlapping ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owns: Vec<String>,
     /// Absolute working directory.
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,

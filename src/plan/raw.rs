@@ -89,6 +89,7 @@ pub(super) struct RawTask {
     pub(super) kill_grace: Option<String>,
     pub(super) priority: Option<i64>,
     pub(super) marks: Option<Vec<String>>,
+    pub(super) owns: Option<Vec<String>>,
 }
 
 /// Parse the text of `src` (JSON or TOML, by its name). Syntax and schema errors carry the
