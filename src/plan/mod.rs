@@ -279,6 +279,7 @@ run = "echo a"
 priority = 5
 timeout = "1m"
 marks = ["built"]
+owns = ["out/**", "db/schema.rb"]
 env = { B = "2" }
 [[task]]
 id = "b"
@@ -316,7 +317,7 @@ score = "/score"
     /// line per task.
     const FULL_PLAN_JSON: &str = concat!(
         r#"{"name":"shape","workers":3,"keep_windows":true,"lease_ms":20000,"tasks":["#,
-        r#"{"id":"a","command":{"shell":"echo a"},"after":[],"after_signals":[],"priority":5,"marks":["built"],"cwd":"/base","env":{"A":"1","B":"2"},"timeout_ms":60000,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000},"#,
+        r#"{"id":"a","command":{"shell":"echo a"},"after":[],"after_signals":[],"priority":5,"marks":["built"],"owns":["out/**","db/schema.rb"],"cwd":"/base","env":{"A":"1","B":"2"},"timeout_ms":60000,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000},"#,
         r#"{"id":"b","command":{"argv":["echo","b"]},"after":["a"],"after_signals":["go"],"priority":0,"marks":[],"cwd":"/base/sub","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":1,"kill_grace_ms":1000},"#,
         r#"{"id":"c","command":{"shell":"true"},"after":["a"],"after_signals":[],"priority":0,"marks":[],"cwd":"/base","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000},"#,
         r#"{"id":"d","command":{"shell":"true"},"after":["r"],"after_signals":[],"priority":0,"marks":[],"cwd":"/base","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000}"#,
@@ -342,6 +343,7 @@ score = "/score"
         let p: Plan = serde_json::from_str(old).unwrap();
         let a = &p.tasks[0];
         assert!(a.after_signals.is_empty() && a.marks.is_empty() && a.priority == 0);
+        assert!(a.owns.is_empty());
         assert!(p.checkpoints.is_empty() && p.lock_order.is_empty() && p.races.is_empty());
     }
 

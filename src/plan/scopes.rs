@@ -101,14 +101,7 @@ impl Pattern {
     /// both have one, and the shorter prefix either is as long as the other or ends in
     /// `**` (then the longer pattern's own paths are below it).
     pub fn overlap(&self, other: &Pattern) -> Option<String> {
-        let (short, long) = if self.prefix.len() <= other.prefix.len() {
-            (self, other)
-        } else {
-            (other, self)
-        };
-        if short.prefix.len() < long.prefix.len() && !short.subtree {
-            return None;
-        }
+        let (short, long) = self.aligned(other)?;
         let mut path: Vec<String> = short
             .prefix
             .iter()
@@ -125,6 +118,34 @@ impl Pattern {
             path.push("x".to_string());
         }
         Some(path.join("/"))
+    }
+
+    /// Whether [`Pattern::overlap`] finds a path, without making one: the test run on
+    /// every pair of patterns of tasks that may run together, so literal components are
+    /// compared without any allocation.
+    pub fn overlaps(&self, other: &Pattern) -> bool {
+        let Some((short, long)) = self.aligned(other) else {
+            return false;
+        };
+        short.prefix.iter().zip(&long.prefix).all(|(a, b)| {
+            if a.contains('*') || b.contains('*') {
+                common_name(a, b).is_some()
+            } else {
+                a == b
+            }
+        })
+    }
+
+    /// The pattern with the shorter prefix, then the other, when their lengths allow a
+    /// shared path: equal, or the shorter ending in `**`.
+    fn aligned<'p>(&'p self, other: &'p Pattern) -> Option<(&'p Pattern, &'p Pattern)> {
+        let (short, long) = if self.prefix.len() <= other.prefix.len() {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        let fits = short.prefix.len() == long.prefix.len() || short.subtree;
+        fits.then_some((short, long))
     }
 }
 
@@ -297,27 +318,29 @@ pub struct Conflict {
 
 /// The first conflict, ordered by the later task, then the earlier task, then the later
 /// task's pattern (so the answer never depends on how the work was split): `owns[i]` are
-/// task `i`'s parsed patterns, `order` the ordering edges of [`Ordering`].
+/// task `i`'s parsed patterns, `order` the ordering edges of [`Ordering`]. Only pairs of
+/// tasks that [`Prefixes`] says may share a path are looked at.
 pub fn first_conflict(owns: &[Vec<Pattern>], order: &[Vec<usize>]) -> Option<Conflict> {
     let owners: Vec<usize> = (0..owns.len()).filter(|&i| !owns[i].is_empty()).collect();
     if owners.len() < 2 {
         return None;
     }
+    let prefixes = Prefixes::new(owns);
     let ordering = Ordering::new(order);
     let mut best: Option<Conflict> = None;
+    let mut partners = Vec::new();
     for chunk in owners.chunks(64) {
         let related = ordering.related(chunk);
         for (s, &a) in chunk.iter().enumerate() {
-            for &b in owners.iter().filter(|&&b| b > a) {
-                if related[b] & (1 << s) != 0 {
+            prefixes.partners(a, &mut partners);
+            for &b in partners.iter().filter(|&&b| b > a) {
+                if related[b] & (1 << s) != 0
+                    || best.as_ref().is_some_and(|c| (c.second, c.first) <= (b, a))
+                {
                     continue;
-                }
-                if best.as_ref().is_some_and(|c| (c.second, c.first) < (b, a)) {
-                    break;
                 }
                 if let Some(c) = pair_conflict(&owns[a], &owns[b], a, b) {
                     best = Some(c);
-                    break;
                 }
             }
         }
@@ -325,11 +348,84 @@ pub fn first_conflict(owns: &[Vec<Pattern>], order: &[Vec<usize>]) -> Option<Con
     best
 }
 
+/// The patterns in a tree of their literal prefixes: the leading components without `*`
+/// (`out/t1` of `out/t1/**`, `app` of `app/*/user.rb`, none of `**`). Two patterns can
+/// share a path only if one's literal prefix starts the other's: where both have a
+/// literal component, the two must be equal. So a pattern is compared with those on its
+/// node, above it and below it only, and ten thousand tasks owning `out/<id>/**` each
+/// make no pairs at all.
+struct Prefixes<'p> {
+    child: std::collections::HashMap<(usize, &'p str), usize>,
+    parent: Vec<usize>,
+    children: Vec<Vec<usize>>,
+    /// The tasks with a pattern on each node.
+    tasks: Vec<Vec<usize>>,
+    /// The nodes of each task's patterns.
+    nodes: Vec<Vec<usize>>,
+}
+
+impl<'p> Prefixes<'p> {
+    const ROOT: usize = 0;
+
+    fn new(owns: &'p [Vec<Pattern>]) -> Self {
+        let mut t = Prefixes {
+            child: std::collections::HashMap::new(),
+            parent: vec![Self::ROOT],
+            children: vec![Vec::new()],
+            tasks: vec![Vec::new()],
+            nodes: vec![Vec::new(); owns.len()],
+        };
+        for (task, patterns) in owns.iter().enumerate() {
+            for p in patterns {
+                let literal = p.prefix.iter().take_while(|c| !c.contains('*'));
+                let node = literal.fold(Self::ROOT, |at, c| t.node(at, c));
+                t.tasks[node].push(task);
+                t.nodes[task].push(node);
+            }
+        }
+        t
+    }
+
+    /// The child of `at` named `name`, made if need be.
+    fn node(&mut self, at: usize, name: &'p str) -> usize {
+        let next = self.parent.len();
+        let n = *self.child.entry((at, name)).or_insert(next);
+        if n == next {
+            self.parent.push(at);
+            self.children.push(Vec::new());
+            self.tasks.push(Vec::new());
+            self.children[at].push(n);
+        }
+        n
+    }
+
+    /// Into `out` (cleared first, sorted, without repeats): the tasks with a pattern
+    /// whose literal prefix starts, or is started by, that of one of `task`'s.
+    fn partners(&self, task: usize, out: &mut Vec<usize>) {
+        out.clear();
+        for &n in &self.nodes[task] {
+            let mut up = n;
+            while up != Self::ROOT {
+                up = self.parent[up];
+                out.extend(&self.tasks[up]);
+            }
+            let mut below = vec![n];
+            while let Some(d) = below.pop() {
+                out.extend(&self.tasks[d]);
+                below.extend(&self.children[d]);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+}
+
 /// The first pattern of `b` (then of `a`) that overlaps one of the other task's.
 fn pair_conflict(pa: &[Pattern], pb: &[Pattern], a: usize, b: usize) -> Option<Conflict> {
     pb.iter().enumerate().find_map(|(jb, q)| {
         pa.iter().enumerate().find_map(|(ja, p)| {
-            p.overlap(q).map(|path| Conflict {
+            let path = p.overlaps(q).then(|| p.overlap(q)).flatten();
+            path.map(|path| Conflict {
                 first: a,
                 first_pattern: ja,
                 second: b,

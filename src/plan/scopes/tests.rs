@@ -216,11 +216,27 @@ proptest! {
         let (pa, pb) = (pat(&a), pat(&b));
         let found = pa.overlap(&pb);
         prop_assert_eq!(found.is_some(), pb.overlap(&pa).is_some());
+        prop_assert_eq!(found.is_some(), pa.overlaps(&pb));
         let brute = small_paths().iter().any(|p| path_matches(&a, p) && path_matches(&b, p));
         prop_assert_eq!(found.is_some(), brute);
         if let Some(p) = found {
             prop_assert!(path_matches(&a, &p) && path_matches(&b, &p), "{}", p);
         }
+    }
+
+    /// Comparing only the tasks the prefix tree pairs finds what comparing every pair
+    /// finds.
+    #[test]
+    fn the_prefix_tree_misses_no_pair(
+        owns in prop::collection::vec(prop::collection::vec(small_pattern(), 0..3), 2..7),
+    ) {
+        let owns: Vec<Vec<Pattern>> =
+            owns.iter().map(|ps| ps.iter().map(|p| pat(p)).collect()).collect();
+        let n = owns.len();
+        let every_pair = (0..n)
+            .flat_map(|b| (0..b).map(move |a| (a, b)))
+            .find_map(|(a, b)| pair_conflict(&owns[a], &owns[b], a, b));
+        prop_assert_eq!(first_conflict(&owns, &vec![Vec::new(); n]), every_pair);
     }
 
     /// Any text is a pattern or a reason, never a panic; a pattern prints as written.
@@ -269,6 +285,18 @@ fn the_first_conflict_is_by_the_later_task_then_the_earlier() {
     let o = owns(&[&["a/**"], &[], &["a/x"]]);
     assert_eq!(first_conflict(&o, &[vec![], vec![0], vec![1]]), None);
     assert!(first_conflict(&o, &[vec![], vec![0], vec![]]).is_some());
+}
+
+/// Ten thousand tasks that may all run together, each owning its own directory and file
+/// (50 million pairs of patterns compared): none overlap.
+#[test]
+fn ten_thousand_disjoint_owners() {
+    let n = 10_000;
+    let order: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let owns: Vec<Vec<Pattern>> = (0..n)
+        .map(|i| vec![pat(&format!("out/t{i}/**")), pat(&format!("logs/t{i}.log"))])
+        .collect();
+    assert_eq!(first_conflict(&owns, &order), None);
 }
 
 /// Many owners in a long chain (every pair ordered), and more than 64 of them, so the
