@@ -1,7 +1,8 @@
 //! Write scopes: the `owns` patterns a task declares (paths it will write, relative to the
 //! plan's directory), their syntax, and the exact test of whether two of them can match
-//! the same path. Validation uses it to refuse a plan in which two tasks that may run at
-//! the same time own overlapping scopes.
+//! the same path; and which tasks may run at the same time (neither reachable from the
+//! other along ordering edges). Validation uses it to refuse a plan in which two tasks
+//! that may run at the same time own overlapping scopes.
 //!
 //! The pattern language is kept small so that overlap can be decided exactly, not
 //! approximated:
