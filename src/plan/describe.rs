@@ -1,6 +1,7 @@
 //! What `orchestrator plan` shows of a plan without running it: its waves (tasks grouped by
 //! dependency depth), its critical path, as text, JSON or Graphviz. All of it is drawn
-//! from the task graph, where a race stands for its members.
+//! from the task graph, where a race stands for its members. The text also lists what
+//! each task owns (its write scopes) and where its secrets come from.
 
 use super::Plan;
 
@@ -56,6 +57,11 @@ impl Plan {
             cp.join(" -> "),
             cp.len()
         ));
+        for t in &self.tasks {
+            if !t.owns.is_empty() {
+                s.push_str(&format!("owns of {}: {}\n", t.id, t.owns.join(", ")));
+            }
+        }
         for t in &self.tasks {
             if let Some(line) = t.secrets() {
                 s.push_str(&format!("secrets of {}: {line}\n", t.id));

@@ -170,6 +170,27 @@ pub enum PlanErrorKind {
     /// also the last (`a -> b -> a`).
     #[error("dependency cycle: {}", path.join(" -> "))]
     Cycle { path: Vec<String> },
+    /// An `owns` entry outside the pattern language (see `plan::scopes`).
+    #[error("invalid owns pattern {pattern:?}: {reason}")]
+    BadOwns {
+        scope: Scope,
+        pattern: String,
+        reason: super::scopes::PatternError,
+    },
+    /// Two tasks that no `after` chain orders (so they may run at the same time) own
+    /// patterns that match a common path (`path`, an example).
+    #[error(
+        "tasks {first:?} and {second:?} may run at the same time and both write {path:?} \
+         ({first_pattern:?} in {first:?}, {second_pattern:?} in {second:?}); \
+         order them with after, or narrow owns"
+    )]
+    OwnsOverlap {
+        first: String,
+        first_pattern: String,
+        second: String,
+        second_pattern: String,
+        path: String,
+    },
     /// `env_from_parent` or `env_file` is wrong; the message never quotes a value.
     #[error("{msg}")]
     BadSecret { scope: Scope, msg: String },
@@ -212,6 +233,7 @@ impl PlanErrorKind {
             PlanErrorKind::BadName { scope, .. }
             | PlanErrorKind::BadSecret { scope, .. }
             | PlanErrorKind::BadOnFailure { scope, .. }
+            | PlanErrorKind::BadOwns { scope, .. }
             | PlanErrorKind::DurationOutOfRange { scope, .. }
             | PlanErrorKind::BadCwd { scope, .. }
             | PlanErrorKind::BadBackoffFactor { scope, .. }

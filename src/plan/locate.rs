@@ -50,6 +50,7 @@ pub(super) struct Positions {
 pub(super) struct TablePositions {
     pub(super) id: Option<usize>,
     pub(super) after: Vec<usize>,
+    pub(super) owns: Vec<usize>,
     pub(super) timeout: Option<usize>,
     pub(super) kill_grace: Option<usize>,
     pub(super) cwd: Option<usize>,
@@ -143,6 +144,11 @@ impl<'a> Source<'a> {
         self.table(Table::Task(i))?.after.get(j).copied()
     }
 
+    /// Entry `j` of the `owns` list of the task at index `i`.
+    pub(super) fn owns_pos(&self, i: usize, j: usize) -> Option<usize> {
+        self.table(Table::Task(i))?.owns.get(j).copied()
+    }
+
     /// The `cwd` of `table` (`[defaults]` or a task).
     pub(super) fn cwd_pos(&self, table: Table) -> Option<usize> {
         self.table(table)?.cwd
@@ -198,6 +204,12 @@ fn start(loc: &Loc) -> Option<usize> {
     loc.as_ref().map(|s| s.span().start)
 }
 
+/// The start offsets of a located list's entries.
+fn starts(list: Option<Vec<toml::Spanned<toml::Value>>>) -> Vec<usize> {
+    let list = list.unwrap_or_default();
+    list.iter().map(|s| s.span().start).collect()
+}
+
 /// Where things are in a TOML plan (byte offsets). No `deny_unknown_fields`: keys this
 /// view does not need are simply skipped.
 #[derive(Debug, Default, Deserialize)]
@@ -219,6 +231,7 @@ struct Locs {
 struct TableLocs {
     id: Loc,
     after: Option<Vec<toml::Spanned<toml::Value>>>,
+    owns: Option<Vec<toml::Spanned<toml::Value>>>,
     timeout: Loc,
     kill_grace: Loc,
     cwd: Loc,
@@ -258,12 +271,8 @@ impl From<TableLocs> for TablePositions {
     fn from(t: TableLocs) -> TablePositions {
         TablePositions {
             id: start(&t.id),
-            after: t
-                .after
-                .unwrap_or_default()
-                .iter()
-                .map(|s| s.span().start)
-                .collect(),
+            after: starts(t.after),
+            owns: starts(t.owns),
             timeout: start(&t.timeout),
             kill_grace: start(&t.kill_grace),
             cwd: start(&t.cwd),

@@ -177,15 +177,19 @@ impl Scanner<'_> {
                 "cwd" => t.cwd = Some(at),
                 "resources" => t.resources = Some(at),
                 "on_failure" => t.on_failure = Some(at),
-                "after" if s.peek() == Some(b'[') => {
-                    return s.array(|s, at| {
-                        t.after.push(at);
-                        s.skip_value()
-                    });
-                }
+                "after" if s.peek() == Some(b'[') => return s.offsets(&mut t.after),
+                "owns" if s.peek() == Some(b'[') => return s.offsets(&mut t.owns),
                 "backoff" if s.peek() == Some(b'{') => return s.backoff(&mut t.backoff),
                 _ => {}
             }
+            s.skip_value()
+        })
+    }
+
+    /// An array, the offset of each element pushed to `out`.
+    fn offsets(&mut self, out: &mut Vec<usize>) -> Option<()> {
+        self.array(|s, at| {
+            out.push(at);
             s.skip_value()
         })
     }

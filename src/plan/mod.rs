@@ -7,7 +7,8 @@
 //! The way through this module: `raw` parses the text into structs that mirror the file,
 //! `validate` checks them and fills in defaults, `locate` finds the line and column of
 //! a refused value, and `error` says what was wrong. `graph` holds the dependency
-//! graph and what is drawn from it; `describe` prints a plan for `orchestrator plan`.
+//! graph and what is drawn from it; `describe` prints a plan for `orchestrator plan`;
+//! `scopes` is the language of `owns` patterns and the exact test of their overlap.
 
 mod describe;
 pub mod env_file;
@@ -16,6 +17,7 @@ mod graph;
 mod locate;
 mod locate_json;
 mod raw;
+pub mod scopes;
 #[cfg(test)]
 mod test_util;
 mod validate;
@@ -54,6 +56,11 @@ pub struct Task {
     /// Completion markers written into `markers/` when the task succeeds.
     #[serde(default)]
     pub marks: Vec<String>,
+    /// Paths the task will write (`owns`), relative to the plan's directory, as written:
+    /// patterns of [`scopes::Pattern`]. No two tasks that may run at the same time own
+    /// overlapping ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owns: Vec<String>,
     /// Absolute working directory.
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
@@ -361,6 +368,7 @@ run = "echo a"
 priority = 5
 timeout = "1m"
 marks = ["built"]
+owns = ["out/**", "db/schema.rb"]
 env = { B = "2" }
 [[task]]
 id = "b"
@@ -398,7 +406,7 @@ score = "/score"
     /// line per task.
     const FULL_PLAN_JSON: &str = concat!(
         r#"{"name":"shape","workers":3,"keep_windows":true,"lease_ms":20000,"tasks":["#,
-        r#"{"id":"a","command":{"shell":"echo a"},"after":[],"after_signals":[],"priority":5,"marks":["built"],"cwd":"/base","env":{"A":"1","B":"2"},"timeout_ms":60000,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000},"#,
+        r#"{"id":"a","command":{"shell":"echo a"},"after":[],"after_signals":[],"priority":5,"marks":["built"],"owns":["out/**","db/schema.rb"],"cwd":"/base","env":{"A":"1","B":"2"},"timeout_ms":60000,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000},"#,
         r#"{"id":"b","command":{"argv":["echo","b"]},"after":["a"],"after_signals":["go"],"priority":0,"marks":[],"cwd":"/base/sub","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":1,"kill_grace_ms":1000},"#,
         r#"{"id":"c","command":{"shell":"true"},"after":["a"],"after_signals":[],"priority":0,"marks":[],"cwd":"/base","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000},"#,
         r#"{"id":"d","command":{"shell":"true"},"after":["r"],"after_signals":[],"priority":0,"marks":[],"cwd":"/base","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000}"#,
@@ -424,6 +432,7 @@ score = "/score"
         let p: Plan = serde_json::from_str(old).unwrap();
         let a = &p.tasks[0];
         assert!(a.after_signals.is_empty() && a.marks.is_empty() && a.priority == 0);
+        assert!(a.owns.is_empty());
         assert!(p.checkpoints.is_empty() && p.lock_order.is_empty() && p.races.is_empty());
     }
 

@@ -103,6 +103,7 @@ pub(super) struct RawTask {
     pub(super) marks: Option<Vec<String>>,
     pub(super) resources: Option<BTreeMap<String, i64>>,
     pub(super) on_failure: Option<String>,
+    pub(super) owns: Option<Vec<String>>,
 }
 
 /// Parse the text of `src` (JSON or TOML, by its name). Syntax and schema errors carry the

@@ -4,7 +4,7 @@
 //!
 //! Errors come in a fixed order (plan-level values and defaults, then task ids, duplicates,
 //! commands, races, checkpoints, locks, unknown dependencies, cycles, then each task's own
-//! values) so that the first one reported never depends on hash order. Each step is one
+//! values, then overlapping `owns` of tasks that may run at the same time) so that the first one reported never depends on hash order. Each step is one
 //! function below, called in that order by [`validate`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -15,6 +15,7 @@ use super::error::{DurationKey, FirstDefined, PlanError, PlanErrorKind as K, Sco
 use super::graph::{Graph, task_deps};
 use super::locate::{Source, Table};
 use super::raw::{RawBackoff, RawDefaults, RawPlan, RawRace, RawTask};
+use super::scopes::{Pattern, first_conflict};
 use super::{Checkpoint, PLAN_CAP, Pick, Plan, Race, TASK_CAP, Task, TaskCommand};
 use crate::names;
 use crate::scheduler::Backoff;
@@ -91,6 +92,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         resources,
         on_failure,
     };
+    check_owns(src, &plan)?;
     check_sizes(src, &plan)?;
     Ok(plan)
 }
@@ -712,6 +714,17 @@ fn task(
         let kind = bad_name("marker name", m, whose.scope());
         return Err(src.error(src.id_pos(i), kind));
     }
+    let owns = t.owns.unwrap_or_default();
+    for (j, p) in owns.iter().enumerate() {
+        if let Err(reason) = Pattern::parse(p) {
+            let kind = K::BadOwns {
+                scope: whose.scope(),
+                pattern: p.clone(),
+                reason,
+            };
+            return Err(src.error(src.owns_pos(i, j), kind));
+        }
+    }
     let mut env = d.env.clone();
     env.extend(t.env.unwrap_or_default());
     let mut env_from_parent = d.env_from_parent.clone();
@@ -745,6 +758,7 @@ fn task(
         after_signals: after_signals.collect(),
         priority: t.priority.unwrap_or(0),
         marks,
+        owns,
         // Relative to the base, not to `defaults.cwd`.
         cwd: t.cwd.map_or_else(|| d.cwd.clone(), |p| base_cwd.join(p)),
         env,
@@ -758,6 +772,40 @@ fn task(
         resources: BTreeMap::new(),
         on_failure: None,
     })
+}
+
+/// No two tasks that may run at the same time own a common path (see `plan::scopes`).
+/// Tasks are ordered by `after` alone, a race standing for its members: the edge lists
+/// are where another kind of ordering would join. The error points at the later task's
+/// pattern.
+fn check_owns(src: &Source, plan: &Plan) -> Result<(), PlanError> {
+    if plan.tasks.iter().filter(|t| !t.owns.is_empty()).count() < 2 {
+        return Ok(());
+    }
+    // Parsed again rather than carried out of `task`: each was accepted there, and few
+    // tasks have any.
+    let owns: Vec<Vec<Pattern>> = plan
+        .tasks
+        .iter()
+        .map(|t| {
+            t.owns
+                .iter()
+                .filter_map(|p| Pattern::parse(p).ok())
+                .collect()
+        })
+        .collect();
+    let Some(c) = first_conflict(&owns, &plan.dep_indices()) else {
+        return Ok(());
+    };
+    let (a, b) = (&plan.tasks[c.first], &plan.tasks[c.second]);
+    let kind = K::OwnsOverlap {
+        first: a.id.clone(),
+        first_pattern: a.owns[c.first_pattern].clone(),
+        second: b.id.clone(),
+        second_pattern: b.owns[c.second_pattern].clone(),
+        path: c.path,
+    };
+    Err(src.error(src.owns_pos(c.second, c.second_pattern), kind))
 }
 
 /// `env_from_parent` names must be variable names not also set in `env` (which value

@@ -242,3 +242,63 @@ fn an_unknown_failure_policy_is_refused_where_it_is_written() {
         "plan.toml:5:14: on_failure: \"halt\" is not a failure policy (use \"continue\" or \"stop\")",
     );
 }
+
+/// Two tasks that nothing orders own overlapping paths: refused at the later one's pattern.
+#[test]
+fn overlapping_owns_of_concurrent_tasks() {
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"models\"\nrun = \"true\"\nowns = [\"app/models/**\"]\n\
+         [[task]]\nid = \"users\"\nrun = \"true\"\nowns = [\"db/users.sql\", \"app/*/user.rb\"]\n",
+        "plan.toml:9:25: tasks \"models\" and \"users\" may run at the same time and both write \
+         \"app/models/user.rb\" (\"app/models/**\" in \"models\", \"app/*/user.rb\" in \"users\"); \
+         order them with after, or narrow owns",
+    );
+}
+
+/// The same scopes, ordered by `after`: accepted, and `plan` lists what each task owns.
+#[test]
+fn overlapping_owns_ordered_by_after() {
+    let sb = Sandbox::new();
+    sb.write(
+        "o.toml",
+        "name = \"o\"\n[[task]]\nid = \"models\"\nrun = \"true\"\nowns = [\"app/models/**\"]\n\
+         [[task]]\nid = \"users\"\nrun = \"true\"\nafter = [\"models\"]\n\
+         owns = [\"db/users.sql\", \"app/*/user.rb\"]\n",
+    );
+    let o = sb.run(&["plan", "o.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "plan o: 2 tasks, 4 workers, 2 waves\nwave 1: models\nwave 2: users\n\
+         critical path: models -> users (2 tasks)\nowns of models: app/models/**\n\
+         owns of users: db/users.sql, app/*/user.rb\n"
+    );
+    assert!(!sb.sessions().exists());
+}
+
+#[test]
+fn bad_owns_pattern() {
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"true\"\nowns = [\n  \"app/**/x.rb\",\n]\n",
+        "plan.toml:6:3: invalid owns pattern \"app/**/x.rb\": \"**\" only as the whole last component",
+    );
+}
+
+/// A JSON plan's overlapping owns are refused with a line and column too.
+#[test]
+fn json_plan_overlapping_owns() {
+    let sb = Sandbox::new();
+    sb.write(
+        "plan.json",
+        "{\"name\": \"p\",\n \"task\": [\n  {\"id\": \"a\", \"run\": \"true\", \"owns\": [\"**\"]},\n  \
+         {\"id\": \"b\", \"run\": \"true\", \"after\": [\"signal:go\"], \"owns\": [\"README.md\"]}\n]}\n",
+    );
+    let o = sb.run(&["run", "plan.json", "--launcher", "background"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: plan.json:4:63: tasks \"a\" and \"b\" may run at the same time and both write \
+         \"README.md\" (\"**\" in \"a\", \"README.md\" in \"b\"); order them with after, or narrow owns\n"
+    );
+    assert!(!sb.sessions().exists());
+}

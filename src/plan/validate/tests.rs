@@ -168,7 +168,7 @@ fn every_toml_error_has_its_exact_message() {
         ),
         (
             "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nrn = 1\n",
-            "p.toml:5:1: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`".into(),
+            "p.toml:5:1: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`".into(),
         ),
         (
             "name = \"p\"\nworkers = \"many\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
@@ -409,7 +409,7 @@ fn json_plans_work_and_errors_have_positions_like_toml() {
         ),
         (
             "{\"name\": \"j\",\n \"task\": [{\"id\": \"a\", \"rn\": \"t\"}]}",
-            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`".into(),
+            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`".into(),
         ),
         (
             "{\"name\": \"j\",\n \"workers\": \"x\", \"task\": []}",
@@ -585,4 +585,128 @@ fn races_signals_and_repeats_that_are_fine() {
     assert_eq!(p.tasks[1].after, ["a"]);
     assert_eq!(p.tasks[1].after_signals, ["go", "go"]);
     assert_eq!(p.graph().signals().len(), 1);
+}
+
+/// A plan of `[[task]]` blocks: (id, extra lines).
+fn owning(list: &[(&str, &str)]) -> String {
+    let mut s = String::from("name = \"p\"\n");
+    for (id, extra) in list {
+        s.push_str(&format!("[[task]]\nid = \"{id}\"\nrun = \"t\"\n{extra}"));
+    }
+    s
+}
+
+#[test]
+fn owns_of_tasks_that_may_run_together_must_not_overlap() {
+    let both = |a: &str, b: &str| owning(&[("a", a), ("b", b)]);
+    // No order between them: refused at the later task's pattern, with a shared path.
+    assert_eq!(
+        err(&both(
+            "owns = [\"app/models/**\"]\n",
+            "owns = [\"db/x\",\n  \"app/*/user.rb\"]\n"
+        )),
+        "p.toml:10:3: tasks \"a\" and \"b\" may run at the same time and both write \
+         \"app/models/user.rb\" (\"app/models/**\" in \"a\", \"app/*/user.rb\" in \"b\"); \
+         order them with after, or narrow owns"
+    );
+    // A signal does not order them: any task may raise it.
+    assert_eq!(
+        err(&both(
+            "owns = [\"db/schema.rb\"]\n",
+            "owns = [\"db/**\"]\nafter = [\"signal:go\"]\n"
+        )),
+        "p.toml:9:9: tasks \"a\" and \"b\" may run at the same time and both write \
+         \"db/schema.rb\" (\"db/schema.rb\" in \"a\", \"db/**\" in \"b\"); \
+         order them with after, or narrow owns"
+    );
+    // Ordered, they may own the same paths; `owns` is kept as written.
+    let p = parse(&both(
+        "owns = [\"app/models/**\"]\n",
+        "owns = [\"app/*/user.rb\"]\nafter = [\"a\"]\n",
+    ))
+    .unwrap();
+    assert_eq!(p.tasks[0].owns, ["app/models/**"]);
+    assert_eq!(p.tasks[1].owns, ["app/*/user.rb"]);
+    // Ordered through a task that owns nothing.
+    let plan = owning(&[
+        ("a", "owns = [\"**\"]\n"),
+        ("m", "after = [\"a\"]\n"),
+        ("b", "owns = [\"x\"]\nafter = [\"m\"]\n"),
+    ]);
+    assert!(parse(&plan).is_ok());
+    // A literal directory is that path only; disjoint patterns never conflict.
+    assert!(
+        parse(&both(
+            "owns = [\"app\"]\n",
+            "owns = [\"app/x\", \"*.rb\"]\n"
+        ))
+        .is_ok()
+    );
+}
+
+#[test]
+fn owns_of_race_members_overlap_but_not_with_what_runs_after_the_race() {
+    let plan = |c_after: &str| {
+        format!(
+            "{}[[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\n",
+            owning(&[
+                ("a", "owns = [\"out/a\"]\n"),
+                ("b", "owns = [\"out/b\"]\n"),
+                ("c", &format!("owns = [\"out/*\"]\n{c_after}")),
+            ])
+        )
+    };
+    assert!(parse(&plan("after = [\"r\"]\n")).is_ok());
+    assert_eq!(
+        err(&plan("")),
+        "p.toml:13:9: tasks \"a\" and \"c\" may run at the same time and both write \
+         \"out/a\" (\"out/a\" in \"a\", \"out/*\" in \"c\"); order them with after, or narrow owns"
+    );
+    // Members of one race run at the same time.
+    let text = owning(&[("a", "owns = [\"out/**\"]\n"), ("b", "owns = [\"out\"]\n")])
+        + "[[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\n";
+    assert_eq!(
+        err(&text),
+        "p.toml:9:9: tasks \"a\" and \"b\" may run at the same time and both write \
+         \"out\" (\"out/**\" in \"a\", \"out\" in \"b\"); order them with after, or narrow owns"
+    );
+}
+
+#[test]
+fn bad_owns_patterns_are_refused_where_they_are() {
+    assert_eq!(
+        err(&owning(&[("a", "owns = [\"ok\",\n  \"/etc/x\"]\n")])),
+        "p.toml:6:3: invalid owns pattern \"/etc/x\": absolute (owns are relative to the plan's directory)"
+    );
+    assert_eq!(
+        err(&owning(&[("a", "owns = [\"a/**/b\"]\n")])),
+        "p.toml:5:9: invalid owns pattern \"a/**/b\": \"**\" only as the whole last component"
+    );
+    // A pattern error is the task's own value: it comes before any overlap.
+    let text = owning(&[("a", "owns = [\"x\"]\n"), ("b", "owns = [\"x\", \"y/\"]\n")]);
+    assert_eq!(
+        err(&text),
+        "p.toml:9:14: invalid owns pattern \"y/\": ends with \"/\" \
+         (name the path, or add \"**\" for everything below it)"
+    );
+    assert!(
+        err("name = \"p\"\n[defaults]\nowns = [\"x\"]\n[[task]]\nid = \"a\"\nrun = \"t\"\n")
+            .starts_with("p.toml:3:1: unknown field `owns`")
+    );
+    // JSON: the same messages at the same kind of position.
+    assert_eq!(
+        json_err(
+            "{\"name\": \"j\", \"task\": [\n {\"id\": \"a\", \"run\": \"t\", \"owns\": [\"a\", \"..\"]}]}"
+        ),
+        "p.json:2:40: invalid owns pattern \"..\": a \".\" or \"..\" component"
+    );
+    assert_eq!(
+        json_err(
+            "{\"name\": \"j\", \"task\": [\n {\"id\": \"a\", \"run\": \"t\", \"owns\": [\"db/**\"]},\n \
+             {\"id\": \"b\", \"run\": \"t\", \"owns\": [\"db/schema.rb\"]}]}"
+        ),
+        "p.json:3:35: tasks \"a\" and \"b\" may run at the same time and both write \
+         \"db/schema.rb\" (\"db/**\" in \"a\", \"db/schema.rb\" in \"b\"); order them with after, \
+         or narrow owns"
+    );
 }
