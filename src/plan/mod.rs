@@ -7,7 +7,8 @@
 //! The way through this module: `raw` parses the text into structs that mirror the file,
 //! `validate` checks them and fills in defaults, `locate` finds the line and column of
 //! a refused value, and `error` says what was wrong. `graph` holds the dependency
-//! graph and what is drawn from it; `describe` prints a plan for `orchestrator plan`.
+//! graph and what is drawn from it; `describe` prints a plan for `orchestrator plan` and
+//! `orchestrator run --dry-run`.
 
 mod describe;
 pub mod env_file;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::scheduler::Backoff;
 
+pub use describe::RunSettings;
 pub use error::{DurationKey, FirstDefined, Location, PlanError, PlanErrorKind, Scope};
 pub use graph::{Graph, NodeId, NodeKind};
 
