@@ -112,7 +112,8 @@ fn plan_prints_waves_and_critical_path() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "plan d: 4 tasks, 2 workers, 3 waves\nwave 1: a\nwave 2: b, c\nwave 3: d\ncritical path: a -> b -> d (3 tasks)\n"
+        "plan d: 4 tasks, 2 workers, 3 waves\nwave 1: a\nwave 2: b, c\n  b: after a\n  c: after a\n\
+         wave 3: d\n  d: after b, c\ncritical path: a -> b -> d (3 tasks)\n"
     );
     let o = sb.run(&["plan", "d.toml", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
