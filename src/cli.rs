@@ -39,13 +39,15 @@ struct OrchestratorArgs {
 enum OrchestratorCommand {
     #[command(flatten)]
     Data(crate::cli_data::OrchestratorDataCommand),
-    /// Validate a plan and print its waves and critical path.
+    /// Validate a plan and print its waves, every task's dependencies (tasks, races,
+    /// signals), its races, checkpoints and signals, and its critical path.
     Plan {
         plan: PathBuf,
         /// Print JSON instead of text.
         #[arg(long, conflicts_with = "dot")]
         json: bool,
-        /// Print a Graphviz graph.
+        /// Print a Graphviz graph: tasks, races (hexagons), signals (diamonds),
+        /// checkpoints (dashed boxes) and every edge between them.
         #[arg(long)]
         dot: bool,
     },

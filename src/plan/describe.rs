@@ -427,15 +427,8 @@ mod tests {
         assert!(p.to_dot().contains("  \"signal:go\" -> \"d\";\n"));
     }
 
-    /// A task after a signal, a race with a task after it, a checkpoint: the plan used by
-    /// the tests below.
-    const EVERY_EDGE: &str = "name = \"p\"\nworkers = 3\n\
-        [[task]]\nid = \"a\"\nrun = \"echo a\"\n\
-        [[task]]\nid = \"b\"\ncmd = [\"echo\", \"b\"]\nafter = [\"a\", \"signal:go\"]\n\
-        [[task]]\nid = \"c\"\nrun = \"worker signal go\"\n\
-        [[task]]\nid = \"d\"\nrun = \"true\"\nafter = [\"r\"]\n\
-        [[race]]\nid = \"r\"\ntasks = [\"b\", \"c\"]\n\
-        [[checkpoint]]\nname = \"cp\"\ntasks = [\"a\", \"c\"]\n";
+    /// A task after a signal, a race with a task after it, a checkpoint.
+    const EVERY_EDGE: &str = include_str!("../../examples/edges.toml");
 
     #[test]
     fn text_shows_signals_races_and_checkpoints() {
@@ -443,7 +436,7 @@ mod tests {
         // The signal adds no wave: b is in the wave that a gives it.
         assert_eq!(
             p.describe(),
-            "plan p: 4 tasks, 3 workers, 3 waves\n\
+            "plan edges: 4 tasks, 3 workers, 3 waves\n\
              wave 1: a, c\n\
              wave 2: b\n  b: after a, signal:go\n\
              wave 3: d\n  d: after race r\n\
@@ -468,8 +461,8 @@ mod tests {
             "dry run: nothing created, nothing started\n\
              sessions dir: /s\n\
              launcher: tmux, watch: poll, durable: yes\n\
-             plan p: 4 tasks, 3 workers, 3 waves\n\
-             wave 1: a, c\n  a: run \"echo a\"\n  c: run \"worker signal go\"\n\
+             plan edges: 4 tasks, 3 workers, 3 waves\n\
+             wave 1: a, c\n  a: run \"worker checkpoint cp\"\n  c: run \"worker checkpoint cp && worker signal go\"\n\
              wave 2: b\n  b: cmd [\"echo\", \"b\"]; after a, signal:go\n\
              wave 3: d\n  d: run \"true\"; after race r\n\
              race r (pick first): b, c; then d\n\
@@ -488,9 +481,9 @@ mod tests {
         assert_eq!(
             v["commands"],
             serde_json::json!([
-                {"id": "a", "command": {"shell": "echo a"}},
+                {"id": "a", "command": {"shell": "worker checkpoint cp"}},
                 {"id": "b", "command": {"argv": ["echo", "b"]}},
-                {"id": "c", "command": {"shell": "worker signal go"}},
+                {"id": "c", "command": {"shell": "worker checkpoint cp && worker signal go"}},
                 {"id": "d", "command": {"shell": "true"}},
             ])
         );
@@ -503,7 +496,7 @@ mod tests {
         assert_eq!(
             p.describe_json(),
             serde_json::json!({
-                "name": "p",
+                "name": "edges",
                 "workers": 3,
                 "tasks": 4,
                 "waves": [["a", "c"], ["b"], ["d"]],
@@ -521,7 +514,7 @@ mod tests {
         );
         assert_eq!(
             p.to_dot(),
-            "digraph \"p\" {\n  rankdir=LR;\n  \"a\";\n  \"b\";\n  \"c\";\n  \"d\";\n  \
+            "digraph \"edges\" {\n  rankdir=LR;\n  \"a\";\n  \"b\";\n  \"c\";\n  \"d\";\n  \
              \"r\" [shape=hexagon, label=\"race r (first)\"];\n  \
              \"signal:go\" [shape=diamond];\n  \
              \"checkpoint:cp\" [shape=box, style=dashed];\n  \

@@ -466,5 +466,7 @@ score = "/score"
         assert_eq!(demo.waves().len(), 4);
         let diamond = Plan::load(&dir.join("diamond.toml"), Path::new("/")).unwrap();
         assert_eq!(diamond.waves(), vec![vec![0], vec![1, 2], vec![3]]);
+        let edges = Plan::load(&dir.join("edges.toml"), Path::new("/")).unwrap();
+        assert_eq!((edges.races.len(), edges.checkpoints.len()), (1, 1));
     }
 }

@@ -7,16 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use crate::util::*;
 
 /// A task after a signal, a race with a task after it, a checkpoint.
-const PLAN: &str = "name = \"p\"\nworkers = 3\n\
-    [[task]]\nid = \"a\"\nrun = \"echo a\"\n\
-    [[task]]\nid = \"b\"\ncmd = [\"echo\", \"b\"]\nafter = [\"a\", \"signal:go\"]\n\
-    [[task]]\nid = \"c\"\nrun = \"worker signal go\"\n\
-    [[task]]\nid = \"d\"\nrun = \"true\"\nafter = [\"r\"]\n\
-    [[race]]\nid = \"r\"\ntasks = [\"b\", \"c\"]\n\
-    [[checkpoint]]\nname = \"cp\"\ntasks = [\"a\", \"c\"]\n";
+const PLAN: &str = include_str!("../../examples/edges.toml");
 
 /// What `plan` and a dry run both print of [`PLAN`] after its first line.
-const BODY: &str = "wave 1: a, c\n  a: run \"echo a\"\n  c: run \"worker signal go\"\n\
+const BODY: &str = "wave 1: a, c\n  a: run \"worker checkpoint cp\"\n  c: run \"worker checkpoint cp && worker signal go\"\n\
     wave 2: b\n  b: cmd [\"echo\", \"b\"]; after a, signal:go\n\
     wave 3: d\n  d: run \"true\"; after race r\n\
     race r (pick first): b, c; then d\n\
@@ -49,7 +43,7 @@ fn a_dry_run_prints_what_would_run_and_creates_nothing() {
         format!(
             "dry run: nothing created, nothing started\nsessions dir: {}\n\
              launcher: background, watch: poll, durable: no\n\
-             plan p: 4 tasks, 2 workers, 3 waves\n{BODY}",
+             plan edges: 4 tasks, 2 workers, 3 waves\n{BODY}",
             missing.display()
         )
     );
@@ -68,7 +62,7 @@ fn a_dry_run_prints_what_would_run_and_creates_nothing() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("\nlauncher: background, watch: native, durable: yes\nplan p: 4 tasks, 3 workers, 3 waves\n"),
+        stdout(&o).contains("\nlauncher: background, watch: native, durable: yes\nplan edges: 4 tasks, 3 workers, 3 waves\n"),
         "{}",
         stdout(&o)
     );
@@ -194,12 +188,16 @@ fn plan_shows_signals_races_and_checkpoints() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // The same as the dry run's, without the commands.
     let body: String = BODY
-        .replace("  a: run \"echo a\"\n  c: run \"worker signal go\"\n", "")
+        .replace("  a: run \"worker checkpoint cp\"\n", "")
+        .replace(
+            "  c: run \"worker checkpoint cp && worker signal go\"\n",
+            "",
+        )
         .replace("cmd [\"echo\", \"b\"]; ", "")
         .replace("run \"true\"; ", "");
     assert_eq!(
         stdout(&o),
-        format!("plan p: 4 tasks, 3 workers, 3 waves\n{body}")
+        format!("plan edges: 4 tasks, 3 workers, 3 waves\n{body}")
     );
     let o = sb.run(&["plan", "p.toml", "--dot"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
