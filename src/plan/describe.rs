@@ -47,10 +47,12 @@
 //! undirected edges from checkpoint participants to their checkpoint. Task, race, signal
 //! and checkpoint names cannot collide: ids have no colon.
 
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::graph::{Graph, NodeId, NodeKind};
-use super::{Pick, Plan, TaskCommand};
+use super::{Pick, Plan, Task, TaskCommand};
 
 /// Where and how `orchestrator run` would run a plan: what a dry run says besides the plan.
 #[derive(Debug, Clone, Copy)]
@@ -146,8 +148,8 @@ impl Plan {
     /// The plan as text; with `commands`, a line for every task with its command, else
     /// one only for the tasks that have dependencies.
     fn describe_text(&self, commands: bool) -> String {
-        let g = self.graph();
         let waves = self.waves();
+        let races = self.race_ids();
         let mut s = format!(
             "plan {}: {} tasks, {} workers, {} waves\n",
             self.name,
@@ -158,40 +160,50 @@ impl Plan {
         for (k, w) in waves.iter().enumerate() {
             s.push_str(&format!("wave {}: {}\n", k + 1, self.ids(w).join(", ")));
             for &i in w {
-                let deps = self.dep_names(&g, NodeId::of_task(i));
-                let mut parts = Vec::new();
+                let t = &self.tasks[i];
+                let mut deps = self.named_deps(t, &races).peekable();
+                if !commands && deps.peek().is_none() {
+                    continue;
+                }
+                s.push_str("  ");
+                s.push_str(&t.id);
+                s.push_str(": ");
                 if commands {
-                    parts.push(command_text(&self.tasks[i].command));
+                    s.push_str(&command_text(&t.command));
+                    if deps.peek().is_some() {
+                        s.push_str("; ");
+                    }
                 }
-                if !deps.is_empty() {
-                    parts.push(format!("after {}", deps.join(", ")));
+                for (k, (kind, name)) in deps.enumerate() {
+                    s.push_str(if k == 0 { "after " } else { ", " });
+                    if kind == "race" {
+                        s.push_str("race ");
+                    }
+                    s.push_str(&name);
                 }
-                if !parts.is_empty() {
-                    s.push_str(&format!("  {}: {}\n", self.tasks[i].id, parts.join("; ")));
-                }
+                s.push('\n');
             }
         }
-        for (r, &n) in self.races.iter().zip(g.race_nodes()) {
-            let mut line = format!("race {} (pick {}", r.id, pick(r.pick));
+        let (race_waiters, signals) = self.waiters(&races);
+        for (r, then) in self.races.iter().zip(&race_waiters) {
+            s.push_str(&format!("race {} (pick {}", r.id, pick(r.pick)));
             if let Some(score) = &r.score {
-                line.push_str(&format!(", highest {score}"));
+                s.push_str(&format!(", highest {score}"));
             }
-            line.push_str(&format!("): {}", r.tasks.join(", ")));
-            let then = self.dependent_ids(&g, n);
+            s.push_str(&format!("): {}", r.tasks.join(", ")));
             if !then.is_empty() {
-                line.push_str(&format!("; then {}", then.join(", ")));
+                s.push_str(&format!("; then {}", then.join(", ")));
             }
-            s.push_str(&line);
             s.push('\n');
         }
         for c in &self.checkpoints {
             s.push_str(&format!("checkpoint {}: {}\n", c.name, c.tasks.join(", ")));
         }
-        for (name, n) in g.signals() {
+        for (name, waiters) in &signals {
             s.push_str(&format!(
                 "signal {name}: awaited by {} (raised at run time by `worker signal {name}`; \
                  adds no wave)\n",
-                self.dependent_ids(&g, *n).join(", ")
+                waiters.join(", ")
             ));
         }
         let cp = self.ids(&self.critical_path());
@@ -210,43 +222,32 @@ impl Plan {
 
     /// `orchestrator plan --json` (the shape is in the module's documentation).
     pub fn describe_json(&self) -> serde_json::Value {
-        let g = self.graph();
         let waves: Vec<Vec<&str>> = self.waves().iter().map(|w| self.ids(w)).collect();
+        let race_ids = self.race_ids();
         let mut edges = Vec::new();
-        for n in g.nodes() {
-            for &d in g.deps(n) {
-                let kind = match g.kind(d) {
-                    NodeKind::Task(_) => "task",
-                    NodeKind::Race(_) => "race",
-                    NodeKind::Signal(_) => "signal",
-                };
-                edges.push(serde_json::json!({
-                    "from": self.node_name(&g, d),
-                    "to": self.node_name(&g, n),
-                    "kind": kind,
-                }));
+        for t in &self.tasks {
+            for (kind, from) in self.named_deps(t, &race_ids) {
+                edges.push(serde_json::json!({ "from": from, "to": t.id, "kind": kind }));
             }
         }
+        let (race_waiters, signals) = self.waiters(&race_ids);
         let races: Vec<_> = self
             .races
             .iter()
-            .zip(g.race_nodes())
-            .map(|(r, &n)| {
+            .zip(race_waiters)
+            .map(|(r, waiters)| {
                 serde_json::json!({
                     "id": r.id,
                     "tasks": r.tasks,
                     "pick": pick(r.pick),
                     "score": r.score,
-                    "awaited_by": self.dependent_ids(&g, n),
+                    "awaited_by": waiters,
                 })
             })
             .collect();
-        let signals: Vec<_> = g
-            .signals()
-            .iter()
-            .map(|(name, n)| {
-                serde_json::json!({ "name": name, "awaited_by": self.dependent_ids(&g, *n) })
-            })
+        let signals: Vec<_> = signals
+            .into_iter()
+            .map(|(name, waiters)| serde_json::json!({ "name": name, "awaited_by": waiters }))
             .collect();
         serde_json::json!({
             "name": self.name,
@@ -297,24 +298,59 @@ impl Plan {
         }
     }
 
-    /// What a node waits for, as the plan names it, with `race ` before a race's id, which
-    /// in text could be taken for a task's.
-    fn dep_names(&self, g: &Graph, n: NodeId) -> Vec<String> {
-        let name = |&d: &NodeId| match g.kind(d) {
-            NodeKind::Race(_) => format!("race {}", self.node_name(g, d)),
-            _ => self.node_name(g, d),
-        };
-        g.deps(n).iter().map(name).collect()
+    /// The ids of the plan's races.
+    fn race_ids(&self) -> HashSet<&str> {
+        self.races.iter().map(|r| r.id.as_str()).collect()
     }
 
-    /// The ids of the tasks waiting for a node, in plan order.
-    fn dependent_ids(&self, g: &Graph, n: NodeId) -> Vec<&str> {
-        let tasks: Vec<usize> = g
-            .dependents(n)
-            .iter()
-            .filter_map(|&d| g.task_of(d))
+    /// A task's dependencies as the plan names them, `after` first, then its signals (the
+    /// scheduler's graph's order), each with its kind: `task`, `race` or `signal` (named
+    /// `signal:NAME`). Read from the task rather than from the scheduler's graph, which a
+    /// 100 000-task plan would build for this alone.
+    fn named_deps<'a>(
+        &self,
+        t: &'a Task,
+        races: &'a HashSet<&str>,
+    ) -> impl Iterator<Item = (&'static str, Cow<'a, str>)> + use<'a> {
+        let after = t.after.iter().map(move |d| {
+            let kind = if races.contains(d.as_str()) {
+                "race"
+            } else {
+                "task"
+            };
+            (kind, Cow::Borrowed(d.as_str()))
+        });
+        let signals = t.after_signals.iter();
+        after.chain(signals.map(|s| ("signal", Cow::Owned(format!("signal:{s}")))))
+    }
+
+    /// The ids of the tasks waiting for each race (in race order) and for each signal (in
+    /// order of first mention, with its name), plan order inside.
+    #[allow(clippy::type_complexity)]
+    fn waiters(&self, races: &HashSet<&str>) -> (Vec<Vec<&str>>, Vec<(&str, Vec<&str>)>) {
+        let race_index: HashMap<&str, usize> = (self.races.iter().enumerate())
+            .map(|(k, r)| (r.id.as_str(), k))
             .collect();
-        self.ids(&tasks)
+        let mut by_race = vec![Vec::new(); self.races.len()];
+        let mut signals: Vec<(&str, Vec<&str>)> = Vec::new();
+        let mut signal_index: HashMap<&str, usize> = HashMap::new();
+        for t in &self.tasks {
+            if !races.is_empty() {
+                for d in &t.after {
+                    if let Some(&k) = race_index.get(d.as_str()) {
+                        by_race[k].push(t.id.as_str());
+                    }
+                }
+            }
+            for sig in &t.after_signals {
+                let k = *signal_index.entry(sig).or_insert_with(|| {
+                    signals.push((sig, Vec::new()));
+                    signals.len() - 1
+                });
+                signals[k].1.push(t.id.as_str());
+            }
+        }
+        (by_race, signals)
     }
 }
 

@@ -23,11 +23,6 @@ impl NodeId {
     pub fn index(self) -> usize {
         self.0
     }
-
-    /// The node of the task at this index of `plan.tasks`, in either graph.
-    pub(super) fn of_task(index: usize) -> NodeId {
-        NodeId(index)
-    }
 }
 
 /// What a node stands for.
