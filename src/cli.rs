@@ -39,13 +39,15 @@ struct OrchestratorArgs {
 enum OrchestratorCommand {
     #[command(flatten)]
     Data(crate::cli_data::OrchestratorDataCommand),
-    /// Validate a plan and print its waves and critical path.
+    /// Validate a plan and print its waves, every task's dependencies (tasks, races,
+    /// signals), its races, checkpoints and signals, and its critical path.
     Plan {
         plan: PathBuf,
         /// Print JSON instead of text.
         #[arg(long, conflicts_with = "dot")]
         json: bool,
-        /// Print a Graphviz graph.
+        /// Print a Graphviz graph: tasks, races (hexagons), signals (diamonds),
+        /// checkpoints (dashed boxes) and every edge between them.
         #[arg(long)]
         dot: bool,
     },
@@ -67,6 +69,14 @@ enum OrchestratorCommand {
         /// Print only the session path and the final line.
         #[arg(long, short)]
         quiet: bool,
+        /// Check the plan and the options as a run would, then print what would run
+        /// (settings, waves, each task's command and dependencies, races, checkpoints,
+        /// signals, critical path) and exit: nothing is created, no process is started.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: print JSON instead of text.
+        #[arg(long, requires = "dry_run")]
+        json: bool,
     },
     /// Take over a session whose orchestrator died, and finish it.
     Resume {
@@ -192,8 +202,11 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             watch,
             durable,
             quiet,
+            dry_run,
+            json,
         } => {
-            // Validate everything before anything is created (exit 2, no directory).
+            // Validate everything before anything is created (exit 2, no directory). A dry
+            // run goes through the same checks, only stops before the session is made.
             let launcher: LauncherKind = launcher.parse()?;
             let watch = match watch {
                 Some(w) => w.parse()?,
@@ -206,11 +219,38 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             p.check_parent_env(|n| std::env::var_os(n).is_some())
                 .map_err(Error::Usage)?;
             let env = crate::launch::LaunchEnv::from_env();
-            let launcher = launcher.resolve(&env);
-            if launcher == LauncherKind::Tmux && !crate::launch::tmux_installed() {
+            // A dry run starts no process, not even `tmux -V`: it looks for tmux on PATH.
+            let has_tmux = if dry_run {
+                crate::launch::tmux_on_path
+            } else {
+                crate::launch::tmux_installed
+            };
+            let launcher = launcher.resolve_with(&env, has_tmux);
+            if launcher == LauncherKind::Tmux && !has_tmux() {
                 return Err(Error::Usage(
                     "--launcher tmux: tmux is not installed (use --launcher background)".into(),
                 ));
+            }
+            if dry_run {
+                // What `Orchestrator::create` checks before it makes the session directory.
+                crate::launch::WorkerCommand::locate(watch, durable, &env)?;
+                let p = Plan {
+                    workers: workers.unwrap_or(p.workers),
+                    ..p
+                };
+                let settings = crate::plan::RunSettings {
+                    sessions_dir: &root,
+                    launcher: launcher.as_str(),
+                    watch: watch.as_str(),
+                    durable,
+                };
+                let text = if json {
+                    format!("{:#}\n", p.describe_dry_run_json(&settings))
+                } else {
+                    p.describe_dry_run(&settings)
+                };
+                let _ = out.write_all(text.as_bytes());
+                return Ok(0);
             }
             let cfg = RunConfig {
                 workers: workers.unwrap_or(p.workers),

@@ -65,11 +65,17 @@ impl LauncherKind {
     /// Resolve `auto`: tmux when we are inside tmux, or when tmux is installed and a person
     /// is at a terminal; otherwise headless (scripts, CI, machines without tmux).
     pub fn resolve(self, env: &LaunchEnv) -> LauncherKind {
+        self.resolve_with(env, tmux_installed)
+    }
+
+    /// [`LauncherKind::resolve`], asking `has_tmux` whether tmux is there (a dry run, which
+    /// starts no process, looks on PATH instead of running `tmux -V`).
+    pub fn resolve_with(self, env: &LaunchEnv, has_tmux: impl FnOnce() -> bool) -> LauncherKind {
         match self {
             LauncherKind::Auto => {
                 let inside = env.inside_tmux;
                 let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-                if inside || (interactive && tmux_installed()) {
+                if inside || (interactive && has_tmux()) {
                     LauncherKind::Tmux
                 } else {
                     LauncherKind::Background
@@ -86,6 +92,19 @@ impl LauncherKind {
             LauncherKind::Tmux => "tmux",
         }
     }
+}
+
+/// Whether an executable file named `tmux` is on PATH: [`tmux_installed`] without running
+/// it, for a dry run.
+pub fn tmux_on_path() -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join("tmux"))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 /// Whether a working tmux binary is on PATH.

@@ -1,9 +1,71 @@
-//! What `orchestrator plan` shows of a plan without running it: its waves (tasks grouped by
-//! dependency depth), its critical path, as text, JSON or Graphviz. All of it is drawn
-//! from the task graph, where a race stands for its members. The text also lists what
-//! each task owns (its write scopes) and where its secrets come from.
+//! What `orchestrator plan` shows of a plan without running it, and what `orchestrator run
+//! --dry-run` shows of what it would run: one description, as text, JSON or Graphviz.
+//!
+//! Every kind of edge is shown: a task's dependencies on tasks, on races and on signals
+//! (each as written in `after`), the members of each race, the participants of each
+//! checkpoint (a barrier), and which tasks wait for each race and signal. Waves and the
+//! critical path come from the task graph, where a dependency on a race stands for one on
+//! each of its members (a task after a race cannot start before every member has ended).
+//!
+//! Signals add nothing to waves or the critical path. A signal has no duration, and the
+//! plan does not say which task raises it (any task may, with `worker signal NAME`, at any
+//! moment of its run, or none may): counting it as a wave of its own would invent a delay,
+//! and ordering it after a guessed raiser would invent an edge. So a task waiting for a
+//! signal sits in the wave its task and race dependencies give it, and the signal is shown
+//! beside it, as a dependency and on a line of its own: at run time it may start later.
+//!
+//! Text (`orchestrator plan`), a line each, those of races, checkpoints and signals only
+//! when the plan has some:
+//!
+//! ```text
+//! plan NAME: N tasks, W workers, K waves
+//! wave 1: a, c                               tasks by dependency depth, plan order
+//!   b: after a, race r, signal:go            a task's dependencies, under its wave
+//! race r (pick first): b, c; then d          members, then the tasks after it
+//! checkpoint cp: a, c                        a barrier's participants
+//! signal go: awaited by b (raised at run time by `worker signal go`; adds no wave)
+//! critical path: a -> b -> d (3 tasks)
+//! secrets of a: TOKEN=<from the caller>
+//! ```
+//!
+//! A dry run puts a few lines about the run first (sessions directory, launcher, watch
+//! mode), and a line for every task under its wave, with its command
+//! (`  a: run "echo a"`, `  b: cmd ["echo", "b"]; after a`).
+//!
+//! JSON (`plan --json`): `name`, `workers`, `tasks` (the number of tasks), `waves` (ids,
+//! wave by wave), `critical_path` (ids), then, added since, `edges` (one per `after`
+//! entry: `{"from", "to", "kind"}`, `kind` being `task`, `race` or `signal`, and `from`
+//! the task id, race id or `signal:NAME`), `races` (`{"id", "tasks", "pick", "score",
+//! "awaited_by"}`), `checkpoints` (`{"name", "tasks"}`) and `signals` (`{"name",
+//! "awaited_by"}`), empty arrays when there are none. A dry run's JSON adds `dry_run`
+//! (true), `sessions_dir`, `launcher`, `watch`, `durable` and `commands` (`{"id",
+//! "command"}`, the command as in `plan.json`: `{"shell": ...}` or `{"argv": [...]}`).
+//!
+//! Graphviz (`plan --dot`): a node per task, a hexagon per race, a diamond per signal
+//! (`"signal:NAME"`), a dashed box per checkpoint (`"checkpoint:NAME"`); an edge from each
+//! dependency to its dependent, dashed edges from race members to their race, dotted
+//! undirected edges from checkpoint participants to their checkpoint. Task, race, signal
+//! and checkpoint names cannot collide: ids have no colon.
+//!
+//! The text also lists what each task owns (its write scopes) and where its secrets come
+//! from.
 
-use super::Plan;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use super::graph::{Graph, NodeId, NodeKind};
+use super::{Pick, Plan, Task, TaskCommand};
+
+/// Where and how `orchestrator run` would run a plan: what a dry run says besides the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSettings<'a> {
+    pub sessions_dir: &'a Path,
+    /// The launcher as resolved (`background` or `tmux`).
+    pub launcher: &'a str,
+    pub watch: &'a str,
+    pub durable: bool,
+}
 
 impl Plan {
     /// Tasks (by index) grouped by dependency depth (wave 0 has no dependencies), plan
@@ -16,22 +78,51 @@ impl Plan {
 
     /// The longest dependency chain (by number of tasks, as indices), first to last. Ties:
     /// the chain ending at the task earliest in the plan, and at each step the dependency
-    /// earliest in the plan.
+    /// earliest in the plan. Signals are not on it (see the module's documentation).
     pub fn critical_path(&self) -> Vec<usize> {
         let g = self.task_graph();
         let path = g.critical_path().into_iter();
         path.filter_map(|n| g.task_of(n)).collect()
     }
 
-    /// Graphviz: one node per task, an edge from each dependency to its dependent.
+    /// Graphviz: every task, race, signal and checkpoint, and every edge between them.
     pub fn to_dot(&self) -> String {
+        let g = self.graph();
         let mut s = format!("digraph {:?} {{\n  rankdir=LR;\n", self.name);
-        for t in &self.tasks {
-            s.push_str(&format!("  {:?};\n", t.id));
+        for n in g.nodes() {
+            let name = self.node_name(&g, n);
+            let attrs = match g.kind(n) {
+                NodeKind::Task(_) => String::new(),
+                NodeKind::Race(k) => {
+                    let label =
+                        format!("race {} ({})", self.races[*k].id, pick(self.races[*k].pick));
+                    format!(" [shape=hexagon, label={label:?}]")
+                }
+                NodeKind::Signal(_) => " [shape=diamond]".to_string(),
+            };
+            s.push_str(&format!("  {name:?}{attrs};\n"));
         }
-        for t in &self.tasks {
-            for d in &t.after {
-                s.push_str(&format!("  {:?} -> {:?};\n", d, t.id));
+        for c in &self.checkpoints {
+            s.push_str(&format!(
+                "  {:?} [shape=box, style=dashed];\n",
+                format!("checkpoint:{}", c.name)
+            ));
+        }
+        for n in g.nodes() {
+            for &d in g.deps(n) {
+                let (from, to) = (self.node_name(&g, d), self.node_name(&g, n));
+                s.push_str(&format!("  {from:?} -> {to:?};\n"));
+            }
+        }
+        for r in &self.races {
+            for m in &r.tasks {
+                s.push_str(&format!("  {m:?} -> {:?} [style=dashed];\n", r.id));
+            }
+        }
+        for c in &self.checkpoints {
+            let node = format!("checkpoint:{}", c.name);
+            for t in &c.tasks {
+                s.push_str(&format!("  {t:?} -> {node:?} [dir=none, style=dotted];\n"));
             }
         }
         s.push_str("}\n");
@@ -40,7 +131,28 @@ impl Plan {
 
     /// What `orchestrator plan` prints.
     pub fn describe(&self) -> String {
+        self.describe_text(false)
+    }
+
+    /// What `orchestrator run --dry-run` prints: the run's settings, then the plan with
+    /// every task's command.
+    pub fn describe_dry_run(&self, run: &RunSettings) -> String {
+        format!(
+            "dry run: nothing created, nothing started\nsessions dir: {}\n\
+             launcher: {}, watch: {}, durable: {}\n{}",
+            run.sessions_dir.display(),
+            run.launcher,
+            run.watch,
+            if run.durable { "yes" } else { "no" },
+            self.describe_text(true)
+        )
+    }
+
+    /// The plan as text; with `commands`, a line for every task with its command, else
+    /// one only for the tasks that have dependencies.
+    fn describe_text(&self, commands: bool) -> String {
         let waves = self.waves();
+        let races = self.race_ids();
         let mut s = format!(
             "plan {}: {} tasks, {} workers, {} waves\n",
             self.name,
@@ -50,6 +162,82 @@ impl Plan {
         );
         for (k, w) in waves.iter().enumerate() {
             s.push_str(&format!("wave {}: {}\n", k + 1, self.ids(w).join(", ")));
+            for &i in w {
+                let t = &self.tasks[i];
+                let mut deps = self.named_deps(t, &races).peekable();
+                if !commands && deps.peek().is_none() {
+                    continue;
+                }
+                s.push_str("  ");
+                s.push_str(&t.id);
+                s.push_str(": ");
+                if commands {
+                    s.push_str(&command_text(&t.command));
+                    if deps.peek().is_some() {
+                        s.push_str("; ");
+                    }
+                }
+                for (k, (kind, name)) in deps.enumerate() {
+                    s.push_str(if k == 0 { "after " } else { ", " });
+                    if kind == "race" {
+                        s.push_str("race ");
+                    }
+                    s.push_str(&name);
+                }
+                s.push('\n');
+            }
+        }
+        let (race_waiters, signals) = self.waiters(&races);
+        for (r, then) in self.races.iter().zip(&race_waiters) {
+            s.push_str(&format!("race {} (pick {}", r.id, pick(r.pick)));
+            if let Some(score) = &r.score {
+                s.push_str(&format!(", highest {score}"));
+            }
+            s.push_str(&format!("): {}", r.tasks.join(", ")));
+            if !then.is_empty() {
+                s.push_str(&format!("; then {}", then.join(", ")));
+            }
+            s.push('\n');
+        }
+        for c in &self.checkpoints {
+            s.push_str(&format!("checkpoint {}: {}\n", c.name, c.tasks.join(", ")));
+        }
+        for (name, p) in &self.resources {
+            s.push_str(&format!("pool {name}: max {}", p.max));
+            if let Some(w) = p.warn {
+                s.push_str(&format!(", warn {w}"));
+            }
+            if let Some(c) = p.critical {
+                s.push_str(&format!(", critical {c}"));
+            }
+            let claims: Vec<String> = self
+                .tasks
+                .iter()
+                .filter_map(|t| Some(format!("{} ({})", t.id, t.resources.get(name)?)))
+                .collect();
+            if !claims.is_empty() {
+                s.push_str(&format!("; claimed by {}", claims.join(", ")));
+            }
+            s.push('\n');
+        }
+        if self.may_stop() || self.on_failure != super::OnFailure::Continue {
+            s.push_str(&format!("on_failure: {}", self.on_failure.as_str()));
+            let own: Vec<String> = self
+                .tasks
+                .iter()
+                .filter_map(|t| Some(format!("{} {}", t.id, t.on_failure?.as_str())))
+                .collect();
+            if !own.is_empty() {
+                s.push_str(&format!(" (tasks' own: {})", own.join(", ")));
+            }
+            s.push('\n');
+        }
+        for (name, waiters) in &signals {
+            s.push_str(&format!(
+                "signal {name}: awaited by {} (raised at run time by `worker signal {name}`; \
+                 adds no wave)\n",
+                waiters.join(", ")
+            ));
         }
         let cp = self.ids(&self.critical_path());
         s.push_str(&format!(
@@ -70,27 +258,188 @@ impl Plan {
         s
     }
 
-    /// `orchestrator plan --json`.
+    /// `orchestrator plan --json` (the shape is in the module's documentation).
     pub fn describe_json(&self) -> serde_json::Value {
         let waves: Vec<Vec<&str>> = self.waves().iter().map(|w| self.ids(w)).collect();
-        serde_json::json!({
+        let race_ids = self.race_ids();
+        let mut edges = Vec::new();
+        for t in &self.tasks {
+            for (kind, from) in self.named_deps(t, &race_ids) {
+                edges.push(serde_json::json!({ "from": from, "to": t.id, "kind": kind }));
+            }
+        }
+        let (race_waiters, signals) = self.waiters(&race_ids);
+        let races: Vec<_> = self
+            .races
+            .iter()
+            .zip(race_waiters)
+            .map(|(r, waiters)| {
+                serde_json::json!({
+                    "id": r.id,
+                    "tasks": r.tasks,
+                    "pick": pick(r.pick),
+                    "score": r.score,
+                    "awaited_by": waiters,
+                })
+            })
+            .collect();
+        let signals: Vec<_> = signals
+            .into_iter()
+            .map(|(name, waiters)| serde_json::json!({ "name": name, "awaited_by": waiters }))
+            .collect();
+        let mut v = serde_json::json!({
             "name": self.name,
             "workers": self.workers,
             "tasks": self.tasks.len(),
             "waves": waves,
             "critical_path": self.ids(&self.critical_path()),
-        })
+            "edges": edges,
+            "races": races,
+            "checkpoints": self.checkpoints,
+            "signals": signals,
+        });
+        // Only for plans that have them: the shape of older plans' output stays.
+        if !self.resources.is_empty() {
+            let pools: Vec<_> = self
+                .resources
+                .iter()
+                .map(|(name, p)| {
+                    let claims: serde_json::Map<String, serde_json::Value> = self
+                        .tasks
+                        .iter()
+                        .filter_map(|t| Some((t.id.clone(), (*t.resources.get(name)?).into())))
+                        .collect();
+                    serde_json::json!({
+                        "pool": name, "max": p.max, "warn": p.warn, "critical": p.critical,
+                        "claims": claims,
+                    })
+                })
+                .collect();
+            v["resources"] = pools.into();
+        }
+        if self.may_stop() {
+            v["on_failure"] = self.on_failure.as_str().into();
+        }
+        v
+    }
+
+    /// `orchestrator run --dry-run --json`: [`Plan::describe_json`] and the run's settings
+    /// and commands.
+    pub fn describe_dry_run_json(&self, run: &RunSettings) -> serde_json::Value {
+        let mut v = self.describe_json();
+        let commands: Vec<_> = self
+            .tasks
+            .iter()
+            .map(|t| serde_json::json!({ "id": t.id, "command": t.command }))
+            .collect();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("dry_run".into(), true.into());
+            let dir = run.sessions_dir.display().to_string();
+            o.insert("sessions_dir".into(), dir.into());
+            o.insert("launcher".into(), run.launcher.into());
+            o.insert("watch".into(), run.watch.into());
+            o.insert("durable".into(), run.durable.into());
+            o.insert("commands".into(), commands.into());
+        }
+        v
     }
 
     /// The ids of tasks given by index.
     fn ids(&self, tasks: &[usize]) -> Vec<&str> {
         tasks.iter().map(|&i| self.tasks[i].id.as_str()).collect()
     }
+
+    /// A node of the scheduler's graph as the plan names it: a task or race by its id, a
+    /// signal as `signal:NAME` (how `after` spells it).
+    fn node_name(&self, g: &Graph, n: NodeId) -> String {
+        match g.kind(n) {
+            NodeKind::Task(i) => self.tasks[*i].id.clone(),
+            NodeKind::Race(k) => self.races[*k].id.clone(),
+            NodeKind::Signal(name) => format!("signal:{name}"),
+        }
+    }
+
+    /// The ids of the plan's races.
+    fn race_ids(&self) -> HashSet<&str> {
+        self.races.iter().map(|r| r.id.as_str()).collect()
+    }
+
+    /// A task's dependencies as the plan names them, `after` first, then its signals (the
+    /// scheduler's graph's order), each with its kind: `task`, `race` or `signal` (named
+    /// `signal:NAME`). Read from the task rather than from the scheduler's graph, which a
+    /// 100 000-task plan would build for this alone.
+    fn named_deps<'a>(
+        &self,
+        t: &'a Task,
+        races: &'a HashSet<&str>,
+    ) -> impl Iterator<Item = (&'static str, Cow<'a, str>)> + use<'a> {
+        let after = t.after.iter().map(move |d| {
+            let kind = if races.contains(d.as_str()) {
+                "race"
+            } else {
+                "task"
+            };
+            (kind, Cow::Borrowed(d.as_str()))
+        });
+        let signals = t.after_signals.iter();
+        after.chain(signals.map(|s| ("signal", Cow::Owned(format!("signal:{s}")))))
+    }
+
+    /// The ids of the tasks waiting for each race (in race order) and for each signal (in
+    /// order of first mention, with its name), plan order inside.
+    #[allow(clippy::type_complexity)]
+    fn waiters(&self, races: &HashSet<&str>) -> (Vec<Vec<&str>>, Vec<(&str, Vec<&str>)>) {
+        let race_index: HashMap<&str, usize> = (self.races.iter().enumerate())
+            .map(|(k, r)| (r.id.as_str(), k))
+            .collect();
+        let mut by_race = vec![Vec::new(); self.races.len()];
+        let mut signals: Vec<(&str, Vec<&str>)> = Vec::new();
+        let mut signal_index: HashMap<&str, usize> = HashMap::new();
+        for t in &self.tasks {
+            if !races.is_empty() {
+                for d in &t.after {
+                    if let Some(&k) = race_index.get(d.as_str()) {
+                        by_race[k].push(t.id.as_str());
+                    }
+                }
+            }
+            for sig in &t.after_signals {
+                let k = *signal_index.entry(sig).or_insert_with(|| {
+                    signals.push((sig, Vec::new()));
+                    signals.len() - 1
+                });
+                signals[k].1.push(t.id.as_str());
+            }
+        }
+        (by_race, signals)
+    }
+}
+
+/// A race's `pick` as the plan spells it.
+fn pick(p: Pick) -> &'static str {
+    match p {
+        Pick::First => "first",
+        Pick::Best => "best",
+    }
+}
+
+/// A command as the plan spells it: `run "..."` or `cmd ["...", ...]`.
+fn command_text(c: &TaskCommand) -> String {
+    match c {
+        TaskCommand::Shell(s) => format!("run {s:?}"),
+        TaskCommand::Argv(v) => {
+            let args: Vec<String> = v.iter().map(|a| format!("{a:?}")).collect();
+            format!("cmd [{}]", args.join(", "))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::super::test_util::{parse, tasks};
+    use super::RunSettings;
 
     #[test]
     fn waves_and_critical_path_of_a_diamond() {
@@ -106,7 +455,8 @@ mod tests {
         assert_eq!(p.critical_path(), vec![0, 1, 3]);
         assert_eq!(
             p.describe(),
-            "plan p: 5 tasks, 4 workers, 3 waves\nwave 1: a, e\nwave 2: b, c\nwave 3: d\ncritical path: a -> b -> d (3 tasks)\n"
+            "plan p: 5 tasks, 4 workers, 3 waves\nwave 1: a, e\nwave 2: b, c\n  b: after a\n  c: after a\n\
+             wave 3: d\n  d: after b, c\ncritical path: a -> b -> d (3 tasks)\n"
         );
         assert_eq!(
             p.describe_json(),
@@ -116,6 +466,15 @@ mod tests {
                 "tasks": 5,
                 "waves": [["a", "e"], ["b", "c"], ["d"]],
                 "critical_path": ["a", "b", "d"],
+                "edges": [
+                    {"from": "a", "to": "b", "kind": "task"},
+                    {"from": "a", "to": "c", "kind": "task"},
+                    {"from": "b", "to": "d", "kind": "task"},
+                    {"from": "c", "to": "d", "kind": "task"},
+                ],
+                "races": [],
+                "checkpoints": [],
+                "signals": [],
             })
         );
         assert_eq!(
@@ -159,8 +518,144 @@ mod tests {
         .unwrap();
         assert_eq!(p.waves(), vec![vec![0, 2], vec![1], vec![3]]);
         assert_eq!(p.critical_path(), vec![0, 1, 3]);
-        // The drawing shows `after` as written: the race and no signal.
+        // The drawing shows `after` as written: the race (its members beside it) and the
+        // signal.
         assert!(p.to_dot().contains("  \"r\" -> \"d\";\n"));
+        assert!(p.to_dot().contains("  \"signal:go\" -> \"d\";\n"));
+    }
+
+    /// A task after a signal, a race with a task after it, a checkpoint.
+    const EVERY_EDGE: &str = include_str!("../../examples/edges.toml");
+
+    #[test]
+    fn text_shows_signals_races_and_checkpoints() {
+        let p = parse(EVERY_EDGE).unwrap();
+        // The signal adds no wave: b is in the wave that a gives it.
+        assert_eq!(
+            p.describe(),
+            "plan edges: 4 tasks, 3 workers, 3 waves\n\
+             wave 1: a, c\n\
+             wave 2: b\n  b: after a, signal:go\n\
+             wave 3: d\n  d: after race r\n\
+             race r (pick first): b, c; then d\n\
+             checkpoint cp: a, c\n\
+             signal go: awaited by b (raised at run time by `worker signal go`; adds no wave)\n\
+             critical path: a -> b -> d (3 tasks)\n"
+        );
+    }
+
+    #[test]
+    fn a_dry_run_adds_settings_and_every_command() {
+        let p = parse(EVERY_EDGE).unwrap();
+        let run = RunSettings {
+            sessions_dir: Path::new("/s"),
+            launcher: "tmux",
+            watch: "poll",
+            durable: true,
+        };
+        assert_eq!(
+            p.describe_dry_run(&run),
+            "dry run: nothing created, nothing started\n\
+             sessions dir: /s\n\
+             launcher: tmux, watch: poll, durable: yes\n\
+             plan edges: 4 tasks, 3 workers, 3 waves\n\
+             wave 1: a, c\n  a: run \"worker checkpoint cp\"\n  c: run \"worker checkpoint cp && worker signal go\"\n\
+             wave 2: b\n  b: cmd [\"echo\", \"b\"]; after a, signal:go\n\
+             wave 3: d\n  d: run \"true\"; after race r\n\
+             race r (pick first): b, c; then d\n\
+             checkpoint cp: a, c\n\
+             signal go: awaited by b (raised at run time by `worker signal go`; adds no wave)\n\
+             critical path: a -> b -> d (3 tasks)\n"
+        );
+        let v = p.describe_dry_run_json(&run);
+        assert_eq!(v["dry_run"], true);
+        assert_eq!(v["sessions_dir"], "/s");
+        assert_eq!(
+            (&v["launcher"], &v["watch"]),
+            (&"tmux".into(), &"poll".into())
+        );
+        assert_eq!(v["durable"], true);
+        assert_eq!(
+            v["commands"],
+            serde_json::json!([
+                {"id": "a", "command": {"shell": "worker checkpoint cp"}},
+                {"id": "b", "command": {"argv": ["echo", "b"]}},
+                {"id": "c", "command": {"shell": "worker checkpoint cp && worker signal go"}},
+                {"id": "d", "command": {"shell": "true"}},
+            ])
+        );
+        assert_eq!(v["waves"], p.describe_json()["waves"]);
+    }
+
+    #[test]
+    fn json_and_dot_show_every_edge() {
+        let p = parse(EVERY_EDGE).unwrap();
+        assert_eq!(
+            p.describe_json(),
+            serde_json::json!({
+                "name": "edges",
+                "workers": 3,
+                "tasks": 4,
+                "waves": [["a", "c"], ["b"], ["d"]],
+                "critical_path": ["a", "b", "d"],
+                "edges": [
+                    {"from": "a", "to": "b", "kind": "task"},
+                    {"from": "signal:go", "to": "b", "kind": "signal"},
+                    {"from": "r", "to": "d", "kind": "race"},
+                ],
+                "races": [{"id": "r", "tasks": ["b", "c"], "pick": "first", "score": null,
+                           "awaited_by": ["d"]}],
+                "checkpoints": [{"name": "cp", "tasks": ["a", "c"]}],
+                "signals": [{"name": "go", "awaited_by": ["b"]}],
+            })
+        );
+        assert_eq!(
+            p.to_dot(),
+            "digraph \"edges\" {\n  rankdir=LR;\n  \"a\";\n  \"b\";\n  \"c\";\n  \"d\";\n  \
+             \"r\" [shape=hexagon, label=\"race r (first)\"];\n  \
+             \"signal:go\" [shape=diamond];\n  \
+             \"checkpoint:cp\" [shape=box, style=dashed];\n  \
+             \"a\" -> \"b\";\n  \"signal:go\" -> \"b\";\n  \"r\" -> \"d\";\n  \
+             \"b\" -> \"r\" [style=dashed];\n  \"c\" -> \"r\" [style=dashed];\n  \
+             \"a\" -> \"checkpoint:cp\" [dir=none, style=dotted];\n  \
+             \"c\" -> \"checkpoint:cp\" [dir=none, style=dotted];\n}\n"
+        );
+    }
+
+    #[test]
+    fn pools_claims_and_the_failure_policy_are_shown() {
+        let p = parse(
+            "name = \"p\"\non_failure = \"stop\"\n[resources]\ndb = { max = 5, critical = 4 }\n\
+             [[task]]\nid = \"a\"\nrun = \"t\"\nresources = { db = 2 }\n\
+             [[task]]\nid = \"b\"\nrun = \"t\"\non_failure = \"continue\"\n",
+        )
+        .unwrap();
+        let text = p.describe();
+        assert!(
+            text.contains("\npool db: max 5, critical 4; claimed by a (2)\non_failure: stop (tasks' own: b continue)\n"),
+            "{text}"
+        );
+        let j = p.describe_json();
+        assert_eq!(
+            j["resources"],
+            serde_json::json!([{"pool": "db", "max": 5, "warn": null, "critical": 4, "claims": {"a": 2}}])
+        );
+        assert_eq!(j["on_failure"], "stop");
+    }
+
+    #[test]
+    fn a_best_race_says_its_score() {
+        let p = parse(
+            "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n[[task]]\nid = \"b\"\nrun = \"t\"\n\
+             [[race]]\nid = \"r\"\ntasks = [\"a\", \"b\"]\npick = \"best\"\nscore = \"/score\"\n",
+        )
+        .unwrap();
+        assert!(
+            p.describe()
+                .contains("\nrace r (pick best, highest /score): a, b\n"),
+            "{}",
+            p.describe()
+        );
     }
 
     #[test]

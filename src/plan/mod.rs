@@ -7,7 +7,8 @@
 //! The way through this module: `raw` parses the text into structs that mirror the file,
 //! `validate` checks them and fills in defaults, `locate` finds the line and column of
 //! a refused value, and `error` says what was wrong. `graph` holds the dependency
-//! graph and what is drawn from it; `describe` prints a plan for `orchestrator plan`;
+//! graph and what is drawn from it; `describe` prints a plan for `orchestrator plan` and
+//! `orchestrator run --dry-run`;
 //! `scopes` is the language of `owns` patterns and the exact test of their overlap.
 
 mod describe;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::scheduler::Backoff;
 
+pub use describe::RunSettings;
 pub use error::{DurationKey, FirstDefined, Location, PlanError, PlanErrorKind, Scope};
 pub use graph::{Graph, NodeId, NodeKind};
 
@@ -562,5 +564,7 @@ score = "/score"
         assert_eq!(demo.waves().len(), 4);
         let diamond = Plan::load(&dir.join("diamond.toml"), Path::new("/")).unwrap();
         assert_eq!(diamond.waves(), vec![vec![0], vec![1, 2], vec![3]]);
+        let edges = Plan::load(&dir.join("edges.toml"), Path::new("/")).unwrap();
+        assert_eq!((edges.races.len(), edges.checkpoints.len()), (1, 1));
     }
 }

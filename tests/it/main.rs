@@ -6,6 +6,7 @@ mod util;
 
 mod core;
 mod data;
+mod dry_run;
 mod faults;
 mod fuzz_corpus;
 mod hostile;

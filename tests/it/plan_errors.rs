@@ -112,7 +112,8 @@ fn plan_prints_waves_and_critical_path() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "plan d: 4 tasks, 2 workers, 3 waves\nwave 1: a\nwave 2: b, c\nwave 3: d\ncritical path: a -> b -> d (3 tasks)\n"
+        "plan d: 4 tasks, 2 workers, 3 waves\nwave 1: a\nwave 2: b, c\n  b: after a\n  c: after a\n\
+         wave 3: d\n  d: after b, c\ncritical path: a -> b -> d (3 tasks)\n"
     );
     let o = sb.run(&["plan", "d.toml", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -269,7 +270,7 @@ fn overlapping_owns_ordered_by_after() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "plan o: 2 tasks, 4 workers, 2 waves\nwave 1: models\nwave 2: users\n\
+        "plan o: 2 tasks, 4 workers, 2 waves\nwave 1: models\nwave 2: users\n  users: after models\n\
          critical path: models -> users (2 tasks)\nowns of models: app/models/**\n\
          owns of users: db/users.sql, app/*/user.rb\n"
     );
