@@ -119,6 +119,16 @@ enum OrchestratorCommand {
     /// Drain a session: no new starts; running attempts finish; then what did not start
     /// is cancelled and the session ends (failed if a task failed, else cancelled).
     Stop { session: String },
+    /// Approve a gate that waits for a person: the tasks after it may start.
+    Approve { session: String, gate: String },
+    /// Reject a gate that waits for a person: a failure for the tasks after it.
+    Reject {
+        session: String,
+        gate: String,
+        /// Why, for the journal and the skipped tasks' outcomes.
+        #[arg(long)]
+        reason: String,
+    },
     /// Show who holds and who waits for each named lock.
     Locks { session: String },
     /// Show a session's tasks and workers (default: the newest session).
@@ -322,6 +332,18 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             drop(out);
             take_over(&root, &session, ControlAction::Stop, None, false)
         }
+        OrchestratorCommand::Approve { session, gate } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            gate_request(&s, ControlAction::Approve, &gate)
+        }
+        OrchestratorCommand::Reject {
+            session,
+            gate,
+            reason,
+        } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            gate_request(&s, ControlAction::Reject { reason }, &gate)
+        }
         OrchestratorCommand::Cancel { session, task } => {
             let s = Session::resolve(&root, Some(&session))?;
             if let Some(t) = &task {
@@ -500,6 +522,22 @@ fn check_task(s: &Session, task: &str) -> Result<()> {
             s.id()
         )))
     }
+}
+
+/// `approve` and `reject`: answered by the orchestrator, or, when none runs the session,
+/// left for the next `resume` to carry out.
+fn gate_request(s: &Session, action: ControlAction, gate: &str) -> Result<i32> {
+    if crate::orchestrator::orchestrator_alive(s) {
+        return control(s, action, Some(gate));
+    }
+    let verb = action.as_str();
+    crate::orchestrator::leave_control(s, action, Some(gate))?;
+    println!(
+        "no orchestrator runs session {id}: the {verb} of gate {gate} is kept and carried out \
+         by `orchestrator resume {id}`",
+        id = s.id()
+    );
+    Ok(0)
 }
 
 /// A request to a session whose orchestrator is gone: resume it here (background

@@ -466,6 +466,10 @@ pub enum ControlAction {
     Cancel,
     /// Drain the session: no new starts; running attempts finish.
     Stop,
+    /// Open the gate named by `task` (a gate id).
+    Approve,
+    /// Refuse the gate named by `task`: a failure for the tasks after it.
+    Reject { reason: String },
 }
 
 impl ControlAction {
@@ -474,6 +478,8 @@ impl ControlAction {
             ControlAction::Reassign => "reassign",
             ControlAction::Cancel => "cancel",
             ControlAction::Stop => "stop",
+            ControlAction::Approve => "approve",
+            ControlAction::Reject { .. } => "reject",
         }
     }
 }

@@ -144,6 +144,12 @@ impl Scheduler {
         Some(t)
     }
 
+    /// Whether every dependency of node `t` succeeded while it still waits (an
+    /// external node, which is never made ready, is then the caller's to resolve).
+    pub fn deps_met(&self, t: usize) -> bool {
+        self.unmet[t] == 0 && self.state[t] == State::Waiting
+    }
+
     /// Whether a task is waiting in the ready queue.
     pub fn has_ready(&self) -> bool {
         self.ready

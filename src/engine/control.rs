@@ -41,6 +41,14 @@ impl Engine {
         if let Phase::Finished(s) = self.phase {
             return Err(format!("the session has already ended ({})", s.as_str()));
         }
+        // Gates are named by `task`, in their own namespace.
+        match action {
+            ControlAction::Approve => return self.approve(task.unwrap_or_default()),
+            ControlAction::Reject { reason } => {
+                return self.reject(task.unwrap_or_default(), reason.clone());
+            }
+            _ => {}
+        }
         let t = match task {
             Some(name) => Some(
                 self.index
@@ -59,6 +67,9 @@ impl Engine {
                 Err("stop drains the whole session; to stop one task, cancel it".into())
             }
             (ControlAction::Stop, None) => self.stop_requested(),
+            (ControlAction::Approve | ControlAction::Reject { .. }, _) => {
+                unreachable!("handled above")
+            }
         }
     }
 

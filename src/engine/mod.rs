@@ -22,6 +22,7 @@ mod control;
 pub mod deadlock;
 mod decide;
 mod dispatch;
+mod gates;
 mod io;
 mod prims;
 mod restore;
@@ -213,12 +214,16 @@ pub struct Engine {
     fatal: Option<String>,
     /// Each pool's level as last journalled (absent: normal).
     levels: BTreeMap<String, crate::plan::Level>,
+    /// Each gate's state, by index in `plan.gates` (`None`: its tasks have not all
+    /// succeeded yet).
+    gate_states: Vec<Option<crate::journal::history::GateRecord>>,
 }
 
 impl Engine {
     /// A new session's engine; `seq0` is where assignment sequence numbers start.
     pub fn new(plan: Plan, cfg: Config, seq0: u64) -> Engine {
         let graph = plan.graph();
+        let gates = plan.gates.len();
         let sched = Scheduler::with_external(graph.dep_lists(), graph.external_flags());
         let index = plan
             .tasks
@@ -249,6 +254,7 @@ impl Engine {
             out: Vec::new(),
             fatal: None,
             levels: BTreeMap::new(),
+            gate_states: vec![None; gates],
         }
     }
 
@@ -323,6 +329,7 @@ impl Engine {
         // queued behind a busy one meanwhile.
         self.fill_pool(now);
         self.dispatch(now);
+        self.check_gates();
         self.check_stall();
         self.deadlock_due(now);
         self.fill_pool(now);

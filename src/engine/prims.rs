@@ -59,7 +59,7 @@ impl Engine {
             .workers
             .values()
             .any(|w| matches!(w.state, WorkerState::Busy { .. }) || w.queued.is_some());
-        if busy || !self.retrying.is_empty() || self.sched.has_ready() {
+        if busy || !self.retrying.is_empty() || self.sched.has_ready() || self.any_gate_waiting() {
             self.stall = Stall::No;
             return;
         }

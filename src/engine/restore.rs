@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::{Command, Config, Engine, Exit, Found, ProcessId, TaskIx, Worker, WorkerState};
 use crate::journal::event::{EndReason, Event};
-use crate::journal::history::History;
+use crate::journal::history::{GateRecord, History};
 use crate::plan::Plan;
 use crate::proto::{ShutdownReason, Started, TaskState};
 
@@ -94,6 +94,18 @@ impl Engine {
                 Some(false) => skipped.extend(e.sched.fail(node)),
                 None => {}
             }
+        }
+        for g in 0..e.plan.gates.len() {
+            let node = e.graph.gate_node_ix(g);
+            let record = history.gates.get(&e.plan.gates[g].id).cloned();
+            match &record {
+                Some(GateRecord::Approved) => {
+                    e.sched.succeed(node);
+                }
+                Some(GateRecord::Rejected(_)) => skipped.extend(e.sched.fail(node)),
+                _ => {}
+            }
+            e.gate_states[g] = record;
         }
         e.cancelled_any = history
             .tasks

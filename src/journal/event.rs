@@ -121,6 +121,19 @@ pub enum Event {
         worker: String,
         lease_ms: u64,
     },
+    /// Every task of gate `gate`'s `after` succeeded: it waits for a person.
+    GateWaiting {
+        gate: String,
+    },
+    /// A person approved the gate: the tasks after it may start.
+    GateApproved {
+        gate: String,
+    },
+    /// A person rejected the gate: a failure for the tasks after it.
+    GateRejected {
+        gate: String,
+        reason: String,
+    },
     /// The session drains: no new attempts start, running ones finish, then every task
     /// not decided is cancelled (or failed, if an attempt of it failed) and the session
     /// ends. `why`: `stop requested`, or the task whose failure stopped it.

@@ -84,11 +84,21 @@ pub struct History {
     pub signals: BTreeMap<String, bool>,
     /// The highest assignment `seq` seen (a resumed orchestrator continues above it).
     pub max_seq: u64,
+    /// Each gate's last journalled state: waiting, approved, or rejected with why.
+    pub gates: BTreeMap<String, GateRecord>,
     /// Why the session drains, once it does (`session_draining`).
     pub draining: Option<String>,
     /// Each pool's last journalled level and use.
     pub pools: BTreeMap<String, (crate::plan::Level, u64)>,
     pub events: usize,
+}
+
+/// Where a gate stands, as the journal says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateRecord {
+    Waiting,
+    Approved,
+    Rejected(String),
 }
 
 impl History {
@@ -262,6 +272,16 @@ impl History {
             }
             Event::RaceDecided { race, winner, .. } => {
                 self.races.insert(race.clone(), winner.clone());
+            }
+            Event::GateWaiting { gate } => {
+                self.gates.insert(gate.clone(), GateRecord::Waiting);
+            }
+            Event::GateApproved { gate } => {
+                self.gates.insert(gate.clone(), GateRecord::Approved);
+            }
+            Event::GateRejected { gate, reason } => {
+                self.gates
+                    .insert(gate.clone(), GateRecord::Rejected(reason.clone()));
             }
             Event::SessionDraining { why } => {
                 self.draining = Some(why.clone());

@@ -428,6 +428,23 @@ impl Orchestrator {
                 "{task}: attempt {failed_attempt} failed ({reason}); retry {retry} in {:.1}s",
                 *delay_ms as f64 / 1000.0
             )),
+            Event::GateWaiting { gate } => {
+                // The bell rings once per gate (the event is journalled once), even with
+                // -q: a person is being asked for something.
+                use std::io::{IsTerminal as _, Write as _};
+                if std::io::stderr().is_terminal() {
+                    let _ = write!(std::io::stderr(), "\x07");
+                }
+                self.say(format_args!(
+                    "gate {gate} waits for approval: `orchestrator approve {s} {gate}` or \
+                     `orchestrator reject {s} {gate} --reason ...`",
+                    s = self.session.id()
+                ))
+            }
+            Event::GateApproved { gate } => self.say(format_args!("gate {gate}: approved")),
+            Event::GateRejected { gate, reason } => {
+                self.say(format_args!("gate {gate}: rejected ({reason})"))
+            }
             Event::WorkerLost { worker, how } => {
                 self.say(format_args!("worker {worker} lost ({how:?})"))
             }

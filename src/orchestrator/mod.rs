@@ -841,6 +841,25 @@ pub fn orchestrator_alive(session: &Session) -> bool {
 }
 
 /// Send a control request to a session's live orchestrator and wait for its answer.
+/// Leave a request for a session whose orchestrator is gone: the next `resume` carries
+/// it out (an approval given while nobody runs the session is not lost).
+pub fn leave_control(session: &Session, action: ControlAction, task: Option<&str>) -> Result<()> {
+    let id = format!(
+        "{}-{}-{}",
+        proto::now_unix_ms(),
+        std::process::id(),
+        action.as_str()
+    );
+    let req = ControlRequest {
+        id: id.clone(),
+        action,
+        task: task.map(str::to_string),
+        requested_at: proto::now_rfc3339(),
+    };
+    fsio::create_json_once(&session.control_request(&id), &req)?;
+    Ok(())
+}
+
 pub fn send_control(
     session: &Session,
     action: ControlAction,

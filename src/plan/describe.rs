@@ -99,6 +99,7 @@ impl Plan {
                     format!(" [shape=hexagon, label={label:?}]")
                 }
                 NodeKind::Signal(_) => " [shape=diamond]".to_string(),
+                NodeKind::Gate(_) => " [shape=octagon]".to_string(),
             };
             s.push_str(&format!("  {name:?}{attrs};\n"));
         }
@@ -201,6 +202,24 @@ impl Plan {
         }
         for c in &self.checkpoints {
             s.push_str(&format!("checkpoint {}: {}\n", c.name, c.tasks.join(", ")));
+        }
+        for g in &self.gates {
+            let name = g.dep_name();
+            let then: Vec<&str> = self
+                .tasks
+                .iter()
+                .filter(|t| t.after.contains(&name))
+                .map(|t| t.id.as_str())
+                .collect();
+            s.push_str(&format!(
+                "gate {} (waits for approval): after {}",
+                g.id,
+                g.after.join(", ")
+            ));
+            if !then.is_empty() {
+                s.push_str(&format!("; then {}", then.join(", ")));
+            }
+            s.push('\n');
         }
         for (name, p) in &self.resources {
             s.push_str(&format!("pool {name}: max {}", p.max));
@@ -320,6 +339,9 @@ impl Plan {
         if self.may_stop() {
             v["on_failure"] = self.on_failure.as_str().into();
         }
+        if !self.gates.is_empty() {
+            v["gates"] = serde_json::json!(self.gates);
+        }
         v
     }
 
@@ -356,6 +378,7 @@ impl Plan {
             NodeKind::Task(i) => self.tasks[*i].id.clone(),
             NodeKind::Race(k) => self.races[*k].id.clone(),
             NodeKind::Signal(name) => format!("signal:{name}"),
+            NodeKind::Gate(k) => self.gates[*k].dep_name(),
         }
     }
 
@@ -376,6 +399,8 @@ impl Plan {
         let after = t.after.iter().map(move |d| {
             let kind = if races.contains(d.as_str()) {
                 "race"
+            } else if d.starts_with("gate:") {
+                "gate"
             } else {
                 "task"
             };

@@ -194,6 +194,9 @@ pub enum PlanErrorKind {
     /// `env_from_parent` or `env_file` is wrong; the message never quotes a value.
     #[error("{msg}")]
     BadSecret { scope: Scope, msg: String },
+    /// A `[[gate]]` is wrong.
+    #[error("gate {gate:?}: {msg}")]
+    BadGate { gate: String, msg: String },
     /// `on_failure` is not one of the policies.
     #[error("on_failure: {value:?} is not a failure policy ({})", if value == "freeze" {
         "\"freeze\" is not available yet; use \"continue\" or \"stop\""

@@ -34,6 +34,8 @@ pub enum NodeKind {
     Race(usize),
     /// A signal (`after = ["signal:NAME"]`), by name.
     Signal(String),
+    /// The gate at this index of `plan.gates` (`after = ["gate:ID"]`).
+    Gate(usize),
 }
 
 /// Nodes and their dependency edges, both ways.
@@ -44,6 +46,7 @@ pub struct Graph {
     dependents: Vec<Vec<NodeId>>,
     race_nodes: Vec<NodeId>,
     signals: Vec<(String, NodeId)>,
+    gate_nodes: Vec<NodeId>,
 }
 
 impl Graph {
@@ -58,11 +61,13 @@ impl Graph {
         }
         let mut race_nodes = Vec::new();
         let mut signals = Vec::new();
+        let mut gate_nodes = Vec::new();
         for (i, kind) in kinds.iter().enumerate() {
             match kind {
                 NodeKind::Task(_) => {}
                 NodeKind::Race(_) => race_nodes.push(NodeId(i)),
                 NodeKind::Signal(name) => signals.push((name.clone(), NodeId(i))),
+                NodeKind::Gate(_) => gate_nodes.push(NodeId(i)),
             }
         }
         Graph {
@@ -71,7 +76,13 @@ impl Graph {
             dependents,
             race_nodes,
             signals,
+            gate_nodes,
         }
+    }
+
+    /// The node index of each gate, by its index in `plan.gates` (for the scheduler).
+    pub fn gate_node_ix(&self, g: usize) -> usize {
+        self.gate_nodes[g].0
     }
 
     /// A graph of tasks only: `deps[i]` are the indices of the tasks task `i` runs after.
@@ -402,12 +413,19 @@ impl Plan {
     /// For each task (by index), the indices of the tasks it depends on; a dependency on a
     /// race counts as one on each of its members (for waves, paths and cycle checks).
     pub fn dep_indices(&self) -> Vec<Vec<usize>> {
+        // A dependency on a gate is one on each task of its `after`, as on a race.
+        let gates: Vec<(String, &[String])> = self
+            .gates
+            .iter()
+            .map(|g| (g.dep_name(), g.after.as_slice()))
+            .collect();
         let races = self.races.iter();
-        let races = races.map(|r| (r.id.as_str(), r.tasks.as_slice())).collect();
+        let races = races.map(|r| (r.id.as_str(), r.tasks.as_slice()));
+        let gates = gates.iter().map(|(n, after)| (n.as_str(), *after));
         task_deps(
             self.tasks.iter().map(|t| &t.after),
             &self.task_index(),
-            &races,
+            &races.chain(gates).collect(),
         )
     }
 
@@ -416,7 +434,7 @@ impl Plan {
         Graph::of_tasks(self.dep_indices())
     }
 
-    /// The scheduler's graph: tasks, then race nodes, then signal nodes.
+    /// The scheduler's graph: tasks, then race nodes, then signal nodes, then gate nodes.
     pub fn graph(&self) -> Graph {
         let mut kinds: Vec<NodeKind> = (0..self.tasks.len()).map(NodeKind::Task).collect();
         let mut by_id: HashMap<&str, NodeId> = self
@@ -435,7 +453,20 @@ impl Plan {
                 NodeId(kinds.len() - 1)
             });
         }
+        let gate_names: Vec<String> = self.gates.iter().map(|g| g.dep_name()).collect();
+        let first_gate = kinds.len();
+        for (k, name) in gate_names.iter().enumerate() {
+            by_id.insert(name, NodeId(kinds.len()));
+            kinds.push(NodeKind::Gate(k));
+        }
         let mut deps = vec![Vec::new(); kinds.len()];
+        for (k, g) in self.gates.iter().enumerate() {
+            deps[first_gate + k] = g
+                .after
+                .iter()
+                .filter_map(|d| by_id.get(d.as_str()).copied())
+                .collect();
+        }
         for (ds, t) in deps.iter_mut().zip(&self.tasks) {
             let after = t.after.iter().filter_map(|d| by_id.get(d.as_str()));
             let waits = t

@@ -176,6 +176,27 @@ pub struct Plan {
     /// What a task's final failure does, unless the task says otherwise.
     #[serde(default, skip_serializing_if = "is_continue")]
     pub on_failure: OnFailure,
+    /// Approval points (`[[gate]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<Gate>,
+}
+
+/// `[[gate]]`: tasks that name it in `after` (`"gate:ID"`) start once every task of its
+/// `after` succeeded and a person approved it (`orchestrator approve SESSION ID`); a
+/// rejection is a failure for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gate {
+    pub id: String,
+    /// Task ids.
+    pub after: Vec<String>,
+    pub approve: bool,
+}
+
+impl Gate {
+    /// How tasks name it in `after`.
+    pub fn dep_name(&self) -> String {
+        format!("gate:{}", self.id)
+    }
 }
 
 fn is_continue(p: &OnFailure) -> bool {

@@ -32,6 +32,19 @@ pub(super) struct RawPlan {
     pub(super) race: Vec<RawRace>,
     pub(super) resources: Option<BTreeMap<String, RawPool>>,
     pub(super) on_failure: Option<String>,
+    #[serde(default)]
+    pub(super) gate: Vec<RawGate>,
+}
+
+/// `[[gate]]`: a point between tasks that waits for a person (`approve = true`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGate {
+    pub(super) id: String,
+    #[serde(default)]
+    pub(super) after: Vec<String>,
+    pub(super) run: Option<String>,
+    pub(super) approve: Option<bool>,
 }
 
 /// A pool of tokens: `db = { max = 50, warn = 35, critical = 45 }`. Signed, so that a

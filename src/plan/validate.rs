@@ -40,6 +40,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         race,
         resources,
         on_failure,
+        gate: raw_gates,
     } = raw;
     if !names::is_valid(&name) {
         return Err(src.error(src.name_pos(), bad_name("plan name", &name, Scope::Plan)));
@@ -58,13 +59,19 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         policy(src, Table::Root, Scope::Plan, on_failure.as_deref())?.unwrap_or_default();
 
     let commands = take_commands(&mut raw_tasks);
+    let gates;
+    let gate_names: Vec<(String, Vec<String>)> = raw_gates
+        .iter()
+        .map(|g| (format!("gate:{}", g.id), g.after.clone()))
+        .collect();
     let (commands, races, lock_order) = {
         let ids = task_ids(src, &raw_tasks)?;
         let commands = check_commands(src, &raw_tasks, commands)?;
         let races = check_races(src, &race, &ids)?;
+        gates = check_gates(src, raw_gates, &ids)?;
         check_checkpoints(src, &checkpoints, &ids)?;
         let lock_order = check_lock_order(src, locks.map(|l| l.order).unwrap_or_default())?;
-        let known = Known::new(ids, &races);
+        let known = Known::new(ids, &races, &gate_names);
         check_dependencies(src, &raw_tasks, &known)?;
         check_cycles(src, &raw_tasks, &known)?;
         (commands, races, lock_order)
@@ -91,6 +98,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         races,
         resources,
         on_failure,
+        gates,
     };
     check_owns(src, &plan)?;
     check_sizes(src, &plan)?;
@@ -423,6 +431,52 @@ fn check_commands(
     .collect()
 }
 
+/// Gates: ids are names, unique among gates; `after` names tasks; `approve = true` (a
+/// gate's own validation command, `run`, is not available yet). Gates have no positions.
+fn check_gates(
+    src: &Source,
+    raw: Vec<super::raw::RawGate>,
+    tasks: &HashMap<&str, usize>,
+) -> Result<Vec<super::Gate>, PlanError> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut gates = Vec::with_capacity(raw.len());
+    for g in raw {
+        let refuse = |msg: String| {
+            let kind = K::BadGate {
+                gate: g.id.clone(),
+                msg,
+            };
+            src.error(None, kind)
+        };
+        if !names::is_valid(&g.id) {
+            return Err(src.error(None, bad_name("gate id", &g.id, Scope::Plan)));
+        }
+        if !seen.insert(g.id.clone()) {
+            return Err(refuse("declared twice".into()));
+        }
+        if g.after.is_empty() {
+            return Err(refuse("after must name at least one task".into()));
+        }
+        if let Some(t) = g.after.iter().find(|t| !tasks.contains_key(t.as_str())) {
+            return Err(refuse(format!("after names unknown task {t:?}")));
+        }
+        if g.run.is_some() {
+            return Err(refuse(
+                "run (a validation command) is not available yet; use approve = true".into(),
+            ));
+        }
+        if g.approve != Some(true) {
+            return Err(refuse("a gate needs approve = true".into()));
+        }
+        gates.push(super::Gate {
+            id: g.id,
+            after: g.after,
+            approve: true,
+        });
+    }
+    Ok(gates)
+}
+
 /// Races: ids unique among tasks and races, at least two members, members are tasks, each
 /// task in one race at most, and a winner that can be picked. Races have no positions.
 fn check_races(
@@ -525,15 +579,23 @@ fn check_lock_order(src: &Source, order: Vec<String>) -> Result<Vec<String>, Pla
 /// task by id, and the members of each race.
 struct Known<'r> {
     tasks: HashMap<&'r str, usize>,
+    /// Races and gates (`gate:ID`): a dependency on one is one on each of its tasks.
     races: HashMap<&'r str, &'r [String]>,
 }
 
 impl<'r> Known<'r> {
-    fn new(tasks: HashMap<&'r str, usize>, races: &'r [Race]) -> Self {
+    fn new(
+        tasks: HashMap<&'r str, usize>,
+        races: &'r [Race],
+        gates: &'r [(String, Vec<String>)],
+    ) -> Self {
         let races = races.iter().map(|r| (r.id.as_str(), r.tasks.as_slice()));
+        let gates = gates
+            .iter()
+            .map(|(n, after)| (n.as_str(), after.as_slice()));
         Known {
             tasks,
-            races: races.collect(),
+            races: races.chain(gates).collect(),
         }
     }
 

@@ -111,6 +111,26 @@ pub struct PoolView {
     pub level: crate::plan::Level,
 }
 
+/// A gate as the journal has it: `pending` (its tasks have not all succeeded),
+/// `waiting` (for a person), `approved`, or `rejected` with why.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateView {
+    pub gate: String,
+    pub state: GateState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Where a gate stands, for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateState {
+    Pending,
+    Waiting,
+    Approved,
+    Rejected,
+}
+
 /// A session as read from its directory.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
@@ -126,6 +146,8 @@ pub struct Snapshot {
     pub workers: Vec<WorkerView>,
     /// The plan's token pools with the tokens its running tasks claim now.
     pub resources: Vec<PoolView>,
+    /// The plan's gates, waiting ones first.
+    pub gates: Vec<GateView>,
     /// The session's own files that could not be read (`session.json`, `plan.json`,
     /// `summary.json`, the journal, the workers' directory), each message naming its file.
     pub errors: Vec<String>,
@@ -193,10 +215,12 @@ pub fn snapshot(s: &Session) -> Snapshot {
     // Without the plan, the journal still has the tasks, in plan order.
     let mut secrets = std::collections::HashMap::new();
     let mut pools = std::collections::BTreeMap::new();
+    let mut gate_ids = Vec::new();
     let mut claims = std::collections::HashMap::new();
     let ids: Vec<String> = match errors.keep(required_plan(s)) {
         Some(plan) => {
             pools = plan.resources;
+            gate_ids = plan.gates.into_iter().map(|g| g.id).collect();
             plan.tasks
                 .into_iter()
                 .map(|t| {
@@ -237,6 +261,24 @@ pub fn snapshot(s: &Session) -> Snapshot {
         .into_iter()
         .map(|id| worker_view(s, id, finished))
         .collect();
+    let mut gates: Vec<GateView> = gate_ids
+        .into_iter()
+        .map(|gate| {
+            use crate::journal::history::GateRecord;
+            let (state, reason) = match history.gates.get(&gate) {
+                None => (GateState::Pending, None),
+                Some(GateRecord::Waiting) => (GateState::Waiting, None),
+                Some(GateRecord::Approved) => (GateState::Approved, None),
+                Some(GateRecord::Rejected(r)) => (GateState::Rejected, Some(r.clone())),
+            };
+            GateView {
+                gate,
+                state,
+                reason,
+            }
+        })
+        .collect();
+    gates.sort_by_key(|g| g.state != GateState::Waiting);
     let resources = pools
         .into_iter()
         .map(|(pool, p)| {
@@ -264,6 +306,7 @@ pub fn snapshot(s: &Session) -> Snapshot {
         tasks,
         workers,
         resources,
+        gates,
         errors: errors.0,
     }
 }

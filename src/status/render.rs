@@ -105,6 +105,19 @@ pub fn render(snap: &Snapshot) -> String {
             let _ = writeln!(out, "secrets of {}: {line}", t.id);
         }
     }
+    for g in snap
+        .gates
+        .iter()
+        .filter(|g| g.state == super::GateState::Waiting)
+    {
+        let _ = writeln!(
+            out,
+            "\ngate {gate} WAITS FOR APPROVAL: `orchestrator approve {s} {gate}` or \
+             `orchestrator reject {s} {gate} --reason ...`",
+            gate = g.gate,
+            s = snap.session
+        );
+    }
     if !snap.resources.is_empty() {
         out.push('\n');
         for p in &snap.resources {
@@ -204,6 +217,9 @@ pub fn to_json(snap: &Snapshot) -> serde_json::Value {
     }
     if !snap.resources.is_empty() {
         v["resources"] = serde_json::json!(snap.resources);
+    }
+    if !snap.gates.is_empty() {
+        v["gates"] = serde_json::json!(snap.gates);
     }
     v
 }

@@ -35,6 +35,7 @@ fn snap(state: SessionState, tasks: Vec<TaskView>) -> Snapshot {
         tasks,
         workers: Vec::new(),
         resources: Vec::new(),
+        gates: Vec::new(),
         errors: Vec::new(),
     }
 }

@@ -9,6 +9,7 @@ mod data;
 mod dry_run;
 mod faults;
 mod fuzz_corpus;
+mod gates;
 mod hostile;
 mod limits;
 mod plan_errors;

@@ -9,6 +9,7 @@ mod control;
 mod decide;
 mod dispatch;
 mod drain;
+mod gates;
 mod prims;
 mod restore;
 mod tokens;

@@ -1,0 +1,126 @@
+//! Gates with real processes: a gate waits for a person after its tasks; `approve` and
+//! `reject` come from another process; status shows the gate waiting; an approval given
+//! while no orchestrator runs the session is carried out by `resume`.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::util::*;
+
+const PLAN: &str = "name = \"g\"\nworkers = 1\n\
+    [[task]]\nid = \"migrate\"\nrun = 'echo m > \"$OUT/migrate\"'\n\
+    [[task]]\nid = \"switch\"\nrun = 'echo s > \"$OUT/switch\"'\nafter = [\"gate:schema-ok\"]\n\
+    [[gate]]\nid = \"schema-ok\"\nafter = [\"migrate\"]\napprove = true\n";
+
+fn wait_gate(sb: &Sandbox, session: &Path) {
+    wait_until(Duration::from_secs(30), "the gate to wait", || {
+        status_json(sb, session)["gates"][0]["state"] == "waiting"
+    });
+}
+
+#[test]
+fn a_gate_waits_for_approval_from_another_process() {
+    let mut sb = Sandbox::new();
+    let session = sb.start_plan("g.toml", PLAN, &["-q"]);
+    wait_gate(&sb, &session);
+    assert!(
+        !sb.out().join("switch").exists(),
+        "switch ran before the approval"
+    );
+    let o = sb.run(&["status", session.to_str().unwrap()]);
+    let id = session_id(&session);
+    assert!(
+        stdout(&o).contains(&format!(
+            "\ngate schema-ok WAITS FOR APPROVAL: `orchestrator approve {id} schema-ok` or \
+             `orchestrator reject {id} schema-ok --reason ...`\n"
+        )),
+        "{}",
+        stdout(&o)
+    );
+    let o = sb.run(&["approve", session.to_str().unwrap(), "schema-ok"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "gate schema-ok approved; 1 task may start\n");
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
+    assert_eq!(fs::read_to_string(sb.out().join("switch")).unwrap(), "s\n");
+    assert_eq!(status_json(&sb, &session)["gates"][0]["state"], "approved");
+}
+
+#[test]
+fn a_rejected_gate_skips_what_follows_and_the_session_fails() {
+    let mut sb = Sandbox::new();
+    let session = sb.start_plan("g.toml", PLAN, &["-q"]);
+    wait_gate(&sb, &session);
+    let o = sb.run(&[
+        "reject",
+        session.to_str().unwrap(),
+        "schema-ok",
+        "--reason",
+        "two tables lost rows",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "gate schema-ok rejected; 1 task after it will not run\n"
+    );
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 1);
+    assert!(!sb.out().join("switch").exists());
+    assert_eq!(outcome(&session, "switch")["state"], "skipped");
+    assert_eq!(
+        outcome(&session, "switch")["reason"],
+        "gate schema-ok was rejected: two tables lost rows"
+    );
+    let st = status_json(&sb, &session);
+    assert_eq!(
+        st["gates"],
+        serde_json::json!([{"gate": "schema-ok", "state": "rejected", "reason": "two tables lost rows"}])
+    );
+}
+
+#[test]
+fn an_approval_given_while_no_orchestrator_runs_is_carried_out_by_resume() {
+    let mut sb = Sandbox::new();
+    let session = sb.start_plan("g.toml", PLAN, &["-q"]);
+    wait_gate(&sb, &session);
+    sb.kill_orchestrator(&session);
+    let o = sb.run(&["approve", session.to_str().unwrap(), "schema-ok"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let id = session_id(&session);
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "no orchestrator runs session {id}: the approve of gate schema-ok is kept and \
+             carried out by `orchestrator resume {id}`\n"
+        )
+    );
+    assert!(!sb.out().join("switch").exists());
+    let o = sb.run(&[
+        "resume",
+        session.to_str().unwrap(),
+        "--launcher",
+        "background",
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(fs::read_to_string(sb.out().join("switch")).unwrap(), "s\n");
+    assert_eq!(status_json(&sb, &session)["gates"][0]["state"], "approved");
+}
+
+#[test]
+fn a_gate_with_a_validation_command_is_refused_for_now() {
+    let sb = Sandbox::new();
+    let p = sb.write(
+        "g.toml",
+        "name = \"g\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n\
+         [[gate]]\nid = \"ok\"\nafter = [\"a\"]\nrun = \"true\"\n",
+    );
+    let o = sb.run(&["plan", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}: gate \"ok\": run (a validation command) is not available yet; use approve = true\n",
+            p.display()
+        )
+    );
+}
