@@ -840,38 +840,14 @@ pub fn orchestrator_alive(session: &Session) -> bool {
     fsio::lock_held(&session.orchestrator_lock())
 }
 
-/// Send a control request to a session's live orchestrator and wait for its answer.
 /// Leave a request for a session whose orchestrator is gone: the next `resume` carries
 /// it out (an approval given while nobody runs the session is not lost).
 pub fn leave_control(session: &Session, action: ControlAction, task: Option<&str>) -> Result<()> {
-    let id = format!(
-        "{}-{}-{}",
-        proto::now_unix_ms(),
-        std::process::id(),
-        action.as_str()
-    );
-    let req = ControlRequest {
-        id: id.clone(),
-        action,
-        task: task.map(str::to_string),
-        requested_at: proto::now_rfc3339(),
-    };
-    fsio::create_json_once(&session.control_request(&id), &req)?;
-    Ok(())
+    write_request(session, action, task).map(|_| ())
 }
 
-pub fn send_control(
-    session: &Session,
-    action: ControlAction,
-    task: Option<&str>,
-) -> Result<ControlReply> {
-    if !orchestrator_alive(session) {
-        return Err(Error::Session(format!(
-            "session {} has no live orchestrator (`orchestrator resume {}` first)",
-            session.id(),
-            session.id()
-        )));
-    }
+/// Write a control request under a new id (returned).
+fn write_request(session: &Session, action: ControlAction, task: Option<&str>) -> Result<String> {
     let id = format!(
         "{}-{}-{}",
         proto::now_unix_ms(),
@@ -889,6 +865,23 @@ pub fn send_control(
             "control request {id} already exists"
         )));
     }
+    Ok(id)
+}
+
+/// Send a control request to a session's live orchestrator and wait for its answer.
+pub fn send_control(
+    session: &Session,
+    action: ControlAction,
+    task: Option<&str>,
+) -> Result<ControlReply> {
+    if !orchestrator_alive(session) {
+        return Err(Error::Session(format!(
+            "session {} has no live orchestrator (`orchestrator resume {}` first)",
+            session.id(),
+            session.id()
+        )));
+    }
+    let id = write_request(session, action, task)?;
     let reply_path = session.control_reply(&id);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
