@@ -258,6 +258,7 @@ impl Engine {
         // fails would start at once).
         if !self.plan.races.is_empty()
             || !self.plan.resources.is_empty()
+            || self.plan.limits != crate::plan::Limits::default()
             || self.plan.may_stop()
             || !self.sched.has_ready()
             || self.any_starting()

@@ -153,6 +153,9 @@ pub enum Fact {
     Interrupt { signal: Interrupt, again: bool },
     /// Time passed (a deadline from [`crate::engine::Engine::next_deadline`]).
     Tick,
+    /// The machine's available memory (`MemAvailable`), in bytes, as just read; fed
+    /// only for plans with `[limits] min_free_memory`.
+    Memory { available: u64 },
 }
 
 /// Why an attempt is being stopped; the worker records it as `killed_by`.

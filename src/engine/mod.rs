@@ -217,6 +217,10 @@ pub struct Engine {
     /// Each gate's state, by index in `plan.gates` (`None`: its tasks have not all
     /// succeeded yet).
     gate_states: Vec<Option<crate::journal::history::GateRecord>>,
+    /// The machine's available memory as last read (see [`Fact::Memory`]).
+    mem_available: Option<u64>,
+    /// New starts are held for lack of free memory (journalled when it changes).
+    held: bool,
 }
 
 impl Engine {
@@ -255,6 +259,8 @@ impl Engine {
             fatal: None,
             levels: BTreeMap::new(),
             gate_states: vec![None; gates],
+            mem_available: None,
+            held: false,
         }
     }
 
@@ -310,6 +316,7 @@ impl Engine {
             }
             Fact::Interrupt { signal, again } => self.interrupt(signal, again),
             Fact::Tick => {}
+            Fact::Memory { available } => self.mem_available = Some(available),
         }
         self.settle(now);
         std::mem::take(&mut self.out)
@@ -328,6 +335,7 @@ impl Engine {
         // The pool first: a worker starting takes ready work at once, so nothing is
         // queued behind a busy one meanwhile.
         self.fill_pool(now);
+        self.check_memory();
         self.dispatch(now);
         self.check_gates();
         self.check_stall();

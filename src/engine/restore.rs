@@ -28,6 +28,8 @@ impl Engine {
         for (id, _) in history.workers.iter() {
             e.next_worker = e.next_worker.max(number_after(id));
         }
+        // Held for lack of memory until the shell's next look says otherwise.
+        e.held = history.held.is_some();
         if history.draining.is_some() {
             e.phase = super::Phase::Draining;
         }

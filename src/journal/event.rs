@@ -121,6 +121,16 @@ pub enum Event {
         worker: String,
         lease_ms: u64,
     },
+    /// New attempts are held: the machine's available memory is below the plan's
+    /// `min_free_memory` (`available` and `needed` in bytes).
+    StartsHeld {
+        available: u64,
+        needed: u64,
+    },
+    /// Enough memory is available again: attempts start.
+    StartsResumed {
+        available: u64,
+    },
     /// Every task of gate `gate`'s `after` succeeded: it waits for a person.
     GateWaiting {
         gate: String,

@@ -86,6 +86,8 @@ pub struct History {
     pub max_seq: u64,
     /// Each gate's last journalled state: waiting, approved, or rejected with why.
     pub gates: BTreeMap<String, GateRecord>,
+    /// New starts held for lack of memory: (available, needed) bytes, until resumed.
+    pub held: Option<(u64, u64)>,
     /// Why the session drains, once it does (`session_draining`).
     pub draining: Option<String>,
     /// Each pool's last journalled level and use.
@@ -273,6 +275,10 @@ impl History {
             Event::RaceDecided { race, winner, .. } => {
                 self.races.insert(race.clone(), winner.clone());
             }
+            Event::StartsHeld { available, needed } => {
+                self.held = Some((*available, *needed));
+            }
+            Event::StartsResumed { .. } => self.held = None,
             Event::GateWaiting { gate } => {
                 self.gates.insert(gate.clone(), GateRecord::Waiting);
             }

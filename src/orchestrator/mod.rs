@@ -383,6 +383,8 @@ impl Orchestrator {
         })?;
         self.watch = watcher.mode();
         self.watcher = Some(watcher);
+        // The first look at free memory comes before anything can start.
+        self.look_at_memory()?;
         self.feed(Fact::Start)?;
         let mut died: Vec<(String, DeathCause)> = Vec::new();
         let mut signals: Vec<Interrupt> = Vec::new();
@@ -415,6 +417,7 @@ impl Orchestrator {
             }
             if last_lease.elapsed() >= LEASE_CHECK {
                 self.read_heartbeats()?;
+                self.look_at_memory()?;
                 last_lease = Instant::now();
             }
             self.feed(Fact::Tick)?;
@@ -677,6 +680,17 @@ impl Orchestrator {
         }
     }
 
+    /// Tell the engine the machine's available memory, for plans that hold new starts
+    /// when it is low.
+    fn look_at_memory(&mut self) -> Result<()> {
+        if self.engine.plan().limits.min_free_memory.is_some()
+            && let Some(available) = mem_available()
+        {
+            self.feed(Fact::Memory { available })?;
+        }
+        Ok(())
+    }
+
     fn say(&self, msg: std::fmt::Arguments) {
         if self.progress {
             // Never panic on a closed stderr (`orchestrator run ... 2>&1 | head`): the
@@ -838,6 +852,16 @@ pub fn worker_alive(session: &Session, id: &str) -> bool {
 /// Whether the session has a live orchestrator.
 pub fn orchestrator_alive(session: &Session) -> bool {
     fsio::lock_held(&session.orchestrator_lock())
+}
+
+/// The machine's available memory (`MemAvailable` of `/proc/meminfo`, or of the file
+/// `$MAESTRO_MEMINFO` names: tests, and containers whose `/proc` lies), in bytes.
+fn mem_available() -> Option<u64> {
+    let path = std::env::var_os("MAESTRO_MEMINFO").unwrap_or_else(|| "/proc/meminfo".into());
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// Leave a request for a session whose orchestrator is gone: the next `resume` carries

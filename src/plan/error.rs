@@ -194,6 +194,13 @@ pub enum PlanErrorKind {
     /// `env_from_parent` or `env_file` is wrong; the message never quotes a value.
     #[error("{msg}")]
     BadSecret { scope: Scope, msg: String },
+    /// A size (`memory = "2GiB"`) is wrong, or a claim does not fit the budget.
+    #[error("{key}: {msg}")]
+    BadSize {
+        scope: Scope,
+        key: &'static str,
+        msg: String,
+    },
     /// A `[[gate]]` is wrong.
     #[error("gate {gate:?}: {msg}")]
     BadGate { gate: String, msg: String },
@@ -236,6 +243,7 @@ impl PlanErrorKind {
             PlanErrorKind::BadName { scope, .. }
             | PlanErrorKind::BadSecret { scope, .. }
             | PlanErrorKind::BadOnFailure { scope, .. }
+            | PlanErrorKind::BadSize { scope, .. }
             | PlanErrorKind::BadOwns { scope, .. }
             | PlanErrorKind::DurationOutOfRange { scope, .. }
             | PlanErrorKind::BadCwd { scope, .. }

@@ -43,6 +43,9 @@ pub(super) struct Positions {
     /// Each pool's value in `[resources]`, by name.
     pub(super) resources: Vec<(String, usize)>,
     pub(super) on_failure: Option<usize>,
+    /// `[limits] memory` and `min_free_memory`.
+    pub(super) limits_memory: Option<usize>,
+    pub(super) min_free_memory: Option<usize>,
 }
 
 /// `[defaults]` or one task (`[defaults]` has no `id` or `after`).
@@ -57,6 +60,7 @@ pub(super) struct TablePositions {
     pub(super) backoff: BackoffPositions,
     pub(super) resources: Option<usize>,
     pub(super) on_failure: Option<usize>,
+    pub(super) memory: Option<usize>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -171,6 +175,16 @@ impl<'a> Source<'a> {
         pools.iter().find(|(n, _)| n == name).map(|&(_, at)| at)
     }
 
+    /// A size: `[limits] memory` or `min_free_memory` (`Table::Root`), or a task's
+    /// `memory`.
+    pub(super) fn size_pos(&self, table: Table, key: &str) -> Option<usize> {
+        match (table, key) {
+            (Table::Root, "memory") => self.positions().limits_memory,
+            (Table::Root, _) => self.positions().min_free_memory,
+            (t, _) => self.table(t)?.memory,
+        }
+    }
+
     /// `on_failure` of the plan or of a task.
     pub(super) fn on_failure_pos(&self, table: Table) -> Option<usize> {
         match table {
@@ -224,6 +238,14 @@ struct Locs {
     #[serde(default)]
     resources: std::collections::BTreeMap<String, Loc>,
     on_failure: Loc,
+    #[serde(default)]
+    limits: LimitsLocs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LimitsLocs {
+    memory: Loc,
+    min_free_memory: Loc,
 }
 
 /// `[defaults]` or one `[[task]]` (`[defaults]` has no `id` or `after`).
@@ -239,6 +261,7 @@ struct TableLocs {
     backoff: BackoffLocs,
     resources: Loc,
     on_failure: Loc,
+    memory: Loc,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -263,6 +286,8 @@ impl From<Locs> for Positions {
                 .filter_map(|(n, loc)| Some((n.clone(), start(loc)?)))
                 .collect(),
             on_failure: start(&l.on_failure),
+            limits_memory: start(&l.limits.memory),
+            min_free_memory: start(&l.limits.min_free_memory),
         }
     }
 }
@@ -284,6 +309,7 @@ impl From<TableLocs> for TablePositions {
             },
             resources: start(&t.resources),
             on_failure: start(&t.on_failure),
+            memory: start(&t.memory),
         }
     }
 }

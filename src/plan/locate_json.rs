@@ -22,6 +22,16 @@ pub(super) fn positions(text: &str) -> Option<Positions> {
             "workers" => p.workers = Some(at),
             "lease" => p.lease = Some(at),
             "on_failure" => p.on_failure = Some(at),
+            "limits" if s.peek() == Some(b'{') => {
+                return s.object(|s, key, at| {
+                    match key.as_str() {
+                        "memory" => p.limits_memory = Some(at),
+                        "min_free_memory" => p.min_free_memory = Some(at),
+                        _ => {}
+                    }
+                    s.skip_value()
+                });
+            }
             "defaults" if s.peek() == Some(b'{') => return s.table(&mut p.defaults),
             "resources" if s.peek() == Some(b'{') => {
                 return s.object(|s, key, at| {
@@ -177,6 +187,7 @@ impl Scanner<'_> {
                 "cwd" => t.cwd = Some(at),
                 "resources" => t.resources = Some(at),
                 "on_failure" => t.on_failure = Some(at),
+                "memory" => t.memory = Some(at),
                 "after" if s.peek() == Some(b'[') => return s.offsets(&mut t.after),
                 "owns" if s.peek() == Some(b'[') => return s.offsets(&mut t.owns),
                 "backoff" if s.peek() == Some(b'{') => return s.backoff(&mut t.backoff),

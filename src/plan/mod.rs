@@ -33,6 +33,7 @@ use crate::scheduler::Backoff;
 pub use describe::RunSettings;
 pub use error::{DurationKey, FirstDefined, Location, PlanError, PlanErrorKind, Scope};
 pub use graph::{Graph, NodeId, NodeKind};
+pub use validate::show_size;
 
 /// How a task is started: a shell string run by `sh -c`, or an argv without a shell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +90,9 @@ pub struct Task {
     /// What the task's final failure does to the session (the plan's when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
+    /// Bytes of memory the task claims from `[limits] memory` while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
 }
 
 /// What a task's final failure (after its retries) does to the session.
@@ -179,6 +183,26 @@ pub struct Plan {
     /// Approval points (`[[gate]]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<Gate>,
+    /// `[limits]`: the memory budget and the free memory new starts need.
+    #[serde(default, skip_serializing_if = "Limits::is_none")]
+    pub limits: Limits,
+}
+
+/// `[limits]`, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// A budget tasks' `memory` claims count against, like a pool's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// New attempts start only while the machine's available memory is at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free_memory: Option<u64>,
+}
+
+impl Limits {
+    fn is_none(&self) -> bool {
+        *self == Limits::default()
+    }
 }
 
 /// `[[gate]]`: tasks that name it in `after` (`"gate:ID"`) start once every task of its

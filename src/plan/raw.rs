@@ -34,6 +34,15 @@ pub(super) struct RawPlan {
     pub(super) on_failure: Option<String>,
     #[serde(default)]
     pub(super) gate: Vec<RawGate>,
+    pub(super) limits: Option<RawLimits>,
+}
+
+/// `[limits]`: sizes as written (`"8GiB"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) memory: Option<String>,
+    pub(super) min_free_memory: Option<String>,
 }
 
 /// `[[gate]]`: a point between tasks that waits for a person (`approve = true`).
@@ -117,6 +126,7 @@ pub(super) struct RawTask {
     pub(super) resources: Option<BTreeMap<String, i64>>,
     pub(super) on_failure: Option<String>,
     pub(super) owns: Option<Vec<String>>,
+    pub(super) memory: Option<String>,
 }
 
 /// Parse the text of `src` (JSON or TOML, by its name). Syntax and schema errors carry the

@@ -41,6 +41,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         resources,
         on_failure,
         gate: raw_gates,
+        limits: raw_limits,
     } = raw;
     if !names::is_valid(&name) {
         return Err(src.error(src.name_pos(), bad_name("plan name", &name, Scope::Plan)));
@@ -57,6 +58,19 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
     let resources = pools(src, resources.unwrap_or_default())?;
     let on_failure =
         policy(src, Table::Root, Scope::Plan, on_failure.as_deref())?.unwrap_or_default();
+    let limits = match raw_limits {
+        None => super::Limits::default(),
+        Some(l) => super::Limits {
+            memory: size_of(src, Table::Root, Scope::Plan, "memory", l.memory.as_deref())?,
+            min_free_memory: size_of(
+                src,
+                Table::Root,
+                Scope::Plan,
+                "min_free_memory",
+                l.min_free_memory.as_deref(),
+            )?,
+        },
+    };
 
     let commands = take_commands(&mut raw_tasks);
     let gates;
@@ -81,10 +95,26 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
     let tasks = tasks.map(|(i, (t, command))| {
         let claims = claims(src, i, &t, &resources)?;
         let scope = Scope::Task(t.id.clone());
-        let policy = policy(src, Table::Task(i), scope, t.on_failure.as_deref())?;
+        let policy = policy(src, Table::Task(i), scope.clone(), t.on_failure.as_deref())?;
+        let memory = size_of(src, Table::Task(i), scope, "memory", t.memory.as_deref())?;
+        if let (Some(m), Some(budget)) = (memory, limits.memory)
+            && m > budget
+        {
+            let kind = K::BadSize {
+                scope: Scope::Task(t.id.clone()),
+                key: "memory",
+                msg: format!(
+                    "{} is more than the [limits] memory budget of {}: it could never start",
+                    show_size(m),
+                    show_size(budget)
+                ),
+            };
+            return Err(src.error(src.size_pos(Table::Task(i), "memory"), kind));
+        }
         let mut task = task(src, i, t, command, &defaults, base_cwd)?;
         task.resources = claims;
         task.on_failure = policy;
+        task.memory = memory;
         Ok(task)
     });
     let plan = Plan {
@@ -99,6 +129,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         resources,
         on_failure,
         gates,
+        limits,
     };
     check_owns(src, &plan)?;
     check_sizes(src, &plan)?;
@@ -644,6 +675,69 @@ fn check_cycles(src: &Source, tasks: &[RawTask], known: &Known) -> Result<(), Pl
     Err(src.error(pos, K::Cycle { path }))
 }
 
+/// A size in bytes: a whole number with an optional unit, `B`, `KiB`, `MiB`, `GiB`,
+/// `TiB` (powers of 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000), as in `"512MiB"`
+/// or `"2 GiB"`; at least 1 byte.
+fn size_of(
+    src: &Source,
+    table: Table,
+    scope: Scope,
+    key: &'static str,
+    value: Option<&str>,
+) -> Result<Option<u64>, PlanError> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    parse_size(v).map(Some).map_err(|msg| {
+        let kind = K::BadSize { scope, key, msg };
+        src.error(src.size_pos(table, key), kind)
+    })
+}
+
+fn parse_size(v: &str) -> Result<u64, String> {
+    let t = v.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let bad = || format!("{v:?} is not a size (a whole number and a unit: 512MiB, 8GiB, 2GB)");
+    if digits == 0 {
+        return Err(bad());
+    }
+    let n: u64 = t[..digits].parse().map_err(|_| bad())?;
+    let unit: u64 = match t[digits..].trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    let bytes = n
+        .checked_mul(unit)
+        .ok_or_else(|| format!("{v:?} is too large"))?;
+    if bytes == 0 {
+        return Err(format!("{v:?} must be at least 1 byte"));
+    }
+    Ok(bytes)
+}
+
+/// A size for a message: the largest binary unit it is a whole number of.
+pub fn show_size(b: u64) -> String {
+    for (unit, name) in [
+        (1u64 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ] {
+        if b >= unit && b.is_multiple_of(unit) {
+            return format!("{}{name}", b / unit);
+        }
+    }
+    format!("{b}B")
+}
+
 /// An `on_failure` value (of the plan, or a task's).
 fn policy(
     src: &Source,
@@ -833,6 +927,7 @@ fn task(
         kill_grace_ms,
         resources: BTreeMap::new(),
         on_failure: None,
+        memory: None,
     })
 }
 

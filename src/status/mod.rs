@@ -148,6 +148,8 @@ pub struct Snapshot {
     pub resources: Vec<PoolView>,
     /// The plan's gates, waiting ones first.
     pub gates: Vec<GateView>,
+    /// New starts held for lack of memory: (available, needed) bytes.
+    pub held: Option<(u64, u64)>,
     /// The session's own files that could not be read (`session.json`, `plan.json`,
     /// `summary.json`, the journal, the workers' directory), each message naming its file.
     pub errors: Vec<String>,
@@ -307,6 +309,7 @@ pub fn snapshot(s: &Session) -> Snapshot {
         workers,
         resources,
         gates,
+        held: history.held,
         errors: errors.0,
     }
 }

@@ -118,6 +118,14 @@ pub fn render(snap: &Snapshot) -> String {
             s = snap.session
         );
     }
+    if let Some((available, needed)) = snap.held {
+        let _ = writeln!(
+            out,
+            "\nnew starts held: available memory {} is below min_free_memory {}",
+            crate::plan::show_size(available),
+            crate::plan::show_size(needed)
+        );
+    }
     if !snap.resources.is_empty() {
         out.push('\n');
         for p in &snap.resources {
@@ -220,6 +228,9 @@ pub fn to_json(snap: &Snapshot) -> serde_json::Value {
     }
     if !snap.gates.is_empty() {
         v["gates"] = serde_json::json!(snap.gates);
+    }
+    if let Some((available, needed)) = snap.held {
+        v["held"] = serde_json::json!({"available": available, "needed": needed});
     }
     v
 }

@@ -36,6 +36,7 @@ fn snap(state: SessionState, tasks: Vec<TaskView>) -> Snapshot {
         workers: Vec::new(),
         resources: Vec::new(),
         gates: Vec::new(),
+        held: None,
         errors: Vec::new(),
     }
 }

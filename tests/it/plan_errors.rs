@@ -303,3 +303,15 @@ fn json_plan_overlapping_owns() {
     );
     assert!(!sb.sessions().exists());
 }
+
+#[test]
+fn a_memory_claim_over_the_budget_or_a_bad_size_is_refused() {
+    refused(
+        "name = \"p\"\n[limits]\nmemory = \"2GiB\"\n[[task]]\nid = \"a\"\nrun = \"true\"\nmemory = \"3GiB\"\n",
+        "plan.toml:7:10: memory: 3GiB is more than the [limits] memory budget of 2GiB: it could never start",
+    );
+    refused(
+        "name = \"p\"\n[limits]\nmin_free_memory = \"lots\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "plan.toml:3:19: min_free_memory: \"lots\" is not a size (a whole number and a unit: 512MiB, 8GiB, 2GB)",
+    );
+}

@@ -10,6 +10,7 @@ mod decide;
 mod dispatch;
 mod drain;
 mod gates;
+mod memory;
 mod prims;
 mod restore;
 mod tokens;
