@@ -10,6 +10,7 @@ mod decide;
 mod dispatch;
 mod drain;
 mod gates;
+mod partial;
 mod prims;
 mod restore;
 mod tokens;
