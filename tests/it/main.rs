@@ -12,6 +12,7 @@ mod fuzz_corpus;
 mod gates;
 mod hostile;
 mod limits;
+mod partial;
 mod plan_errors;
 mod policy;
 mod primitives;
