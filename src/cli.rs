@@ -77,6 +77,15 @@ enum OrchestratorCommand {
         /// With --dry-run: print JSON instead of text.
         #[arg(long, requires = "dry_run")]
         json: bool,
+        /// Run only these tasks and what they depend on, transitively (the others are
+        /// decided `excluded`). Ids follow the flag (`--only a b`) until the next flag;
+        /// the flag may be repeated.
+        #[arg(long, value_name = "ID", num_args = 1..)]
+        only: Vec<String>,
+        /// Treat these tasks as done without running them (decided `excluded`; what
+        /// depends on them may run). Ids follow the flag (`--skip a b`); repeatable.
+        #[arg(long, value_name = "ID", num_args = 1..)]
+        skip: Vec<String>,
     },
     /// Take over a session whose orchestrator died, and finish it.
     Resume {
@@ -214,6 +223,8 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             quiet,
             dry_run,
             json,
+            only,
+            skip,
         } => {
             // Validate everything before anything is created (exit 2, no directory). A dry
             // run goes through the same checks, only stops before the session is made.
@@ -228,6 +239,11 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             let p = Plan::load(&plan, &cwd()?)?;
             p.check_parent_env(|n| std::env::var_os(n).is_some())
                 .map_err(Error::Usage)?;
+            let excluded = if only.is_empty() && skip.is_empty() {
+                Vec::new()
+            } else {
+                p.exclusions(&only, &skip).map_err(Error::Usage)?
+            };
             let env = crate::launch::LaunchEnv::from_env();
             // A dry run starts no process, not even `tmux -V`: it looks for tmux on PATH.
             let has_tmux = if dry_run {
@@ -253,6 +269,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                     launcher: launcher.as_str(),
                     watch: watch.as_str(),
                     durable,
+                    excluded: &excluded,
                 };
                 let text = if json {
                     format!("{:#}\n", p.describe_dry_run_json(&settings))
@@ -271,6 +288,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 watch,
                 durable,
                 env,
+                excluded,
             };
             let orch = Orchestrator::create(cfg)?;
             // First line of stdout: the session path, for scripts.
@@ -447,24 +465,33 @@ fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
     }
     // Quiet, the count comes from `summary.json` (one file) rather than a status
     // snapshot, which reads every task's outcome and the journal.
-    let (done, total) = if quiet {
+    let (done, excluded, total) = if quiet {
         let summary = crate::summary::read(&session)?.ok_or_else(|| {
             Error::Session(format!("{}: missing", session.summary_json().display()))
         })?;
-        (summary.count(TaskState::Succeeded), summary.total)
+        (
+            summary.count(TaskState::Succeeded),
+            summary.count(TaskState::Excluded),
+            summary.total,
+        )
     } else {
         let snap = status::snapshot(&session);
         let _ = write!(std::io::stderr(), "\n{}", status::render(&snap));
-        let done = snap
-            .tasks
-            .iter()
-            .filter(|t| t.state == TaskState::Succeeded)
-            .count();
-        (done, snap.tasks.len())
+        let count = |s: TaskState| snap.tasks.iter().filter(|t| t.state == s).count();
+        (
+            count(TaskState::Succeeded),
+            count(TaskState::Excluded),
+            snap.tasks.len(),
+        )
+    };
+    // A partial run says how many tasks it left out, so "2/4" is not read as a shortfall.
+    let excluded = match excluded {
+        0 => String::new(),
+        n => format!(", {n} excluded"),
     };
     let _ = writeln!(
         std::io::stderr(),
-        "session {} {}: {}/{} tasks succeeded",
+        "session {} {}: {}/{} tasks succeeded{excluded}",
         session.id(),
         state.as_str(),
         done,

@@ -292,6 +292,9 @@ pub enum TaskState {
     Cancelled,
     /// Lost a race: stopped when another member won, or outscored.
     Lost,
+    /// Left out of a partial run (`run --only`/`--skip`): never run, satisfied for what
+    /// depends on it, and not a failure of the session.
+    Excluded,
 }
 
 impl TaskState {
@@ -305,6 +308,7 @@ impl TaskState {
             TaskState::Skipped => "skipped",
             TaskState::Cancelled => "cancelled",
             TaskState::Lost => "lost",
+            TaskState::Excluded => "excluded",
         }
     }
 
@@ -318,6 +322,7 @@ impl TaskState {
                 | TaskState::Skipped
                 | TaskState::Cancelled
                 | TaskState::Lost
+                | TaskState::Excluded
         )
     }
 }
@@ -567,7 +572,7 @@ mod tests {
     fn task_states_serialize_as_their_names_and_retrying_is_not_decided() {
         use TaskState::*;
         for st in [
-            Pending, Running, Retrying, Succeeded, Failed, Skipped, Cancelled, Lost,
+            Pending, Running, Retrying, Succeeded, Failed, Skipped, Cancelled, Lost, Excluded,
         ] {
             assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
             let back: TaskState = serde_json::from_value(st.as_str().into()).unwrap();
@@ -575,7 +580,7 @@ mod tests {
         }
         assert_eq!(Retrying.as_str(), "retrying");
         assert!(!Retrying.is_terminal() && !Running.is_terminal() && !Pending.is_terminal());
-        assert!(Lost.is_terminal() && Cancelled.is_terminal());
+        assert!(Lost.is_terminal() && Cancelled.is_terminal() && Excluded.is_terminal());
     }
 
     /// A result is held compact in a pretty record, so the record's size is the result's

@@ -248,6 +248,44 @@ impl Engine {
         });
     }
 
+    /// Decide the tasks a partial run leaves out (`Config::excluded`), once, at the
+    /// start: each is `excluded` with its reason, and satisfied for its dependents (the
+    /// scheduler succeeds it), so what depends on a skipped task may run.
+    pub(super) fn exclude_unselected(&mut self) {
+        let excluded = std::mem::take(&mut self.cfg.excluded);
+        let mut races = Vec::new();
+        for (t, why) in excluded.into_iter().enumerate() {
+            let Some(why) = why else { continue };
+            if t >= self.tasks.len() || self.tasks[t].decided.is_some() {
+                continue;
+            }
+            let reason = why.reason().to_string();
+            self.tasks[t].decided = Some(TaskState::Excluded);
+            self.tasks[t].reason = Some(reason.clone());
+            self.out.push(Command::Decide(Decision {
+                task: t,
+                state: TaskState::Excluded,
+                attempt: 0,
+                worker: None,
+                exit: None,
+                reason: Some(reason.clone()),
+                result: None,
+                marks: false,
+            }));
+            self.journal(Event::TaskExcluded {
+                task: self.id(t),
+                reason,
+            });
+            self.sched.succeed(t);
+            if let Some(k) = self.plan.race_of(&self.id(t)) {
+                races.push(k);
+            }
+        }
+        for k in races {
+            self.race_progress(k);
+        }
+    }
+
     fn finished_event(&self, d: &Decision) -> Event {
         Event::TaskFinished {
             task: self.id(d.task),
@@ -378,6 +416,11 @@ impl Engine {
             .iter()
             .filter_map(|m| self.index.get(m).copied())
             .collect();
+        if self.race_excluded(k) {
+            self.races_done[k] = true;
+            self.sched.succeed(self.graph.race_nodes()[k].index());
+            return;
+        }
         let decided = |e: &Engine, m: TaskIx| e.tasks[m].decided.is_some();
         let succeeded = |e: &Engine, m: TaskIx| e.tasks[m].decided == Some(TaskState::Succeeded);
         match race.pick {
@@ -447,6 +490,17 @@ impl Engine {
                 self.decide_race(k, best.map(|b| b.0), best.map(|b| b.1), result, losers);
             }
         }
+    }
+
+    /// Whether a partial run left out every member of race `k`: the race is then
+    /// satisfied for what follows it, as its members are, with no winner and no outcome
+    /// (nothing ran). A race some of whose members run is decided among those.
+    pub(super) fn race_excluded(&self, k: usize) -> bool {
+        self.plan.races[k].tasks.iter().all(|m| {
+            self.index
+                .get(m)
+                .is_some_and(|&m| self.tasks[m].decided == Some(TaskState::Excluded))
+        })
     }
 
     /// Stop a race member that lost: its attempt is killed, it ends as `lost`.

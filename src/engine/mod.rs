@@ -66,6 +66,10 @@ pub struct Config {
     pub seed: u64,
     /// The session's id, for replies to people.
     pub session: String,
+    /// A partial run's selection (`run --only`/`--skip`): for each task by index, whether
+    /// it is left out, decided `excluded` at the start. Empty: every task runs. Only a new
+    /// session's engine is given one; a resumed session finds it decided in the journal.
+    pub excluded: Vec<Option<crate::plan::Exclusion>>,
 }
 
 impl Config {
@@ -79,6 +83,7 @@ impl Config {
             max_spawn_failures: 5,
             seed: 0x9e37_79b9_7f4a_7c15,
             session: String::new(),
+            excluded: Vec::new(),
         }
     }
 }
@@ -267,7 +272,7 @@ impl Engine {
     /// Handle one fact at time `now`; returns what to do, in order.
     pub fn on(&mut self, fact: Fact, now: Instant) -> Vec<Command> {
         match fact {
-            Fact::Start => {}
+            Fact::Start => self.exclude_unselected(),
             Fact::Recovered(found) => self.recovered(found, now),
             Fact::WorkerRegistered {
                 worker,

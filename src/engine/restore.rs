@@ -24,6 +24,12 @@ impl Engine {
         now: Instant,
         now_unix_ms: u64,
     ) -> Engine {
+        // A partial run's selection is in the journal (its tasks decided `excluded`),
+        // never taken anew from the configuration.
+        let cfg = Config {
+            excluded: Vec::new(),
+            ..cfg
+        };
         let mut e = Engine::new(plan, cfg, seq0.max(history.max_seq.saturating_add(1)));
         for (id, _) in history.workers.iter() {
             e.next_worker = e.next_worker.max(number_after(id));
@@ -76,7 +82,10 @@ impl Engine {
             }
         }
         for (k, race) in e.plan.races.clone().iter().enumerate() {
-            if let Some(winner) = history.races.get(&race.id) {
+            if e.race_excluded(k) {
+                e.races_done[k] = true;
+                e.sched.succeed(e.graph.race_nodes()[k].index());
+            } else if let Some(winner) = history.races.get(&race.id) {
                 e.races_done[k] = true;
                 let node = e.graph.race_nodes()[k].index();
                 match winner {
@@ -123,7 +132,8 @@ impl Engine {
         self.tasks[t].decided = Some(s);
         self.tasks[t].fence = None;
         match s {
-            TaskState::Succeeded => {
+            // Left out of a partial run: satisfied for its dependents, like a success.
+            TaskState::Succeeded | TaskState::Excluded => {
                 self.sched.succeed(t);
                 Vec::new()
             }

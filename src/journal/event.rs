@@ -261,6 +261,11 @@ pub enum Event {
         task: String,
         reason: String,
     },
+    /// Left out of a partial run (`run --only`/`--skip`), at the session's start.
+    TaskExcluded {
+        task: String,
+        reason: String,
+    },
     ControlRequest {
         id: String,
         action: ControlAction,

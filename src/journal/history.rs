@@ -261,6 +261,12 @@ impl History {
                 h.fence = None;
                 h.retry_at_unix_ms = None;
             }
+            Event::TaskExcluded { task, .. } => {
+                let h = self.task(task);
+                h.decided = Some(TaskState::Excluded);
+                h.fence = None;
+                h.retry_at_unix_ms = None;
+            }
             Event::SessionState { state, .. } => self.state = Some(*state),
             Event::SessionFinished { state, .. } => {
                 self.state = Some(*state);

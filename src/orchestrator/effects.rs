@@ -417,6 +417,9 @@ impl Orchestrator {
             Event::TaskCancelled { task, reason } => {
                 self.say(format_args!("{task}: cancelled ({reason})"))
             }
+            Event::TaskExcluded { task, reason } => {
+                self.say(format_args!("{task}: excluded ({reason})"))
+            }
             Event::RetryScheduled {
                 task,
                 failed_attempt,

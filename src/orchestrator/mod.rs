@@ -57,6 +57,8 @@ pub struct RunConfig {
     pub watch: WatchMode,
     pub durable: bool,
     pub env: launch::LaunchEnv,
+    /// A partial run's selection (`--only`, `--skip`), by task index; empty: every task.
+    pub excluded: Vec<Option<crate::plan::Exclusion>>,
 }
 
 /// A validated `orchestrator resume` / `retry` configuration.
@@ -189,6 +191,7 @@ impl Orchestrator {
         let ecfg = engine::Config {
             seed: seed(),
             session: session.id().to_string(),
+            excluded: cfg.excluded,
             ..engine::Config::new(cfg.workers, Duration::from_millis(cfg.plan.lease_ms))
         };
         let engine = Engine::new(cfg.plan, ecfg, proto::now_unix_ms() * 1000);

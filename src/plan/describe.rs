@@ -65,6 +65,8 @@ pub struct RunSettings<'a> {
     pub launcher: &'a str,
     pub watch: &'a str,
     pub durable: bool,
+    /// A partial run's selection (`--only`, `--skip`), by task index; empty: none.
+    pub excluded: &'a [Option<super::Exclusion>],
 }
 
 impl Plan {
@@ -138,15 +140,35 @@ impl Plan {
     /// What `orchestrator run --dry-run` prints: the run's settings, then the plan with
     /// every task's command.
     pub fn describe_dry_run(&self, run: &RunSettings) -> String {
+        let excluded: Vec<String> = self
+            .excluded_of(run)
+            .map(|(id, why)| format!("{id} ({})", why.label()))
+            .collect();
+        let excluded = if excluded.is_empty() {
+            String::new()
+        } else {
+            format!("excluded: {}\n", excluded.join(", "))
+        };
         format!(
             "dry run: nothing created, nothing started\nsessions dir: {}\n\
-             launcher: {}, watch: {}, durable: {}\n{}",
+             launcher: {}, watch: {}, durable: {}\n{excluded}{}",
             run.sessions_dir.display(),
             run.launcher,
             run.watch,
             if run.durable { "yes" } else { "no" },
             self.describe_text(true)
         )
+    }
+
+    /// The tasks a partial run leaves out, in plan order, with why.
+    fn excluded_of<'a>(
+        &'a self,
+        run: &'a RunSettings,
+    ) -> impl Iterator<Item = (&'a str, super::Exclusion)> + 'a {
+        self.tasks
+            .iter()
+            .zip(run.excluded)
+            .filter_map(|(t, why)| why.map(|w| (t.id.as_str(), w)))
     }
 
     /// The plan as text; with `commands`, a line for every task with its command, else
@@ -362,6 +384,11 @@ impl Plan {
             o.insert("watch".into(), run.watch.into());
             o.insert("durable".into(), run.durable.into());
             o.insert("commands".into(), commands.into());
+            let excluded: Vec<_> = self
+                .excluded_of(run)
+                .map(|(id, why)| serde_json::json!({ "id": id, "reason": why.reason() }))
+                .collect();
+            o.insert("excluded".into(), excluded.into());
         }
         v
     }
@@ -577,6 +604,7 @@ mod tests {
             launcher: "tmux",
             watch: "poll",
             durable: true,
+            excluded: &[],
         };
         assert_eq!(
             p.describe_dry_run(&run),

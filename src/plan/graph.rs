@@ -405,7 +405,7 @@ where
 
 impl Plan {
     /// Task ids and their indices.
-    fn task_index(&self) -> HashMap<&str, usize> {
+    pub(super) fn task_index(&self) -> HashMap<&str, usize> {
         let ids = self.tasks.iter().map(|t| t.id.as_str());
         ids.enumerate().map(|(i, id)| (id, i)).collect()
     }

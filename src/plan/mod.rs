@@ -9,7 +9,8 @@
 //! a refused value, and `error` says what was wrong. `graph` holds the dependency
 //! graph and what is drawn from it; `describe` prints a plan for `orchestrator plan` and
 //! `orchestrator run --dry-run`;
-//! `scopes` is the language of `owns` patterns and the exact test of their overlap.
+//! `scopes` is the language of `owns` patterns and the exact test of their overlap;
+//! `select` is which tasks a partial run (`--only`, `--skip`) leaves out.
 
 mod describe;
 pub mod env_file;
@@ -19,6 +20,7 @@ mod locate;
 mod locate_json;
 mod raw;
 pub mod scopes;
+mod select;
 #[cfg(test)]
 mod test_util;
 mod validate;
@@ -33,6 +35,7 @@ use crate::scheduler::Backoff;
 pub use describe::RunSettings;
 pub use error::{DurationKey, FirstDefined, Location, PlanError, PlanErrorKind, Scope};
 pub use graph::{Graph, NodeId, NodeKind};
+pub use select::Exclusion;
 pub use validate::show_size;
 
 /// How a task is started: a shell string run by `sh -c`, or an argv without a shell.

@@ -156,7 +156,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Tasks decided (succeeded, failed, skipped, cancelled or lost): what `status` and
+    /// Tasks decided (succeeded, failed, skipped, cancelled, lost or excluded): what `status` and
     /// `list` show as done.
     pub fn done(&self) -> usize {
         self.tasks.iter().filter(|t| t.state.is_terminal()).count()

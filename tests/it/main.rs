@@ -13,6 +13,7 @@ mod gates;
 mod hostile;
 mod limits;
 mod memory;
+mod partial;
 mod plan_errors;
 mod policy;
 mod primitives;

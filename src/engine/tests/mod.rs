@@ -11,6 +11,7 @@ mod dispatch;
 mod drain;
 mod gates;
 mod memory;
+mod partial;
 mod prims;
 mod restore;
 mod tokens;
