@@ -124,3 +124,32 @@ fn a_gate_with_a_validation_command_is_refused_for_now() {
         )
     );
 }
+
+/// The README's migration example, as a person would run it: it waits at its gate, is
+/// approved from another terminal, and ends with every table copied, the connection
+/// pool never over its 4.
+#[test]
+fn the_migration_example_runs_to_its_gate_and_through_it() {
+    let mut sb = Sandbox::new();
+    let session = sb.start_plan(
+        "migration.toml",
+        include_str!("../../examples/migration.toml"),
+        &["-q"],
+    );
+    wait_gate(&sb, &session);
+    for t in ["orders", "customers", "invoices", "verify"] {
+        assert_eq!(task_state(&status_json(&sb, &session), t), "pending");
+    }
+    let o = sb.run(&["approve", session.to_str().unwrap(), "schema-ok"]);
+    assert_eq!(stdout(&o), "gate schema-ok approved; 3 tasks may start\n");
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
+    for t in ["schema", "orders", "customers", "invoices", "verify"] {
+        assert_eq!(outcome(&session, t)["state"], "succeeded", "{t}");
+    }
+    let most = events(&session)
+        .iter()
+        .filter(|e| e["event"] == "resource_level")
+        .filter_map(|e| e["used"].as_u64())
+        .max();
+    assert_eq!(most, Some(4), "orders and customers held all 4 connections at once");
+}
