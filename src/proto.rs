@@ -80,6 +80,10 @@ pub struct Assignment {
     pub timeout_ms: Option<u64>,
     /// Time between SIGTERM and SIGKILL when the attempt is stopped.
     pub kill_grace_ms: u64,
+    /// The task's `memory`: the attempt is stopped (`memory limit`) when its process
+    /// group's memory goes over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<u64>,
     pub assigned_at: String,
     /// Hand-over order: a worker with two unclaimed assignments (one queued behind the
     /// other) claims the lower first. Increasing across resumes (it starts from

@@ -314,6 +314,10 @@ impl Session {
     pub fn worker_heartbeat(&self, worker: &str) -> PathBuf {
         self.worker_dir(worker).join("heartbeat")
     }
+    /// What the worker's running attempt uses (`usage.json`, replaced every few seconds).
+    pub fn worker_usage(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("usage.json")
+    }
     pub fn worker_kill(&self, worker: &str) -> PathBuf {
         self.worker_dir(worker).join("kill")
     }

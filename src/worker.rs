@@ -543,6 +543,7 @@ impl Worker {
             &mut child,
             a.timeout_ms.map(Duration::from_millis),
             Duration::from_millis(a.kill_grace_ms),
+            a.memory_limit,
         )?;
         let timed_out = ended_by == Some(Stopped::TimedOut);
         // Whatever the task left behind in its group (`sleep 1000 &`) goes with it, so no
@@ -571,12 +572,35 @@ impl Worker {
             timed_out,
             killed_by: match ended_by {
                 Some(Stopped::Asked(why)) => Some(why),
+                Some(Stopped::MemoryLimit) => Some("memory limit".into()),
                 Some(Stopped::TimedOut) | None => None,
             },
             spawn_error: None,
             result_error,
             has_result,
         })
+    }
+
+    /// Replace `usage.json` with what the attempt uses now. Not fatal if it fails: it is
+    /// for people, and the next sample tries again.
+    fn record_usage(&self, task: &str, attempt: u32, s: &crate::usage::Sample, cpu: f64) {
+        use crate::usage::{MemoryMode, Usage};
+        let u = Usage {
+            task: task.into(),
+            attempt,
+            processes: s.processes,
+            cpu_percent: (cpu * 10.0).round() / 10.0,
+            memory_bytes: s.memory_bytes,
+            mode: if s.pss {
+                MemoryMode::Pss
+            } else {
+                MemoryMode::Rss
+            },
+            sampled_at: proto::now_rfc3339(),
+        };
+        let _ = self
+            .fs
+            .write_json(&self.session.worker_usage(&self.cfg.id), &u);
     }
 
     /// Wait for the running task's main process. Past its timeout, or when the orchestrator
@@ -589,6 +613,7 @@ impl Worker {
         child: &mut std::process::Child,
         timeout: Option<Duration>,
         grace: Duration,
+        memory_limit: Option<u64>,
     ) -> Result<(std::process::ExitStatus, Option<Stopped>)> {
         let pid = child.id();
         let pgid = Pid::from_raw(pid as i32);
@@ -601,6 +626,7 @@ impl Worker {
             })
         };
         let start = Instant::now();
+        let mut sampler = crate::usage::Sampler::new(pid, start);
         let mut ended_by: Option<Stopped> = None;
         let mut hard_kill_at: Option<Instant> = None;
         loop {
@@ -618,6 +644,7 @@ impl Worker {
                 // No pidfd (Linux < 5.3): look for the exit every few ms.
                 wait = wait.min(NO_PIDFD_POLL);
             }
+            wait = wait.min(sampler.next().saturating_duration_since(now));
             self.bell.wait(pidfd.as_ref().map(|f| f.as_fd()), wait)?;
             if let Some(st) = reap(child)? {
                 return Ok((st, ended_by));
@@ -627,6 +654,22 @@ impl Worker {
                 let _ = killpg(pgid, Signal::SIGKILL);
                 let _ = child.wait();
                 return Err(e);
+            }
+            if let Some((s, cpu)) = sampler.tick(Instant::now()) {
+                self.record_usage(task, attempt, &s, cpu);
+                if ended_by.is_none()
+                    && let Some(limit) = memory_limit.filter(|&l| s.memory_bytes > l)
+                {
+                    self.say(&format!(
+                        "task {task}: memory limit ({} used, {} allowed); stopping its \
+                         process group",
+                        crate::plan::show_size(s.memory_bytes),
+                        crate::plan::show_size(limit)
+                    ));
+                    let _ = killpg(pgid, Signal::SIGTERM);
+                    hard_kill_at = Some(Instant::now() + grace);
+                    ended_by = Some(Stopped::MemoryLimit);
+                }
             }
             if ended_by.is_none() {
                 let why = if timeout.is_some_and(|t| start.elapsed() >= t) {
@@ -641,6 +684,7 @@ impl Worker {
                 if let Some(why) = why {
                     let said = match &why {
                         Stopped::TimedOut => "timed out",
+                        Stopped::MemoryLimit => "memory limit",
                         Stopped::Asked(r) => r.as_str(),
                     };
                     self.say(&format!("task {task}: {said}; stopping its process group"));
@@ -664,6 +708,8 @@ enum Stopped {
     TimedOut,
     /// The orchestrator asked (`kill`), with its reason (recorded as `killed_by`).
     Asked(String),
+    /// Its process group used more memory than the task's `memory`.
+    MemoryLimit,
 }
 
 /// Whether a change at `path` (in our directory or `assigned/`) is news for the loop:

@@ -251,6 +251,7 @@ impl Orchestrator {
             env_file: task.env_file.clone(),
             timeout_ms: task.timeout_ms,
             kill_grace_ms: task.kill_grace_ms,
+            memory_limit: task.memory,
             assigned_at: proto::now_rfc3339(),
             seq,
         };

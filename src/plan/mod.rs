@@ -36,7 +36,7 @@ pub use describe::RunSettings;
 pub use error::{DurationKey, FirstDefined, Location, PlanError, PlanErrorKind, Scope};
 pub use graph::{Graph, NodeId, NodeKind};
 pub use select::Exclusion;
-pub use validate::show_size;
+pub use validate::{show_size, show_size_rounded};
 
 /// How a task is started: a shell string run by `sh -c`, or an argv without a shell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

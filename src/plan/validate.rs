@@ -723,6 +723,21 @@ fn parse_size(v: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// A measured size for people: one decimal in the largest binary unit it reaches.
+pub fn show_size_rounded(b: u64) -> String {
+    for (unit, name) in [
+        (1u64 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ] {
+        if b >= unit {
+            return format!("{:.1}{name}", b as f64 / unit as f64);
+        }
+    }
+    format!("{b}B")
+}
+
 /// A size for a message: the largest binary unit it is a whole number of.
 pub fn show_size(b: u64) -> String {
     for (unit, name) in [

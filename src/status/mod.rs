@@ -94,6 +94,9 @@ pub struct WorkerView {
     pub state: WorkerStatus,
     pub task: Option<String>,
     pub terminal: Option<String>,
+    /// What its running attempt uses (`usage.json`), while it runs one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::Usage>,
     /// The worker's files that could not be read (`worker.json`, its journal).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -323,7 +326,18 @@ fn worker_view(s: &Session, id: String, finished: bool) -> WorkerView {
         .flatten();
     let registered = info.is_some() || fsio::exists(&s.worker_json(&id));
     let (state, task) = worker_status(registered, last, worker_alive(s, &id), finished);
+    // Only the running attempt's: the file stays after it ends.
+    let usage = match (&state, &task) {
+        (WorkerStatus::Running, Some(t)) => {
+            fsio::read_json::<crate::usage::Usage>(&s.worker_usage(&id))
+                .ok()
+                .flatten()
+                .filter(|u| &u.task == t)
+        }
+        _ => None,
+    };
     WorkerView {
+        usage,
         pid: info.as_ref().map(|i| i.pid),
         terminal: info.and_then(|i| i.terminal),
         id,

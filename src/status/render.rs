@@ -162,6 +162,11 @@ pub fn render(snap: &Snapshot) -> String {
             "TASK".into(),
             "TERMINAL".into(),
         ];
+        // CPU and MEMORY only while some worker runs an attempt it measured.
+        let usage = snap.workers.iter().any(|w| w.usage.is_some());
+        if usage {
+            header.extend(["CPU".into(), "MEMORY".into()]);
+        }
         // The NOTE column is there only when a worker has one.
         let notes = snap.workers.iter().any(|w| w.error.is_some());
         if notes {
@@ -176,6 +181,20 @@ pub fn render(snap: &Snapshot) -> String {
                 w.task.clone().unwrap_or_else(|| "-".into()),
                 w.terminal.clone().unwrap_or_else(|| "-".into()),
             ];
+            if usage {
+                row.push(
+                    w.usage
+                        .as_ref()
+                        .map_or("-".into(), |u| format!("{:.0}%", u.cpu_percent)),
+                );
+                row.push(w.usage.as_ref().map_or("-".into(), |u| {
+                    format!(
+                        "{} ({})",
+                        crate::plan::show_size_rounded(u.memory_bytes),
+                        u.mode.as_str()
+                    )
+                }));
+            }
             if let Some(e) = &w.error {
                 row.push(format!("unreadable: {e}"));
             }

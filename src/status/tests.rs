@@ -283,6 +283,7 @@ fn json_keeps_the_state_strings() {
         state: WorkerStatus::Idle,
         task: None,
         terminal: None,
+        usage: None,
         error: None,
     }];
     let v = to_json(&s);
@@ -310,6 +311,7 @@ fn unreadable_files_are_shown_where_they_belong() {
         state: WorkerStatus::Exited,
         task: None,
         terminal: None,
+        usage: None,
         error: error.map(str::to_string),
     };
     s.workers = vec![
@@ -411,4 +413,34 @@ fn pools_are_shown_with_their_use_and_level() {
     let json = to_json(&s);
     assert_eq!(json["resources"][1]["level"], "critical");
     assert_eq!(json["resources"][1]["used"], 46);
+}
+
+#[test]
+fn a_running_attempts_usage_is_shown_in_its_workers_row() {
+    let mut s = snap(SessionState::Running, vec![task("a", TaskState::Running)]);
+    s.workers = vec![WorkerView {
+        id: "w1".into(),
+        pid: Some(7),
+        state: WorkerStatus::Running,
+        task: Some("a".into()),
+        terminal: None,
+        usage: Some(crate::usage::Usage {
+            task: "a".into(),
+            attempt: 1,
+            processes: 2,
+            cpu_percent: 12.4,
+            memory_bytes: 34 << 20,
+            mode: crate::usage::MemoryMode::Pss,
+            sampled_at: "2026-01-01T00:00:01.000Z".into(),
+        }),
+        error: None,
+    }];
+    let text = render(&s);
+    assert!(
+        text.contains(
+            "WORKER  PID  STATE    TASK  TERMINAL  CPU  MEMORY\nw1      7    running  a     -         12%  34.0MiB (pss)\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(to_json(&s)["workers"][0]["usage"]["mode"], "pss");
 }

@@ -151,5 +151,9 @@ fn the_migration_example_runs_to_its_gate_and_through_it() {
         .filter(|e| e["event"] == "resource_level")
         .filter_map(|e| e["used"].as_u64())
         .max();
-    assert_eq!(most, Some(4), "orders and customers held all 4 connections at once");
+    assert_eq!(
+        most,
+        Some(4),
+        "orders and customers held all 4 connections at once"
+    );
 }

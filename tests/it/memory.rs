@@ -74,3 +74,26 @@ fn new_starts_wait_while_free_memory_is_low() {
     assert_eq!(fs::read_to_string(sb.out().join("a")).unwrap(), "a\n");
     assert!(status_json(&sb, &session).get("held").is_none());
 }
+
+/// A task whose process group goes over its `memory` is stopped by its worker, and the
+/// attempt fails with the reason; what a running attempt uses is in `usage.json`.
+#[test]
+fn an_attempt_over_its_memory_is_stopped_and_usage_is_recorded() {
+    let sb = Sandbox::new();
+    let plan = "name = \"hog\"\nworkers = 1\n\
+        [[task]]\nid = \"hog\"\nmemory = \"64MiB\"\n\
+        cmd = [\"python3\", \"-c\", \"import time; a = bytearray(256 << 20); time.sleep(30)\"]\n";
+    let o = sb.run_plan("hog.toml", plan, &["-q"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let session = session_of(&o);
+    let out = outcome(&session, "hog");
+    assert_eq!(out["state"], "failed");
+    assert_eq!(out["reason"], "stopped: memory limit");
+    let usage = read_json(&session.join("workers/w1/usage.json")).unwrap();
+    assert_eq!(usage["task"], "hog");
+    assert_eq!(usage["mode"], "pss");
+    assert!(
+        usage["memory_bytes"].as_u64().unwrap() > 64 << 20,
+        "{usage}"
+    );
+}

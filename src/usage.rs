@@ -1,0 +1,202 @@
+//! What a running attempt uses: the CPU time and memory of every process in its process
+//! group, read from `/proc`, written by its worker as `workers/<id>/usage.json` every
+//! few seconds, and checked against the task's `memory`.
+//!
+//! Memory is the group's PSS (`/proc/PID/smaps_rollup`: each shared page counted once,
+//! split among its users), so a forking task is not charged twice for what its children
+//! share; where smaps_rollup cannot be read, RSS. Per-attempt cgroups are not used (yet):
+//! `mode` says so, for `status`.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// `workers/<id>/usage.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub task: String,
+    pub attempt: u32,
+    /// Processes in the attempt's group at the sample.
+    pub processes: usize,
+    /// CPU use since the previous sample, in % of one core.
+    pub cpu_percent: f64,
+    /// Memory of the group: PSS where it can be read, else RSS.
+    pub memory_bytes: u64,
+    /// How `memory_bytes` was measured (no cgroup is used).
+    pub mode: MemoryMode,
+    pub sampled_at: String,
+}
+
+/// How a group's memory was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryMode {
+    /// Proportional set size of every member (smaps_rollup).
+    Pss,
+    /// Resident set size of at least one member whose PSS could not be read.
+    Rss,
+}
+
+impl MemoryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryMode::Pss => "pss",
+            MemoryMode::Rss => "rss",
+        }
+    }
+}
+
+/// One look at a process group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sample {
+    pub processes: usize,
+    /// utime + stime of every member, in clock ticks.
+    pub cpu_ticks: u64,
+    pub memory_bytes: u64,
+    /// Whether every member's PSS could be read (else some RSS was counted).
+    pub pss: bool,
+}
+
+/// Sum the members of process group `pgid`.
+pub fn sample(pgid: u32) -> Sample {
+    let mut s = Sample {
+        pss: true,
+        ..Sample::default()
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return s;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(f) = stat_fields(&stat) else {
+            continue;
+        };
+        if f.pgrp != pgid {
+            continue;
+        }
+        s.processes += 1;
+        s.cpu_ticks = s.cpu_ticks.saturating_add(f.ticks);
+        match pss_of(pid) {
+            Some(b) => s.memory_bytes = s.memory_bytes.saturating_add(b),
+            None => {
+                s.pss = false;
+                s.memory_bytes = s.memory_bytes.saturating_add(f.rss_pages * page_size());
+            }
+        }
+    }
+    s
+}
+
+/// The fields of `/proc/PID/stat` we need. The command name (field 2) may hold spaces
+/// and parentheses: fields are counted from the last `)`.
+struct StatFields {
+    pgrp: u32,
+    ticks: u64,
+    rss_pages: u64,
+}
+
+fn stat_fields(stat: &str) -> Option<StatFields> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(0) ppid(1) pgrp(2) ... utime(11) stime(12) ... rss(21).
+    Some(StatFields {
+        pgrp: f.get(2)?.parse().ok()?,
+        ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+        rss_pages: f.get(21)?.parse().ok()?,
+    })
+}
+
+fn pss_of(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as u64)
+}
+
+fn ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100, |t| t as u64)
+}
+
+/// Samples an attempt's group every [`Sampler::EVERY`], turning CPU ticks into a rate.
+pub struct Sampler {
+    pgid: u32,
+    last: Option<(Instant, u64)>,
+    next: Instant,
+}
+
+impl Sampler {
+    /// How often an attempt is looked at.
+    pub const EVERY: Duration = Duration::from_secs(2);
+
+    pub fn new(pgid: u32, now: Instant) -> Sampler {
+        Sampler {
+            pgid,
+            last: None,
+            // The first look soon after the start: a task that blows its memory at once
+            // is stopped at once.
+            next: now + Duration::from_millis(200),
+        }
+    }
+
+    /// When the next sample is due.
+    pub fn next(&self) -> Instant {
+        self.next
+    }
+
+    /// Sample if due: the sample and the CPU % since the previous one.
+    pub fn tick(&mut self, now: Instant) -> Option<(Sample, f64)> {
+        if now < self.next {
+            return None;
+        }
+        self.next = now + Self::EVERY;
+        let s = sample(self.pgid);
+        let cpu = match self.last {
+            Some((at, ticks)) => {
+                let secs = now.saturating_duration_since(at).as_secs_f64();
+                let used = s.cpu_ticks.saturating_sub(ticks) as f64 / ticks_per_second() as f64;
+                if secs > 0.0 { 100.0 * used / secs } else { 0.0 }
+            }
+            None => 0.0,
+        };
+        self.last = Some((now, s.cpu_ticks));
+        Some((s, cpu))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        let stat = "42 (a (weird) name) S 1 42 42 0 -1 4194304 100 0 0 0 7 3 0 0 20 0 1 0 \
+                    100 1000000 250 18446744073709551615";
+        let f = stat_fields(stat).unwrap();
+        assert_eq!((f.pgrp, f.ticks, f.rss_pages), (42, 10, 250));
+        assert!(stat_fields("garbage").is_none());
+    }
+
+    #[test]
+    fn our_own_group_is_sampled() {
+        let pgid = nix::unistd::getpgrp().as_raw() as u32;
+        let s = sample(pgid);
+        assert!(s.processes >= 1, "{s:?}");
+        assert!(s.memory_bytes > 0, "{s:?}");
+    }
+}
