@@ -253,6 +253,18 @@ impl Engine {
     /// scheduler succeeds it), so what depends on a skipped task may run.
     pub(super) fn exclude_unselected(&mut self) {
         let excluded = std::mem::take(&mut self.cfg.excluded);
+        let pending: Vec<(String, crate::plan::Exclusion)> = excluded
+            .iter()
+            .enumerate()
+            .filter(|&(t, _)| t < self.tasks.len() && self.tasks[t].decided.is_none())
+            .filter_map(|(t, why)| Some((self.id(t), (*why)?)))
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        // The whole selection first, in one line: decided one by one below, a crash in
+        // between would otherwise let a resume run what was left out.
+        self.journal(Event::Selection { excluded: pending });
         let mut races = Vec::new();
         for (t, why) in excluded.into_iter().enumerate() {
             let Some(why) = why else { continue };

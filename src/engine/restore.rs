@@ -118,6 +118,19 @@ impl Engine {
             }
             e.gate_states[g] = record;
         }
+        // A selection journalled whole but not decided whole (a crash in between): what
+        // is left is decided at the start, as it would have been.
+        if !history.selection.is_empty() {
+            let mut excluded = vec![None; e.tasks.len()];
+            for (id, why) in &history.selection {
+                if let Some(&t) = e.index.get(id)
+                    && e.tasks[t].decided.is_none()
+                {
+                    excluded[t] = Some(*why);
+                }
+            }
+            e.cfg.excluded = excluded;
+        }
         e.cancelled_any = history
             .tasks
             .values()

@@ -262,6 +262,12 @@ pub enum Event {
         reason: String,
     },
     /// Left out of a partial run (`run --only`/`--skip`), at the session's start.
+    /// A partial run's selection, every task it leaves out in one line, journalled
+    /// before any of them is decided: a resume that finds it with some `task_excluded`
+    /// lines missing (a crash in between) decides the rest.
+    Selection {
+        excluded: Vec<(String, crate::plan::Exclusion)>,
+    },
     TaskExcluded {
         task: String,
         reason: String,

@@ -88,6 +88,8 @@ pub struct History {
     pub gates: BTreeMap<String, GateRecord>,
     /// New starts held for lack of memory: (available, needed) bytes, until resumed.
     pub held: Option<(u64, u64)>,
+    /// A partial run's selection (`selection`): the tasks it leaves out, and why.
+    pub selection: Vec<(String, crate::plan::Exclusion)>,
     /// Why the session drains, once it does (`session_draining`).
     pub draining: Option<String>,
     /// Each pool's last journalled level and use.
@@ -261,6 +263,7 @@ impl History {
                 h.fence = None;
                 h.retry_at_unix_ms = None;
             }
+            Event::Selection { excluded } => self.selection.clone_from(excluded),
             Event::TaskExcluded { task, .. } => {
                 let h = self.task(task);
                 h.decided = Some(TaskState::Excluded);

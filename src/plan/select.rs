@@ -8,7 +8,8 @@ use super::Plan;
 
 /// Why a task is left out of a partial run. Not a failure: an excluded task counts as
 /// satisfied for what depends on it, and does not make the session fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Exclusion {
     /// Named by `--skip`.
     Skipped,

@@ -167,3 +167,26 @@ fn a_race_with_one_member_skipped_is_run_among_the_others() {
         Command::DecideRace { winner: Some(1), losers, .. } if losers.is_empty())));
     assert_eq!(c.assigns(), [assigned("w1", "d", 1)]);
 }
+
+// A crash while the selection was being decided, task by task, let a resume run the
+// tasks whose `task_excluded` line was not written yet: the whole selection is journalled
+// first now, and a resume decides what is left of it.
+#[test]
+fn a_crash_between_the_selection_and_its_decisions_leaves_nothing_to_run() {
+    let text = dag("a, b, c after b");
+    let mut h = History::default();
+    h.apply(&Event::Selection {
+        excluded: vec![("a".into(), Skipped), ("b".into(), Skipped)],
+    });
+    h.apply(&Event::TaskExcluded {
+        task: "a".into(),
+        reason: "skipped by request (--skip)".into(),
+    });
+    let cfg = Config::new(1, LONG);
+    let e = Engine::restore(plan(&text), cfg.clone(), &h, 1, Instant::now(), UNIX0);
+    let mut r = Sim::over(e, cfg, h);
+    let c = r.start();
+    assert_eq!(c.decides(), ["b: excluded"]);
+    let c = r.register_all();
+    assert_eq!(c.assigns(), [assigned("w1", "c", 1)], "only c runs");
+}
