@@ -59,6 +59,9 @@ fn a_dry_run_prints_what_would_run_and_creates_nothing() {
         "p.toml",
         "--dry-run",
         "--durable",
+        // Explicit: the suite also runs with MAESTRO_WATCH=poll and =off.
+        "--watch",
+        "native",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
