@@ -128,6 +128,11 @@ enum OrchestratorCommand {
     /// Drain a session: no new starts; running attempts finish; then what did not start
     /// is cancelled and the session ends (failed if a task failed, else cancelled).
     Stop { session: String },
+    /// Freeze a session: every running task's process group is stopped where it is
+    /// (SIGSTOP) and nothing starts until `thaw`.
+    Freeze { session: String },
+    /// Thaw a frozen session: its stopped tasks go on and new ones start.
+    Thaw { session: String },
     /// Approve a gate that waits for a person: the tasks after it may start.
     Approve { session: String, gate: String },
     /// Reject a gate that waits for a person: a failure for the tasks after it.
@@ -349,6 +354,14 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             // running has ended and the session is finished.
             drop(out);
             take_over(&root, &session, ControlAction::Stop, None, false)
+        }
+        OrchestratorCommand::Freeze { session } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            control(&s, ControlAction::Freeze, None)
+        }
+        OrchestratorCommand::Thaw { session } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            control(&s, ControlAction::Thaw, None)
         }
         OrchestratorCommand::Approve { session, gate } => {
             let s = Session::resolve(&root, Some(&session))?;

@@ -365,6 +365,9 @@ pub enum SessionState {
     Interrupted,
     /// `orchestrator cancel SESSION` stopped it.
     Cancelled,
+    /// `orchestrator freeze`: every running attempt's process group is stopped
+    /// (SIGSTOP) and nothing starts until `orchestrator thaw`.
+    Frozen,
 }
 
 impl SessionState {
@@ -376,6 +379,7 @@ impl SessionState {
             SessionState::Failed => "failed",
             SessionState::Interrupted => "interrupted",
             SessionState::Cancelled => "cancelled",
+            SessionState::Frozen => "frozen",
         }
     }
 }
@@ -479,6 +483,10 @@ pub enum ControlAction {
     Approve,
     /// Refuse the gate named by `task`: a failure for the tasks after it.
     Reject { reason: String },
+    /// Stop every running attempt's process group where it is; start nothing.
+    Freeze,
+    /// Let frozen attempts go on and new ones start.
+    Thaw,
 }
 
 impl ControlAction {
@@ -489,6 +497,8 @@ impl ControlAction {
             ControlAction::Stop => "stop",
             ControlAction::Approve => "approve",
             ControlAction::Reject { .. } => "reject",
+            ControlAction::Freeze => "freeze",
+            ControlAction::Thaw => "thaw",
         }
     }
 }

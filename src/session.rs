@@ -314,6 +314,10 @@ impl Session {
     pub fn worker_heartbeat(&self, worker: &str) -> PathBuf {
         self.worker_dir(worker).join("heartbeat")
     }
+    /// Present while the session is frozen: the worker keeps its attempt's group stopped.
+    pub fn worker_freeze(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("freeze")
+    }
     /// What the worker's running attempt uses (`usage.json`, replaced every few seconds).
     pub fn worker_usage(&self, worker: &str) -> PathBuf {
         self.worker_dir(worker).join("usage.json")

@@ -628,14 +628,20 @@ impl Worker {
         let start = Instant::now();
         let mut sampler = crate::usage::Sampler::new(pid, start);
         let mut ended_by: Option<Stopped> = None;
+        // While the session is frozen the group is stopped and its timeout clock too: a
+        // freeze longer than the timeout must not kill the task.
+        let mut frozen_since: Option<Instant> = None;
+        let mut frozen_for = Duration::ZERO;
+        let freeze_file = self.session.worker_freeze(&self.cfg.id);
         let mut hard_kill_at: Option<Instant> = None;
         loop {
             let now = Instant::now();
             let mut wait = self.cfg.watch.rescan_interval();
             if ended_by.is_none()
+                && frozen_since.is_none()
                 && let Some(t) = timeout
             {
-                wait = wait.min((start + t).saturating_duration_since(now));
+                wait = wait.min((start + frozen_for + t).saturating_duration_since(now));
             }
             if let Some(k) = hard_kill_at {
                 wait = wait.min(k.saturating_duration_since(now));
@@ -655,6 +661,20 @@ impl Worker {
                 let _ = child.wait();
                 return Err(e);
             }
+            let freeze = fsio::exists(&freeze_file);
+            if freeze && frozen_since.is_none() && ended_by.is_none() {
+                self.say(&format!(
+                    "task {task}: session frozen; stopping its process group"
+                ));
+                let _ = killpg(pgid, Signal::SIGSTOP);
+                frozen_since = Some(Instant::now());
+            } else if !freeze && let Some(since) = frozen_since.take() {
+                self.say(&format!(
+                    "task {task}: session thawed; its process group goes on"
+                ));
+                let _ = killpg(pgid, Signal::SIGCONT);
+                frozen_for += since.elapsed();
+            }
             if let Some((s, cpu)) = sampler.tick(Instant::now()) {
                 self.record_usage(task, attempt, &s, cpu);
                 if ended_by.is_none()
@@ -672,7 +692,8 @@ impl Worker {
                 }
             }
             if ended_by.is_none() {
-                let why = if timeout.is_some_and(|t| start.elapsed() >= t) {
+                let ran = start.elapsed().saturating_sub(frozen_for);
+                let why = if frozen_since.is_none() && timeout.is_some_and(|t| ran >= t) {
                     Some(Stopped::TimedOut)
                 } else {
                     fsio::read_json::<KillRequest>(&self.session.worker_kill(&self.cfg.id))
@@ -689,6 +710,10 @@ impl Worker {
                     };
                     self.say(&format!("task {task}: {said}; stopping its process group"));
                     let _ = killpg(pgid, Signal::SIGTERM);
+                    if frozen_since.take().is_some() {
+                        // A stopped group gets the signal only once it runs again.
+                        let _ = killpg(pgid, Signal::SIGCONT);
+                    }
                     hard_kill_at = Some(Instant::now() + grace);
                     ended_by = Some(why);
                 }
@@ -722,7 +747,8 @@ fn wakes_worker(path: &Path, busy: bool) -> bool {
         .parent()
         .and_then(|d| d.file_name())
         .is_some_and(|d| d == "assigned");
-    !fsio::is_hidden(name) && (name == "shutdown" || name == "kill" || (assignment && !busy))
+    !fsio::is_hidden(name)
+        && (name == "shutdown" || name == "kill" || name == "freeze" || (assignment && !busy))
 }
 
 /// Our own directory first on PATH, so tasks can call `worker checkpoint ...`.

@@ -67,10 +67,45 @@ impl Engine {
                 Err("stop drains the whole session; to stop one task, cancel it".into())
             }
             (ControlAction::Stop, None) => self.stop_requested(),
+            (ControlAction::Freeze | ControlAction::Thaw, Some(_)) => {
+                Err("freeze and thaw act on the whole session".into())
+            }
+            (ControlAction::Freeze, None) => self.freeze(),
+            (ControlAction::Thaw, None) => self.thaw(),
             (ControlAction::Approve | ControlAction::Reject { .. }, _) => {
                 unreachable!("handled above")
             }
         }
+    }
+
+    /// `orchestrator freeze`: workers stop their attempts' groups; nothing starts.
+    fn freeze(&mut self) -> Result<String, String> {
+        if self.phase != Phase::Running {
+            return Err("only a running session can be frozen".into());
+        }
+        self.phase = Phase::Frozen;
+        self.journal(Event::SessionFrozen {
+            why: "freeze requested".into(),
+        });
+        self.withdraw_all();
+        self.out.push(Command::Freeze(true));
+        let n = self.running_attempts().len();
+        Ok(format!(
+            "session frozen: {n} running attempt{} stopped where {}; `thaw` goes on, `cancel` ends it",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it is" } else { "they are" }
+        ))
+    }
+
+    /// `orchestrator thaw`: frozen attempts go on, new ones start.
+    fn thaw(&mut self) -> Result<String, String> {
+        if self.phase != Phase::Frozen {
+            return Err("the session is not frozen".into());
+        }
+        self.phase = Phase::Running;
+        self.journal(Event::SessionThawed);
+        self.out.push(Command::Freeze(false));
+        Ok("session thawed: frozen attempts go on".into())
     }
 
     /// `orchestrator stop`: drain.
@@ -247,6 +282,11 @@ impl Engine {
     }
 
     fn cancel_session(&mut self, now: Instant) -> String {
+        if self.phase == Phase::Frozen {
+            // Stopped groups must run to die of the signals they are sent.
+            self.journal(Event::SessionThawed);
+            self.out.push(Command::Freeze(false));
+        }
         self.phase = Phase::Cancelling;
         self.journal(Event::SessionState {
             state: SessionState::Stopping,
@@ -375,6 +415,8 @@ impl Engine {
                     self.end_drain(now);
                 }
             }
+            // Only a person ends a freeze.
+            Phase::Frozen => {}
             Phase::Finished(_) => {}
         }
     }

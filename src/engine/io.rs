@@ -251,6 +251,9 @@ pub enum Command {
         task: TaskIx,
         attempt: u32,
     },
+    /// Freeze (`true`) or thaw every worker: each stops or continues its running
+    /// attempt's process group (the `freeze` file in its directory).
+    Freeze(bool),
     /// Ask the worker to stop an attempt (its `kill` file).
     Kill {
         worker: String,

@@ -183,6 +183,9 @@ enum Phase {
     /// Stopped (`orchestrator stop`, or a failure under `on_failure = "stop"`): no new
     /// starts; running attempts finish; then what is left is decided and it ends.
     Draining,
+    /// `orchestrator freeze`: running attempts are stopped where they are, nothing
+    /// starts, and nothing ends by itself: a person thaws or cancels.
+    Frozen,
     Finished(SessionState),
 }
 
@@ -355,9 +358,11 @@ impl Engine {
     /// The session's state now.
     pub fn state(&self) -> SessionState {
         match self.phase {
-            Phase::Running | Phase::Cancelling | Phase::Interrupting(_) | Phase::Draining => {
-                SessionState::Running
-            }
+            Phase::Running
+            | Phase::Cancelling
+            | Phase::Interrupting(_)
+            | Phase::Draining
+            | Phase::Frozen => SessionState::Running,
             Phase::Finished(s) => s,
         }
     }

@@ -36,6 +36,9 @@ impl Engine {
         }
         // Held for lack of memory until the shell's next look says otherwise.
         e.held = history.held.is_some();
+        if history.frozen {
+            e.phase = super::Phase::Frozen;
+        }
         if history.draining.is_some() {
             e.phase = super::Phase::Draining;
         }

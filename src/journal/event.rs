@@ -144,6 +144,12 @@ pub enum Event {
         gate: String,
         reason: String,
     },
+    /// `orchestrator freeze`: workers stop their attempts' process groups; nothing starts.
+    SessionFrozen {
+        why: String,
+    },
+    /// `orchestrator thaw`: frozen attempts go on; the session runs again.
+    SessionThawed,
     /// The session drains: no new attempts start, running ones finish, then every task
     /// not decided is cancelled (or failed, if an attempt of it failed) and the session
     /// ends. `why`: `stop requested`, or the task whose failure stopped it.

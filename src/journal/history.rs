@@ -90,6 +90,8 @@ pub struct History {
     pub held: Option<(u64, u64)>,
     /// A partial run's selection (`selection`): the tasks it leaves out, and why.
     pub selection: Vec<(String, crate::plan::Exclusion)>,
+    /// Frozen (`session_frozen`, not yet thawed).
+    pub frozen: bool,
     /// Why the session drains, once it does (`session_draining`).
     pub draining: Option<String>,
     /// Each pool's last journalled level and use.
@@ -297,6 +299,14 @@ impl History {
             Event::GateRejected { gate, reason } => {
                 self.gates
                     .insert(gate.clone(), GateRecord::Rejected(reason.clone()));
+            }
+            Event::SessionFrozen { .. } => {
+                self.frozen = true;
+                self.state = Some(SessionState::Frozen);
+            }
+            Event::SessionThawed => {
+                self.frozen = false;
+                self.state = Some(SessionState::Running);
             }
             Event::SessionDraining { why } => {
                 self.draining = Some(why.clone());

@@ -69,6 +69,18 @@ impl Orchestrator {
                         .claim(&self.session.assignment(&worker, id, attempt), &done);
                 }
             }
+            Command::Freeze(on) => {
+                // Every worker's, live or not: one starting now finds it before its
+                // first task; a worker that is gone does not mind.
+                for w in self.session.worker_ids()? {
+                    let path = self.session.worker_freeze(&w);
+                    if on {
+                        self.fs.write_json(&path, &proto::now_rfc3339())?;
+                    } else {
+                        fsio::remove_file(&path)?;
+                    }
+                }
+            }
             Command::Kill {
                 worker,
                 task,

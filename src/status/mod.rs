@@ -190,6 +190,7 @@ pub fn session_state(
     match (summary, orchestrator_alive, journal) {
         (Some(s), _, _) => s,
         (None, true, Some(SessionState::Stopping)) => SessionState::Stopping,
+        (None, true, Some(SessionState::Frozen)) => SessionState::Frozen,
         (None, true, _) => SessionState::Running,
         (None, false, None | Some(SessionState::Running)) => SessionState::Interrupted,
         (None, false, Some(s)) => s,

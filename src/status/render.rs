@@ -72,6 +72,13 @@ pub fn render(snap: &Snapshot) -> String {
             snap.session, snap.session
         );
     }
+    if snap.state == SessionState::Frozen {
+        let _ = writeln!(
+            out,
+            "  frozen: its running tasks are stopped where they are; `orchestrator thaw {}` goes on, `orchestrator cancel {}` ends it\n",
+            snap.session, snap.session
+        );
+    }
     let mut rows = vec![vec![
         "TASK".to_string(),
         "STATE".into(),

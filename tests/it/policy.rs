@@ -89,3 +89,45 @@ fn stop_from_another_process_drains_and_survives_a_resume() {
     assert_eq!(outcome(&session, "b")["state"], "cancelled");
     assert_eq!(status_json(&sb, &session)["state"], "cancelled");
 }
+
+/// The state letter of process `pid` (`T` when stopped), from `/proc/PID/stat`.
+fn proc_state(pid: i64) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+#[test]
+fn a_frozen_session_stops_its_tasks_where_they_are_and_thaw_lets_them_finish() {
+    let mut sb = Sandbox::new();
+    let plan = format!(
+        "name = \"f\"\nworkers = 1\n\
+         [[task]]\nid = \"a\"\nrun = '{}; echo a > \"$OUT/a\"'\n\
+         [[task]]\nid = \"b\"\nafter = [\"a\"]\nrun = 'echo b > \"$OUT/b\"'\n",
+        wait_for_file("go")
+    );
+    let session = sb.start_plan("f.toml", &plan, &["-q"]);
+    wait_started(&session, "a", 1);
+    let group = pgid_of(&session, "a", 1);
+    let o = sb.run(&["freeze", session.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "session frozen: 1 running attempt stopped where it is; `thaw` goes on, `cancel` ends it\n"
+    );
+    wait_until(Duration::from_secs(30), "the task's group to stop", || {
+        proc_state(group) == Some('T')
+    });
+    assert_eq!(status_json(&sb, &session)["state"], "frozen");
+    // Released while frozen, the task cannot see it: it is stopped.
+    fs::write(sb.out().join("go"), "").unwrap();
+    let o = sb.run(&["thaw", session.to_str().unwrap()]);
+    assert_eq!(stdout(&o), "session thawed: frozen attempts go on\n");
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
+    assert_eq!(fs::read_to_string(sb.out().join("b")).unwrap(), "b\n");
+    let kinds: Vec<_> = events(&session)
+        .into_iter()
+        .filter(|e| e["event"] == "session_frozen" || e["event"] == "session_thawed")
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["session_frozen", "session_thawed"]);
+}

@@ -9,6 +9,7 @@ mod control;
 mod decide;
 mod dispatch;
 mod drain;
+mod freeze;
 mod gates;
 mod memory;
 mod partial;
