@@ -14,13 +14,6 @@ fn freezes(c: &[Command]) -> Vec<bool> {
         .collect()
 }
 
-fn reply(c: &[Command]) -> Option<(bool, String)> {
-    c.iter().find_map(|c| match c {
-        Command::Reply { ok, message, .. } => Some((*ok, message.clone())),
-        _ => None,
-    })
-}
-
 #[test]
 fn a_frozen_session_starts_nothing_until_it_is_thawed() {
     let mut s = Sim::ready("a, b after a", 1);

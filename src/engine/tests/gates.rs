@@ -31,13 +31,6 @@ fn waiting(c: &[Command]) -> Vec<String> {
         .collect()
 }
 
-fn reply(c: &[Command]) -> Option<(bool, String)> {
-    c.iter().find_map(|c| match c {
-        Command::Reply { ok, message, .. } => Some((*ok, message.clone())),
-        _ => None,
-    })
-}
-
 #[test]
 fn a_gate_waits_once_its_tasks_succeeded_and_approval_starts_what_follows() {
     let mut s = sim(&gated(""));

@@ -496,6 +496,14 @@ fn position(cmds: &[Command], f: impl Fn(&Command) -> bool) -> usize {
     cmds.iter().position(f).expect("the command is there")
 }
 
+/// The first reply to a request: whether it was granted, and what it said.
+fn reply(c: &[Command]) -> Option<(bool, String)> {
+    c.iter().find_map(|c| match c {
+        Command::Reply { ok, message, .. } => Some((*ok, message.clone())),
+        _ => None,
+    })
+}
+
 fn has(cmds: &[Command], f: impl Fn(&Command) -> bool) -> bool {
     cmds.iter().any(f)
 }
