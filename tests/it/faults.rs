@@ -84,13 +84,7 @@ run = "echo other"
     all_json_whole(&session);
     // Free the space the runaway task took, and carry on.
     fs::remove_file(session.join("tasks/filler/attempt-1/stdout.log")).unwrap();
-    let o = sb.run(&[
-        "resume",
-        session.to_str().unwrap(),
-        "-q",
-        "--launcher",
-        "background",
-    ]);
+    let o = sb.resume(&session);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_status(&sb, &session, "succeeded", &[("after", "succeeded")]);
     all_json_whole(&session);

@@ -94,13 +94,7 @@ fn an_approval_given_while_no_orchestrator_runs_is_carried_out_by_resume() {
         )
     );
     assert!(!sb.out().join("switch").exists());
-    let o = sb.run(&[
-        "resume",
-        session.to_str().unwrap(),
-        "--launcher",
-        "background",
-        "-q",
-    ]);
+    let o = sb.resume(&session);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(fs::read_to_string(sb.out().join("switch")).unwrap(), "s\n");
     assert_eq!(status_json(&sb, &session)["gates"][0]["state"], "approved");

@@ -93,13 +93,7 @@ fn a_link_planted_as_a_task_directory_stops_the_run_naming_it_and_resume_goes_on
     assert_eq!(refused[0]["what"], "is a symbolic link");
     // Once the link is moved away, the session goes on from where it stopped.
     fs::remove_file(&link).unwrap();
-    let o = sb.run(&[
-        "resume",
-        session.to_str().unwrap(),
-        "-q",
-        "--launcher",
-        "background",
-    ]);
+    let o = sb.resume(&session);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_status(
         &sb,

@@ -71,6 +71,17 @@ impl Sandbox {
         run_with_deadline(c, Duration::from_secs(120))
     }
 
+    /// `orchestrator resume SESSION -q --launcher background`, to completion.
+    pub fn resume(&self, session: &Path) -> Output {
+        self.run(&[
+            "resume",
+            session.to_str().unwrap(),
+            "-q",
+            "--launcher",
+            "background",
+        ])
+    }
+
     /// Write `text` as plan `file` and run it to completion with background workers and
     /// the `extra` flags of `orchestrator run`.
     pub fn run_plan(&self, file: &str, text: &str, extra: &[&str]) -> Output {
