@@ -14,6 +14,15 @@ fn partial(spec: &str, more: &str, excluded: Vec<Option<crate::plan::Exclusion>>
     Sim::with(&(dag(spec) + more), cfg)
 }
 
+/// `a, b after a, c after b` with `a` skipped by request.
+fn chain_skipping_a() -> Sim {
+    partial(
+        "a, b after a, c after b",
+        "",
+        vec![Some(Skipped), None, None],
+    )
+}
+
 /// `(task, reason)` of every `task_excluded` line.
 fn excluded(c: &[Command]) -> Vec<(String, String)> {
     events(c)
@@ -27,11 +36,7 @@ fn excluded(c: &[Command]) -> Vec<(String, String)> {
 
 #[test]
 fn a_skipped_task_is_decided_at_the_start_and_its_dependents_run() {
-    let mut s = partial(
-        "a, b after a, c after b",
-        "",
-        vec![Some(Skipped), None, None],
-    );
+    let mut s = chain_skipping_a();
     let c = s.start();
     assert_eq!(c.decides(), ["a: excluded"]);
     assert_eq!(
@@ -85,11 +90,7 @@ fn only_runs_the_selected_tasks_and_ends_succeeded() {
 
 #[test]
 fn a_failure_of_a_task_that_runs_still_fails_the_session() {
-    let mut s = partial(
-        "a, b after a, c after b",
-        "",
-        vec![Some(Skipped), None, None],
-    );
+    let mut s = chain_skipping_a();
     s.start();
     s.register_all();
     let c = s.run("w1", "b", 1, 1);
@@ -99,11 +100,7 @@ fn a_failure_of_a_task_that_runs_still_fails_the_session() {
 
 #[test]
 fn a_resumed_engine_keeps_the_selection_from_the_journal() {
-    let mut s = partial(
-        "a, b after a, c after b",
-        "",
-        vec![Some(Skipped), None, None],
-    );
+    let mut s = chain_skipping_a();
     s.start();
     s.register_all();
     s.run("w1", "b", 1, 0);
