@@ -111,10 +111,8 @@ impl Engine {
     /// the outcome.
     pub(super) fn stale(&mut self, t: TaskIx, attempt: u32, wid: &str, exit: &Exit) {
         self.tasks[t].taken.push((attempt, wid.to_string()));
-        let exit_code = match exit {
-            Exit::Record { record, .. } => record.exit_code,
-            Exit::Unreadable(_) => None,
-        };
+        let Exit::Record { record, .. } = exit;
+        let exit_code = record.exit_code;
         self.journal(Event::StaleResult {
             task: self.id(t),
             attempt,
@@ -146,7 +144,6 @@ impl Engine {
                 Some(record),
                 None,
             ),
-            Exit::Unreadable(msg) => (TaskState::Failed, Some(msg), None, None),
         };
         self.tasks[t].fence = None;
         // Stopped by an interrupt: not the task's failure; it runs again on resume.

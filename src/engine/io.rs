@@ -14,14 +14,12 @@ pub type TaskIx = usize;
 /// How an attempt's exit reached the shell.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Exit {
-    /// The worker's record (its `exited` line, or `exit.json`), with the task's result
+    /// The worker's record (its `exited` line), with the task's result
     /// when the record says it left one and the attempt succeeded.
     Record {
         record: Box<ExitRecord>,
         result: Option<serde_json::Value>,
     },
-    /// `exit.json` was there but unreadable or inconsistent: the attempt failed, and why.
-    Unreadable(String),
 }
 
 /// Which signal asked the orchestrator to stop.

@@ -282,13 +282,8 @@ impl Engine {
             };
             // The record names who ran it (its `started` line is not collected once
             // its exit is on disk).
-            let worker = match &exit {
-                Exit::Record { record, .. } => record.worker.clone(),
-                Exit::Unreadable(_) => started
-                    .get(&(task.clone(), n))
-                    .map(|(w, _)| w.clone())
-                    .unwrap_or_default(),
-            };
+            let Exit::Record { record, .. } = &exit;
+            let worker = record.worker.clone();
             if !self.taken(t, n, &worker) {
                 self.stale(t, n, &worker, &exit);
             }
