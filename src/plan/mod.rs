@@ -96,6 +96,49 @@ pub struct Task {
     /// Bytes of memory the task claims from `[limits] memory` while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,
+    /// Run (by `sh -c`, in the task's `cwd` and environment) after each attempt that
+    /// ran, whatever its outcome: an auxiliary attempt on the cleanup pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<String>,
+    /// How long after the attempt's end its cleanup starts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cleanup_delay_ms: u64,
+    /// A cleanup running longer is stopped (and reported failed).
+    #[serde(
+        default = "default_cleanup_timeout",
+        skip_serializing_if = "is_default_cleanup_timeout"
+    )]
+    pub cleanup_timeout_ms: u64,
+    /// Undoes a succeeded task (`orchestrator rollback`), in reverse order of completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
+    /// Run when a failure freezes the session (`on_failure = "freeze"`) while this task
+    /// was running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
+}
+
+/// The default `cleanup_timeout`.
+pub const CLEANUP_TIMEOUT_MS: u64 = 30_000;
+
+fn default_cleanup_timeout() -> u64 {
+    CLEANUP_TIMEOUT_MS
+}
+
+fn is_default_cleanup_timeout(ms: &u64) -> bool {
+    *ms == CLEANUP_TIMEOUT_MS
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// What a task's final failure (after its retries) does to the session.
@@ -107,6 +150,10 @@ pub enum OnFailure {
     Continue,
     /// No new starts; running attempts finish; the session ends failed.
     Stop,
+    /// Every running attempt is stopped where it is (SIGSTOP), the `emergency` commands
+    /// of the tasks that were running run, `snapshot/` is written, and the session waits
+    /// for a person: thaw, rollback or cancel.
+    Freeze,
 }
 
 impl OnFailure {
@@ -114,6 +161,7 @@ impl OnFailure {
         match self {
             OnFailure::Continue => "continue",
             OnFailure::Stop => "stop",
+            OnFailure::Freeze => "freeze",
         }
     }
 }
@@ -189,6 +237,10 @@ pub struct Plan {
     /// `[limits]`: the memory budget and the free memory new starts need.
     #[serde(default, skip_serializing_if = "Limits::is_none")]
     pub limits: Limits,
+    /// Workers that may run auxiliary commands (cleanups, gate checks, emergency and
+    /// rollback commands) at once, in addition to `workers` (at least 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub cleanup_workers: usize,
 }
 
 /// `[limits]`, in bytes.
@@ -216,7 +268,18 @@ pub struct Gate {
     pub id: String,
     /// Task ids.
     pub after: Vec<String>,
+    /// Wait for a person (`orchestrator approve`).
     pub approve: bool,
+    /// A validation that must exit 0 (by `sh -c`, in `cwd`), run once the gate's tasks
+    /// succeeded, before it asks for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The validation is stopped (and fails) after this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Where `run` runs: the plan's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
 }
 
 impl Gate {
@@ -231,9 +294,9 @@ fn is_continue(p: &OnFailure) -> bool {
 }
 
 impl Plan {
-    /// Whether some task's failure stops the session.
+    /// Whether some task's failure stops or freezes the session.
     pub fn may_stop(&self) -> bool {
-        (0..self.tasks.len()).any(|t| self.on_failure_of(t) == OnFailure::Stop)
+        (0..self.tasks.len()).any(|t| self.on_failure_of(t) != OnFailure::Continue)
     }
 
     /// What the final failure of task `t` does to the session.

@@ -130,6 +130,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         on_failure,
         gates,
         limits,
+        cleanup_workers: 1,
     };
     check_owns(src, &plan)?;
     check_sizes(src, &plan)?;
@@ -503,6 +504,9 @@ fn check_gates(
             id: g.id,
             after: g.after,
             approve: true,
+            run: None,
+            timeout_ms: None,
+            cwd: None,
         });
     }
     Ok(gates)
@@ -943,6 +947,11 @@ fn task(
         resources: BTreeMap::new(),
         on_failure: None,
         memory: None,
+        cleanup: None,
+        cleanup_delay_ms: 0,
+        cleanup_timeout_ms: super::CLEANUP_TIMEOUT_MS,
+        rollback: None,
+        emergency: None,
     })
 }
 
