@@ -133,6 +133,20 @@ enum OrchestratorCommand {
     Freeze { session: String },
     /// Thaw a frozen session: its stopped tasks go on and new ones start.
     Thaw { session: String },
+    /// Undo a frozen or finished session: stop what still runs, then run each succeeded
+    /// task's `rollback` command, last completed first, one at a time. Stops at the first
+    /// that fails (run it again to retry that step and go on). Exits 0 once rolled back.
+    Rollback {
+        session: String,
+        /// A step whose runner died without recording an exit may or may not have run:
+        /// run it again.
+        #[arg(long, conflicts_with = "skip_unknown")]
+        rerun_unknown: bool,
+        /// A step whose runner died without recording an exit was checked by hand and is
+        /// done: go on with the next.
+        #[arg(long)]
+        skip_unknown: bool,
+    },
     /// Approve a gate that waits for a person: the tasks after it may start.
     Approve { session: String, gate: String },
     /// Reject a gate that waits for a person: a failure for the tasks after it.
@@ -363,6 +377,26 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             let s = Session::resolve(&root, Some(&session))?;
             control(&s, ControlAction::Thaw, None)
         }
+        OrchestratorCommand::Rollback {
+            session,
+            rerun_unknown,
+            skip_unknown,
+        } => {
+            let unknown = match (rerun_unknown, skip_unknown) {
+                (true, _) => Some(crate::proto::UnknownStep::Rerun),
+                (_, true) => Some(crate::proto::UnknownStep::Skip),
+                _ => None,
+            };
+            let action = ControlAction::Rollback { unknown };
+            let s = Session::resolve(&root, Some(&session))?;
+            if crate::orchestrator::orchestrator_alive(&s) {
+                return control(&s, action, None);
+            }
+            // No orchestrator (the session finished, or its orchestrator died): take it
+            // over, roll it back here, and stay until the rollback ends.
+            drop(out);
+            take_over(&root, &session, action, None, false)
+        }
         OrchestratorCommand::Approve { session, gate } => {
             let s = Session::resolve(&root, Some(&session))?;
             gate_request(&s, ControlAction::Approve, &gate)
@@ -548,6 +582,7 @@ fn resume_config(
         retry,
         env,
         best_effort: false,
+        rollback: false,
     })
 }
 
@@ -598,7 +633,12 @@ fn take_over(
         false,
         Vec::new(),
     )?;
-    let mut orch = Orchestrator::resume(ResumeConfig { best_effort, ..cfg })?;
+    let rollback = matches!(action, ControlAction::Rollback { .. });
+    let mut orch = Orchestrator::resume(ResumeConfig {
+        best_effort,
+        rollback,
+        ..cfg
+    })?;
     match orch.control_now(action, task) {
         Ok(msg) => {
             println!("{msg}");

@@ -84,6 +84,10 @@ pub struct Assignment {
     /// group's memory goes over it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit: Option<u64>,
+    /// An auxiliary command (its `task` is the job's name, [`AuxKind::job`]): never
+    /// frozen with the session's tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aux: Option<AuxKind>,
     pub assigned_at: String,
     /// Hand-over order: a worker with two unclaimed assignments (one queued behind the
     /// other) claims the lower first. Increasing across resumes (it starts from
@@ -368,6 +372,14 @@ pub enum SessionState {
     /// `orchestrator freeze`: every running attempt's process group is stopped
     /// (SIGSTOP) and nothing starts until `orchestrator thaw`.
     Frozen,
+    /// `orchestrator rollback`: succeeded tasks' `rollback` commands run, one at a time,
+    /// in reverse order of completion.
+    RollingBack,
+    /// Every rollback step succeeded.
+    RolledBack,
+    /// A rollback step failed, or its runner died without an exit record (unknown): the
+    /// rollback stopped there, for a person.
+    RollbackFailed,
 }
 
 impl SessionState {
@@ -380,6 +392,81 @@ impl SessionState {
             SessionState::Interrupted => "interrupted",
             SessionState::Cancelled => "cancelled",
             SessionState::Frozen => "frozen",
+            SessionState::RollingBack => "rolling_back",
+            SessionState::RolledBack => "rolled_back",
+            SessionState::RollbackFailed => "rollback_failed",
+        }
+    }
+}
+
+/// An auxiliary command: not a task, but run like one (a worker, an assignment, the
+/// fence, logs, a timeout), on the cleanup pool.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum AuxKind {
+    /// A gate's `run`: a validation that must exit 0.
+    Check,
+    /// A task's `cleanup`, after each attempt that ran.
+    Cleanup,
+    /// A task's `emergency`, when a failure froze the session while it ran.
+    Emergency,
+    /// A task's `rollback`, undoing its success.
+    Rollback,
+}
+
+impl AuxKind {
+    pub const ALL: [AuxKind; 4] = [
+        AuxKind::Check,
+        AuxKind::Cleanup,
+        AuxKind::Emergency,
+        AuxKind::Rollback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuxKind::Check => "check",
+            AuxKind::Cleanup => "cleanup",
+            AuxKind::Emergency => "emergency",
+            AuxKind::Rollback => "rollback",
+        }
+    }
+
+    /// The job's name where a task id goes (its assignment's name, `tasks/<name>/`):
+    /// the owner's id (a task's, or a gate's for a check), `+`, the kind. No task id has
+    /// a `+`, so no job's name is a task's.
+    pub fn job(self, owner: &str) -> String {
+        format!("{owner}+{}", self.as_str())
+    }
+
+    /// The owner and kind of a job's name (see [`AuxKind::job`]).
+    pub fn parse_job(name: &str) -> Option<(&str, AuxKind)> {
+        let (owner, kind) = name.rsplit_once('+')?;
+        let kind = AuxKind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+        crate::names::is_valid(owner).then_some((owner, kind))
+    }
+}
+
+/// How an auxiliary command ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuxState {
+    Succeeded,
+    /// It exited non-zero, was killed (timeout, interrupt), or could not start.
+    Failed,
+    /// Its runner died without an exit record: it may or may not have run. Never run
+    /// again by itself (a cleanup or a rollback may not be safe to repeat).
+    Unknown,
+    /// A rollback step a person said is done (`orchestrator rollback --skip-unknown`).
+    Skipped,
+}
+
+impl AuxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuxState::Succeeded => "succeeded",
+            AuxState::Failed => "failed",
+            AuxState::Unknown => "unknown",
+            AuxState::Skipped => "skipped",
         }
     }
 }
@@ -487,6 +574,23 @@ pub enum ControlAction {
     Freeze,
     /// Let frozen attempts go on and new ones start.
     Thaw,
+    /// Undo: stop what runs, then run every succeeded task's `rollback`, last completed
+    /// first. `unknown`: what to do with a step whose runner died without an exit record
+    /// (without it, such a step stops the rollback again).
+    Rollback {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unknown: Option<UnknownStep>,
+    },
+}
+
+/// A person's word on a rollback step whose outcome is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownStep {
+    /// Run it again.
+    Rerun,
+    /// It is done (checked by hand): go on with the next.
+    Skip,
 }
 
 impl ControlAction {
@@ -499,6 +603,7 @@ impl ControlAction {
             ControlAction::Reject { .. } => "reject",
             ControlAction::Freeze => "freeze",
             ControlAction::Thaw => "thaw",
+            ControlAction::Rollback { .. } => "rollback",
         }
     }
 }

@@ -543,6 +543,38 @@ impl Session {
             .join(".seq")
             .join(format!(".{sender}.lock"))
     }
+    /// Where a freeze copies the session's state files (`snapshot/<name>/`).
+    pub fn snapshot_dir(&self, name: &str) -> PathBuf {
+        self.root.join("snapshot").join(name)
+    }
+
+    /// The session's state files as they are now, relative to its root: what a snapshot
+    /// keeps (the journal, the plan, each task's outcome, state, retry plan and its last
+    /// attempt's exit, result and progress, and the shared values). Logs are not state.
+    pub fn state_files(&self) -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = ["session.json", "plan.json", "events.jsonl"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        for id in list_names(&self.tasks_dir())? {
+            let dir = PathBuf::from("tasks").join(&id);
+            for f in ["outcome.json", "state.json", "retry.json"] {
+                v.push(dir.join(f));
+            }
+            if let Some(&n) = self.attempts(&id)?.last() {
+                let a = dir.join(format!("attempt-{n}"));
+                for f in ["exit.json", "result.json", "progress.json"] {
+                    v.push(a.join(f));
+                }
+            }
+        }
+        for name in list_names(&self.shared_dir())? {
+            v.push(PathBuf::from("shared").join(name));
+        }
+        v.retain(|rel| fsio::exists(&self.root.join(rel)));
+        Ok(v)
+    }
+
     pub fn shared_dir(&self) -> PathBuf {
         self.root.join("shared")
     }

@@ -474,11 +474,20 @@ impl Worker {
                 }
             }
         }
+        // An auxiliary command speaks for its owner (a cleanup reads and writes its task's
+        // state); MAESTRO_AUX says which command it is.
+        let owner = match a.aux.and_then(|_| proto::AuxKind::parse_job(task)) {
+            Some((owner, kind)) => {
+                cmd.env("MAESTRO_AUX", kind.as_str());
+                owner
+            }
+            None => task,
+        };
         cmd.current_dir(&a.cwd)
             .envs(&a.env)
             .envs(secrets)
             .env("MAESTRO_SESSION", s.root())
-            .env("MAESTRO_TASK", task)
+            .env("MAESTRO_TASK", owner)
             .env("MAESTRO_WORKER", &self.cfg.id)
             .env("MAESTRO_ATTEMPT", attempt.to_string())
             .env("MAESTRO_RESULT", s.result_json(task, attempt))
@@ -537,14 +546,7 @@ impl Worker {
         }
         drop(done_tx);
 
-        let (status, ended_by) = self.wait_task(
-            task,
-            attempt,
-            &mut child,
-            a.timeout_ms.map(Duration::from_millis),
-            Duration::from_millis(a.kill_grace_ms),
-            a.memory_limit,
-        )?;
+        let (status, ended_by) = self.wait_task(a, &mut child)?;
         let timed_out = ended_by == Some(Stopped::TimedOut);
         // Whatever the task left behind in its group (`sleep 1000 &`) goes with it, so no
         // orphan holds our pipes or outlives the attempt.
@@ -608,13 +610,16 @@ impl Worker {
     /// grace. Returns the exit status and why we killed it, if we did.
     fn wait_task(
         &mut self,
-        task: &str,
-        attempt: u32,
+        a: &Assignment,
         child: &mut std::process::Child,
-        timeout: Option<Duration>,
-        grace: Duration,
-        memory_limit: Option<u64>,
     ) -> Result<(std::process::ExitStatus, Option<Stopped>)> {
+        let (task, attempt) = (a.task.as_str(), a.attempt);
+        let timeout = a.timeout_ms.map(Duration::from_millis);
+        let grace = Duration::from_millis(a.kill_grace_ms);
+        let memory_limit = a.memory_limit;
+        // An auxiliary command (a cleanup, an emergency command) is never frozen: the
+        // freeze is of the session's tasks, and an emergency command runs because of it.
+        let freezable = a.aux.is_none();
         let pid = child.id();
         let pgid = Pid::from_raw(pid as i32);
         // Readable when the task's main process has exited: one poll waits for it and for
@@ -661,7 +666,7 @@ impl Worker {
                 let _ = child.wait();
                 return Err(e);
             }
-            let freeze = fsio::exists(&freeze_file);
+            let freeze = freezable && fsio::exists(&freeze_file);
             if freeze && frozen_since.is_none() && ended_by.is_none() {
                 self.say(&format!(
                     "task {task}: session frozen; stopping its process group"

@@ -103,7 +103,7 @@ fn use_plan(plan: Plan) {
     let cfg = Config::new(plan.workers, Duration::from_millis(plan.lease_ms));
     let now = Instant::now();
     run(
-        Engine::new(plan, cfg, 1),
+        Engine::new(plan, cfg, 1, now),
         VecDeque::from([Fact::Start]),
         now,
     );

@@ -38,7 +38,9 @@ impl Engine {
         task: Option<&str>,
         now: Instant,
     ) -> Result<String, String> {
-        if let Phase::Finished(s) = self.phase {
+        if let Phase::Finished(s) = self.phase
+            && !matches!(action, ControlAction::Rollback { .. })
+        {
             return Err(format!("the session has already ended ({})", s.as_str()));
         }
         // Gates are named by `task`, in their own namespace.
@@ -72,6 +74,10 @@ impl Engine {
             }
             (ControlAction::Freeze, None) => self.freeze(),
             (ControlAction::Thaw, None) => self.thaw(),
+            (ControlAction::Rollback { .. }, Some(_)) => {
+                Err("rollback acts on the whole session".into())
+            }
+            (ControlAction::Rollback { unknown }, None) => self.rollback_requested(*unknown, now),
             (ControlAction::Approve | ControlAction::Reject { .. }, _) => {
                 unreachable!("handled above")
             }
@@ -86,6 +92,7 @@ impl Engine {
         self.phase = Phase::Frozen;
         self.journal(Event::SessionFrozen {
             why: "freeze requested".into(),
+            emergency: false,
         });
         self.withdraw_all();
         self.out.push(Command::Freeze(true));
@@ -277,6 +284,17 @@ impl Engine {
         self.decided_count().saturating_sub(before + 1)
     }
 
+    /// Cancel every task not decided (stopping what runs); how many.
+    pub(super) fn cancel_all(&mut self, why: &str, now: Instant) -> usize {
+        let before = self.decided_count();
+        for t in 0..self.tasks.len() {
+            if self.tasks[t].decided.is_none() {
+                self.cancel_one(t, why.into(), now);
+            }
+        }
+        self.decided_count() - before
+    }
+
     fn decided_count(&self) -> usize {
         self.tasks.iter().filter(|t| t.decided.is_some()).count()
     }
@@ -292,13 +310,7 @@ impl Engine {
             state: SessionState::Stopping,
             why: "cancel requested".into(),
         });
-        let before = self.decided_count();
-        for t in 0..self.tasks.len() {
-            if self.tasks[t].decided.is_none() {
-                self.cancel_one(t, "session cancelled".into(), now);
-            }
-        }
-        let n = self.decided_count() - before;
+        let n = self.cancel_all("session cancelled", now);
         if self.cfg.session.is_empty() {
             format!("session cancelled ({n} tasks stopped or dropped)")
         } else {
@@ -334,7 +346,25 @@ impl Engine {
                     reason: KillReason::Interrupted,
                 });
             }
+            for (w, ix) in self.aux_running() {
+                self.out.push(Command::KillAux {
+                    worker: w,
+                    job: self.aux[ix].job,
+                    attempt: self.aux[ix].attempt,
+                    reason: KillReason::Interrupted,
+                });
+            }
             return;
+        }
+        for (w, ix) in self.aux_running() {
+            self.out.push(Command::KillAuxGroup {
+                worker: w,
+                job: self.aux[ix].job,
+                attempt: self.aux[ix].attempt,
+                process: None,
+            });
+            let why = Some(format!("stopped: {} received twice", signal.name()));
+            self.end_aux(ix, crate::proto::AuxState::Failed, None, why, self.now);
         }
         self.phase = Phase::Interrupting(signal);
         for (w, t, a) in self.running_attempts() {
@@ -366,7 +396,7 @@ impl Engine {
         self.end_interrupted();
     }
 
-    fn running_attempts(&self) -> Vec<(String, TaskIx, u32)> {
+    pub(super) fn running_attempts(&self) -> Vec<(String, TaskIx, u32)> {
         self.workers
             .iter()
             .filter_map(|(id, w)| match w.state {
@@ -385,15 +415,22 @@ impl Engine {
         self.phase = Phase::Finished(SessionState::Interrupted);
     }
 
-    /// End the session when its phase allows.
+    /// End the session when its phase allows. Cleanups finish first.
     pub(super) fn maybe_finish(&mut self, now: Instant) {
-        let busy = self
+        self.drop_unstartable_checks();
+        let aux = self
             .workers
             .values()
-            .any(|w| matches!(w.state, WorkerState::Busy { .. }));
+            .any(|w| matches!(w.state, WorkerState::Aux { .. }))
+            || self.aux_outstanding();
+        let busy = aux
+            || self
+                .workers
+                .values()
+                .any(|w| matches!(w.state, WorkerState::Busy { .. }));
         match self.phase {
             Phase::Running => {
-                if self.sched.finished() && !self.withdrawals_pending() {
+                if self.sched.finished() && !self.withdrawals_pending() && !aux {
                     let s = self.final_state();
                     self.phase = Phase::Finished(s);
                     self.out.push(Command::Finish(s));
@@ -417,6 +454,7 @@ impl Engine {
             }
             // Only a person ends a freeze.
             Phase::Frozen => {}
+            Phase::RollingBack => self.rollback_progress(now),
             Phase::Finished(_) => {}
         }
     }

@@ -44,12 +44,19 @@ impl Engine {
                 None => WorkerState::Idle,
             };
             w.busy_since = now;
+            w.started = false;
             true
         } else {
             false
         };
         if let Some((nt, na)) = next {
             self.stop_if_unwanted(wid, nt, na);
+        }
+        // It ran (an attempt that could not start has nothing to clean up): its cleanup
+        // is owed, whether its exit counts or not.
+        let Exit::Record { record, .. } = &exit;
+        if record.spawn_error.is_none() {
+            self.owe_cleanup(t, attempt, now);
         }
         if was_running || current {
             self.out.push(Command::Retire {
@@ -349,9 +356,12 @@ impl Engine {
             TaskState::Lost => self.sched.lose(t),
             _ => self.sched.fail(t),
         };
-        if state == TaskState::Failed && self.plan.on_failure_of(t) == crate::plan::OnFailure::Stop
-        {
-            self.drain(format!("task {id} failed (on_failure = stop)"));
+        if state == TaskState::Succeeded {
+            self.completed.push(t);
+        }
+        if state == TaskState::Failed {
+            let policy = self.plan.on_failure_of(t);
+            self.apply_failure_policy(policy, format!("task {id} failed"));
         }
         if state == TaskState::Cancelled {
             self.cancelled_any = true;

@@ -44,7 +44,21 @@ impl Engine {
     }
 
     pub(super) fn started(&mut self, st: Started) {
+        if let Some(w) = self.workers.get_mut(&st.worker)
+            && self.index.get(&st.task).is_some_and(|&t| {
+                w.state
+                    == (WorkerState::Busy {
+                        task: t,
+                        attempt: st.attempt,
+                    })
+            })
+        {
+            w.started = true;
+        }
         let Some(&t) = self.index.get(&st.task) else {
+            if let Some(ix) = self.aux_by_name(&st.task, st.attempt) {
+                self.aux_started(ix, &st.worker);
+            }
             return;
         };
         let task = &mut self.tasks[t];
@@ -83,7 +97,12 @@ impl Engine {
         let stuck: Vec<String> = self
             .workers
             .iter()
-            .filter(|(_, w)| matches!(w.state, WorkerState::Idle | WorkerState::Busy { .. }))
+            .filter(|(_, w)| {
+                matches!(
+                    w.state,
+                    WorkerState::Idle | WorkerState::Busy { .. } | WorkerState::Aux { .. }
+                )
+            })
             .filter(|(_, w)| now.saturating_duration_since(w.heartbeat_at) > lease)
             .map(|(id, _)| id.clone())
             .collect();
@@ -118,9 +137,27 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        for (id, t, attempt) in stalled {
+        let aux_stalled: Vec<(String, String, u32)> = self
+            .workers
+            .iter()
+            .filter_map(|(id, w)| match w.state {
+                WorkerState::Aux { job }
+                    if !self.aux[job].started
+                        && now.saturating_duration_since(w.busy_since) > limit =>
+                {
+                    let j = &self.aux[job];
+                    Some((id.clone(), self.aux_name(j.job), j.attempt))
+                }
+                _ => None,
+            })
+            .collect();
+        let stalled = stalled
+            .into_iter()
+            .map(|(id, t, a)| (id, self.id(t), a))
+            .chain(aux_stalled);
+        for (id, name, attempt) in stalled.collect::<Vec<_>>() {
             self.journal(Event::AttemptStalled {
-                task: self.plan.tasks[t].id.clone(),
+                task: name,
                 attempt,
                 worker: id.clone(),
                 waited_ms: limit.as_millis() as u64,
@@ -151,7 +188,7 @@ impl Engine {
         }
     }
 
-    fn idle(&self) -> Vec<String> {
+    pub(super) fn idle(&self) -> Vec<String> {
         self.workers
             .iter()
             .filter(|(_, w)| w.state == WorkerState::Idle)
@@ -166,7 +203,7 @@ impl Engine {
             .count()
     }
 
-    fn live_count(&self) -> usize {
+    pub(super) fn live_count(&self) -> usize {
         self.workers
             .values()
             .filter(|w| !matches!(w.state, WorkerState::Gone | WorkerState::Stopping))
@@ -202,7 +239,7 @@ impl Engine {
         let coming_back = self.workers.values().filter(|w| w.withdrawing).count();
         let excess = scheduler::excess_idle(
             idle.len(),
-            self.sched.not_started() + self.retrying.len() + coming_back,
+            self.sched.not_started() + self.retrying.len() + coming_back + self.aux_wanted(),
         );
         for wid in idle.into_iter().take(excess) {
             self.stop_worker(&wid, ShutdownReason::Idle);
@@ -357,6 +394,7 @@ impl Engine {
             } else {
                 w.state = WorkerState::Busy { task: t, attempt };
                 w.busy_since = now;
+                w.started = false;
             }
         }
     }
@@ -445,7 +483,8 @@ impl Engine {
             .cfg
             .workers
             .min(self.sched.not_started() + self.busy_count());
-        while !self.sched.finished() && self.live_count() < wanted {
+        // Workers running auxiliary commands are a pool of their own.
+        while !self.sched.finished() && self.live_count() - self.aux_busy() < wanted {
             self.spawn_worker(now);
         }
     }
@@ -482,6 +521,7 @@ impl Engine {
             return;
         }
         w.state = WorkerState::Gone;
+        let ran = w.started;
         // A queued task it never claimed goes back to the queue as it was; the answer
         // decides (a claimed one is lost with the worker).
         if w.queued.is_some() && !w.withdrawing {
@@ -496,7 +536,13 @@ impl Engine {
                 attempt,
                 process: None,
             });
+            if ran {
+                self.owe_cleanup(task, attempt, now);
+            }
             self.attempt_lost(task, attempt, wid, now);
+        }
+        if let WorkerState::Aux { job } = prev {
+            self.aux_lost(wid, job, now);
         }
         let expected = prev == WorkerState::Stopping;
         let ev = if expected {

@@ -249,6 +249,35 @@ pub enum Command {
         task: TaskIx,
         attempt: u32,
     },
+    /// Publish run `attempt` of auxiliary command `job` in `worker`'s `assigned/`.
+    AssignAux {
+        worker: String,
+        job: super::AuxRef,
+        attempt: u32,
+        seq: u64,
+    },
+    /// An auxiliary command's assignment is handled: move it to `done/`.
+    RetireAux {
+        worker: String,
+        job: super::AuxRef,
+        attempt: u32,
+    },
+    /// Ask the worker to stop an auxiliary command (its `kill` file).
+    KillAux {
+        worker: String,
+        job: super::AuxRef,
+        attempt: u32,
+        reason: KillReason,
+    },
+    /// SIGKILL an auxiliary command's process group ourselves (see [`Command::KillGroup`]).
+    KillAuxGroup {
+        worker: String,
+        job: super::AuxRef,
+        attempt: u32,
+        process: Option<ProcessId>,
+    },
+    /// Copy the session's state files into `snapshot/` and journal `snapshot_written`.
+    Snapshot,
     /// Freeze (`true`) or thaw every worker: each stops or continues its running
     /// attempt's process group (the `freeze` file in its directory).
     Freeze(bool),

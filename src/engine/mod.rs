@@ -17,6 +17,7 @@
 //! attempt and worker (journalled as `task_assigned` before the assignment is written);
 //! every other exit is refused as stale.
 
+mod aux;
 pub mod barrier;
 mod control;
 pub mod deadlock;
@@ -24,6 +25,7 @@ mod decide;
 mod dispatch;
 mod gates;
 mod io;
+mod policy;
 mod prims;
 mod restore;
 mod tokens;
@@ -33,9 +35,10 @@ mod model;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+pub use aux::{AuxIx, AuxRef};
 pub use io::{
     BarrierScan, Command, Decision, Exit, Fact, Found, FoundWorker, Interrupt, KillReason,
     PrimScan, ProcessId, TaskIx,
@@ -99,6 +102,10 @@ pub enum WorkerState {
         task: TaskIx,
         attempt: u32,
     },
+    /// Running (or about to claim) an auxiliary command (see `aux.rs`).
+    Aux {
+        job: AuxIx,
+    },
     /// Told to stop.
     Stopping,
     Gone,
@@ -115,6 +122,8 @@ struct Worker {
     /// The worker claimed `queued` (a withdrawal was refused): it runs next.
     claimed: bool,
     busy_since: Instant,
+    /// Its current attempt journalled its start (it ran: a cleanup is owed).
+    started: bool,
     spawned_at: Instant,
     heartbeat: Option<u64>,
     heartbeat_at: Instant,
@@ -128,6 +137,7 @@ impl Worker {
             withdrawing: false,
             claimed: false,
             busy_since: now,
+            started: false,
             spawned_at: now,
             heartbeat: None,
             heartbeat_at: now,
@@ -184,8 +194,11 @@ enum Phase {
     /// starts; running attempts finish; then what is left is decided and it ends.
     Draining,
     /// `orchestrator freeze`: running attempts are stopped where they are, nothing
-    /// starts, and nothing ends by itself: a person thaws or cancels.
+    /// starts, and nothing ends by itself: a person thaws, rolls back or cancels.
     Frozen,
+    /// `orchestrator rollback`: what ran is stopped, then the rollback steps run one at
+    /// a time (`policy.rs`).
+    RollingBack,
     Finished(SessionState),
 }
 
@@ -229,11 +242,22 @@ pub struct Engine {
     mem_available: Option<u64>,
     /// New starts are held for lack of free memory (journalled when it changes).
     held: bool,
+    /// Auxiliary commands (`aux.rs`): every run, by index; by (command, attempt); and
+    /// those not ended.
+    aux: Vec<aux::AuxJob>,
+    aux_index: BTreeMap<(AuxRef, u32), AuxIx>,
+    aux_active: BTreeSet<AuxIx>,
+    /// Tasks in the order they succeeded (a rollback undoes them last first).
+    completed: Vec<TaskIx>,
+    /// The rollback under way or stopped (`policy.rs`).
+    rollback: Option<policy::Rollback>,
+    /// The time of the fact being handled (for rules reached without it).
+    now: Instant,
 }
 
 impl Engine {
     /// A new session's engine; `seq0` is where assignment sequence numbers start.
-    pub fn new(plan: Plan, cfg: Config, seq0: u64) -> Engine {
+    pub fn new(plan: Plan, cfg: Config, seq0: u64, now: Instant) -> Engine {
         let graph = plan.graph();
         let gates = plan.gates.len();
         let sched = Scheduler::with_external(graph.dep_lists(), graph.external_flags());
@@ -269,11 +293,18 @@ impl Engine {
             gate_states: vec![None; gates],
             mem_available: None,
             held: false,
+            aux: Vec::new(),
+            aux_index: BTreeMap::new(),
+            aux_active: BTreeSet::new(),
+            completed: Vec::new(),
+            rollback: None,
+            now,
         }
     }
 
     /// Handle one fact at time `now`; returns what to do, in order.
     pub fn on(&mut self, fact: Fact, now: Instant) -> Vec<Command> {
+        self.now = now;
         match fact {
             Fact::Start => self.exclude_unselected(),
             Fact::Recovered(found) => self.recovered(found, now),
@@ -289,16 +320,10 @@ impl Engine {
                 task,
                 attempt,
                 exit,
-            } => {
-                if let Some(&t) = self.index.get(&task) {
-                    self.exited(&worker, t, attempt, exit, true, now);
-                }
-            }
+            } => self.exit_of(&worker, &task, attempt, exit, true, now),
             Fact::WorkerDied { worker, how, exits } => {
                 for (task, attempt, exit) in exits {
-                    if let Some(&t) = self.index.get(&task) {
-                        self.exited(&worker, t, attempt, exit, false, now);
-                    }
+                    self.exit_of(&worker, &task, attempt, exit, false, now);
                 }
                 self.worker_gone(&worker, how, now);
             }
@@ -330,6 +355,23 @@ impl Engine {
         std::mem::take(&mut self.out)
     }
 
+    /// An exit, of a task's attempt or of an auxiliary command's.
+    fn exit_of(
+        &mut self,
+        wid: &str,
+        name: &str,
+        attempt: u32,
+        exit: Exit,
+        live: bool,
+        now: Instant,
+    ) {
+        if let Some(&t) = self.index.get(name) {
+            self.exited(wid, t, attempt, exit, live, now);
+        } else if let Some(ix) = self.aux_by_name(name, attempt) {
+            self.aux_exited(wid, ix, exit, now);
+        }
+    }
+
     /// After every fact: what time and the new state allow.
     fn settle(&mut self, now: Instant) {
         if matches!(self.phase, Phase::Finished(_)) {
@@ -345,7 +387,8 @@ impl Engine {
         self.fill_pool(now);
         self.check_memory();
         self.dispatch(now);
-        self.check_gates();
+        self.check_gates(now);
+        self.dispatch_aux(now);
         self.check_stall();
         self.deadlock_due(now);
         self.fill_pool(now);
@@ -363,6 +406,7 @@ impl Engine {
             | Phase::Interrupting(_)
             | Phase::Draining
             | Phase::Frozen => SessionState::Running,
+            Phase::RollingBack => SessionState::RollingBack,
             Phase::Finished(s) => s,
         }
     }
@@ -422,18 +466,29 @@ impl Engine {
         self.workers.get(id).map(|w| w.state)
     }
 
-    /// Attempts in flight on worker `id` (running, and queued behind), to look for
-    /// their exits before the worker's death is handled.
-    pub fn in_flight(&self, id: &str) -> Vec<(TaskIx, u32)> {
+    /// Attempts in flight on worker `id` (running, and queued behind), by assignment
+    /// name (a task's id, or an auxiliary command's), to look for their exits before the
+    /// worker's death is handled.
+    pub fn in_flight(&self, id: &str) -> Vec<(String, u32)> {
         let Some(w) = self.workers.get(id) else {
             return Vec::new();
         };
         let mut v = Vec::new();
-        if let WorkerState::Busy { task, attempt } = w.state {
-            v.push((task, attempt));
+        match w.state {
+            WorkerState::Busy { task, attempt } => v.push((self.id(task), attempt)),
+            WorkerState::Aux { job } => {
+                let j = &self.aux[job];
+                v.push((j.job.kind.job(&self.aux_owner_id(j.job)), j.attempt));
+            }
+            _ => {}
         }
-        v.extend(w.queued);
+        v.extend(w.queued.map(|(t, a)| (self.id(t), a)));
         v
+    }
+
+    /// The name of an auxiliary command's assignment (`OWNER+KIND`).
+    pub fn aux_name(&self, job: AuxRef) -> String {
+        job.kind.job(&self.aux_owner_id(job))
     }
 
     /// Whether any worker is starting (not registered yet).
@@ -470,12 +525,21 @@ impl Engine {
         if let Some((_, seen)) = &self.suspect {
             at(*seen + self.cfg.deadlock_confirm);
         }
+        if let Some(due) = self.aux_deadline(self.now) {
+            at(due);
+        }
         for w in self.workers.values() {
             match w.state {
                 WorkerState::Idle => at(w.heartbeat_at + self.cfg.lease),
                 WorkerState::Busy { task, .. } => {
                     at(w.heartbeat_at + self.cfg.lease);
                     if !self.tasks[task].started {
+                        at(w.busy_since + self.cfg.start_timeout);
+                    }
+                }
+                WorkerState::Aux { job } => {
+                    at(w.heartbeat_at + self.cfg.lease);
+                    if !self.aux[job].started {
                         at(w.busy_since + self.cfg.start_timeout);
                     }
                 }

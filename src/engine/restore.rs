@@ -7,10 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use super::aux::AuxRef;
 use super::{Command, Config, Engine, Exit, Found, ProcessId, TaskIx, Worker, WorkerState};
 use crate::journal::event::{EndReason, Event};
 use crate::journal::history::{GateRecord, History};
 use crate::plan::Plan;
+use crate::proto::AuxKind;
 use crate::proto::{ShutdownReason, Started, TaskState};
 
 impl Engine {
@@ -30,7 +32,7 @@ impl Engine {
             excluded: Vec::new(),
             ..cfg
         };
-        let mut e = Engine::new(plan, cfg, seq0.max(history.max_seq.saturating_add(1)));
+        let mut e = Engine::new(plan, cfg, seq0.max(history.max_seq.saturating_add(1)), now);
         for (id, _) in history.workers.iter() {
             e.next_worker = e.next_worker.max(number_after(id));
         }
@@ -42,6 +44,31 @@ impl Engine {
         if history.draining.is_some() {
             e.phase = super::Phase::Draining;
         }
+        // A finished session is taken over only to be rolled back: it stays finished
+        // until the request.
+        if history.finished
+            && let Some(s) = history.state
+        {
+            e.phase = super::Phase::Finished(s);
+        }
+        e.completed = history
+            .succeeded_order
+            .iter()
+            .filter_map(|id| e.index.get(id).copied())
+            .collect();
+        if history.rolling_back {
+            e.phase = super::Phase::RollingBack;
+            e.rollback = Some(super::policy::Rollback {
+                steps: history
+                    .rollback
+                    .iter()
+                    .flatten()
+                    .filter_map(|id| e.index.get(id).copied())
+                    .collect(),
+                unknown: None,
+            });
+        }
+        e.restore_aux(history, now);
         // A pool's level is journalled on each change: a resume that finds it where the
         // journal left it says nothing again.
         e.levels = history
@@ -113,14 +140,15 @@ impl Engine {
             let node = e.graph.gate_node_ix(g);
             let record = history.gates.get(&e.plan.gates[g].id).cloned();
             match &record {
-                Some(GateRecord::Approved) => {
+                Some(r) if r.open() => {
                     e.sched.succeed(node);
                 }
-                Some(GateRecord::Rejected(_)) => skipped.extend(e.sched.fail(node)),
+                Some(r) if r.refusal().is_some() => skipped.extend(e.sched.fail(node)),
                 _ => {}
             }
             e.gate_states[g] = record;
         }
+        e.restore_checks();
         // A selection journalled whole but not decided whole (a crash in between): what
         // is left is decided at the start, as it would have been.
         if !history.selection.is_empty() {
@@ -141,6 +169,82 @@ impl Engine {
         // Dependents a crash may have left undecided.
         e.propagate(skipped, TaskState::Skipped, "a dependency did not succeed");
         e
+    }
+
+    /// The auxiliary commands the journal knows (ended, or handed out and not ended:
+    /// [`Engine::recovered`] judges those), and the ones owed and not handed out: the
+    /// cleanups of attempts that ran and ended, the emergency commands of a freeze.
+    fn restore_aux(&mut self, history: &History, now: Instant) {
+        for ((kind, owner, attempt), rec) in &history.aux {
+            let owner = match kind {
+                AuxKind::Check => self.plan.gates.iter().position(|g| g.id == *owner),
+                _ => self.index.get(owner).copied(),
+            };
+            let Some(owner) = owner else {
+                continue;
+            };
+            let job = AuxRef { kind: *kind, owner };
+            let ix = self.schedule_aux(job, *attempt, now);
+            self.aux[ix].worker = Some(rec.worker.clone());
+            if let Some(end) = &rec.end {
+                self.aux[ix].ended = Some(end.state);
+                self.aux_active.remove(&ix);
+            }
+        }
+        for t in 0..self.tasks.len() {
+            if self.plan.tasks[t].cleanup.is_none() {
+                continue;
+            }
+            let Some(h) = history.tasks.get(&self.plan.tasks[t].id) else {
+                continue;
+            };
+            for a in &h.attempts {
+                let current = h.fence.as_ref().is_some_and(|(n, _)| *n == a.attempt);
+                let over = a.ended.is_some() || h.decided.is_some() || h.fence.is_some();
+                if a.pid.is_some() && !current && over {
+                    self.owe_cleanup(t, a.attempt, now);
+                }
+            }
+        }
+        if self.phase == super::Phase::Frozen {
+            for id in &history.emergency_owed {
+                if let Some(&t) = self.index.get(id) {
+                    self.owe_emergency(t, now);
+                }
+            }
+            if history.snapshot_owed {
+                self.out.push(Command::Snapshot);
+            }
+        }
+    }
+
+    /// A gate whose check ended while its verdict was not journalled yet (a crash in
+    /// between): the verdict now.
+    fn restore_checks(&mut self) {
+        for g in 0..self.plan.gates.len() {
+            if self.gate_states[g] != Some(GateRecord::Checking) {
+                continue;
+            }
+            let job = AuxRef {
+                kind: AuxKind::Check,
+                owner: g,
+            };
+            let Some(last) = self.last_aux(job) else {
+                continue;
+            };
+            match last.ended {
+                Some(crate::proto::AuxState::Succeeded) => self.gate_checked(g),
+                Some(_) if last.attempt >= 3 => {
+                    self.gate_failed(g, "its check failed".into());
+                }
+                Some(_) => {
+                    let next = last.attempt + 1;
+                    let now = self.now;
+                    self.schedule_aux(job, next, now);
+                }
+                None => {}
+            }
+        }
     }
 
     /// Put a decided task's node where its state says; returns the nodes this skips.
@@ -265,6 +369,9 @@ impl Engine {
                 });
             } else {
                 let process = started.remove(&(id, n)).map(|(_, st)| process_of(&st));
+                if process.is_some() {
+                    self.owe_cleanup(t, n, now);
+                }
                 self.out.push(Command::KillGroup {
                     worker: w.clone(),
                     task: t,
@@ -274,6 +381,8 @@ impl Engine {
                 self.attempt_lost(t, n, &w, now);
             }
         }
+
+        self.recover_aux(&mut exits, &started, &adopted, &claimed, now);
 
         // Every other attempt that ended meanwhile was superseded: refused, journalled.
         for ((task, n), exit) in exits {
@@ -326,12 +435,57 @@ impl Engine {
                 });
                 continue;
             }
+            self.owe_cleanup(t, n, now);
             self.out.push(Command::KillGroup {
                 worker: w,
                 task: t,
                 attempt: n,
                 process: Some(process_of(&st)),
             });
+        }
+    }
+
+    /// Auxiliary commands handed out before the crash and not ended: their exit is
+    /// taken, an adopted worker that claimed one runs it on, and one whose worker is
+    /// gone is `unknown` (its group is stopped; it is never run again by itself).
+    fn recover_aux(
+        &mut self,
+        exits: &mut BTreeMap<(String, u32), Exit>,
+        started: &BTreeMap<(String, u32), (String, Started)>,
+        adopted: &BTreeSet<String>,
+        claimed: &BTreeSet<(String, String, u32)>,
+        now: Instant,
+    ) {
+        let open: Vec<super::AuxIx> = self
+            .aux_active
+            .iter()
+            .copied()
+            .filter(|&ix| self.aux[ix].worker.is_some())
+            .collect();
+        for ix in open {
+            let (job, attempt) = (self.aux[ix].job, self.aux[ix].attempt);
+            let Some(w) = self.aux[ix].worker.clone() else {
+                continue;
+            };
+            let name = self.aux_name(job);
+            let key = (name.clone(), attempt);
+            if let Some(exit) = exits.remove(&key) {
+                self.aux_exited(&w, ix, exit, now);
+            } else if adopted.contains(&w) && claimed.contains(&(w.clone(), name, attempt)) {
+                if let Some(wk) = self.workers.get_mut(&w) {
+                    wk.state = WorkerState::Aux { job: ix };
+                }
+                self.aux[ix].started = started.contains_key(&key);
+            } else {
+                self.out.push(Command::KillAuxGroup {
+                    worker: w.clone(),
+                    job,
+                    attempt,
+                    process: started.get(&key).map(|(_, st)| process_of(st)),
+                });
+                let why = format!("worker {w} was gone when the session was resumed");
+                self.end_aux(ix, crate::proto::AuxState::Unknown, None, Some(why), now);
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::proto::{ExitRecord, SessionState, Started, TaskState};
+use crate::proto::{AuxKind, AuxState, ExitRecord, SessionState, Started, TaskState};
 
 /// Why an attempt stopped counting. Serialized in `attempt_ended` as `reason`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -73,6 +73,74 @@ pub enum DeathCause {
     Stalled,
 }
 
+/// An auxiliary command handed to a worker: run `attempt` of the `KIND` command of `of`
+/// (a task, or a gate for a check). Its assignment is named `OF+KIND.ATTEMPT`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuxStart {
+    pub of: String,
+    pub attempt: u32,
+    pub worker: String,
+    #[serde(default)]
+    pub seq: u64,
+}
+
+/// How an auxiliary command ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuxEnd {
+    pub of: String,
+    pub attempt: u32,
+    pub worker: Option<String>,
+    pub state: AuxState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Event {
+    /// The fence line of an auxiliary command of `kind`.
+    pub fn aux_started(kind: AuxKind, s: AuxStart) -> Event {
+        match kind {
+            AuxKind::Check => Event::CheckStarted(s),
+            AuxKind::Cleanup => Event::CleanupStarted(s),
+            AuxKind::Emergency => Event::EmergencyStarted(s),
+            AuxKind::Rollback => Event::RollbackStarted(s),
+        }
+    }
+
+    /// The end line of an auxiliary command of `kind`.
+    pub fn aux_ended(kind: AuxKind, e: AuxEnd) -> Event {
+        match kind {
+            AuxKind::Check => Event::CheckEnded(e),
+            AuxKind::Cleanup => Event::CleanupEnded(e),
+            AuxKind::Emergency => Event::EmergencyEnded(e),
+            AuxKind::Rollback => Event::RollbackEnded(e),
+        }
+    }
+
+    /// The start line of an auxiliary command, with its kind.
+    pub fn as_aux_start(&self) -> Option<(AuxKind, &AuxStart)> {
+        Some(match self {
+            Event::CheckStarted(s) => (AuxKind::Check, s),
+            Event::CleanupStarted(s) => (AuxKind::Cleanup, s),
+            Event::EmergencyStarted(s) => (AuxKind::Emergency, s),
+            Event::RollbackStarted(s) => (AuxKind::Rollback, s),
+            _ => return None,
+        })
+    }
+
+    /// The end line of an auxiliary command, with its kind.
+    pub fn as_aux_end(&self) -> Option<(AuxKind, &AuxEnd)> {
+        Some(match self {
+            Event::CheckEnded(e) => (AuxKind::Check, e),
+            Event::CleanupEnded(e) => (AuxKind::Cleanup, e),
+            Event::EmergencyEnded(e) => (AuxKind::Emergency, e),
+            Event::RollbackEnded(e) => (AuxKind::Rollback, e),
+            _ => return None,
+        })
+    }
+}
+
 /// One line of `events.jsonl` (each also carries `ts`, written by [`crate::journal::Journal`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -139,6 +207,15 @@ pub enum Event {
     GateApproved {
         gate: String,
     },
+    /// The gate's check exited 0 and it needs no approval: the tasks after it may start.
+    GatePassed {
+        gate: String,
+    },
+    /// The gate's check failed (or could not be judged): a failure for the tasks after it.
+    GateFailed {
+        gate: String,
+        reason: String,
+    },
     /// A person rejected the gate: a failure for the tasks after it.
     GateRejected {
         gate: String,
@@ -147,9 +224,34 @@ pub enum Event {
     /// `orchestrator freeze`: workers stop their attempts' process groups; nothing starts.
     SessionFrozen {
         why: String,
+        /// A failure froze it (`on_failure = "freeze"`): the running tasks' emergency
+        /// commands run and a snapshot is written. A freeze by hand does neither.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        emergency: bool,
     },
     /// `orchestrator thaw`: frozen attempts go on; the session runs again.
     SessionThawed,
+    /// The session's state files were copied into `snapshot/<name>` (on a freeze).
+    SnapshotWritten {
+        path: String,
+    },
+    /// `orchestrator rollback`: the steps, in the order they run (succeeded tasks with a
+    /// `rollback`, last completed first). Journalled once per request.
+    RollbackRequested {
+        tasks: Vec<String>,
+    },
+    /// The fence of an auxiliary command (journalled before its assignment), and its
+    /// end, one pair per kind.
+    CheckStarted(AuxStart),
+    CheckEnded(AuxEnd),
+    CleanupStarted(AuxStart),
+    CleanupEnded(AuxEnd),
+    EmergencyStarted(AuxStart),
+    EmergencyEnded(AuxEnd),
+    /// Before each rollback step: a step started and never ended is `unknown` on resume,
+    /// never run twice.
+    RollbackStarted(AuxStart),
+    RollbackEnded(AuxEnd),
     /// The session drains: no new attempts start, running ones finish, then every task
     /// not decided is cancelled (or failed, if an attempt of it failed) and the session
     /// ends. `why`: `stop requested`, or the task whose failure stopped it.

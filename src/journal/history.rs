@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::event::{EndReason, Event};
-use crate::proto::{SessionState, TaskState};
+use super::event::{AuxEnd, EndReason, Event};
+use crate::proto::{AuxKind, SessionState, TaskState};
 
 /// One attempt of a task as the journal tells it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -96,15 +96,59 @@ pub struct History {
     pub draining: Option<String>,
     /// Each pool's last journalled level and use.
     pub pools: BTreeMap<String, (crate::plan::Level, u64)>,
+    /// Every auxiliary command handed out, by (kind, owner, attempt).
+    pub aux: BTreeMap<(AuxKind, String, u32), AuxRecord>,
+    /// Tasks in the order they were journalled succeeded (a rollback runs them last
+    /// first).
+    pub succeeded_order: Vec<String>,
+    /// The steps of the last rollback requested, in order.
+    pub rollback: Option<Vec<String>>,
+    /// A failure froze the session: the tasks running then whose emergency command has
+    /// not been handed out yet.
+    pub emergency_owed: Vec<String>,
+    /// A failure froze the session and its snapshot is not written yet.
+    pub snapshot_owed: bool,
+    /// A rollback was requested and has not ended (rolled back, or stopped).
+    pub rolling_back: bool,
     pub events: usize,
+}
+
+/// An auxiliary command's run as the journal tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuxRecord {
+    pub worker: String,
+    pub seq: u64,
+    /// How it ended (none while it runs).
+    pub end: Option<AuxEnd>,
 }
 
 /// Where a gate stands, as the journal says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GateRecord {
+    /// Its check (`run`) is running.
+    Checking,
     Waiting,
     Approved,
     Rejected(String),
+    /// Its check passed and it needs no approval.
+    Passed,
+    /// Its check failed, with why.
+    Failed(String),
+}
+
+impl GateRecord {
+    /// Whether the gate let the tasks after it go.
+    pub fn open(&self) -> bool {
+        matches!(self, GateRecord::Approved | GateRecord::Passed)
+    }
+
+    /// Why the gate stopped the tasks after it, if it did.
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            GateRecord::Rejected(r) | GateRecord::Failed(r) => Some(r),
+            _ => None,
+        }
+    }
 }
 
 impl History {
@@ -135,6 +179,7 @@ impl History {
                 self.state = Some(SessionState::Running);
             }
             Event::RetryRequested { tasks } => {
+                self.succeeded_order.retain(|s| !tasks.contains(s));
                 for t in tasks {
                     let h = self.task(t);
                     h.decided = None;
@@ -252,6 +297,9 @@ impl History {
                 h.decided = Some(*state);
                 h.fence = None;
                 h.retry_at_unix_ms = None;
+                if *state == TaskState::Succeeded && !self.succeeded_order.contains(task) {
+                    self.succeeded_order.push(task.clone());
+                }
             }
             Event::TaskSkipped { task, .. } => {
                 let h = self.task(task);
@@ -272,7 +320,15 @@ impl History {
                 h.fence = None;
                 h.retry_at_unix_ms = None;
             }
-            Event::SessionState { state, .. } => self.state = Some(*state),
+            Event::SessionState { state, .. } => {
+                self.state = Some(*state);
+                if matches!(
+                    state,
+                    SessionState::RolledBack | SessionState::RollbackFailed
+                ) {
+                    self.rolling_back = false;
+                }
+            }
             Event::SessionFinished { state, .. } => {
                 self.state = Some(*state);
                 self.finished = true;
@@ -300,9 +356,71 @@ impl History {
                 self.gates
                     .insert(gate.clone(), GateRecord::Rejected(reason.clone()));
             }
-            Event::SessionFrozen { .. } => {
+            Event::GatePassed { gate } => {
+                self.gates.insert(gate.clone(), GateRecord::Passed);
+            }
+            Event::GateFailed { gate, reason } => {
+                self.gates
+                    .insert(gate.clone(), GateRecord::Failed(reason.clone()));
+            }
+            Event::SessionFrozen { emergency, .. } => {
                 self.frozen = true;
                 self.state = Some(SessionState::Frozen);
+                if *emergency {
+                    self.snapshot_owed = true;
+                    // The tasks running at the freeze: their fence holder started.
+                    for (id, h) in &self.tasks {
+                        let running = h.decided.is_none()
+                            && h.fence
+                                .as_ref()
+                                .and_then(|(n, _)| h.attempt(*n))
+                                .is_some_and(|a| a.pid.is_some());
+                        if running && !self.emergency_owed.contains(id) {
+                            self.emergency_owed.push(id.clone());
+                        }
+                    }
+                }
+            }
+            Event::SnapshotWritten { .. } => self.snapshot_owed = false,
+            Event::RollbackRequested { tasks } => {
+                self.rollback = Some(tasks.clone());
+                self.rolling_back = true;
+            }
+            Event::CheckStarted(s)
+            | Event::CleanupStarted(s)
+            | Event::EmergencyStarted(s)
+            | Event::RollbackStarted(s) => {
+                self.max_seq = self.max_seq.max(s.seq);
+                let kind = ev.as_aux_start().map_or(AuxKind::Cleanup, |(k, _)| k);
+                if kind == AuxKind::Emergency {
+                    self.emergency_owed.retain(|t| *t != s.of);
+                }
+                if kind == AuxKind::Check {
+                    self.gates.insert(s.of.clone(), GateRecord::Checking);
+                }
+                self.aux.insert(
+                    (kind, s.of.clone(), s.attempt),
+                    AuxRecord {
+                        worker: s.worker.clone(),
+                        seq: s.seq,
+                        end: None,
+                    },
+                );
+            }
+            Event::CheckEnded(e)
+            | Event::CleanupEnded(e)
+            | Event::EmergencyEnded(e)
+            | Event::RollbackEnded(e) => {
+                let kind = ev.as_aux_end().map_or(AuxKind::Cleanup, |(k, _)| k);
+                let r = self
+                    .aux
+                    .entry((kind, e.of.clone(), e.attempt))
+                    .or_insert_with(|| AuxRecord {
+                        worker: e.worker.clone().unwrap_or_default(),
+                        seq: 0,
+                        end: None,
+                    });
+                r.end = Some(e.clone());
             }
             Event::SessionThawed => {
                 self.frozen = false;

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::{Orchestrator, Wake};
-use crate::engine::{Command, Decision, Fact, ProcessId, TaskIx};
+use crate::engine::{AuxRef, Command, Decision, Fact, ProcessId, TaskIx};
 use crate::error::Result;
 use crate::fsio;
 use crate::journal::{DeathCause, Event, Tail};
+use crate::plan::TaskCommand;
 use crate::proto::{
-    self, Assignment, BarrierVerdict, KillRequest, LockAbort, Outcome, RaceOutcome, RetryPlan,
-    SessionState, Shutdown, ShutdownReason, SummaryRow, TaskState, WorkerInfo,
+    self, Assignment, AuxKind, BarrierVerdict, KillRequest, LockAbort, Outcome, RaceOutcome,
+    RetryPlan, SessionState, Shutdown, ShutdownReason, SummaryRow, TaskState, WorkerInfo,
 };
 use crate::worker::hostname;
 
@@ -30,6 +31,45 @@ impl Orchestrator {
                 attempt,
                 seq,
             } => self.assign(&worker, task, attempt, seq)?,
+            Command::AssignAux {
+                worker,
+                job,
+                attempt,
+                seq,
+            } => self.assign_aux(&worker, job, attempt, seq)?,
+            Command::RetireAux {
+                worker,
+                job,
+                attempt,
+            } => {
+                let name = self.engine.aux_name(job);
+                self.retire(&worker, &name, attempt);
+            }
+            Command::KillAux {
+                worker,
+                job,
+                attempt,
+                reason,
+            } => {
+                self.fs.write_json(
+                    &self.session.worker_kill(&worker),
+                    &KillRequest {
+                        task: self.engine.aux_name(job),
+                        attempt,
+                        reason: reason.as_str().into(),
+                    },
+                )?;
+            }
+            Command::KillAuxGroup {
+                worker,
+                job,
+                attempt,
+                process,
+            } => {
+                let name = self.engine.aux_name(job);
+                self.kill_group(&worker, &name, attempt, process);
+            }
+            Command::Snapshot => self.snapshot()?,
             Command::Withdraw {
                 worker,
                 task,
@@ -58,16 +98,8 @@ impl Orchestrator {
                 task,
                 attempt,
             } => {
-                // Renamed to `done/`, not unlinked: on ext4 without a journal every
-                // recently deleted inode makes later file creations slower.
-                let id = &self.engine.plan().tasks[task].id;
-                let done = self.session.assignment_done(&worker, id, attempt);
-                let claimed = self.session.assignment_claimed(&worker, id, attempt);
-                if !matches!(self.fs.claim(&claimed, &done), Ok(true)) {
-                    let _ = self
-                        .fs
-                        .claim(&self.session.assignment(&worker, id, attempt), &done);
-                }
+                let id = self.engine.plan().tasks[task].id.clone();
+                self.retire(&worker, &id, attempt);
             }
             Command::Freeze(on) => {
                 // Every worker's, live or not: one starting now finds it before its
@@ -101,7 +133,10 @@ impl Orchestrator {
                 task,
                 attempt,
                 process,
-            } => self.kill_group(&worker, task, attempt, process),
+            } => {
+                let id = self.engine.plan().tasks[task].id.clone();
+                self.kill_group(&worker, &id, attempt, process);
+            }
             Command::StopWorker { worker, reason } => {
                 self.fs
                     .write_json(&self.session.worker_shutdown(&worker), &Shutdown { reason })?;
@@ -241,6 +276,102 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// An assignment is handled: renamed to `done/`, not unlinked (on ext4 without a
+    /// journal every recently deleted inode makes later file creations slower).
+    fn retire(&self, worker: &str, name: &str, attempt: u32) {
+        let done = self.session.assignment_done(worker, name, attempt);
+        let claimed = self.session.assignment_claimed(worker, name, attempt);
+        if !matches!(self.fs.claim(&claimed, &done), Ok(true)) {
+            let _ = self
+                .fs
+                .claim(&self.session.assignment(worker, name, attempt), &done);
+        }
+    }
+
+    /// Publish an auxiliary command's run: its owner's working directory and
+    /// environment, its own timeout, never a memory limit.
+    fn assign_aux(&mut self, wid: &str, job: AuxRef, attempt: u32, seq: u64) -> Result<()> {
+        let plan = self.engine.plan();
+        let name = self.engine.aux_name(job);
+        let a = match job.kind {
+            AuxKind::Check => {
+                let g = &plan.gates[job.owner];
+                let cwd = g
+                    .cwd
+                    .clone()
+                    .or_else(|| plan.tasks.first().map(|t| t.cwd.clone()));
+                Assignment {
+                    task: name.clone(),
+                    attempt,
+                    command: TaskCommand::Shell(g.run.clone().unwrap_or_default()),
+                    cwd: cwd.unwrap_or_else(|| self.session.root().to_path_buf()),
+                    env: Default::default(),
+                    env_from_parent: Vec::new(),
+                    env_file: None,
+                    timeout_ms: g.timeout_ms,
+                    kill_grace_ms: crate::plan::KILL_GRACE_MS,
+                    memory_limit: None,
+                    aux: Some(job.kind),
+                    assigned_at: proto::now_rfc3339(),
+                    seq,
+                }
+            }
+            kind => {
+                let t = &plan.tasks[job.owner];
+                let (command, timeout_ms) = match kind {
+                    AuxKind::Cleanup => (&t.cleanup, Some(t.cleanup_timeout_ms)),
+                    AuxKind::Emergency => (&t.emergency, t.timeout_ms),
+                    _ => (&t.rollback, t.timeout_ms),
+                };
+                Assignment {
+                    task: name.clone(),
+                    attempt,
+                    command: TaskCommand::Shell(command.clone().unwrap_or_default()),
+                    cwd: t.cwd.clone(),
+                    env: t.env.clone(),
+                    env_from_parent: t.env_from_parent.clone(),
+                    env_file: t.env_file.clone(),
+                    timeout_ms,
+                    kill_grace_ms: t.kill_grace_ms,
+                    memory_limit: None,
+                    aux: Some(kind),
+                    assigned_at: proto::now_rfc3339(),
+                    seq,
+                }
+            }
+        };
+        fsio::create_dir_private(&self.session.task_dir(&name))?;
+        self.fs.write_json_new_via(
+            &self.session.orchestrator_dir(),
+            &self.session.assignment(wid, &name, attempt),
+            &a,
+        )
+    }
+
+    /// Copy the session's state files into `snapshot/<time>/` (a freeze's record of
+    /// where everything stood), and journal where.
+    fn snapshot(&mut self) -> Result<()> {
+        let name = format!("{}", proto::now_unix_ms());
+        let dir = self.session.snapshot_dir(&name);
+        for rel in self.session.state_files()? {
+            let from = self.session.root().join(&rel);
+            let Some(bytes) = fsio::read_capped(&from, crate::plan::PLAN_CAP)? else {
+                continue;
+            };
+            let to = dir.join(&rel);
+            if let Some(parent) = to.parent() {
+                fsio::create_dir_private(parent)?;
+            }
+            self.fs.write_atomic(&to, &bytes)?;
+        }
+        let ev = Event::SnapshotWritten {
+            path: format!("snapshot/{name}"),
+        };
+        self.journal.append(&ev)?;
+        self.narrate(&ev);
+        Ok(())
+    }
+
     fn ensure_task_dir(&mut self, t: TaskIx) -> Result<()> {
         if !self.dir_made[t] {
             let id = &self.engine.plan().tasks[t].id;
@@ -264,6 +395,7 @@ impl Orchestrator {
             timeout_ms: task.timeout_ms,
             kill_grace_ms: task.kill_grace_ms,
             memory_limit: task.memory,
+            aux: None,
             assigned_at: proto::now_rfc3339(),
             seq,
         };
@@ -373,13 +505,12 @@ impl Orchestrator {
     /// SIGKILL the process group of an attempt whose worker cannot stop it (gone or
     /// stuck): only when the attempt ran on this host, has not recorded its exit, and
     /// its group leader is the process that started (or is gone, leaving members).
-    fn kill_group(&mut self, wid: &str, t: TaskIx, attempt: u32, process: Option<ProcessId>) {
-        let id = self.engine.plan().tasks[t].id.clone();
-        if fsio::exists(&self.session.exit_json(&id, attempt)) {
+    fn kill_group(&mut self, wid: &str, id: &str, attempt: u32, process: Option<ProcessId>) {
+        if fsio::exists(&self.session.exit_json(id, attempt)) {
             return;
         }
         let process = process.or_else(|| {
-            crate::journal::started_record(&self.session, wid, &id, attempt)
+            crate::journal::started_record(&self.session, wid, id, attempt)
                 .ok()
                 .flatten()
                 .map(|st| ProcessId {
@@ -458,6 +589,20 @@ impl Orchestrator {
                 ))
             }
             Event::GateApproved { gate } => self.say(format_args!("gate {gate}: approved")),
+            Event::GatePassed { gate } => self.say(format_args!("gate {gate}: check passed")),
+            Event::GateFailed { gate, reason } => {
+                self.say(format_args!("gate {gate}: failed ({reason})"))
+            }
+            Event::SnapshotWritten { path } => {
+                self.say(format_args!("snapshot of the session's state: {path}"))
+            }
+            Event::RollbackRequested { tasks } if tasks.is_empty() => self.say(format_args!(
+                "rollback: no succeeded task has a rollback command"
+            )),
+            Event::RollbackRequested { tasks } => self.say(format_args!(
+                "rollback: {} (in this order, one at a time)",
+                tasks.join(", ")
+            )),
             Event::GateRejected { gate, reason } => {
                 self.say(format_args!("gate {gate}: rejected ({reason})"))
             }
@@ -495,7 +640,32 @@ impl Orchestrator {
             Event::SessionState { state, why } => {
                 self.say(format_args!("session {}: {why}", state.as_str()))
             }
-            _ => {}
+            ev => {
+                if let Some((kind, s)) = ev.as_aux_start() {
+                    self.say(format_args!(
+                        "{}: {} started on {} (run {})",
+                        s.of,
+                        kind.as_str(),
+                        s.worker,
+                        s.attempt
+                    ));
+                } else if let Some((kind, e)) = ev.as_aux_end() {
+                    match &e.reason {
+                        None => self.say(format_args!(
+                            "{}: {} {}",
+                            e.of,
+                            kind.as_str(),
+                            e.state.as_str()
+                        )),
+                        Some(r) => self.say(format_args!(
+                            "{}: {} {}: {r}",
+                            e.of,
+                            kind.as_str(),
+                            e.state.as_str()
+                        )),
+                    }
+                }
+            }
         }
     }
 

@@ -77,6 +77,8 @@ pub struct ResumeConfig {
     /// over a session whose orchestrator failed, where stopping everything matters more
     /// than the write that failed before.
     pub best_effort: bool,
+    /// Taken over to be rolled back: a finished session may be resumed.
+    pub rollback: bool,
 }
 
 /// How a run ended.
@@ -91,7 +93,8 @@ impl Ended {
     /// The process exit code: 0 succeeded, 1 failed or cancelled, 130/143 interrupted.
     pub fn exit_code(&self) -> i32 {
         match (self.state, self.interrupt) {
-            (SessionState::Succeeded, _) => 0,
+            // What a person asked (`orchestrator rollback`) was done.
+            (SessionState::Succeeded | SessionState::RolledBack, _) => 0,
             (SessionState::Interrupted, Some(i)) => i.exit_code(),
             (SessionState::Interrupted, None) => 130,
             _ => 1,
@@ -194,7 +197,7 @@ impl Orchestrator {
             excluded: cfg.excluded,
             ..engine::Config::new(cfg.workers, Duration::from_millis(cfg.plan.lease_ms))
         };
-        let engine = Engine::new(cfg.plan, ecfg, proto::now_unix_ms() * 1000);
+        let engine = Engine::new(cfg.plan, ecfg, proto::now_unix_ms() * 1000, Instant::now());
         Ok(Orchestrator::assemble(
             session, engine, cfg.watch, launcher, journal, lock,
         ))
@@ -261,7 +264,7 @@ impl Orchestrator {
     ) -> std::result::Result<String, String> {
         // A resumed session may end as it is taken over (a drain with nothing left to
         // run): no request reaches a finished engine.
-        if self.engine.finished() {
+        if self.engine.finished() && !matches!(action, ControlAction::Rollback { .. }) {
             return Err(format!(
                 "the session has already ended ({})",
                 self.engine.state().as_str()
@@ -570,8 +573,7 @@ impl Orchestrator {
         // An exit counts only as its worker journalled it: an `exit.json` of an attempt
         // in flight without that line was planted, or torn by the death; it is moved
         // aside and the attempt is lost (it runs again), never decided by the file.
-        for (t, a) in self.engine.in_flight(id) {
-            let task = self.engine.plan().tasks[t].id.clone();
+        for (task, a) in self.engine.in_flight(id) {
             if exits.iter().any(|(x, n, _)| *x == task && *n == a) {
                 continue;
             }
@@ -591,7 +593,12 @@ impl Orchestrator {
         let ids: Vec<String> = self
             .engine
             .live_workers()
-            .filter(|(_, s)| matches!(s, WorkerState::Idle | WorkerState::Busy { .. }))
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    WorkerState::Idle | WorkerState::Busy { .. } | WorkerState::Aux { .. }
+                )
+            })
             .map(|(id, _)| id.to_string())
             .collect();
         for id in ids {

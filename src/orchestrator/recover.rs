@@ -41,6 +41,7 @@ impl Orchestrator {
         let finished = finished_state(&session, &history)?;
         if let Some(state) = finished
             && cfg.retry.is_empty()
+            && !cfg.rollback
         {
             return Err(Error::Session(format!(
                 "session {} already finished ({}); `orchestrator retry {} TASK` re-runs a failed task",
@@ -250,6 +251,19 @@ fn scan(
             .retain(|st| !journalled.contains_key(&(st.task.clone(), st.attempt)));
         tails.insert(wid, tail);
         found.workers.push(fw);
+    }
+    // Auxiliary commands handed out and not ended: their exits, journalled by the worker
+    // that held them.
+    for ((kind, owner, attempt), rec) in &history.aux {
+        if rec.end.is_some() {
+            continue;
+        }
+        let name = kind.job(owner);
+        if let Some((w, r)) = journalled.remove(&(name.clone(), *attempt))
+            && w == rec.worker
+        {
+            found.exits.push((name, *attempt, exit_of(session, r)));
+        }
     }
     for task in &plan.tasks {
         let id = &task.id;

@@ -118,6 +118,9 @@ pub struct Task {
     pub emergency: Option<String>,
 }
 
+/// The default `kill_grace`.
+pub const KILL_GRACE_MS: u64 = 5_000;
+
 /// The default `cleanup_timeout`.
 pub const CLEANUP_TIMEOUT_MS: u64 = 30_000;
 

@@ -129,9 +129,15 @@ pub struct GateView {
 #[serde(rename_all = "snake_case")]
 pub enum GateState {
     Pending,
+    /// Its check (`run`) is running.
+    Checking,
     Waiting,
     Approved,
     Rejected,
+    /// Its check passed; it needs no approval.
+    Passed,
+    /// Its check failed.
+    Failed,
 }
 
 /// A session as read from its directory.
@@ -276,6 +282,9 @@ pub fn snapshot(s: &Session) -> Snapshot {
                 Some(GateRecord::Waiting) => (GateState::Waiting, None),
                 Some(GateRecord::Approved) => (GateState::Approved, None),
                 Some(GateRecord::Rejected(r)) => (GateState::Rejected, Some(r.clone())),
+                Some(GateRecord::Checking) => (GateState::Checking, None),
+                Some(GateRecord::Passed) => (GateState::Passed, None),
+                Some(GateRecord::Failed(r)) => (GateState::Failed, Some(r.clone())),
             };
             GateView {
                 gate,

@@ -26,7 +26,7 @@ impl World {
         };
         let mut w = World {
             spec: spec.clone(),
-            e: Engine::new(plan.clone(), cfg.clone(), 1),
+            e: Engine::new(plan.clone(), cfg.clone(), 1, Instant::now()),
             plan,
             cfg,
             t0: Instant::now(),

@@ -111,7 +111,10 @@ fn a_started_busy_worker_gets_exactly_one_task_queued_behind_it() {
         "one task, not two"
     );
     assert_eq!(s.runs("w1"), Some(("a", 1)));
-    assert_eq!(s.e.in_flight("w1"), [(0, 1), (1, 1)]);
+    assert_eq!(
+        s.e.in_flight("w1"),
+        [("a".to_string(), 1), ("b".to_string(), 1)]
+    );
     // The exit makes the queued task the running one, without a new assignment.
     assert!(s.exit("w1", "a", 1, 0).assigns().is_empty());
     assert_eq!(s.runs("w1"), Some(("b", 1)));
@@ -151,7 +154,7 @@ fn an_idle_worker_makes_the_engine_withdraw_a_queued_task_and_take_it() {
     );
     assert_eq!(s.e.attempts(c_ix), 1);
     assert_eq!(s.e.fence(c_ix), Some((1, "w2")));
-    assert_eq!(s.e.in_flight("w1"), [(s.ix("a"), 1)]);
+    assert_eq!(s.e.in_flight("w1"), [("a".to_string(), 1)]);
     assert_eq!(s.history.tasks["c"].fence, Some((1, "w2".to_string())));
 }
 

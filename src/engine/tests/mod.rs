@@ -236,7 +236,7 @@ impl Sim {
     /// A plan's full text and a config.
     fn with(text: &str, cfg: Config) -> Sim {
         Sim::over(
-            Engine::new(plan(text), cfg.clone(), 1),
+            Engine::new(plan(text), cfg.clone(), 1, Instant::now()),
             cfg,
             History::default(),
         )
