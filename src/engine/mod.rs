@@ -375,7 +375,11 @@ impl Engine {
     /// After every fact: what time and the new state allow.
     fn settle(&mut self, now: Instant) {
         if matches!(self.phase, Phase::Finished(_)) {
-            return;
+            // A rollback reopens a finished session; every other request is refused.
+            self.run_pending(now);
+            if matches!(self.phase, Phase::Finished(_)) {
+                return;
+            }
         }
         self.run_pending(now);
         self.retries_due(now);
@@ -388,6 +392,7 @@ impl Engine {
         self.check_memory();
         self.dispatch(now);
         self.check_gates(now);
+        self.rollback_progress(now);
         self.dispatch_aux(now);
         self.check_stall();
         self.deadlock_due(now);

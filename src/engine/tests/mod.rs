@@ -5,6 +5,7 @@
 //! and folds the journal into a `History` as the real shell does. The record builders and
 //! `shell_events` are shared with the model (`model/`).
 
+mod aux;
 mod control;
 mod decide;
 mod dispatch;
