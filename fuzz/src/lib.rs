@@ -175,6 +175,28 @@ fn run(mut engine: Engine, mut facts: VecDeque<Fact>, mut now: Instant) {
                     let why = Some(reason.as_str().to_string());
                     facts.push_back(exited(worker, task, attempt, None, why));
                 }
+                // An auxiliary command (cleanup, gate check, emergency, rollback): its
+                // first run fails too.
+                Command::AssignAux {
+                    worker,
+                    job,
+                    attempt,
+                    ..
+                } => {
+                    let name = engine.aux_name(job);
+                    let code = if attempt == 1 { 1 } else { 0 };
+                    facts.push_back(exited(worker, name, attempt, Some(code), None));
+                }
+                Command::KillAux {
+                    worker,
+                    job,
+                    attempt,
+                    reason,
+                } => {
+                    let name = engine.aux_name(job);
+                    let why = Some(reason.as_str().to_string());
+                    facts.push_back(exited(worker, name, attempt, None, why));
+                }
                 Command::StopWorker { worker, .. } => facts.push_back(Fact::WorkerDied {
                     worker,
                     how: DeathCause::Exited,
