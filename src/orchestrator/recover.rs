@@ -42,6 +42,8 @@ impl Orchestrator {
         if let Some(state) = finished
             && cfg.retry.is_empty()
             && !cfg.rollback
+            // A rollback of a finished session whose orchestrator died goes on.
+            && !history.rolling_back
         {
             return Err(Error::Session(format!(
                 "session {} already finished ({}); `orchestrator retry {} TASK` re-runs a failed task",

@@ -124,6 +124,55 @@ pub struct GateView {
     pub reason: Option<String>,
 }
 
+/// An auxiliary command's run (a cleanup, a gate's check, an emergency command, a
+/// rollback step) as the journal tells it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuxView {
+    pub kind: crate::proto::AuxKind,
+    /// Its task (or gate, for a check).
+    pub of: String,
+    pub attempt: u32,
+    pub worker: String,
+    pub state: AuxStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Where an auxiliary command's run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuxStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+    Skipped,
+}
+
+impl AuxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuxStatus::Running => "running",
+            AuxStatus::Succeeded => "succeeded",
+            AuxStatus::Failed => "failed",
+            AuxStatus::Unknown => "unknown",
+            AuxStatus::Skipped => "skipped",
+        }
+    }
+}
+
+impl From<crate::proto::AuxState> for AuxStatus {
+    fn from(s: crate::proto::AuxState) -> AuxStatus {
+        use crate::proto::AuxState as S;
+        match s {
+            S::Succeeded => AuxStatus::Succeeded,
+            S::Failed => AuxStatus::Failed,
+            S::Unknown => AuxStatus::Unknown,
+            S::Skipped => AuxStatus::Skipped,
+        }
+    }
+}
+
 /// Where a gate stands, for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,6 +208,10 @@ pub struct Snapshot {
     pub gates: Vec<GateView>,
     /// New starts held for lack of memory: (available, needed) bytes.
     pub held: Option<(u64, u64)>,
+    /// Every auxiliary command run, in journal order of kind, owner and attempt.
+    pub aux: Vec<AuxView>,
+    /// The last rollback's steps, in order, once one was requested.
+    pub rollback: Option<Vec<String>>,
     /// The session's own files that could not be read (`session.json`, `plan.json`,
     /// `summary.json`, the journal, the workers' directory), each message naming its file.
     pub errors: Vec<String>,
@@ -194,6 +247,9 @@ pub fn session_state(
     journal: Option<SessionState>,
 ) -> SessionState {
     match (summary, orchestrator_alive, journal) {
+        // A finished session being rolled back has its old summary until the end.
+        (_, true, Some(SessionState::RollingBack)) => SessionState::RollingBack,
+        (_, false, Some(SessionState::RollingBack)) => SessionState::Interrupted,
         (Some(s), _, _) => s,
         (None, true, Some(SessionState::Stopping)) => SessionState::Stopping,
         (None, true, Some(SessionState::Frozen)) => SessionState::Frozen,
@@ -259,7 +315,11 @@ pub fn snapshot(s: &Session) -> Snapshot {
     let state = session_state(summary.map(|x| x.state), alive, history.state);
     let finished = matches!(
         state,
-        SessionState::Succeeded | SessionState::Failed | SessionState::Cancelled
+        SessionState::Succeeded
+            | SessionState::Failed
+            | SessionState::Cancelled
+            | SessionState::RolledBack
+            | SessionState::RollbackFailed
     );
     let worker_ids = errors.keep(s.worker_ids()).unwrap_or_default();
     let mut tasks = Vec::with_capacity(ids.len());
@@ -323,6 +383,22 @@ pub fn snapshot(s: &Session) -> Snapshot {
         resources,
         gates,
         held: history.held,
+        aux: history
+            .aux
+            .iter()
+            .map(|((kind, of, attempt), r)| AuxView {
+                kind: *kind,
+                of: of.clone(),
+                attempt: *attempt,
+                worker: r.worker.clone(),
+                state: r
+                    .end
+                    .as_ref()
+                    .map_or(AuxStatus::Running, |e| e.state.into()),
+                reason: r.end.as_ref().and_then(|e| e.reason.clone()),
+            })
+            .collect(),
+        rollback: history.rollback.clone(),
         errors: errors.0,
     }
 }

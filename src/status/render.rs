@@ -75,8 +75,15 @@ pub fn render(snap: &Snapshot) -> String {
     if snap.state == SessionState::Frozen {
         let _ = writeln!(
             out,
-            "  frozen: its running tasks are stopped where they are; `orchestrator thaw {}` goes on, `orchestrator cancel {}` ends it\n",
-            snap.session, snap.session
+            "  frozen: its running tasks are stopped where they are; `orchestrator thaw {s}` goes on, `orchestrator rollback {s}` undoes what succeeded, `orchestrator cancel {s}` ends it\n",
+            s = snap.session
+        );
+    }
+    if snap.state == SessionState::RollbackFailed {
+        let _ = writeln!(
+            out,
+            "  the rollback stopped at a step that failed or is unknown (below); once it is fixed, `orchestrator rollback {s}` runs that step again and goes on (for an unknown step: --rerun-unknown or --skip-unknown)\n",
+            s = snap.session
         );
     }
     let mut rows = vec![vec![
@@ -125,6 +132,7 @@ pub fn render(snap: &Snapshot) -> String {
             s = snap.session
         );
     }
+    aux_lines(snap, &mut out);
     if let Some((available, needed)) = snap.held {
         let _ = writeln!(
             out,
@@ -258,7 +266,68 @@ pub fn to_json(snap: &Snapshot) -> serde_json::Value {
     if let Some((available, needed)) = snap.held {
         v["held"] = serde_json::json!({"available": available, "needed": needed});
     }
+    if !snap.aux.is_empty() {
+        v["aux"] = serde_json::json!(snap.aux);
+    }
+    if let Some(steps) = &snap.rollback {
+        v["rollback"] = serde_json::json!(steps);
+    }
     v
+}
+
+/// The rollback's steps as they stand, and every other auxiliary command that is running
+/// or did not succeed (a succeeded cleanup is no news).
+fn aux_lines(snap: &Snapshot, out: &mut String) {
+    use super::AuxStatus;
+    use crate::proto::AuxKind;
+    let last = |kind: AuxKind, of: &str| {
+        snap.aux
+            .iter()
+            .filter(|a| a.kind == kind && a.of == of)
+            .next_back()
+    };
+    if let Some(steps) = &snap.rollback {
+        let parts: Vec<String> = steps
+            .iter()
+            .map(|t| match last(AuxKind::Rollback, t) {
+                None => format!("{t} pending"),
+                Some(a) => match &a.reason {
+                    Some(r) if a.state != AuxStatus::Succeeded => {
+                        format!("{t} {} ({r})", a.state.as_str())
+                    }
+                    _ => format!("{t} {}", a.state.as_str()),
+                },
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nrollback (last completed first): {}",
+            if parts.is_empty() {
+                "nothing to undo".to_string()
+            } else {
+                parts.join(", ")
+            }
+        );
+    }
+    for a in snap
+        .aux
+        .iter()
+        .filter(|a| a.kind != AuxKind::Rollback && a.state != AuxStatus::Succeeded)
+    {
+        let what = match a.kind {
+            AuxKind::Check => format!("check of gate {}", a.of),
+            AuxKind::Cleanup => format!("cleanup of {} (attempt {})", a.of, a.attempt),
+            _ => format!("{} of {}", a.kind.as_str(), a.of),
+        };
+        match &a.reason {
+            Some(r) => {
+                let _ = writeln!(out, "{what}: {}: {r}", a.state.as_str());
+            }
+            None => {
+                let _ = writeln!(out, "{what}: {} on {}", a.state.as_str(), a.worker);
+            }
+        }
+    }
 }
 
 /// One row of `orchestrator list`.

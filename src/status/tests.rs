@@ -37,6 +37,8 @@ fn snap(state: SessionState, tasks: Vec<TaskView>) -> Snapshot {
         resources: Vec::new(),
         gates: Vec::new(),
         held: None,
+        aux: Vec::new(),
+        rollback: None,
         errors: Vec::new(),
     }
 }
@@ -443,4 +445,56 @@ fn a_running_attempts_usage_is_shown_in_its_workers_row() {
         "{text}"
     );
     assert_eq!(to_json(&s)["workers"][0]["usage"]["mode"], "pss");
+}
+
+#[test]
+fn a_stopped_rollback_shows_each_step_and_the_failed_cleanups() {
+    use super::{AuxStatus, AuxView};
+    use crate::proto::AuxKind;
+    let aux = |kind, of: &str, attempt, state, reason: Option<&str>| AuxView {
+        kind,
+        of: of.into(),
+        attempt,
+        worker: "w2".into(),
+        state,
+        reason: reason.map(str::to_string),
+    };
+    let mut s = snap(SessionState::RollbackFailed, Vec::new());
+    s.rollback = Some(vec!["c".into(), "a".into(), "b".into()]);
+    s.aux = vec![
+        aux(
+            AuxKind::Cleanup,
+            "a",
+            1,
+            AuxStatus::Failed,
+            Some("exited with code 1"),
+        ),
+        aux(AuxKind::Cleanup, "b", 1, AuxStatus::Succeeded, None),
+        aux(AuxKind::Rollback, "c", 1, AuxStatus::Succeeded, None),
+        aux(
+            AuxKind::Rollback,
+            "a",
+            1,
+            AuxStatus::Failed,
+            Some("exited with code 4"),
+        ),
+    ];
+    let text = render(&s);
+    assert!(
+        text.contains("\nrollback (last completed first): c succeeded, a failed (exited with code 4), b pending\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\ncleanup of a (attempt 1): failed: exited with code 1\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("cleanup of b"),
+        "a succeeded cleanup is no news: {text}"
+    );
+    assert!(text.contains("`orchestrator rollback s-20260101-000000-1` runs that step again"));
+    let json = to_json(&s);
+    assert_eq!(json["rollback"], serde_json::json!(["c", "a", "b"]));
+    assert_eq!(json["aux"][3]["state"], "failed");
+    assert_eq!(json["aux"][3]["kind"], "rollback");
 }
