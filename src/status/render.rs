@@ -280,12 +280,7 @@ pub fn to_json(snap: &Snapshot) -> serde_json::Value {
 fn aux_lines(snap: &Snapshot, out: &mut String) {
     use super::AuxStatus;
     use crate::proto::AuxKind;
-    let last = |kind: AuxKind, of: &str| {
-        snap.aux
-            .iter()
-            .filter(|a| a.kind == kind && a.of == of)
-            .next_back()
-    };
+    let last = |kind: AuxKind, of: &str| snap.aux.iter().rfind(|a| a.kind == kind && a.of == of);
     if let Some(steps) = &snap.rollback {
         let parts: Vec<String> = steps
             .iter()
@@ -334,7 +329,7 @@ fn aux_lines(snap: &Snapshot, out: &mut String) {
 #[derive(Debug, Clone)]
 pub enum ListRow {
     /// A session, as read (files it could not read are counted in its note).
-    Session(Snapshot),
+    Session(Box<Snapshot>),
     /// An entry that is not a session we may use: shown, never skipped, with why.
     Unreadable {
         name: String,
@@ -351,7 +346,7 @@ pub fn list_rows(listing: &Listing) -> Vec<ListRow> {
         listing
             .sessions
             .iter()
-            .map(|s| ListRow::Session(snapshot(s))),
+            .map(|s| ListRow::Session(Box::new(snapshot(s)))),
     );
     for r in &listing.refused {
         rows.push(ListRow::Unreadable {

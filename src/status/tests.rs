@@ -108,12 +108,12 @@ fn list_shows_a_failed_session_with_its_decided_tasks_and_unreadable_entries() {
     );
     let now = created() + Duration::from_secs(300);
     assert_eq!(
-        list_table(&[ListRow::Session(failed.clone())], now),
+        list_table(&[ListRow::Session(Box::new(failed.clone()))], now),
         "SESSION              STATE   DONE  AGE\n\
          s-20260101-000000-1  failed  3/4   5m\n"
     );
     let rows = [
-        ListRow::Session(failed),
+        ListRow::Session(Box::new(failed)),
         ListRow::Unreadable {
             name: "junk".into(),
             reason: "/r/junk: is writable by other users (mode 777)".into(),
@@ -348,7 +348,7 @@ fn unreadable_files_are_shown_where_they_belong() {
         "/r/workers/w2/worker.json: invalid JSON: EOF"
     );
     let now = created() + Duration::from_secs(60);
-    let rows = [ListRow::Session(s.clone())];
+    let rows = [ListRow::Session(Box::new(s.clone()))];
     assert_eq!(
         list_table(&rows, now),
         "SESSION              STATE   DONE  AGE  NOTE\n\
@@ -364,7 +364,7 @@ fn list_json_has_a_row_for_every_entry_with_why() {
     s.created_at = None;
     let modified = created();
     let rows = [
-        ListRow::Session(s),
+        ListRow::Session(Box::new(s)),
         ListRow::Unreadable {
             name: "junk".into(),
             reason: "/r/junk: is not a session directory".into(),
