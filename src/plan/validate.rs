@@ -3,9 +3,11 @@
 //! [`PlanError`].
 //!
 //! Errors come in a fixed order (plan-level values and defaults, then task ids, duplicates,
-//! commands, races, checkpoints, locks, unknown dependencies, cycles, then each task's own
-//! values, then overlapping `owns` of tasks that may run at the same time) so that the first one reported never depends on hash order. Each step is one
-//! function below, called in that order by [`validate`].
+//! commands, races, gates, checkpoints, locks, unknown dependencies, cycles, then each
+//! task's own values, its auxiliary commands last, then overlapping `owns` of tasks that
+//! may run at the same time) so that the first one reported never depends on hash order.
+//! Each step is one function below (or in [`auxiliary`], for what runs beside the tasks),
+//! called in that order by [`validate`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -44,11 +46,13 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         on_failure,
         gate: raw_gates,
         limits: raw_limits,
+        cleanup_workers,
     } = raw;
     if !names::is_valid(&name) {
         return Err(src.error(src.name_pos(), bad_name("plan name", &name, Scope::Plan)));
     }
     let workers = worker_count(src, workers)?;
+    let cleanup_workers = auxiliary::cleanup_workers(src, cleanup_workers)?;
     let lease_ms = match &lease {
         Some(v) => duration(src, Whose::ROOT, DurationKey::Lease, v)?,
         None => millis(DEFAULT_LEASE),
@@ -84,7 +88,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         let ids = task_ids(src, &raw_tasks)?;
         let commands = check_commands(src, &raw_tasks, commands)?;
         let races = check_races(src, &race, &ids)?;
-        gates = check_gates(src, raw_gates, &ids)?;
+        gates = auxiliary::check_gates(src, raw_gates, &ids, &defaults.cwd)?;
         check_checkpoints(src, &checkpoints, &ids)?;
         let lock_order = check_lock_order(src, locks.map(|l| l.order).unwrap_or_default())?;
         let known = Known::new(ids, &races, &gate_names);
@@ -94,7 +98,8 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
     };
 
     let tasks = raw_tasks.into_iter().zip(commands).enumerate();
-    let tasks = tasks.map(|(i, (t, command))| {
+    let tasks = tasks.map(|(i, (mut t, command))| {
+        let aux = auxiliary::TaskAux::take(&mut t);
         let claims = claims(src, i, &t, &resources)?;
         let scope = Scope::Task(t.id.clone());
         let policy = policy(src, Table::Task(i), scope.clone(), t.on_failure.as_deref())?;
@@ -117,6 +122,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         task.resources = claims;
         task.on_failure = policy;
         task.memory = memory;
+        aux.check_into(src, i, &defaults.cleanup, &mut task)?;
         Ok(task)
     });
     let plan = Plan {
@@ -132,7 +138,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         on_failure,
         gates,
         limits,
-        cleanup_workers: 1,
+        cleanup_workers,
     };
     check_owns(src, &plan)?;
     check_sizes(src, &plan)?;
@@ -279,34 +285,43 @@ fn worker_count(src: &Source, workers: Option<i64>) -> Result<usize, PlanError> 
 }
 
 /// A humantime duration (`"30s"`, `"1h 5m"`) in milliseconds, saturating. Never negative;
-/// a `timeout` or `lease` is at least 1ms (zero would end every attempt, or lose every
-/// worker, at once), where a zero `kill_grace` or backoff means none.
+/// a `timeout`, `lease` or `cleanup_timeout` is at least 1ms (zero would end every
+/// attempt, lose every worker, or stop every cleanup, at once), where a zero `kill_grace`,
+/// backoff or `cleanup_delay` means none.
 fn duration(src: &Source, whose: Whose, key: DurationKey, value: &str) -> Result<u64, PlanError> {
-    let zero_ok = !matches!(key, DurationKey::Timeout | DurationKey::Lease);
-    let refuse = |kind| src.error(src.duration_pos(whose.table, key), kind);
-    let out_of_range = || {
-        refuse(K::DurationOutOfRange {
-            scope: whose.scope(),
-            key,
-            value: value.to_string(),
-            zero_ok,
-        })
-    };
-    if value.trim_start().starts_with('-') {
-        return Err(out_of_range());
-    }
-    let ms = humantime::parse_duration(value)
-        .map(millis)
-        .map_err(|reason| {
-            refuse(K::BadDuration {
-                scope: whose.scope(),
+    let zero_ok = !matches!(
+        key,
+        DurationKey::Timeout | DurationKey::Lease | DurationKey::CleanupTimeout
+    );
+    parse_ms(value, zero_ok).map_err(|e| {
+        let (scope, value) = (whose.scope(), value.to_string());
+        let kind = match e {
+            Some(reason) => K::BadDuration {
+                scope,
                 key,
-                value: value.to_string(),
+                value,
                 reason,
-            })
-        })?;
+            },
+            None => K::DurationOutOfRange {
+                scope,
+                key,
+                value,
+                zero_ok,
+            },
+        };
+        src.error(src.duration_pos(whose.table, key), kind)
+    })
+}
+
+/// A duration in milliseconds, or why not: `Some` reason when it is not a duration, `None`
+/// when it is negative, or zero where `zero_ok` is false.
+fn parse_ms(value: &str, zero_ok: bool) -> Result<u64, Option<humantime::DurationError>> {
+    if value.trim_start().starts_with('-') {
+        return Err(None);
+    }
+    let ms = humantime::parse_duration(value).map(millis).map_err(Some)?;
     if ms == 0 && !zero_ok {
-        return Err(out_of_range());
+        return Err(None);
     }
     Ok(ms)
 }
@@ -363,6 +378,7 @@ struct Defaults {
     retries: u32,
     backoff: Backoff,
     max_reassign: u32,
+    cleanup: auxiliary::CleanupDefaults,
 }
 
 impl Defaults {
@@ -377,6 +393,11 @@ impl Defaults {
             None => millis(DEFAULT_KILL_GRACE),
         };
         let backoff = merge_backoff(src, whose, Backoff::default(), d.backoff.as_ref())?;
+        let cleanup = auxiliary::CleanupDefaults::resolve(
+            src,
+            d.cleanup_delay.as_deref(),
+            d.cleanup_timeout.as_deref(),
+        )?;
         let env = d.env.unwrap_or_default();
         let env_from_parent = d.env_from_parent.unwrap_or_default();
         let env_file = d.env_file.map(|p| base_cwd.join(p));
@@ -402,6 +423,7 @@ impl Defaults {
             retries: d.retries.unwrap_or(0),
             backoff,
             max_reassign: d.max_reassign.unwrap_or(DEFAULT_MAX_REASSIGN),
+            cleanup,
         })
     }
 }
@@ -463,55 +485,6 @@ fn check_commands(
         Err(src.error(src.id_pos(i), kind(t.id.clone())))
     })
     .collect()
-}
-
-/// Gates: ids are names, unique among gates; `after` names tasks; `approve = true` (a
-/// gate's own validation command, `run`, is not available yet). Gates have no positions.
-fn check_gates(
-    src: &Source,
-    raw: Vec<super::raw::RawGate>,
-    tasks: &HashMap<&str, usize>,
-) -> Result<Vec<super::Gate>, PlanError> {
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut gates = Vec::with_capacity(raw.len());
-    for g in raw {
-        let refuse = |msg: String| {
-            let kind = K::BadGate {
-                gate: g.id.clone(),
-                msg,
-            };
-            src.error(None, kind)
-        };
-        if !names::is_valid(&g.id) {
-            return Err(src.error(None, bad_name("gate id", &g.id, Scope::Plan)));
-        }
-        if !seen.insert(g.id.clone()) {
-            return Err(refuse("declared twice".into()));
-        }
-        if g.after.is_empty() {
-            return Err(refuse("after must name at least one task".into()));
-        }
-        if let Some(t) = g.after.iter().find(|t| !tasks.contains_key(t.as_str())) {
-            return Err(refuse(format!("after names unknown task {t:?}")));
-        }
-        if g.run.is_some() {
-            return Err(refuse(
-                "run (a validation command) is not available yet; use approve = true".into(),
-            ));
-        }
-        if g.approve != Some(true) {
-            return Err(refuse("a gate needs approve = true".into()));
-        }
-        gates.push(super::Gate {
-            id: g.id,
-            after: g.after,
-            approve: true,
-            run: None,
-            timeout_ms: None,
-            cwd: None,
-        });
-    }
-    Ok(gates)
 }
 
 /// Races: ids unique among tasks and races, at least two members, members are tasks, each
@@ -692,6 +665,7 @@ fn policy(
         None => Ok(None),
         Some("continue") => Ok(Some(super::OnFailure::Continue)),
         Some("stop") => Ok(Some(super::OnFailure::Stop)),
+        Some("freeze") => Ok(Some(super::OnFailure::Freeze)),
         Some(v) => Err(src.error(
             src.on_failure_pos(table),
             K::BadOnFailure {
@@ -871,6 +845,7 @@ fn task(
         resources: BTreeMap::new(),
         on_failure: None,
         memory: None,
+        // Set by `auxiliary::TaskAux::check_into`.
         cleanup: None,
         cleanup_delay_ms: 0,
         cleanup_timeout_ms: super::CLEANUP_TIMEOUT_MS,
@@ -951,6 +926,7 @@ fn secrets(
     Ok(())
 }
 
+mod auxiliary;
 mod sizes;
 #[cfg(test)]
 mod tests;
