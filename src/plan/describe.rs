@@ -37,18 +37,31 @@
 //! entry: `{"from", "to", "kind"}`, `kind` being `task`, `race` or `signal`, and `from`
 //! the task id, race id or `signal:NAME`), `races` (`{"id", "tasks", "pick", "score",
 //! "awaited_by"}`), `checkpoints` (`{"name", "tasks"}`) and `signals` (`{"name",
-//! "awaited_by"}`), empty arrays when there are none. A dry run's JSON adds `dry_run`
-//! (true), `sessions_dir`, `launcher`, `watch`, `durable` and `commands` (`{"id",
-//! "command"}`, the command as in `plan.json`: `{"shell": ...}` or `{"argv": [...]}`).
+//! "awaited_by"}`), empty arrays when there are none. Only for plans that have them, so
+//! that older plans' output keeps its shape: `resources` (pools and their claims),
+//! `on_failure` (the plan's policy, when some task's failure stops or freezes the
+//! session or the plan's is not `continue`), `on_failure_tasks` (`{"ID": "POLICY"}`, the
+//! tasks' own, with it), `gates` (as in
+//! `plan.json`), `cleanup_workers` (when not 1) and `auxiliary` (`{"id", "cleanup":
+//! {"command", "delay_ms", "timeout_ms"} | null, "rollback", "emergency"}` for each task
+//! that has any). A dry run's JSON adds `dry_run` (true), `sessions_dir`, `launcher`,
+//! `watch`, `durable` and `commands` (`{"id", "command"}`, the command as in `plan.json`:
+//! `{"shell": ...}` or `{"argv": [...]}`).
 //!
 //! Graphviz (`plan --dot`): a node per task, a hexagon per race, a diamond per signal
-//! (`"signal:NAME"`), a dashed box per checkpoint (`"checkpoint:NAME"`); an edge from each
-//! dependency to its dependent, dashed edges from race members to their race, dotted
-//! undirected edges from checkpoint participants to their checkpoint. Task, race, signal
-//! and checkpoint names cannot collide: ids have no colon.
+//! (`"signal:NAME"`), an octagon per gate (`"gate:ID"`), a dashed box per checkpoint
+//! (`"checkpoint:NAME"`); an edge from each dependency to its dependent, dashed edges from
+//! race members to their race, dotted undirected edges from checkpoint participants to
+//! their checkpoint. A task with auxiliary commands says which under its id (`cleanup,
+//! rollback`), a gate that runs a check says `run` (and `approve`). Task, race, signal,
+//! gate and checkpoint names cannot collide: ids have no colon.
 //!
-//! The text also lists what each task owns (its write scopes) and where its secrets come
-//! from.
+//! The text also has a line for each pool, each gate (what it does: `runs "make check",
+//! at most 30s, then waits for approval`), the failure policy when it is not
+//! `continue` everywhere (`on_failure: freeze (tasks' own: b stop)`), `cleanup_workers`
+//! when not 1, and, per task, what it owns (its write scopes), where its secrets come
+//! from and its auxiliary commands (`cleanup of a: "rm -rf tmp" (after 5s, at most
+//! 30s)`, `rollback of a: "..."`, `emergency of a: "..."`).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -94,13 +107,25 @@ impl Plan {
         for n in g.nodes() {
             let name = self.node_name(&g, n);
             let attrs = match g.kind(n) {
-                NodeKind::Task(_) => String::new(),
+                NodeKind::Task(i) => match aux_kinds(&self.tasks[*i]) {
+                    kinds if kinds.is_empty() => String::new(),
+                    kinds => {
+                        let label = format!("{}\n{}", self.tasks[*i].id, kinds.join(", "));
+                        format!(" [label={label:?}]")
+                    }
+                },
                 NodeKind::Race(k) => {
                     let label =
                         format!("race {} ({})", self.races[*k].id, pick(self.races[*k].pick));
                     format!(" [shape=hexagon, label={label:?}]")
                 }
                 NodeKind::Signal(_) => " [shape=diamond]".to_string(),
+                NodeKind::Gate(k) if self.gates[*k].run.is_some() => {
+                    let g = &self.gates[*k];
+                    let kinds = if g.approve { "run, approve" } else { "run" };
+                    let label = format!("{}\n{kinds}", g.dep_name());
+                    format!(" [shape=octagon, label={label:?}]")
+                }
                 NodeKind::Gate(_) => " [shape=octagon]".to_string(),
             };
             s.push_str(&format!("  {name:?}{attrs};\n"));
@@ -233,9 +258,21 @@ impl Plan {
                 .filter(|t| t.after.contains(&name))
                 .map(|t| t.id.as_str())
                 .collect();
+            let mut does = Vec::new();
+            if let Some(run) = &g.run {
+                does.push(format!("runs {run:?}"));
+                if let Some(t) = g.timeout_ms {
+                    does.push(format!("at most {}", show_ms(t)));
+                }
+            }
+            if g.approve {
+                let then = if g.run.is_some() { "then " } else { "" };
+                does.push(format!("{then}waits for approval"));
+            }
             s.push_str(&format!(
-                "gate {} (waits for approval): after {}",
+                "gate {} ({}): after {}",
                 g.id,
+                does.join(", "),
                 g.after.join(", ")
             ));
             if !then.is_empty() {
@@ -261,7 +298,7 @@ impl Plan {
             }
             s.push('\n');
         }
-        if self.may_stop() || self.on_failure != super::OnFailure::Continue {
+        if self.shows_policy() {
             s.push_str(&format!("on_failure: {}", self.on_failure.as_str()));
             let own: Vec<String> = self
                 .tasks
@@ -272,6 +309,12 @@ impl Plan {
                 s.push_str(&format!(" (tasks' own: {})", own.join(", ")));
             }
             s.push('\n');
+        }
+        if self.cleanup_workers != 1 {
+            s.push_str(&format!(
+                "cleanup_workers: {} (auxiliary commands at once, besides the workers)\n",
+                self.cleanup_workers
+            ));
         }
         for (name, waiters) in &signals {
             s.push_str(&format!(
@@ -294,6 +337,21 @@ impl Plan {
         for t in &self.tasks {
             if let Some(line) = t.secrets() {
                 s.push_str(&format!("secrets of {}: {line}\n", t.id));
+            }
+        }
+        for t in &self.tasks {
+            if let Some(c) = &t.cleanup {
+                s.push_str(&format!("cleanup of {}: {c:?} (", t.id));
+                if t.cleanup_delay_ms > 0 {
+                    s.push_str(&format!("after {}, ", show_ms(t.cleanup_delay_ms)));
+                }
+                s.push_str(&format!("at most {})\n", show_ms(t.cleanup_timeout_ms)));
+            }
+            if let Some(c) = &t.rollback {
+                s.push_str(&format!("rollback of {}: {c:?}\n", t.id));
+            }
+            if let Some(c) = &t.emergency {
+                s.push_str(&format!("emergency of {}: {c:?}\n", t.id));
             }
         }
         s
@@ -358,11 +416,43 @@ impl Plan {
                 .collect();
             v["resources"] = pools.into();
         }
-        if self.may_stop() {
+        if self.shows_policy() {
             v["on_failure"] = self.on_failure.as_str().into();
+            let own: serde_json::Map<String, serde_json::Value> = self
+                .tasks
+                .iter()
+                .filter_map(|t| Some((t.id.clone(), t.on_failure?.as_str().into())))
+                .collect();
+            if !own.is_empty() {
+                v["on_failure_tasks"] = own.into();
+            }
         }
         if !self.gates.is_empty() {
             v["gates"] = serde_json::json!(self.gates);
+        }
+        if self.cleanup_workers != 1 {
+            v["cleanup_workers"] = self.cleanup_workers.into();
+        }
+        let aux: Vec<_> = self
+            .tasks
+            .iter()
+            .filter(|t| !aux_kinds(t).is_empty())
+            .map(|t| {
+                let cleanup = t.cleanup.as_ref().map(|c| {
+                    serde_json::json!({
+                        "command": c,
+                        "delay_ms": t.cleanup_delay_ms,
+                        "timeout_ms": t.cleanup_timeout_ms,
+                    })
+                });
+                serde_json::json!({
+                    "id": t.id, "cleanup": cleanup, "rollback": t.rollback,
+                    "emergency": t.emergency,
+                })
+            })
+            .collect();
+        if !aux.is_empty() {
+            v["auxiliary"] = aux.into();
         }
         v
     }
@@ -391,6 +481,12 @@ impl Plan {
             o.insert("excluded".into(), excluded.into());
         }
         v
+    }
+
+    /// Whether the description says the failure policy: when some task's failure stops or
+    /// freezes the session, or the plan's policy is not the default.
+    fn shows_policy(&self) -> bool {
+        self.may_stop() || self.on_failure != super::OnFailure::Continue
     }
 
     /// The ids of tasks given by index.
@@ -473,6 +569,23 @@ fn pick(p: Pick) -> &'static str {
         Pick::First => "first",
         Pick::Best => "best",
     }
+}
+
+/// Which auxiliary commands a task has, as the plan names them.
+fn aux_kinds(t: &Task) -> Vec<&'static str> {
+    [
+        ("cleanup", &t.cleanup),
+        ("rollback", &t.rollback),
+        ("emergency", &t.emergency),
+    ]
+    .into_iter()
+    .filter_map(|(k, c)| c.as_ref().map(|_| k))
+    .collect()
+}
+
+/// A duration as a plan spells it: `30s`, `1m 30s`, `500ms`.
+fn show_ms(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
 }
 
 /// A command as the plan spells it: `run "..."` or `cmd ["...", ...]`.
@@ -694,6 +807,96 @@ mod tests {
             serde_json::json!([{"pool": "db", "max": 5, "warn": null, "critical": 4, "claims": {"a": 2}}])
         );
         assert_eq!(j["on_failure"], "stop");
+    }
+
+    /// Auxiliary commands, gates that run a check, `cleanup_workers` and the freeze
+    /// policy, in text, JSON and Graphviz.
+    #[test]
+    fn auxiliary_commands_checks_and_freeze_are_shown() {
+        let p = parse(
+            r#"name = "p"
+on_failure = "freeze"
+cleanup_workers = 2
+[[task]]
+id = "a"
+run = "t"
+cleanup = "rm -rf tmp"
+cleanup_delay = "5s"
+rollback = "git revert --no-edit HEAD"
+[[task]]
+id = "b"
+run = "t"
+after = ["gate:check"]
+cleanup = "true"
+emergency = "pg_ctl stop"
+on_failure = "stop"
+[[gate]]
+id = "check"
+after = ["a"]
+run = "make check"
+timeout = "1m 30s"
+approve = true
+[[gate]]
+id = "ok"
+after = ["a"]
+run = "true"
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.describe(),
+            "plan p: 2 tasks, 4 workers, 2 waves
+wave 1: a
+wave 2: b
+  b: after gate:check
+\
+             gate check (runs \"make check\", at most 1m 30s, then waits for approval): after a; then b\n\
+             gate ok (runs \"true\"): after a\n\
+             on_failure: freeze (tasks' own: b stop)\n\
+             cleanup_workers: 2 (auxiliary commands at once, besides the workers)\n\
+             critical path: a -> b (2 tasks)\n\
+             cleanup of a: \"rm -rf tmp\" (after 5s, at most 30s)\n\
+             rollback of a: \"git revert --no-edit HEAD\"\n\
+             cleanup of b: \"true\" (at most 30s)\n\
+             emergency of b: \"pg_ctl stop\"\n"
+        );
+        let j = p.describe_json();
+        assert_eq!(j["on_failure"], "freeze");
+        assert_eq!(j["on_failure_tasks"], serde_json::json!({"b": "stop"}));
+        assert_eq!(j["cleanup_workers"], 2);
+        assert_eq!(
+            j["auxiliary"],
+            serde_json::json!([
+                {"id": "a",
+                 "cleanup": {"command": "rm -rf tmp", "delay_ms": 5000, "timeout_ms": 30000},
+                 "rollback": "git revert --no-edit HEAD", "emergency": null},
+                {"id": "b", "cleanup": {"command": "true", "delay_ms": 0, "timeout_ms": 30000},
+                 "rollback": null, "emergency": "pg_ctl stop"},
+            ])
+        );
+        assert_eq!(
+            j["gates"],
+            serde_json::json!([
+                {"id": "check", "after": ["a"], "approve": true, "run": "make check",
+                 "timeout_ms": 90000, "cwd": "/base"},
+                {"id": "ok", "after": ["a"], "approve": false, "run": "true", "cwd": "/base"},
+            ])
+        );
+        let dot = p.to_dot();
+        for line in [
+            "  \"a\" [label=\"a\\ncleanup, rollback\"];",
+            "  \"b\" [label=\"b\\ncleanup, emergency\"];",
+            "  \"gate:check\" [shape=octagon, label=\"gate:check\\nrun, approve\"];",
+            "  \"gate:ok\" [shape=octagon, label=\"gate:ok\\nrun\"];",
+        ] {
+            assert!(dot.lines().any(|l| l == line), "{line} not in\n{dot}");
+        }
+        // A plan without any keeps its description as it was.
+        let p = parse(&tasks(&[("a", &[])])).unwrap();
+        let j = p.describe_json();
+        for key in ["on_failure_tasks", "cleanup_workers", "auxiliary", "gates"] {
+            assert!(j.get(key).is_none(), "{key}");
+        }
     }
 
     #[test]

@@ -92,7 +92,9 @@ pub enum PlanErrorKind {
     },
     #[error("workers must be at least 1")]
     TooFewWorkers { workers: i64 },
-    #[error("invalid duration {value:?}: {reason}")]
+    #[error("cleanup_workers must be at least 1")]
+    TooFewCleanupWorkers { cleanup_workers: i64 },
+    #[error("{}invalid duration {value:?}: {reason}", key.own_label())]
     BadDuration {
         scope: Scope,
         key: DurationKey,
@@ -205,12 +207,17 @@ pub enum PlanErrorKind {
     #[error("gate {gate:?}: {msg}")]
     BadGate { gate: String, msg: String },
     /// `on_failure` is not one of the policies.
-    #[error("on_failure: {value:?} is not a failure policy ({})", if value == "freeze" {
-        "\"freeze\" is not available yet; use \"continue\" or \"stop\""
-    } else {
-        "use \"continue\" or \"stop\""
-    })]
+    #[error(
+        "on_failure: {value:?} is not a failure policy (use \"continue\", \"stop\" or \"freeze\")"
+    )]
     BadOnFailure { scope: Scope, value: String },
+    /// An auxiliary command (`cleanup`, `rollback`, `emergency`) that is empty or only
+    /// white space: `sh -c ""` would succeed having done nothing, which hides a mistake.
+    #[error("{key}: the command is empty")]
+    EmptyCommand { scope: Scope, key: &'static str },
+    /// A task's own `cleanup_delay` or `cleanup_timeout` without a `cleanup` to time.
+    #[error("{key}: the task has no cleanup")]
+    NoCleanup { scope: Scope, key: DurationKey },
     /// A pool of `[resources]` is wrong.
     #[error("resources.{pool}: {msg}")]
     BadPool { pool: String, msg: String },
@@ -230,19 +237,22 @@ impl PlanErrorKind {
             PlanErrorKind::BadDuration { scope, key, .. } => {
                 write!(f, "{scope}")?;
                 // A task's own timeout and kill_grace are not named: the task is, and the
-                // message quotes the value.
-                let named = !matches!(
-                    (scope, key),
-                    (
-                        Scope::Task(_),
-                        DurationKey::Timeout | DurationKey::KillGrace
-                    )
-                );
+                // message quotes the value. Keys whose message names them need no more.
+                let named = !key.named_in_message()
+                    && !matches!(
+                        (scope, key),
+                        (
+                            Scope::Task(_),
+                            DurationKey::Timeout | DurationKey::KillGrace
+                        )
+                    );
                 if named { write!(f, "{key}: ") } else { Ok(()) }
             }
             PlanErrorKind::BadName { scope, .. }
             | PlanErrorKind::BadSecret { scope, .. }
             | PlanErrorKind::BadOnFailure { scope, .. }
+            | PlanErrorKind::EmptyCommand { scope, .. }
+            | PlanErrorKind::NoCleanup { scope, .. }
             | PlanErrorKind::BadSize { scope, .. }
             | PlanErrorKind::BadOwns { scope, .. }
             | PlanErrorKind::DurationOutOfRange { scope, .. }
@@ -281,6 +291,31 @@ pub enum DurationKey {
     KillGrace,
     BackoffInitial,
     BackoffMax,
+    CleanupDelay,
+    CleanupTimeout,
+}
+
+impl DurationKey {
+    /// Whether an invalid value's message names the key even where a line and column say
+    /// which value it is. The keys of auxiliary commands do; the older keys' messages stay
+    /// as they were (their text is part of the interface), naming the key only without a
+    /// location.
+    fn named_in_message(self) -> bool {
+        matches!(
+            self,
+            DurationKey::CleanupDelay | DurationKey::CleanupTimeout
+        )
+    }
+
+    /// `"cleanup_delay: "` for a key [`named_in_message`](Self::named_in_message), else
+    /// nothing.
+    fn own_label(self) -> String {
+        if self.named_in_message() {
+            format!("{self}: ")
+        } else {
+            String::new()
+        }
+    }
 }
 
 impl fmt::Display for DurationKey {
@@ -291,6 +326,8 @@ impl fmt::Display for DurationKey {
             DurationKey::KillGrace => "kill_grace",
             DurationKey::BackoffInitial => "backoff.initial",
             DurationKey::BackoffMax => "backoff.max",
+            DurationKey::CleanupDelay => "cleanup_delay",
+            DurationKey::CleanupTimeout => "cleanup_timeout",
         })
     }
 }
@@ -387,6 +424,16 @@ mod tests {
                 DurationKey::BackoffInitial,
                 "task \"t\": backoff.initial: ",
             ),
+            (
+                Scope::Task("t".into()),
+                DurationKey::CleanupDelay,
+                "task \"t\": cleanup_delay: ",
+            ),
+            (
+                Scope::Defaults,
+                DurationKey::CleanupTimeout,
+                "defaults.cleanup_timeout: ",
+            ),
         ];
         for (scope, key, context) in cases {
             assert_eq!(
@@ -394,6 +441,41 @@ mod tests {
                 format!("p.json: {context}invalid duration \"soon\": expected number at 0")
             );
         }
+    }
+
+    /// The keys of auxiliary commands name themselves where a location is given too.
+    #[test]
+    fn auxiliary_keys_are_named_with_or_without_a_location() {
+        let delay = || duration(Scope::Task("a".into()), DurationKey::CleanupDelay);
+        assert_eq!(
+            located(delay()),
+            "p.toml:7:9: cleanup_delay: invalid duration \"soon\": expected number at 0"
+        );
+        let empty = || PlanErrorKind::EmptyCommand {
+            scope: Scope::Task("a".into()),
+            key: "rollback",
+        };
+        assert_eq!(
+            located(empty()),
+            "p.toml:7:9: rollback: the command is empty"
+        );
+        assert_eq!(
+            unlocated(empty()),
+            "p.json: task \"a\": rollback: the command is empty"
+        );
+        let orphan = PlanErrorKind::NoCleanup {
+            scope: Scope::Task("a".into()),
+            key: DurationKey::CleanupTimeout,
+        };
+        assert_eq!(
+            unlocated(orphan),
+            "p.json: task \"a\": cleanup_timeout: the task has no cleanup"
+        );
+        let workers = PlanErrorKind::TooFewCleanupWorkers { cleanup_workers: 0 };
+        assert_eq!(
+            unlocated(workers),
+            "p.json: cleanup_workers must be at least 1"
+        );
     }
 
     #[test]

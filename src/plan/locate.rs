@@ -46,6 +46,17 @@ pub(super) struct Positions {
     /// `[limits] memory` and `min_free_memory`.
     pub(super) limits_memory: Option<usize>,
     pub(super) min_free_memory: Option<usize>,
+    pub(super) cleanup_workers: Option<usize>,
+    pub(super) gate: Vec<GatePositions>,
+}
+
+/// One `[[gate]]`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct GatePositions {
+    pub(super) id: Option<usize>,
+    pub(super) after: Vec<usize>,
+    pub(super) run: Option<usize>,
+    pub(super) timeout: Option<usize>,
 }
 
 /// `[defaults]` or one task (`[defaults]` has no `id` or `after`).
@@ -61,6 +72,11 @@ pub(super) struct TablePositions {
     pub(super) resources: Option<usize>,
     pub(super) on_failure: Option<usize>,
     pub(super) memory: Option<usize>,
+    pub(super) cleanup: Option<usize>,
+    pub(super) cleanup_delay: Option<usize>,
+    pub(super) cleanup_timeout: Option<usize>,
+    pub(super) rollback: Option<usize>,
+    pub(super) emergency: Option<usize>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -138,6 +154,27 @@ impl<'a> Source<'a> {
         self.positions().workers
     }
 
+    /// The plan's `cleanup_workers`.
+    pub(super) fn cleanup_workers_pos(&self) -> Option<usize> {
+        self.positions().cleanup_workers
+    }
+
+    /// An auxiliary command of the task at index `i`: `cleanup`, `rollback` or
+    /// `emergency`.
+    pub(super) fn command_pos(&self, i: usize, key: &str) -> Option<usize> {
+        let t = self.table(Table::Task(i))?;
+        match key {
+            "cleanup" => t.cleanup,
+            "rollback" => t.rollback,
+            _ => t.emergency,
+        }
+    }
+
+    /// The `[[gate]]` at index `k`.
+    pub(super) fn gate_pos(&self, k: usize) -> Option<&GatePositions> {
+        self.positions().gate.get(k)
+    }
+
     /// The `id` of the task at index `i`.
     pub(super) fn id_pos(&self, i: usize) -> Option<usize> {
         self.table(Table::Task(i))?.id
@@ -166,6 +203,8 @@ impl<'a> Source<'a> {
             DurationKey::KillGrace => self.table(table)?.kill_grace,
             DurationKey::BackoffInitial => self.table(table)?.backoff.initial,
             DurationKey::BackoffMax => self.table(table)?.backoff.max,
+            DurationKey::CleanupDelay => self.table(table)?.cleanup_delay,
+            DurationKey::CleanupTimeout => self.table(table)?.cleanup_timeout,
         }
     }
 
@@ -240,6 +279,17 @@ struct Locs {
     on_failure: Loc,
     #[serde(default)]
     limits: LimitsLocs,
+    cleanup_workers: Loc,
+    #[serde(default)]
+    gate: Vec<GateLocs>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct GateLocs {
+    id: Loc,
+    after: Option<Vec<toml::Spanned<toml::Value>>>,
+    run: Loc,
+    timeout: Loc,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -262,6 +312,11 @@ struct TableLocs {
     resources: Loc,
     on_failure: Loc,
     memory: Loc,
+    cleanup: Loc,
+    cleanup_delay: Loc,
+    cleanup_timeout: Loc,
+    rollback: Loc,
+    emergency: Loc,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -288,6 +343,17 @@ impl From<Locs> for Positions {
             on_failure: start(&l.on_failure),
             limits_memory: start(&l.limits.memory),
             min_free_memory: start(&l.limits.min_free_memory),
+            cleanup_workers: start(&l.cleanup_workers),
+            gate: l
+                .gate
+                .into_iter()
+                .map(|g| GatePositions {
+                    id: start(&g.id),
+                    after: starts(g.after),
+                    run: start(&g.run),
+                    timeout: start(&g.timeout),
+                })
+                .collect(),
         }
     }
 }
@@ -310,6 +376,11 @@ impl From<TableLocs> for TablePositions {
             resources: start(&t.resources),
             on_failure: start(&t.on_failure),
             memory: start(&t.memory),
+            cleanup: start(&t.cleanup),
+            cleanup_delay: start(&t.cleanup_delay),
+            cleanup_timeout: start(&t.cleanup_timeout),
+            rollback: start(&t.rollback),
+            emergency: start(&t.emergency),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! on anything unexpected: the messages then name the value instead. Values it does not
 //! need are skipped without recursion, so no nesting can exhaust the stack.
 
-use super::locate::{BackoffPositions, Positions, TablePositions};
+use super::locate::{BackoffPositions, GatePositions, Positions, TablePositions};
 
 /// The positions of a JSON plan's values, or `None` when the text is not what it expects.
 pub(super) fn positions(text: &str) -> Option<Positions> {
@@ -22,6 +22,7 @@ pub(super) fn positions(text: &str) -> Option<Positions> {
             "workers" => p.workers = Some(at),
             "lease" => p.lease = Some(at),
             "on_failure" => p.on_failure = Some(at),
+            "cleanup_workers" => p.cleanup_workers = Some(at),
             "limits" if s.peek() == Some(b'{') => {
                 return s.object(|s, key, at| {
                     match key.as_str() {
@@ -37,6 +38,18 @@ pub(super) fn positions(text: &str) -> Option<Positions> {
                 return s.object(|s, key, at| {
                     p.resources.push((key, at));
                     s.skip_value()
+                });
+            }
+            "gate" if s.peek() == Some(b'[') => {
+                return s.array(|s, _| {
+                    let mut g = GatePositions::default();
+                    if s.peek() == Some(b'{') {
+                        s.gate(&mut g)?;
+                    } else {
+                        s.skip_value()?;
+                    }
+                    p.gate.push(g);
+                    Some(())
                 });
             }
             "task" if s.peek() == Some(b'[') => {
@@ -188,9 +201,28 @@ impl Scanner<'_> {
                 "resources" => t.resources = Some(at),
                 "on_failure" => t.on_failure = Some(at),
                 "memory" => t.memory = Some(at),
+                "cleanup" => t.cleanup = Some(at),
+                "cleanup_delay" => t.cleanup_delay = Some(at),
+                "cleanup_timeout" => t.cleanup_timeout = Some(at),
+                "rollback" => t.rollback = Some(at),
+                "emergency" => t.emergency = Some(at),
                 "after" if s.peek() == Some(b'[') => return s.offsets(&mut t.after),
                 "owns" if s.peek() == Some(b'[') => return s.offsets(&mut t.owns),
                 "backoff" if s.peek() == Some(b'{') => return s.backoff(&mut t.backoff),
+                _ => {}
+            }
+            s.skip_value()
+        })
+    }
+
+    /// A `[[gate]]`.
+    fn gate(&mut self, g: &mut GatePositions) -> Option<()> {
+        self.object(|s, key, at| {
+            match key.as_str() {
+                "id" => g.id = Some(at),
+                "run" => g.run = Some(at),
+                "timeout" => g.timeout = Some(at),
+                "after" if s.peek() == Some(b'[') => return s.offsets(&mut g.after),
                 _ => {}
             }
             s.skip_value()

@@ -264,8 +264,9 @@ impl Limits {
 }
 
 /// `[[gate]]`: tasks that name it in `after` (`"gate:ID"`) start once every task of its
-/// `after` succeeded and a person approved it (`orchestrator approve SESSION ID`); a
-/// rejection is a failure for them.
+/// `after` succeeded, its `run` (if any) exited 0, and a person approved it (`orchestrator
+/// approve SESSION ID`) if it asks for approval; a failed check or a rejection is a failure
+/// for them. It has `run`, `approve`, or both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gate {
     pub id: String,
@@ -280,7 +281,9 @@ pub struct Gate {
     /// The validation is stopped (and fails) after this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Where `run` runs: the plan's directory.
+    /// Where `run` runs (absolute; only with `run`): where tasks run unless they say
+    /// otherwise, `[defaults] cwd` resolved as for a task, else the directory `orchestrator
+    /// run` was started in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
 }
@@ -474,6 +477,8 @@ mod tests {
 workers = 3
 keep_windows = true
 lease = "20s"
+on_failure = "freeze"
+cleanup_workers = 2
 [defaults]
 retries = 1
 env = { A = "1" }
@@ -486,6 +491,11 @@ timeout = "1m"
 marks = ["built"]
 owns = ["out/**", "db/schema.rb"]
 env = { B = "2" }
+cleanup = "rm -rf tmp"
+cleanup_delay = "2s"
+cleanup_timeout = "1m"
+rollback = "git revert --no-edit HEAD"
+emergency = "pg_ctl stop"
 [[task]]
 id = "b"
 cmd = ["echo", "b"]
@@ -514,6 +524,11 @@ id = "s"
 tasks = ["a", "d"]
 pick = "best"
 score = "/score"
+[[gate]]
+id = "g"
+after = ["a"]
+run = "make check"
+timeout = "30s"
 "#;
 
     /// `plan.json` is read back by running sessions (and by `worker`, `status` and the
@@ -522,11 +537,12 @@ score = "/score"
     /// line per task.
     const FULL_PLAN_JSON: &str = concat!(
         r#"{"name":"shape","workers":3,"keep_windows":true,"lease_ms":20000,"tasks":["#,
-        r#"{"id":"a","command":{"shell":"echo a"},"after":[],"after_signals":[],"priority":5,"marks":["built"],"owns":["out/**","db/schema.rb"],"cwd":"/base","env":{"A":"1","B":"2"},"timeout_ms":60000,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000},"#,
+        r#"{"id":"a","command":{"shell":"echo a"},"after":[],"after_signals":[],"priority":5,"marks":["built"],"owns":["out/**","db/schema.rb"],"cwd":"/base","env":{"A":"1","B":"2"},"timeout_ms":60000,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000,"cleanup":"rm -rf tmp","cleanup_delay_ms":2000,"cleanup_timeout_ms":60000,"rollback":"git revert --no-edit HEAD","emergency":"pg_ctl stop"},"#,
         r#"{"id":"b","command":{"argv":["echo","b"]},"after":["a"],"after_signals":["go"],"priority":0,"marks":[],"cwd":"/base/sub","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":1,"kill_grace_ms":1000},"#,
         r#"{"id":"c","command":{"shell":"true"},"after":["a"],"after_signals":[],"priority":0,"marks":[],"cwd":"/base","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000},"#,
         r#"{"id":"d","command":{"shell":"true"},"after":["r"],"after_signals":[],"priority":0,"marks":[],"cwd":"/base","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000}"#,
-        r#"],"checkpoints":[{"name":"cp","tasks":["b","c"]}],"lock_order":["db","cache"],"races":[{"id":"r","tasks":["b","c"],"pick":"first","score":null},{"id":"s","tasks":["a","d"],"pick":"best","score":"/score"}]}"#,
+        r#"],"checkpoints":[{"name":"cp","tasks":["b","c"]}],"lock_order":["db","cache"],"races":[{"id":"r","tasks":["b","c"],"pick":"first","score":null},{"id":"s","tasks":["a","d"],"pick":"best","score":"/score"}],"#,
+        r#""on_failure":"freeze","gates":[{"id":"g","after":["a"],"approve":false,"run":"make check","timeout_ms":30000,"cwd":"/base"}],"cleanup_workers":2}"#,
     );
 
     #[test]

@@ -35,6 +35,7 @@ pub(super) struct RawPlan {
     #[serde(default)]
     pub(super) gate: Vec<RawGate>,
     pub(super) limits: Option<RawLimits>,
+    pub(super) cleanup_workers: Option<i64>,
 }
 
 /// `[limits]`: sizes as written (`"8GiB"`).
@@ -45,7 +46,8 @@ pub(super) struct RawLimits {
     pub(super) min_free_memory: Option<String>,
 }
 
-/// `[[gate]]`: a point between tasks that waits for a person (`approve = true`).
+/// `[[gate]]`: a point between tasks that runs a check (`run`), waits for a person
+/// (`approve = true`), or both.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGate {
@@ -54,6 +56,7 @@ pub(super) struct RawGate {
     pub(super) after: Vec<String>,
     pub(super) run: Option<String>,
     pub(super) approve: Option<bool>,
+    pub(super) timeout: Option<String>,
 }
 
 /// A pool of tokens: `db = { max = 50, warn = 35, critical = 45 }`. Signed, so that a
@@ -94,6 +97,8 @@ pub(super) struct RawDefaults {
     pub(super) backoff: Option<RawBackoff>,
     pub(super) max_reassign: Option<u32>,
     pub(super) kill_grace: Option<String>,
+    pub(super) cleanup_delay: Option<String>,
+    pub(super) cleanup_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -127,6 +132,11 @@ pub(super) struct RawTask {
     pub(super) on_failure: Option<String>,
     pub(super) owns: Option<Vec<String>>,
     pub(super) memory: Option<String>,
+    pub(super) cleanup: Option<String>,
+    pub(super) cleanup_delay: Option<String>,
+    pub(super) cleanup_timeout: Option<String>,
+    pub(super) rollback: Option<String>,
+    pub(super) emergency: Option<String>,
 }
 
 /// Parse the text of `src` (JSON or TOML, by its name). Syntax and schema errors carry the

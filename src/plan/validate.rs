@@ -3,9 +3,11 @@
 //! [`PlanError`].
 //!
 //! Errors come in a fixed order (plan-level values and defaults, then task ids, duplicates,
-//! commands, races, checkpoints, locks, unknown dependencies, cycles, then each task's own
-//! values, then overlapping `owns` of tasks that may run at the same time) so that the first one reported never depends on hash order. Each step is one
-//! function below, called in that order by [`validate`].
+//! commands, races, gates, checkpoints, locks, unknown dependencies, cycles, then each
+//! task's own values, its auxiliary commands last, then overlapping `owns` of tasks that
+//! may run at the same time) so that the first one reported never depends on hash order.
+//! Each step is one function below (or in [`auxiliary`], for what runs beside the tasks),
+//! called in that order by [`validate`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ use super::scopes::{Pattern, first_conflict};
 use super::{Checkpoint, PLAN_CAP, Pick, Plan, Race, TASK_CAP, Task, TaskCommand};
 use crate::names;
 use crate::scheduler::Backoff;
+use sizes::size_of;
+pub use sizes::{show_size, show_size_rounded};
 
 const DEFAULT_WORKERS: i64 = 4;
 const DEFAULT_LEASE: Duration = Duration::from_secs(10);
@@ -42,11 +46,13 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         on_failure,
         gate: raw_gates,
         limits: raw_limits,
+        cleanup_workers,
     } = raw;
     if !names::is_valid(&name) {
         return Err(src.error(src.name_pos(), bad_name("plan name", &name, Scope::Plan)));
     }
     let workers = worker_count(src, workers)?;
+    let cleanup_workers = auxiliary::cleanup_workers(src, cleanup_workers)?;
     let lease_ms = match &lease {
         Some(v) => duration(src, Whose::ROOT, DurationKey::Lease, v)?,
         None => millis(DEFAULT_LEASE),
@@ -82,7 +88,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         let ids = task_ids(src, &raw_tasks)?;
         let commands = check_commands(src, &raw_tasks, commands)?;
         let races = check_races(src, &race, &ids)?;
-        gates = check_gates(src, raw_gates, &ids)?;
+        gates = auxiliary::check_gates(src, raw_gates, &ids, &defaults.cwd)?;
         check_checkpoints(src, &checkpoints, &ids)?;
         let lock_order = check_lock_order(src, locks.map(|l| l.order).unwrap_or_default())?;
         let known = Known::new(ids, &races, &gate_names);
@@ -92,7 +98,8 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
     };
 
     let tasks = raw_tasks.into_iter().zip(commands).enumerate();
-    let tasks = tasks.map(|(i, (t, command))| {
+    let tasks = tasks.map(|(i, (mut t, command))| {
+        let aux = auxiliary::TaskAux::take(&mut t);
         let claims = claims(src, i, &t, &resources)?;
         let scope = Scope::Task(t.id.clone());
         let policy = policy(src, Table::Task(i), scope.clone(), t.on_failure.as_deref())?;
@@ -115,6 +122,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         task.resources = claims;
         task.on_failure = policy;
         task.memory = memory;
+        aux.check_into(src, i, &defaults.cleanup, &mut task)?;
         Ok(task)
     });
     let plan = Plan {
@@ -130,7 +138,7 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         on_failure,
         gates,
         limits,
-        cleanup_workers: 1,
+        cleanup_workers,
     };
     check_owns(src, &plan)?;
     check_sizes(src, &plan)?;
@@ -277,34 +285,43 @@ fn worker_count(src: &Source, workers: Option<i64>) -> Result<usize, PlanError> 
 }
 
 /// A humantime duration (`"30s"`, `"1h 5m"`) in milliseconds, saturating. Never negative;
-/// a `timeout` or `lease` is at least 1ms (zero would end every attempt, or lose every
-/// worker, at once), where a zero `kill_grace` or backoff means none.
+/// a `timeout`, `lease` or `cleanup_timeout` is at least 1ms (zero would end every
+/// attempt, lose every worker, or stop every cleanup, at once), where a zero `kill_grace`,
+/// backoff or `cleanup_delay` means none.
 fn duration(src: &Source, whose: Whose, key: DurationKey, value: &str) -> Result<u64, PlanError> {
-    let zero_ok = !matches!(key, DurationKey::Timeout | DurationKey::Lease);
-    let refuse = |kind| src.error(src.duration_pos(whose.table, key), kind);
-    let out_of_range = || {
-        refuse(K::DurationOutOfRange {
-            scope: whose.scope(),
-            key,
-            value: value.to_string(),
-            zero_ok,
-        })
-    };
-    if value.trim_start().starts_with('-') {
-        return Err(out_of_range());
-    }
-    let ms = humantime::parse_duration(value)
-        .map(millis)
-        .map_err(|reason| {
-            refuse(K::BadDuration {
-                scope: whose.scope(),
+    let zero_ok = !matches!(
+        key,
+        DurationKey::Timeout | DurationKey::Lease | DurationKey::CleanupTimeout
+    );
+    parse_ms(value, zero_ok).map_err(|e| {
+        let (scope, value) = (whose.scope(), value.to_string());
+        let kind = match e {
+            Some(reason) => K::BadDuration {
+                scope,
                 key,
-                value: value.to_string(),
+                value,
                 reason,
-            })
-        })?;
+            },
+            None => K::DurationOutOfRange {
+                scope,
+                key,
+                value,
+                zero_ok,
+            },
+        };
+        src.error(src.duration_pos(whose.table, key), kind)
+    })
+}
+
+/// A duration in milliseconds, or why not: `Some` reason when it is not a duration, `None`
+/// when it is negative, or zero where `zero_ok` is false.
+fn parse_ms(value: &str, zero_ok: bool) -> Result<u64, Option<humantime::DurationError>> {
+    if value.trim_start().starts_with('-') {
+        return Err(None);
+    }
+    let ms = humantime::parse_duration(value).map(millis).map_err(Some)?;
     if ms == 0 && !zero_ok {
-        return Err(out_of_range());
+        return Err(None);
     }
     Ok(ms)
 }
@@ -361,6 +378,7 @@ struct Defaults {
     retries: u32,
     backoff: Backoff,
     max_reassign: u32,
+    cleanup: auxiliary::CleanupDefaults,
 }
 
 impl Defaults {
@@ -375,6 +393,11 @@ impl Defaults {
             None => millis(DEFAULT_KILL_GRACE),
         };
         let backoff = merge_backoff(src, whose, Backoff::default(), d.backoff.as_ref())?;
+        let cleanup = auxiliary::CleanupDefaults::resolve(
+            src,
+            d.cleanup_delay.as_deref(),
+            d.cleanup_timeout.as_deref(),
+        )?;
         let env = d.env.unwrap_or_default();
         let env_from_parent = d.env_from_parent.unwrap_or_default();
         let env_file = d.env_file.map(|p| base_cwd.join(p));
@@ -400,6 +423,7 @@ impl Defaults {
             retries: d.retries.unwrap_or(0),
             backoff,
             max_reassign: d.max_reassign.unwrap_or(DEFAULT_MAX_REASSIGN),
+            cleanup,
         })
     }
 }
@@ -461,55 +485,6 @@ fn check_commands(
         Err(src.error(src.id_pos(i), kind(t.id.clone())))
     })
     .collect()
-}
-
-/// Gates: ids are names, unique among gates; `after` names tasks; `approve = true` (a
-/// gate's own validation command, `run`, is not available yet). Gates have no positions.
-fn check_gates(
-    src: &Source,
-    raw: Vec<super::raw::RawGate>,
-    tasks: &HashMap<&str, usize>,
-) -> Result<Vec<super::Gate>, PlanError> {
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut gates = Vec::with_capacity(raw.len());
-    for g in raw {
-        let refuse = |msg: String| {
-            let kind = K::BadGate {
-                gate: g.id.clone(),
-                msg,
-            };
-            src.error(None, kind)
-        };
-        if !names::is_valid(&g.id) {
-            return Err(src.error(None, bad_name("gate id", &g.id, Scope::Plan)));
-        }
-        if !seen.insert(g.id.clone()) {
-            return Err(refuse("declared twice".into()));
-        }
-        if g.after.is_empty() {
-            return Err(refuse("after must name at least one task".into()));
-        }
-        if let Some(t) = g.after.iter().find(|t| !tasks.contains_key(t.as_str())) {
-            return Err(refuse(format!("after names unknown task {t:?}")));
-        }
-        if g.run.is_some() {
-            return Err(refuse(
-                "run (a validation command) is not available yet; use approve = true".into(),
-            ));
-        }
-        if g.approve != Some(true) {
-            return Err(refuse("a gate needs approve = true".into()));
-        }
-        gates.push(super::Gate {
-            id: g.id,
-            after: g.after,
-            approve: true,
-            run: None,
-            timeout_ms: None,
-            cwd: None,
-        });
-    }
-    Ok(gates)
 }
 
 /// Races: ids unique among tasks and races, at least two members, members are tasks, each
@@ -679,84 +654,6 @@ fn check_cycles(src: &Source, tasks: &[RawTask], known: &Known) -> Result<(), Pl
     Err(src.error(pos, K::Cycle { path }))
 }
 
-/// A size in bytes: a whole number with an optional unit, `B`, `KiB`, `MiB`, `GiB`,
-/// `TiB` (powers of 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000), as in `"512MiB"`
-/// or `"2 GiB"`; at least 1 byte.
-fn size_of(
-    src: &Source,
-    table: Table,
-    scope: Scope,
-    key: &'static str,
-    value: Option<&str>,
-) -> Result<Option<u64>, PlanError> {
-    let Some(v) = value else {
-        return Ok(None);
-    };
-    parse_size(v).map(Some).map_err(|msg| {
-        let kind = K::BadSize { scope, key, msg };
-        src.error(src.size_pos(table, key), kind)
-    })
-}
-
-fn parse_size(v: &str) -> Result<u64, String> {
-    let t = v.trim();
-    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-    let bad = || format!("{v:?} is not a size (a whole number and a unit: 512MiB, 8GiB, 2GB)");
-    if digits == 0 {
-        return Err(bad());
-    }
-    let n: u64 = t[..digits].parse().map_err(|_| bad())?;
-    let unit: u64 = match t[digits..].trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        _ => return Err(bad()),
-    };
-    let bytes = n
-        .checked_mul(unit)
-        .ok_or_else(|| format!("{v:?} is too large"))?;
-    if bytes == 0 {
-        return Err(format!("{v:?} must be at least 1 byte"));
-    }
-    Ok(bytes)
-}
-
-/// A measured size for people: one decimal in the largest binary unit it reaches.
-pub fn show_size_rounded(b: u64) -> String {
-    for (unit, name) in [
-        (1u64 << 40, "TiB"),
-        (1 << 30, "GiB"),
-        (1 << 20, "MiB"),
-        (1 << 10, "KiB"),
-    ] {
-        if b >= unit {
-            return format!("{:.1}{name}", b as f64 / unit as f64);
-        }
-    }
-    format!("{b}B")
-}
-
-/// A size for a message: the largest binary unit it is a whole number of.
-pub fn show_size(b: u64) -> String {
-    for (unit, name) in [
-        (1u64 << 40, "TiB"),
-        (1 << 30, "GiB"),
-        (1 << 20, "MiB"),
-        (1 << 10, "KiB"),
-    ] {
-        if b >= unit && b.is_multiple_of(unit) {
-            return format!("{}{name}", b / unit);
-        }
-    }
-    format!("{b}B")
-}
-
 /// An `on_failure` value (of the plan, or a task's).
 fn policy(
     src: &Source,
@@ -768,6 +665,7 @@ fn policy(
         None => Ok(None),
         Some("continue") => Ok(Some(super::OnFailure::Continue)),
         Some("stop") => Ok(Some(super::OnFailure::Stop)),
+        Some("freeze") => Ok(Some(super::OnFailure::Freeze)),
         Some(v) => Err(src.error(
             src.on_failure_pos(table),
             K::BadOnFailure {
@@ -947,6 +845,7 @@ fn task(
         resources: BTreeMap::new(),
         on_failure: None,
         memory: None,
+        // Set by `auxiliary::TaskAux::check_into`.
         cleanup: None,
         cleanup_delay_ms: 0,
         cleanup_timeout_ms: super::CLEANUP_TIMEOUT_MS,
@@ -1027,5 +926,7 @@ fn secrets(
     Ok(())
 }
 
+mod auxiliary;
+mod sizes;
 #[cfg(test)]
 mod tests;

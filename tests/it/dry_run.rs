@@ -247,3 +247,50 @@ fn plan_shows_signals_races_and_checkpoints() {
     assert_eq!(v["critical_path"], serde_json::json!(["a", "b", "d"]));
     assert!(!sb.sessions().exists());
 }
+
+/// Auxiliary commands, `cleanup_workers` and the freeze policy: `plan` and a dry run say
+/// them (and start none of them).
+#[test]
+fn plan_and_a_dry_run_show_auxiliary_commands_and_freeze() {
+    let sb = Sandbox::new();
+    sb.write(
+        "aux.toml",
+        "name = \"aux\"\non_failure = \"freeze\"\ncleanup_workers = 2\n\
+         [defaults]\ncleanup_delay = \"5s\"\n\
+         [[task]]\nid = \"a\"\nrun = 'touch \"$OUT/a\"'\ncleanup = 'touch \"$OUT/cleanup\"'\n\
+         rollback = 'touch \"$OUT/rollback\"'\nemergency = 'touch \"$OUT/emergency\"'\n",
+    );
+    let tail = "on_failure: freeze\n\
+        cleanup_workers: 2 (auxiliary commands at once, besides the workers)\n\
+        critical path: a (1 tasks)\n\
+        cleanup of a: \"touch \\\"$OUT/cleanup\\\"\" (after 5s, at most 30s)\n\
+        rollback of a: \"touch \\\"$OUT/rollback\\\"\"\n\
+        emergency of a: \"touch \\\"$OUT/emergency\\\"\"\n";
+    let o = sb.run(&["plan", "aux.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("plan aux: 1 tasks, 4 workers, 1 waves\nwave 1: a\n{tail}")
+    );
+    let o = sb.run(&["run", "aux.toml", "--dry-run", "--launcher", "background"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).ends_with(&format!(
+            "wave 1: a\n  a: run \"touch \\\"$OUT/a\\\"\"\n{tail}"
+        )),
+        "{}",
+        stdout(&o)
+    );
+    let o = sb.run(&["plan", "aux.toml", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["on_failure"], "freeze");
+    assert_eq!(v["cleanup_workers"], 2);
+    assert_eq!(
+        v["auxiliary"],
+        serde_json::json!([{"id": "a",
+            "cleanup": {"command": "touch \"$OUT/cleanup\"", "delay_ms": 5000, "timeout_ms": 30000},
+            "rollback": "touch \"$OUT/rollback\"", "emergency": "touch \"$OUT/emergency\""}])
+    );
+    assert_eq!(names_in(&sb.out()), Vec::<String>::new());
+    assert!(!sb.sessions().exists());
+}

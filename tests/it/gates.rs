@@ -100,23 +100,33 @@ fn an_approval_given_while_no_orchestrator_runs_is_carried_out_by_resume() {
     assert_eq!(status_json(&sb, &session)["gates"][0]["state"], "approved");
 }
 
+/// A gate that runs a check: `plan` accepts it and says what it runs, for how long, and
+/// where (the directory tasks run in by default). (Running one is the engine's.)
 #[test]
-fn a_gate_with_a_validation_command_is_refused_for_now() {
+fn plan_shows_a_gate_that_runs_a_check() {
     let sb = Sandbox::new();
     let p = sb.write(
         "g.toml",
         "name = \"g\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n\
-         [[gate]]\nid = \"ok\"\nafter = [\"a\"]\nrun = \"true\"\n",
+         [[task]]\nid = \"b\"\nrun = \"true\"\nafter = [\"gate:ok\"]\n\
+         [[gate]]\nid = \"ok\"\nafter = [\"a\"]\nrun = \"test -f built\"\ntimeout = \"30s\"\n",
     );
     let o = sb.run(&["plan", p.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert_eq!(
-        stderr(&o),
-        format!(
-            "error: {}: gate \"ok\": run (a validation command) is not available yet; use approve = true\n",
-            p.display()
-        )
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("\ngate ok (runs \"test -f built\", at most 30s): after a; then b\n"),
+        "{}",
+        stdout(&o)
     );
+    let o = sb.run(&["plan", p.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["gates"],
+        serde_json::json!([{"id": "ok", "after": ["a"], "approve": false,
+            "run": "test -f built", "timeout_ms": 30000,
+            "cwd": sb.path().display().to_string()}])
+    );
+    assert!(!sb.sessions().exists());
 }
 
 /// The README's migration example, as a person would run it: it waits at its gate, is

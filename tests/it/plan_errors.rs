@@ -235,12 +235,34 @@ fn a_claim_larger_than_its_pool_is_refused_in_a_json_plan_too() {
 #[test]
 fn an_unknown_failure_policy_is_refused_where_it_is_written() {
     refused(
-        "name = \"p\"\non_failure = \"freeze\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
-        "plan.toml:2:14: on_failure: \"freeze\" is not a failure policy (\"freeze\" is not available yet; use \"continue\" or \"stop\")",
+        "name = \"p\"\non_failure = \"freez\"\n[[task]]\nid = \"a\"\nrun = \"true\"\n",
+        "plan.toml:2:14: on_failure: \"freez\" is not a failure policy (use \"continue\", \"stop\" or \"freeze\")",
     );
     refused(
         "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"true\"\non_failure = \"halt\"\n",
-        "plan.toml:5:14: on_failure: \"halt\" is not a failure policy (use \"continue\" or \"stop\")",
+        "plan.toml:5:14: on_failure: \"halt\" is not a failure policy (use \"continue\", \"stop\" or \"freeze\")",
+    );
+}
+
+/// Auxiliary commands, their timing and pool, and gates, refused at the value.
+#[test]
+fn bad_auxiliary_keys_are_refused_where_they_are_written() {
+    let task = "[[task]]\nid = \"a\"\nrun = \"true\"\n";
+    refused(
+        &format!("name = \"p\"\n{task}cleanup = \" \"\n"),
+        "plan.toml:5:11: cleanup: the command is empty",
+    );
+    refused(
+        &format!("name = \"p\"\n[defaults]\ncleanup_timeout = \"0s\"\n{task}"),
+        "plan.toml:3:19: cleanup_timeout must be at least 1ms (got \"0s\")",
+    );
+    refused(
+        &format!("name = \"p\"\ncleanup_workers = 0\n{task}"),
+        "plan.toml:2:19: cleanup_workers must be at least 1",
+    );
+    refused(
+        &format!("name = \"p\"\n{task}[[gate]]\nid = \"g\"\nafter = [\"a\"]\n"),
+        "plan.toml:6:6: gate \"g\": a gate needs run = \"...\" or approve = true",
     );
 }
 

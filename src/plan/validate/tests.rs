@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use super::super::test_util::{SUFFIX, err, json_err, parse, tasks};
 use super::super::{Plan, TaskCommand};
 
+mod auxiliary;
+
 #[test]
 fn defaults_merge_into_tasks() {
     let p = parse(
@@ -168,7 +170,7 @@ fn every_toml_error_has_its_exact_message() {
         ),
         (
             "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nrn = 1\n",
-            "p.toml:5:1: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`, `memory`".into(),
+            "p.toml:5:1: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`, `memory`, `cleanup`, `cleanup_delay`, `cleanup_timeout`, `rollback`, `emergency`".into(),
         ),
         (
             "name = \"p\"\nworkers = \"many\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
@@ -409,7 +411,7 @@ fn json_plans_work_and_errors_have_positions_like_toml() {
         ),
         (
             "{\"name\": \"j\",\n \"task\": [{\"id\": \"a\", \"rn\": \"t\"}]}",
-            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`, `memory`".into(),
+            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`, `memory`, `cleanup`, `cleanup_delay`, `cleanup_timeout`, `rollback`, `emergency`".into(),
         ),
         (
             "{\"name\": \"j\",\n \"workers\": \"x\", \"task\": []}",
