@@ -640,9 +640,19 @@ fn take_over(
         ..cfg
     })?;
     match orch.control_now(action, task) {
+        // A rollback's outcome is the verb's: 1 when it stopped at a step.
+        Ok(msg) if rollback => {
+            println!("{msg}");
+            drive(orch, true)
+        }
         Ok(msg) => {
             println!("{msg}");
             drive(orch, true).map(|_| 0)
+        }
+        // Refused by a finished session (taken over to be rolled back): nothing to run.
+        Err(msg) if orch.finished_before() => {
+            eprintln!("error: {msg}");
+            Ok(1)
         }
         Err(msg) => {
             eprintln!("error: {msg}");

@@ -607,7 +607,10 @@ pub fn parse_assignment_name(name: &str) -> Option<(String, u32)> {
     }
     let (task, attempt) = name.rsplit_once('.')?;
     let attempt: u32 = attempt.parse().ok()?;
-    crate::names::validate("task id", task).ok()?;
+    // A task's id, or an auxiliary command's name (`OWNER+KIND`, see `AuxKind::job`).
+    if !crate::names::is_valid(task) && crate::proto::AuxKind::parse_job(task).is_none() {
+        return None;
+    }
     Some((task.to_string(), attempt))
 }
 
@@ -638,6 +641,13 @@ mod tests {
         assert_eq!(parse_assignment_name(".tmp-abc"), None);
         assert_eq!(parse_assignment_name("x"), None);
         assert_eq!(parse_assignment_name("x.y"), None);
+        assert_eq!(
+            parse_assignment_name("a.b+cleanup.2"),
+            Some(("a.b+cleanup".into(), 2)),
+            "an auxiliary command's"
+        );
+        assert_eq!(parse_assignment_name("a+nothing.2"), None);
+        assert_eq!(parse_assignment_name("../a+cleanup.2"), None);
     }
 
     #[test]

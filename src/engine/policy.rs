@@ -118,7 +118,8 @@ impl Engine {
                     r.steps.iter().filter(|&&t| !self.step_done(t)).count()
                 });
                 return Ok(format!(
-                    "the rollback under way goes on ({left} steps left)"
+                    "the rollback under way goes on ({left} step{} left)",
+                    if left == 1 { "" } else { "s" }
                 ));
             }
             _ => {

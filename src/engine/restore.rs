@@ -47,7 +47,7 @@ impl Engine {
         // A finished session is taken over only to be rolled back: it stays finished
         // until the request.
         if history.finished
-            && let Some(s) = history.state
+            && let Some(s) = history.ended
         {
             e.phase = super::Phase::Finished(s);
         }

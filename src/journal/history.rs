@@ -77,6 +77,9 @@ pub struct History {
     pub state: Option<SessionState>,
     /// `session_finished` seen (and not followed by a retry).
     pub finished: bool,
+    /// The state the last `session_finished` gave (a later resume to roll back says
+    /// `running` in `state`).
+    pub ended: Option<SessionState>,
     pub resumes: u32,
     /// Races decided, with their winner.
     pub races: BTreeMap<String, Option<String>>,
@@ -332,6 +335,7 @@ impl History {
             Event::SessionFinished { state, .. } => {
                 self.state = Some(*state);
                 self.finished = true;
+                self.ended = Some(*state);
             }
             Event::SignalRaised { signal } => {
                 self.signals.insert(signal.clone(), true);

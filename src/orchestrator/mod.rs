@@ -255,6 +255,12 @@ impl Orchestrator {
         self.launcher.hint()
     }
 
+    /// Whether the session was finished when it was taken over (to be rolled back) and
+    /// still is: nothing runs, and there is no end to write.
+    pub fn finished_before(&self) -> bool {
+        self.engine.finished() && self.ended.is_none()
+    }
+
     /// Carry out a request directly, without `control/` (used when the CLI itself took
     /// the session over because no orchestrator was running).
     pub fn control_now(
@@ -487,7 +493,7 @@ impl Orchestrator {
                         self.watch_death(&id);
                     }
                 }
-                WorkerState::Busy { .. } => busy.push(id),
+                WorkerState::Busy { .. } | WorkerState::Aux { .. } => busy.push(id),
                 _ => {}
             }
         }

@@ -4,6 +4,7 @@
 
 mod util;
 
+mod aux;
 mod core;
 mod data;
 mod dry_run;
