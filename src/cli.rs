@@ -641,9 +641,10 @@ fn take_over(
     })?;
     match orch.control_now(action, task) {
         // A rollback's outcome is the verb's: 1 when it stopped at a step.
+        // A rollback runs in the foreground: a person watches its steps.
         Ok(msg) if rollback => {
             println!("{msg}");
-            drive(orch, true)
+            drive(orch, false)
         }
         Ok(msg) => {
             println!("{msg}");

@@ -129,9 +129,10 @@ fn plan_shows_a_gate_that_runs_a_check() {
     assert!(!sb.sessions().exists());
 }
 
-/// The README's migration example, as a person would run it: it waits at its gate, is
-/// approved from another terminal, and ends with every table copied, the connection
-/// pool never over its 4.
+/// The README's migration example, as a person would run it: its gate's check passes,
+/// it waits at its gate, is approved from another terminal, and ends with every table
+/// copied, the connection pool never over its 4; then it is rolled back, last table
+/// copied first, the schema last.
 #[test]
 fn the_migration_example_runs_to_its_gate_and_through_it() {
     let mut sb = Sandbox::new();
@@ -160,4 +161,27 @@ fn the_migration_example_runs_to_its_gate_and_through_it() {
         Some(4),
         "orders and customers held all 4 connections at once"
     );
+    let ran = |kind: &str, of: &str| {
+        events(&session)
+            .iter()
+            .any(|e| e["event"] == kind && e["of"] == of && e["state"] == "succeeded")
+    };
+    assert!(ran("check_ended", "schema-ok"), "the gate's check ran");
+    assert!(ran("cleanup_ended", "orders"), "orders' cleanup ran");
+    let finished: Vec<String> = events(&session)
+        .iter()
+        .filter(|e| e["event"] == "task_finished" && e["task"] != "verify")
+        .map(|e| e["task"].as_str().unwrap().to_string())
+        .collect();
+    let o = sb.run(&["rollback", session.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let undone: Vec<String> = events(&session)
+        .iter()
+        .filter(|e| e["event"] == "rollback_ended" && e["state"] == "succeeded")
+        .map(|e| e["of"].as_str().unwrap().to_string())
+        .collect();
+    let mut want = finished;
+    want.reverse();
+    assert_eq!(undone, want);
+    assert_eq!(status_json(&sb, &session)["state"], "rolled_back");
 }
