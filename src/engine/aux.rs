@@ -191,22 +191,42 @@ impl Engine {
                 j.worker.is_none() && j.due <= now && self.aux_may_start(j.job.kind)
             })
             .collect();
+        let mut left = limit.saturating_sub(self.aux_busy());
+        let mut idle = self.idle();
+        idle.reverse();
+        let mut waiting = 0;
         for ix in due {
-            if self.aux_busy() >= limit {
-                return;
+            if left == 0 {
+                break;
             }
-            let Some(wid) = self.idle().into_iter().next() else {
-                let starting = self
-                    .workers
-                    .values()
-                    .filter(|w| w.state == WorkerState::Starting)
-                    .count();
-                if starting == 0 && self.live_count() < self.cfg.workers + limit {
-                    self.spawn_worker(now);
+            match idle.pop() {
+                Some(wid) => {
+                    self.assign_aux(ix, &wid, now);
+                    left -= 1;
                 }
-                return;
-            };
-            self.assign_aux(ix, &wid, now);
+                None => waiting += 1,
+            }
+        }
+        // Workers for the rest: those starting count, less the ones the tasks will take
+        // (tasks take a registered worker first).
+        let starting = self
+            .workers
+            .values()
+            .filter(|w| w.state == WorkerState::Starting)
+            .count();
+        let for_tasks = if self.running() {
+            self.sched
+                .not_started()
+                .min(self.cfg.workers.saturating_sub(self.running_count()))
+        } else {
+            0
+        };
+        let spare = starting.saturating_sub(for_tasks);
+        for _ in 0..waiting.min(left).saturating_sub(spare) {
+            if self.live_count() >= self.cfg.workers + limit {
+                break;
+            }
+            self.spawn_worker(now);
         }
     }
 

@@ -250,7 +250,7 @@ impl Engine {
     /// being stopped starts as soon as it ends), against the worker limit. An attempt
     /// being stopped after a reassign no longer counts by itself: its task moves on at
     /// once, as a person asked.
-    fn running_count(&self) -> usize {
+    pub(super) fn running_count(&self) -> usize {
         let holds = |id: &str, (task, attempt): (TaskIx, u32)| {
             self.tasks[task]
                 .fence

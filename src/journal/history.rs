@@ -174,7 +174,16 @@ impl History {
             }
             Event::SessionResumed { .. } => {
                 self.resumes += 1;
-                self.state = Some(SessionState::Running);
+                // A resume goes on where the session was: frozen, draining, rolling back.
+                self.state = Some(if self.rolling_back {
+                    SessionState::RollingBack
+                } else if self.frozen {
+                    SessionState::Frozen
+                } else if self.draining.is_some() {
+                    SessionState::Stopping
+                } else {
+                    SessionState::Running
+                });
             }
             Event::SessionRetried { .. } => {
                 self.resumes += 1;
@@ -455,6 +464,42 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: `status` of a frozen session said `running` once it was resumed
+    /// (`session_resumed` set the state), while the resumed engine stayed frozen.
+    #[test]
+    fn a_resumed_session_keeps_its_frozen_draining_or_rolling_back_state() {
+        let resumed = Event::SessionResumed {
+            session: "s".into(),
+            retry: Vec::new(),
+        };
+        let cases = [
+            (
+                Event::SessionFrozen {
+                    why: "x".into(),
+                    emergency: true,
+                },
+                SessionState::Frozen,
+            ),
+            (
+                Event::SessionDraining { why: "x".into() },
+                SessionState::Stopping,
+            ),
+            (
+                Event::RollbackRequested { tasks: Vec::new() },
+                SessionState::RollingBack,
+            ),
+        ];
+        for (ev, want) in cases {
+            let mut h = History::default();
+            h.apply(&ev);
+            h.apply(&resumed);
+            assert_eq!(h.state, Some(want), "{ev:?}");
+        }
+        let mut h = History::default();
+        h.apply(&resumed);
+        assert_eq!(h.state, Some(SessionState::Running));
+    }
 
     #[test]
     fn the_fence_follows_assignments_withdrawals_and_ends() {

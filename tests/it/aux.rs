@@ -282,3 +282,63 @@ fn a_failed_rollback_step_stops_the_rollback_and_asking_again_retries_it() {
         ]
     );
 }
+
+#[test]
+fn a_cleanup_past_its_timeout_is_stopped_and_reported() {
+    let sb = Sandbox::new();
+    let plan = "name = \"p\"\n\
+         [[task]]\nid = \"a\"\nrun = 'true'\ncleanup = 'exec sleep 30'\ncleanup_timeout = \"300ms\"\n";
+    let session = sb.run_ok("p.toml", plan);
+    let line = &lines(&session, "cleanup_ended")[0];
+    assert_eq!(line["state"], "failed");
+    assert!(
+        line["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("timed out after 0."),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_session_frozen_by_a_failure_stays_frozen_across_a_resume() {
+    let mut sb = Sandbox::new();
+    let plan = format!(
+        "name = \"p\"\nworkers = 2\non_failure = \"freeze\"\n\
+         [[task]]\nid = \"b\"\nrun = 'touch \"$OUT/b-up\"; {}; echo b > \"$OUT/b\"'\n\
+         emergency = 'echo \"$MAESTRO_AUX\" >> \"$OUT/emergency\"'\n\
+         [[task]]\nid = \"a\"\nrun = '{}; exit 1'\n",
+        wait_for_file("go"),
+        wait_for_file("b-up"),
+    );
+    let session = sb.start_plan("p.toml", &plan, &["-q"]);
+    wait_until(Duration::from_secs(30), "b's emergency command", || {
+        read(&sb, "emergency") == "emergency\n"
+    });
+    let pgid = pgid_of(&session, "b", 1);
+    sb.kill_orchestrator(&session);
+    sb.start(&[
+        "resume",
+        session.to_str().unwrap(),
+        "-q",
+        "--launcher",
+        "background",
+    ]);
+    wait_until(Duration::from_secs(30), "the resume", || {
+        !lines(&session, "session_resumed").is_empty()
+    });
+    assert_eq!(status_json(&sb, &session)["state"], "frozen");
+    assert_eq!(proc_state(pgid), Some('T'), "b is still stopped");
+    // `go` is there, but b is stopped: it cannot see it until the thaw.
+    touch(&sb, "go");
+    let o = sb.run(&["thaw", session.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 1, "a failed");
+    assert_eq!(read(&sb, "b"), "b\n");
+    assert_eq!(
+        read(&sb, "emergency"),
+        "emergency\n",
+        "run once, not again on resume"
+    );
+    assert_eq!(lines(&session, "snapshot_written").len(), 1);
+}

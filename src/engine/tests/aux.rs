@@ -395,3 +395,24 @@ fn a_rollback_is_refused_while_the_session_runs() {
         ))
     );
 }
+
+#[test]
+fn a_cleanup_owed_when_the_session_was_interrupted_runs_after_the_resume() {
+    let mut s = sim_with("a", 1, cleanups);
+    s.begin("w1", "a", 1);
+    s.interrupt(Interrupt::Int, false);
+    let c = s.exit_rec(killed("a", 1, "w1", KillReason::Interrupted), None);
+    assert!(
+        aux_assigns(&s, &c).is_empty(),
+        "an interrupt starts nothing"
+    );
+    assert_eq!(finish(&c), Some(SessionState::Interrupted));
+    let (mut r, _) = s.resume(Found {
+        workers: vec![found_worker("w1", false)],
+        ..Found::default()
+    });
+    let c = r.register_all();
+    let cleanup: Vec<String> = aux_assigns(&r, &c).into_iter().map(|j| j.1).collect();
+    assert_eq!(cleanup, ["a+cleanup"], "once, for attempt 1");
+    assert_eq!(c.assigns().len(), 1, "and a runs again beside it");
+}
