@@ -9,10 +9,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-fn touch(sb: &Sandbox, name: &str) {
-    fs::write(sb.out().join(name), "").unwrap();
-}
-
 fn read(sb: &Sandbox, name: &str) -> String {
     fs::read_to_string(sb.out().join(name)).unwrap_or_default()
 }
@@ -142,11 +138,6 @@ fn a_gate_check_lets_the_next_wave_go_or_fails_it() {
             );
         }
     }
-}
-
-fn proc_state(pid: i64) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 #[test]

@@ -7,10 +7,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-fn touch(sb: &Sandbox, name: &str) {
-    fs::write(sb.out().join(name), "").unwrap();
-}
-
 #[test]
 fn a_failure_under_on_failure_stop_lets_the_running_task_finish_and_starts_nothing() {
     let mut sb = Sandbox::new();
@@ -88,12 +84,6 @@ fn stop_from_another_process_drains_and_survives_a_resume() {
     assert!(!sb.out().join("b").exists(), "b started after the stop");
     assert_eq!(outcome(&session, "b")["state"], "cancelled");
     assert_eq!(status_json(&sb, &session)["state"], "cancelled");
-}
-
-/// The state letter of process `pid` (`T` when stopped), from `/proc/PID/stat`.
-fn proc_state(pid: i64) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 #[test]

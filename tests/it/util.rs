@@ -629,3 +629,14 @@ pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Create the empty file `name` in the sandbox's `out/` (what a task waits for).
+pub fn touch(sb: &Sandbox, name: &str) {
+    fs::write(sb.out().join(name), "").unwrap();
+}
+
+/// The state letter of process `pid` (`T` when stopped), from `/proc/PID/stat`.
+pub fn proc_state(pid: i64) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
