@@ -57,7 +57,9 @@ enum OrchestratorCommand {
         /// Workers at once (overrides the plan's `workers`).
         #[arg(long)]
         workers: Option<usize>,
-        /// Where workers run: auto, background or tmux.
+        /// Where workers run: auto, background, tmux, terminal (a window each, of the first
+        /// installed terminal emulator) or terminal:NAME (xterm, gnome-terminal, konsole,
+        /// kitty, alacritty, wezterm, x-terminal-emulator; env: $TERMINAL).
         #[arg(long, default_value = "auto")]
         launcher: String,
         /// How changes are noticed: native, poll or off (default: $MAESTRO_WATCH, else native).
@@ -271,11 +273,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 crate::launch::tmux_installed
             };
             let launcher = launcher.resolve_with(&env, has_tmux);
-            if launcher == LauncherKind::Tmux && !has_tmux() {
-                return Err(Error::Usage(
-                    "--launcher tmux: tmux is not installed (use --launcher background)".into(),
-                ));
-            }
+            launcher.check(&env, has_tmux)?;
             if dry_run {
                 // What `Orchestrator::create` checks before it makes the session directory.
                 crate::launch::WorkerCommand::locate(watch, durable, &env)?;
@@ -562,7 +560,11 @@ fn resume_config(
     }
     let env = crate::launch::LaunchEnv::from_env();
     let launcher = match launcher {
-        Some(l) => Some(l.parse::<LauncherKind>()?.resolve(&env)),
+        Some(l) => {
+            let kind = l.parse::<LauncherKind>()?.resolve(&env);
+            kind.check(&env, crate::launch::tmux_installed)?;
+            Some(kind)
+        }
         None => None,
     };
     let watch = match watch {

@@ -60,10 +60,20 @@ impl Orchestrator {
         }
         let cmd = WorkerCommand::locate(cfg.watch, durable, &cfg.env)?;
         let kind = cfg.launcher.unwrap_or_else(|| {
-            info.launcher
+            let recorded = info
+                .launcher
                 .parse::<LauncherKind>()
                 .unwrap_or(LauncherKind::Auto)
-                .resolve(&cfg.env)
+                .resolve(&cfg.env);
+            // The session's launcher may not work where it is resumed (no display, no
+            // tmux): new workers then run headless, and the person is told.
+            match recorded.check(&cfg.env, launch::tmux_installed) {
+                Ok(()) => recorded,
+                Err(e) => {
+                    eprintln!("warning: {e}; new workers run in the background");
+                    LauncherKind::Background
+                }
+            }
         });
         let launcher = launch::make(kind, cmd, &session, plan.keep_windows, &cfg.env);
         let mut journal = Journal::open(&session, fs)?;

@@ -307,6 +307,9 @@ fn a_session_frozen_by_a_failure_stays_frozen_across_a_resume() {
         read(&sb, "emergency") == "emergency\n"
     });
     let pgid = pgid_of(&session, "b", 1);
+    wait_until(Duration::from_secs(30), "b to be stopped", || {
+        proc_state(pgid) == Some('T')
+    });
     sb.kill_orchestrator(&session);
     sb.start(&[
         "resume",

@@ -562,7 +562,7 @@ fn run_refuses_bad_flags_before_creating_anything() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
-        "error: invalid launcher \"xterm\": expected auto, background or tmux\n"
+        "error: invalid launcher \"xterm\": expected auto, background, tmux, terminal or terminal:NAME\n"
     );
     assert!(!sb.sessions().exists());
 }

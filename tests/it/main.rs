@@ -22,5 +22,6 @@ mod recovery;
 mod regressions;
 mod resources;
 mod secrets;
+mod terminal;
 mod tmux;
 mod unreadable;

@@ -1,7 +1,12 @@
 //! Launchers start worker processes somewhere a person can watch them: headless in the
-//! background, or one tmux window each. One trait, several implementations (later: terminal
-//! emulators, ssh, Slurm). The orchestrator never cares where a worker runs: it learns that
-//! a worker lives from its `alive` flock, not from the launcher.
+//! background, one tmux window each, or one terminal-emulator window each (`terminal.rs`).
+//! One trait, several implementations (later: ssh, Slurm). The orchestrator never cares
+//! where a worker runs: it learns that a worker lives from its `alive` flock, not from the
+//! launcher.
+
+mod terminal;
+
+pub use terminal::{Emulator, Terminal};
 
 use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
@@ -19,6 +24,8 @@ pub enum LauncherKind {
     Auto,
     Background,
     Tmux,
+    /// A window of a terminal emulator per worker (`terminal`: the first installed one).
+    Terminal(Emulator),
 }
 
 impl FromStr for LauncherKind {
@@ -28,9 +35,14 @@ impl FromStr for LauncherKind {
             "auto" => Ok(LauncherKind::Auto),
             "background" => Ok(LauncherKind::Background),
             "tmux" => Ok(LauncherKind::Tmux),
-            other => Err(Error::Usage(format!(
-                "invalid launcher {other:?}: expected auto, background or tmux"
-            ))),
+            "terminal" => Ok(LauncherKind::Terminal(Emulator::Auto)),
+            other => match other.strip_prefix("terminal:") {
+                Some(name) => Ok(LauncherKind::Terminal(name.parse()?)),
+                None => Err(Error::Usage(format!(
+                    "invalid launcher {other:?}: expected auto, background, tmux, terminal or \
+                     terminal:NAME"
+                ))),
+            },
         }
     }
 }
@@ -45,6 +57,10 @@ pub struct LaunchEnv {
     pub tmux_socket: Option<String>,
     /// `$TMUX` is set: we run inside tmux.
     pub inside_tmux: bool,
+    /// `$TERMINAL`: the user's terminal emulator, tried first by `--launcher terminal`.
+    pub terminal: Option<String>,
+    /// `$DISPLAY` or `$WAYLAND_DISPLAY` is set: windows can be opened.
+    pub display: bool,
 }
 
 impl LaunchEnv {
@@ -57,6 +73,10 @@ impl LaunchEnv {
                 .ok()
                 .filter(|s| !s.is_empty()),
             inside_tmux: std::env::var_os("TMUX").is_some_and(|v| !v.is_empty()),
+            terminal: std::env::var("TERMINAL").ok().filter(|s| !s.is_empty()),
+            display: ["DISPLAY", "WAYLAND_DISPLAY"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty())),
         }
     }
 }
@@ -81,6 +101,9 @@ impl LauncherKind {
                     LauncherKind::Background
                 }
             }
+            LauncherKind::Terminal(Emulator::Auto) => {
+                LauncherKind::Terminal(Emulator::first_installed(env).unwrap_or(Emulator::Auto))
+            }
             k => k,
         }
     }
@@ -90,6 +113,19 @@ impl LauncherKind {
             LauncherKind::Auto => "auto",
             LauncherKind::Background => "background",
             LauncherKind::Tmux => "tmux",
+            LauncherKind::Terminal(e) => e.launcher_name(),
+        }
+    }
+
+    /// Whether the launcher can start workers here, or the usage error saying why not
+    /// (tmux missing, no display, no terminal emulator).
+    pub fn check(self, env: &LaunchEnv, has_tmux: impl FnOnce() -> bool) -> Result<()> {
+        match self {
+            LauncherKind::Tmux if !has_tmux() => Err(Error::Usage(
+                "--launcher tmux: tmux is not installed (use --launcher background)".into(),
+            )),
+            LauncherKind::Terminal(e) => e.check(env),
+            _ => Ok(()),
         }
     }
 }
@@ -97,14 +133,22 @@ impl LauncherKind {
 /// Whether an executable file named `tmux` is on PATH: [`tmux_installed`] without running
 /// it, for a dry run.
 pub fn tmux_on_path() -> bool {
+    on_path("tmux")
+}
+
+/// Whether an executable file named `prog` is on PATH (or `prog` is such a path).
+pub fn on_path(prog: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
+    let exec = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if prog.contains('/') {
+        return exec(std::path::Path::new(prog));
+    }
     let Some(path) = std::env::var_os("PATH") else {
         return false;
     };
-    std::env::split_paths(&path).any(|dir| {
-        std::fs::metadata(dir.join("tmux"))
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    std::env::split_paths(&path).any(|dir| exec(&dir.join(prog)))
 }
 
 /// Whether a working tmux binary is on PATH.
@@ -151,6 +195,22 @@ impl WorkerCommand {
     }
 
     fn argv(&self, session: &Session, id: &str, hold_failed: bool) -> Vec<String> {
+        self.argv_as(
+            session,
+            id,
+            hold_failed,
+            if hold_failed { "tmux" } else { "background" },
+        )
+    }
+
+    /// The worker's argv, saying which launcher started it (recorded in `worker.json`).
+    fn argv_as(
+        &self,
+        session: &Session,
+        id: &str,
+        hold_failed: bool,
+        launcher: &str,
+    ) -> Vec<String> {
         let mut v = vec![
             self.worker_bin.to_string_lossy().into_owned(),
             "--session".into(),
@@ -160,7 +220,7 @@ impl WorkerCommand {
             "--watch".into(),
             self.watch.as_str().into(),
             "--launcher".into(),
-            if hold_failed { "tmux" } else { "background" }.into(),
+            launcher.into(),
         ];
         if self.durable {
             v.push("--durable".into());
@@ -217,6 +277,7 @@ pub fn make(
 ) -> Box<dyn Launcher> {
     match kind {
         LauncherKind::Tmux => Box::new(Tmux::new(cmd, session, keep_windows, env)),
+        LauncherKind::Terminal(e) => Box::new(Terminal::new(e, cmd, session, keep_windows, env)),
         _ => Box::new(Background { cmd }),
     }
 }
