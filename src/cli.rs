@@ -172,6 +172,15 @@ enum OrchestratorCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Go to the terminal of the worker running TASK: attach to (or, inside tmux, switch
+    /// to) its tmux window, or raise its terminal-emulator window (with xdotool).
+    Attach {
+        session: String,
+        task: String,
+        /// Print the command instead of running it.
+        #[arg(long)]
+        print: bool,
+    },
     /// Print (or follow) a task's log.
     Logs {
         session: String,
@@ -467,6 +476,26 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             };
             let _ = out.write_all(text.as_bytes());
             Ok(0)
+        }
+        OrchestratorCommand::Attach {
+            session,
+            task,
+            print,
+        } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            check_task(&s, &task)?;
+            let inside = crate::launch::LaunchEnv::from_env().inside_tmux;
+            let a = crate::attach::command(&s, &task, inside)?;
+            if print {
+                let _ = writeln!(out, "{}", a.line());
+                return Ok(0);
+            }
+            drop(out);
+            let status = std::process::Command::new(&a.argv[0])
+                .args(&a.argv[1..])
+                .status()
+                .map_err(|e| Error::Launch(format!("{}: cannot run it: {e}", a.argv[0])))?;
+            Ok(if status.success() { 0 } else { 1 })
         }
         OrchestratorCommand::Logs {
             session,

@@ -56,6 +56,10 @@ pub struct WorkerInfo {
     pub launcher: String,
     /// The terminal the worker runs in (tty name or tmux window), if any.
     pub terminal: Option<String>,
+    /// The socket of the tmux server whose window the worker runs in (from `$TMUX`), for
+    /// `orchestrator attach`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmux_socket: Option<String>,
     pub started_at: String,
     /// The protocol version the worker speaks: a resumed orchestrator never adopts a
     /// worker that speaks another (none: written before versions were recorded).

@@ -113,6 +113,11 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         host: hostname(),
         launcher: cfg.launcher.clone(),
         terminal,
+        // `$TMUX` is `SOCKET,PID,SESSION`.
+        tmux_socket: std::env::var("TMUX")
+            .ok()
+            .and_then(|t| t.split(',').next().map(str::to_string))
+            .filter(|s| !s.is_empty()),
         started_at: proto::now_rfc3339(),
         protocol: Some(proto::PROTOCOL_VERSION),
     };

@@ -136,6 +136,17 @@ pub fn tmux_on_path() -> bool {
     on_path("tmux")
 }
 
+/// `s` quoted for a POSIX shell: as is when it is made of safe characters only, else in
+/// single quotes (a `'` inside written `'\''`).
+pub fn shell_quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:+,@%".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// Whether an executable file named `prog` is on PATH (or `prog` is such a path).
 pub fn on_path(prog: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;

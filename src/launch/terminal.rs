@@ -9,7 +9,9 @@
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 
-use super::{Capabilities, LaunchEnv, Launcher, LauncherKind, Spawned, WorkerCommand, on_path};
+use super::{
+    Capabilities, LaunchEnv, Launcher, LauncherKind, Spawned, WorkerCommand, on_path, shell_quote,
+};
 use crate::error::{Error, Result};
 use crate::session::Session;
 
@@ -205,17 +207,6 @@ impl Emulator {
             }
         }
         v
-    }
-}
-
-/// `s` quoted for a POSIX shell: as is when it is made of safe characters only, else in
-/// single quotes (a `'` inside written `'\''`).
-fn shell_quote(s: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:+,@%".contains(c);
-    if !s.is_empty() && s.chars().all(safe) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

@@ -138,3 +138,57 @@ fn a_closed_window_is_a_dead_worker_and_its_task_is_reassigned() {
         "w1's window was closed: it is lost"
     );
 }
+
+#[test]
+fn attach_raises_a_tasks_window_and_a_headless_task_has_none() {
+    let x = Display::start();
+    let mut sb = Sandbox::new();
+    let plan = format!(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = '{}'\n",
+        wait_for_file("go")
+    );
+    let p = sb.write("p.toml", &plan);
+    let session = sb.start_with(
+        &[
+            "run",
+            p.to_str().unwrap(),
+            "--launcher",
+            "terminal:xterm",
+            "-q",
+        ],
+        &[("DISPLAY", &x.name)],
+    );
+    wait_started(&session, "a", 1);
+    let s = session.to_str().unwrap();
+    let title = format!("maestro {} w1", session_id(&session));
+    let o = sb.run(&["attach", s, "a", "--print"]);
+    assert_eq!(
+        stdout(&o),
+        format!("xdotool search --name '{title}' windowraise windowfocus\n")
+    );
+    let mut c = sb.orch();
+    c.args(["attach", s, "a"]).env("DISPLAY", &x.name);
+    let o = run_with_deadline(c, Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    touch(&sb, "go");
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
+
+    let plan = format!(
+        "name = \"h\"\n[[task]]\nid = \"a\"\nrun = '{}'\n",
+        wait_for_file("go2")
+    );
+    let session = sb.start_plan("h.toml", &plan, &["-q"]);
+    wait_started(&session, "a", 1);
+    let o = sb.run(&["attach", session.to_str().unwrap(), "a"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: task a runs headless (worker w1, launcher background): there is no terminal \
+             to attach to; `orchestrator logs {id} a -f` follows its output\n",
+            id = session_id(&session)
+        )
+    );
+    touch(&sb, "go2");
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
+}

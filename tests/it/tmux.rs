@@ -251,3 +251,54 @@ fn ctrl_c_on_run_stops_tmux_workers_too() {
         || tmux_windows(&sock, &target).is_empty(),
     );
 }
+
+#[test]
+fn attach_prints_the_tmux_command_that_reaches_a_tasks_window() {
+    let mut sb = Sandbox::new();
+    let sock = sb.tmux_socket();
+    let p = sb.write(
+        "p.toml",
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = 'while [ ! -e \"$OUT/go\" ]; do sleep 0.05; done'\n",
+    );
+    let session = sb.start_with(
+        &["run", p.to_str().unwrap(), "--launcher", "tmux", "-q"],
+        &[("MAESTRO_TMUX_SOCKET", &sock)],
+    );
+    let w = wait_started(&session, "a", 1);
+    let s = session.to_str().unwrap();
+    let o = sb.run(&["attach", s, "a", "--print"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let line = stdout(&o);
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let target = format!("{}:{w}", session_id(&session));
+    assert_eq!(words.len(), 6, "{line}");
+    assert_eq!(
+        (words[0], words[1], words[3], words[4], words[5]),
+        ("tmux", "-S", "attach", "-t", target.as_str())
+    );
+    // The socket and target it names are the worker's: tmux finds the window there.
+    let found = Command::new("tmux")
+        .args([
+            "-S",
+            words[2],
+            "display-message",
+            "-p",
+            "-t",
+            &target,
+            "#{window_name}",
+        ])
+        .output()
+        .expect("tmux");
+    assert_eq!(String::from_utf8_lossy(&found.stdout).trim(), w);
+    touch(&sb, "go");
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
+    let o = sb.run(&["attach", s, "a", "--print"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: task a is not running (state: succeeded); `orchestrator logs {id} a` shows its output\n",
+            id = session_id(&session)
+        )
+    );
+}
