@@ -289,6 +289,11 @@ impl Engine {
             .map(|(t, a, e)| ((t, a), e))
             .collect();
         let mut started: BTreeMap<(String, u32), (String, Started)> = BTreeMap::new();
+        let ran: Vec<(String, String, u32)> = found
+            .workers
+            .iter()
+            .flat_map(|fw| fw.ran.iter().map(|(t, n)| (fw.id.clone(), t.clone(), *n)))
+            .collect();
         let mut adopted = BTreeSet::new();
         let mut claimed: BTreeSet<(String, String, u32)> = BTreeSet::new();
         for fw in &found.workers {
@@ -442,6 +447,25 @@ impl Engine {
                 attempt: n,
                 process: Some(process_of(&st)),
             });
+        }
+
+        // Every other attempt that ran is over: its cleanup is owed (a cleanup owed
+        // before the crash and not handed out is in no journal line; one handed out is
+        // known and never runs twice).
+        for (w, task, n) in ran {
+            let Some(&t) = self.index.get(&task) else {
+                continue;
+            };
+            let runs_now = self.workers.get(&w).is_some_and(|wk| {
+                wk.state
+                    == WorkerState::Busy {
+                        task: t,
+                        attempt: n,
+                    }
+            });
+            if !runs_now {
+                self.owe_cleanup(t, n, now);
+            }
         }
     }
 

@@ -451,6 +451,11 @@ impl World {
                 claimed: w.claimed.clone(),
                 // The shell takes back every assignment not claimed, before the facts.
                 withdrawn: std::mem::take(&mut w.assigned),
+                ran: w
+                    .started
+                    .iter()
+                    .map(|st| (st.task.clone(), st.attempt))
+                    .collect(),
                 started: w
                     .started
                     .iter()

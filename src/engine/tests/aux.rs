@@ -176,6 +176,45 @@ fn a_cleanup_whose_worker_died_is_unknown_and_not_run_again() {
     assert_eq!(finish(&c), Some(SessionState::Succeeded));
 }
 
+// Regression (found by the model): a cleanup owed and not handed out yet lived only in
+// the engine's memory. A resume re-derived it from `task_started` lines alone, which
+// are journalled for the fence holder's start as it is read, never for an exit found on
+// disk at a resume (nor for a superseded attempt): a second crash before the cleanup
+// was handed out lost it. The workers' journals say what ran (`FoundWorker::ran`).
+#[test]
+fn a_cleanup_owed_when_the_orchestrator_died_is_owed_again_on_resume() {
+    let s = sim_with("a", 1, |p| {
+        cleanups(p);
+        p.tasks[0].cleanup_delay_ms = 5_000;
+    });
+    // w1 ran attempt 1 to its end while no orchestrator looked: the resume finds its
+    // exit on disk; no `task_started` line is ever journalled for it.
+    let w1 = || FoundWorker {
+        ran: vec![("a".into(), 1)],
+        ..found_worker("w1", true)
+    };
+    let (s, c) = s.resume(Found {
+        workers: vec![w1()],
+        exits: vec![found_exit("a", 1, "w1", 0)],
+        ..Found::default()
+    });
+    assert_eq!(c.decides(), ["a: succeeded, attempt 1 on w1"]);
+    assert!(
+        aux_assigns(&s, &c).is_empty(),
+        "the cleanup waits out its delay"
+    );
+    // The orchestrator dies again before the delay is over.
+    let (mut s, c) = s.resume(Found {
+        workers: vec![w1()],
+        ..Found::default()
+    });
+    assert_eq!(finish(&c), None, "a cleanup is still owed");
+    let c = s.advance(5_000);
+    assert_eq!(aux_assigns(&s, &c), [job("w1", "a+cleanup", 1)]);
+    let c = s.run("w1", "a+cleanup", 1, 0);
+    assert_eq!(finish(&c), Some(SessionState::Succeeded));
+}
+
 #[test]
 fn a_gate_check_opens_the_gate_or_fails_what_follows() {
     let more = "[[gate]]\nid = \"g\"\nafter = [\"a\"]\napprove = true\n";
