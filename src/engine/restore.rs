@@ -360,13 +360,18 @@ impl Engine {
                 started.remove(&(id.clone(), n));
                 self.exited(&w, t, n, exit, false, now);
             } else if adopted.contains(&w) && claimed.contains(&(w.clone(), id.clone(), n)) {
+                let ran = started.contains_key(&(id.clone(), n));
                 if let Some(wk) = self.workers.get_mut(&w) {
                     wk.state = WorkerState::Busy {
                         task: t,
                         attempt: n,
                     };
+                    // Lost with its worker, it is owed its cleanup.
+                    if ran {
+                        wk.ran.push((t, n));
+                    }
                 }
-                self.tasks[t].started = started.contains_key(&(id.clone(), n));
+                self.tasks[t].started = ran;
                 self.journal(Event::TaskAdopted {
                     task: id,
                     attempt: n,
@@ -432,6 +437,7 @@ impl Engine {
                     task: t,
                     attempt: n,
                 };
+                wk.ran.push((t, n));
                 self.out.push(Command::Kill {
                     worker: w.clone(),
                     task: t,

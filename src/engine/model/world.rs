@@ -273,7 +273,9 @@ impl World {
         }
     }
 
-    /// One orchestrator retires an attempt and kills its group once at most.
+    /// One orchestrator retires an attempt and kills its group once at most, and once
+    /// more with the process its late start line names (the first kill, sent when its
+    /// worker was given up on, may have come before the start).
     fn given_once(&mut self, c: &Command) {
         let (Command::Retire {
             worker,
@@ -291,7 +293,8 @@ impl World {
         };
         let what = match c {
             Command::Retire { .. } => "retired",
-            _ => "group-killed",
+            Command::KillGroup { process: None, .. } => "group-killed",
+            _ => "group-killed (process known)",
         };
         let id = self.id(*task);
         assert!(
