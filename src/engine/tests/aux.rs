@@ -309,6 +309,27 @@ fn an_adopted_attempt_lost_with_its_worker_is_owed_its_cleanup() {
     );
 }
 
+// Regression (found by the model): the session finished while an attempt superseded by
+// a reassign was still being stopped; its cleanup, owed once it ends, never ran.
+#[test]
+fn the_session_waits_for_an_attempt_being_stopped_to_run_its_cleanup() {
+    let mut s = sim_with("a", 1, cleanups);
+    s.begin("w1", "a", 1);
+    let c = s.control("c1", ControlAction::Reassign, Some("a"));
+    assert!(has(&c, |c| matches!(c, Command::Kill { .. })));
+    s.register_all();
+    s.run("w2", "a", 2, 0);
+    let c = s.run("w2", "a+cleanup", 2, 0);
+    assert_eq!(finish(&c), None, "attempt 1 is still being stopped");
+    let c = s.exit_rec(killed("a", 1, "w1", KillReason::Reassigned), None);
+    let w = aux_assigns(&s, &c)
+        .first()
+        .map(|(w, _, _)| w.clone())
+        .expect("attempt 1's cleanup is handed out");
+    let c = s.run(&w, "a+cleanup", 1, 0);
+    assert_eq!(finish(&c), Some(SessionState::Succeeded));
+}
+
 #[test]
 fn a_gate_check_opens_the_gate_or_fails_what_follows() {
     let more = "[[gate]]\nid = \"g\"\nafter = [\"a\"]\napprove = true\n";
