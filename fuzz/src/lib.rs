@@ -371,7 +371,8 @@ pub fn journal(data: &[u8]) {
 /// What a resume's scan of the directory may find beside the journal in `history`: each
 /// worker it names, alive or dead, registered or not, of our protocol or not, told to
 /// stop or not (as `bits` say), with the attempts the journal fences on it claimed or
-/// still queued (then taken back).
+/// still queued (then taken back), the claimed ones started (its journal says they ran)
+/// or not.
 fn found(history: &History, bits: u32) -> Found {
     let workers = history.workers.keys().enumerate().map(|(i, w)| {
         let b = bits.rotate_left(5 * i as u32);
@@ -385,6 +386,11 @@ fn found(history: &History, bits: u32) -> Found {
         } else {
             (Vec::new(), fenced)
         };
+        let ran = if b & 32 != 0 {
+            claimed.clone()
+        } else {
+            Vec::new()
+        };
         FoundWorker {
             id: w.clone(),
             alive: b & 1 != 0,
@@ -394,6 +400,7 @@ fn found(history: &History, bits: u32) -> Found {
             claimed,
             withdrawn,
             started: Vec::new(),
+            ran,
         }
     });
     Found {

@@ -418,11 +418,13 @@ impl Engine {
     /// End the session when its phase allows. Cleanups finish first.
     pub(super) fn maybe_finish(&mut self, now: Instant) {
         self.drop_unstartable_checks();
-        let aux = self
-            .workers
-            .values()
-            .any(|w| matches!(w.state, WorkerState::Aux { .. }))
-            || self.aux_outstanding();
+        // An attempt still being stopped (superseded by a reassign, its task decided)
+        // owes its cleanup once it ends: the session waits for that end too.
+        let aux = self.workers.values().any(|w| match w.state {
+            WorkerState::Aux { .. } => true,
+            WorkerState::Busy { task, .. } => self.plan.tasks[task].cleanup.is_some(),
+            _ => false,
+        }) || self.aux_outstanding();
         let busy = aux
             || self
                 .workers

@@ -31,6 +31,9 @@ impl Engine {
             .is_some_and(|(a, w)| *a == attempt && w == wid)
             && self.tasks[t].decided.is_none();
         let mut next = None;
+        if let Some(w) = self.workers.get_mut(wid) {
+            w.ran.retain(|r| *r != (t, attempt));
+        }
         let was_running = if let Some(w) = self.workers.get_mut(wid)
             && w.state == (WorkerState::Busy { task: t, attempt })
         {
@@ -44,7 +47,6 @@ impl Engine {
                 None => WorkerState::Idle,
             };
             w.busy_since = now;
-            w.started = false;
             true
         } else {
             false

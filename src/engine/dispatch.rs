@@ -44,28 +44,56 @@ impl Engine {
     }
 
     pub(super) fn started(&mut self, st: Started) {
-        if let Some(w) = self.workers.get_mut(&st.worker)
-            && self.index.get(&st.task).is_some_and(|&t| {
-                w.state
-                    == (WorkerState::Busy {
-                        task: t,
-                        attempt: st.attempt,
-                    })
-            })
-        {
-            w.started = true;
-        }
         let Some(&t) = self.index.get(&st.task) else {
             if let Some(ix) = self.aux_by_name(&st.task, st.attempt) {
                 self.aux_started(ix, &st.worker);
             }
             return;
         };
-        let task = &mut self.tasks[t];
-        let current = task
+        let a = st.attempt;
+        let current = self.tasks[t]
             .fence
             .as_ref()
-            .is_some_and(|(a, w)| *a == st.attempt && *w == st.worker);
+            .is_some_and(|(n, w)| *n == a && *w == st.worker);
+        // Its worker's running attempt, or the one queued behind it (one look may read
+        // that start before the running one's exit): it ran, and is owed its cleanup
+        // should the worker be lost before its exit.
+        let mine = match self.workers.get_mut(&st.worker) {
+            Some(w)
+                if w.state
+                    == (WorkerState::Busy {
+                        task: t,
+                        attempt: a,
+                    })
+                    || w.queued == Some((t, a)) =>
+            {
+                if !w.ran.contains(&(t, a)) {
+                    w.ran.push((t, a));
+                }
+                true
+            }
+            Some(_) => false,
+            None => true,
+        };
+        if !mine && !current {
+            // Started where the engine lets it run no more: on a worker given up on or
+            // told to stop (it claimed the attempt before, and its start was read late
+            // or happened after the kill that went out then). Stop it now; it ran, so
+            // its cleanup is owed.
+            self.out.push(Command::KillGroup {
+                worker: st.worker.clone(),
+                task: t,
+                attempt: st.attempt,
+                process: Some(super::ProcessId {
+                    pgid: st.pgid,
+                    proc_start: st.proc_start,
+                    boot_id: st.boot_id.clone(),
+                }),
+            });
+            self.owe_cleanup(t, st.attempt, self.now);
+            return;
+        }
+        let task = &mut self.tasks[t];
         if !current || task.started || task.decided.is_some() {
             return;
         }
@@ -394,7 +422,6 @@ impl Engine {
             } else {
                 w.state = WorkerState::Busy { task: t, attempt };
                 w.busy_since = now;
-                w.started = false;
             }
         }
     }
@@ -521,7 +548,8 @@ impl Engine {
             return;
         }
         w.state = WorkerState::Gone;
-        let ran = w.started;
+        let ran =
+            matches!(prev, WorkerState::Busy { task, attempt } if w.ran.contains(&(task, attempt)));
         // A queued task it never claimed goes back to the queue as it was; the answer
         // decides (a claimed one is lost with the worker).
         if w.queued.is_some() && !w.withdrawing {

@@ -82,8 +82,13 @@ pub struct FoundWorker {
     pub claimed: Vec<(String, u32)>,
     /// Assignments it had not claimed, taken back by the shell before the facts.
     pub withdrawn: Vec<(String, u32)>,
-    /// Every attempt start in its journal.
+    /// The attempt starts in its journal that have no exit there.
     pub started: Vec<Started>,
+    /// Every attempt (and auxiliary run) its journal shows started, with an exit or
+    /// not: an attempt that ran is owed its cleanup, though the journal may not say it
+    /// ran (`task_started` is journalled for the fence holder only) and the cleanup
+    /// owed may not have been handed out before the orchestrator died.
+    pub ran: Vec<(String, u32)>,
 }
 
 /// What a resumed orchestrator found on disk beside the journal.

@@ -122,8 +122,11 @@ struct Worker {
     /// The worker claimed `queued` (a withdrawal was refused): it runs next.
     claimed: bool,
     busy_since: Instant,
-    /// Its current attempt journalled its start (it ran: a cleanup is owed).
-    started: bool,
+    /// Its attempts (the running one, the one queued behind) whose start was read and
+    /// whose exit was not: lost with the worker, they ran, so a cleanup is owed. The
+    /// queued one's start may be read before the running one's exit (the shell feeds
+    /// the starts of one look first).
+    ran: Vec<(TaskIx, u32)>,
     spawned_at: Instant,
     heartbeat: Option<u64>,
     heartbeat_at: Instant,
@@ -137,7 +140,7 @@ impl Worker {
             withdrawing: false,
             claimed: false,
             busy_since: now,
-            started: false,
+            ran: Vec::new(),
             spawned_at: now,
             heartbeat: None,
             heartbeat_at: now,

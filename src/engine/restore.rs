@@ -289,6 +289,11 @@ impl Engine {
             .map(|(t, a, e)| ((t, a), e))
             .collect();
         let mut started: BTreeMap<(String, u32), (String, Started)> = BTreeMap::new();
+        let ran: Vec<(String, String, u32)> = found
+            .workers
+            .iter()
+            .flat_map(|fw| fw.ran.iter().map(|(t, n)| (fw.id.clone(), t.clone(), *n)))
+            .collect();
         let mut adopted = BTreeSet::new();
         let mut claimed: BTreeSet<(String, String, u32)> = BTreeSet::new();
         for fw in &found.workers {
@@ -355,13 +360,18 @@ impl Engine {
                 started.remove(&(id.clone(), n));
                 self.exited(&w, t, n, exit, false, now);
             } else if adopted.contains(&w) && claimed.contains(&(w.clone(), id.clone(), n)) {
+                let ran = started.contains_key(&(id.clone(), n));
                 if let Some(wk) = self.workers.get_mut(&w) {
                     wk.state = WorkerState::Busy {
                         task: t,
                         attempt: n,
                     };
+                    // Lost with its worker, it is owed its cleanup.
+                    if ran {
+                        wk.ran.push((t, n));
+                    }
                 }
-                self.tasks[t].started = started.contains_key(&(id.clone(), n));
+                self.tasks[t].started = ran;
                 self.journal(Event::TaskAdopted {
                     task: id,
                     attempt: n,
@@ -427,6 +437,7 @@ impl Engine {
                     task: t,
                     attempt: n,
                 };
+                wk.ran.push((t, n));
                 self.out.push(Command::Kill {
                     worker: w.clone(),
                     task: t,
@@ -442,6 +453,25 @@ impl Engine {
                 attempt: n,
                 process: Some(process_of(&st)),
             });
+        }
+
+        // Every other attempt that ran is over: its cleanup is owed (a cleanup owed
+        // before the crash and not handed out is in no journal line; one handed out is
+        // known and never runs twice).
+        for (w, task, n) in ran {
+            let Some(&t) = self.index.get(&task) else {
+                continue;
+            };
+            let runs_now = self.workers.get(&w).is_some_and(|wk| {
+                wk.state
+                    == WorkerState::Busy {
+                        task: t,
+                        attempt: n,
+                    }
+            });
+            if !runs_now {
+                self.owe_cleanup(t, n, now);
+            }
         }
     }
 

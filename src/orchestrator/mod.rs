@@ -470,7 +470,8 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Registrations of starting workers, and what busy workers journalled.
+    /// Registrations of starting workers, and what busy workers (with a task or an
+    /// auxiliary command) journalled.
     fn reconcile(&mut self) -> Result<()> {
         let mut busy = Vec::new();
         let ids: Vec<(String, WorkerState)> = self
@@ -493,6 +494,8 @@ impl Orchestrator {
                         self.watch_death(&id);
                     }
                 }
+                // A worker running an auxiliary command journals its start and exit
+                // like an attempt's.
                 WorkerState::Busy { .. } | WorkerState::Aux { .. } => busy.push(id),
                 _ => {}
             }

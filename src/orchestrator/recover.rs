@@ -259,6 +259,11 @@ fn scan(
                 _ => {}
             }
         }
+        fw.ran = fw
+            .started
+            .iter()
+            .map(|st| (st.task.clone(), st.attempt))
+            .collect();
         fw.started
             .retain(|st| !journalled.contains_key(&(st.task.clone(), st.attempt)));
         tails.insert(wid, tail);

@@ -5,6 +5,7 @@
 use super::World;
 use crate::engine::*;
 use crate::journal::EndReason;
+use crate::proto::{AuxKind, AuxState};
 
 impl World {
     /// Follow the journal: who holds each task now, and whose exit was accepted.
@@ -35,6 +36,67 @@ impl World {
                 worker,
             } if self.current.get(task) == Some(&(*attempt, worker.clone())) => {
                 self.current.remove(task);
+            }
+            Event::CleanupStarted(st) => {
+                let key = (st.of.clone(), st.attempt);
+                let t = self.ix(&st.of);
+                assert!(
+                    self.spec.cleanup[t].is_some(),
+                    "{}: a cleanup started, but the task has none",
+                    st.of
+                );
+                assert!(
+                    self.began.contains(&key),
+                    "the cleanup of {} attempt {} started, but that attempt never started",
+                    st.of,
+                    st.attempt
+                );
+                let old = self
+                    .cleanup_started
+                    .insert(key, (st.worker.clone(), st.seq));
+                assert!(
+                    old.is_none(),
+                    "the cleanup of {} attempt {} started twice: on {:?}, then on {}",
+                    st.of,
+                    st.attempt,
+                    old,
+                    st.worker
+                );
+                self.stats.cleanups_started += 1;
+            }
+            Event::CleanupEnded(end) => {
+                let key = (end.of.clone(), end.attempt);
+                let start = self.cleanup_started.get(&key);
+                assert!(
+                    start.is_some(),
+                    "the cleanup of {} attempt {} ended, never started",
+                    end.of,
+                    end.attempt
+                );
+                assert_eq!(
+                    end.worker.as_ref(),
+                    start.map(|s| &s.0),
+                    "the cleanup of {} attempt {} ended on another worker than its own",
+                    end.of,
+                    end.attempt
+                );
+                let old = self.cleanup_ended.insert(key, end.state);
+                assert!(
+                    old.is_none(),
+                    "the cleanup of {} attempt {} ended twice: {old:?}, then {:?}",
+                    end.of,
+                    end.attempt,
+                    end.state
+                );
+                match end.state {
+                    AuxState::Succeeded => self.stats.cleanups_succeeded += 1,
+                    AuxState::Failed => self.stats.cleanups_failed += 1,
+                    AuxState::Unknown => self.stats.cleanups_unknown += 1,
+                    AuxState::Skipped => panic!("a cleanup skipped: {ev:?}"),
+                }
+            }
+            ev if ev.as_aux_start().is_some() || ev.as_aux_end().is_some() => {
+                panic!("no gate checks, emergency or rollback commands here: {ev:?}")
             }
             Event::AttemptEnded { worker: None, .. } => {
                 panic!("an ended attempt names its worker: {ev:?}")
@@ -86,6 +148,10 @@ impl World {
             }
             _ => {}
         }
+    }
+
+    fn ix(&self, id: &str) -> TaskIx {
+        self.e.task_index(id).expect("a task of the plan")
     }
 
     pub(super) fn decision(&mut self, d: &Decision) {
@@ -180,6 +246,32 @@ impl World {
             running <= limit,
             "{running} current attempts run, limit {limit}"
         );
+        // Workers running cleanups: never more than `cleanup_workers`, in the engine and
+        // in the world (a cleanup whose run was judged no longer counts).
+        let aux = self.spec.cleanup_workers;
+        let busy = self
+            .e
+            .live_workers()
+            .filter(|(_, s)| matches!(s, WorkerState::Aux { .. }))
+            .count();
+        assert!(busy <= aux, "{busy} workers run cleanups, limit {aux}");
+        let running = self
+            .workers
+            .iter()
+            .filter(|(id, w)| {
+                w.alive
+                    && w.running.as_ref().is_some_and(|(name, a, started)| {
+                        *started
+                            && AuxKind::parse_job(name).is_some_and(|(owner, _)| {
+                                let key = (owner.to_string(), *a);
+                                !self.cleanup_ended.contains_key(&key)
+                                    && self.cleanup_started.get(&key).map(|s| s.0.as_str())
+                                        == Some(id.as_str())
+                            })
+                    })
+            })
+            .count();
+        assert!(running <= aux, "{running} cleanups run, limit {aux}");
     }
 
     pub(super) fn check_end(&self) {
@@ -212,5 +304,22 @@ impl World {
         };
         assert_eq!(self.finished, Some(want));
         assert_eq!(self.unanswered, 0, "a request was never answered");
+        // Every attempt that started had its cleanup run once (when its task has one,
+        // and some orchestrator could know it started), and every cleanup that started
+        // ended.
+        for (task, attempt) in self.began.difference(&self.unseen_at_finish) {
+            if self.spec.cleanup[self.ix(task)].is_some() {
+                assert!(
+                    self.cleanup_started.contains_key(&(task.clone(), *attempt)),
+                    "{task} attempt {attempt} started, its cleanup never did"
+                );
+            }
+        }
+        for key in self.cleanup_started.keys() {
+            assert!(
+                self.cleanup_ended.contains_key(key),
+                "the cleanup of {key:?} started and never ended"
+            );
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! A model of the engine, property-tested: random DAGs, worker limits and retries, driven
+//! A model of the engine, property-tested: random DAGs, worker limits and retries, tasks
+//! with a `cleanup` (some after a delay) run on 1 or 2 `cleanup_workers`, driven
 //! through a simulated world by a random sequence of what the world does (a worker
 //! registers, claims, starts, exits, dies or gets stuck; the shell reads a worker's
 //! journal; time passes; a person reassigns; the orchestrator restarts from its journal
@@ -13,12 +14,16 @@
 //! stuck worker writes nothing, a worker told to stop still claims and runs what was
 //! published to it before it leaves, the shell answers a withdrawal at once (and, when it
 //! was refused, reads the worker's journal: the exit that preceded the claim), follows
-//! the journals of busy workers and of those it gave up on (the others' lines wait for
-//! their death or their next task), and journals what the engine leaves to it
-//! (`worker_spawned`, `retry_scheduled`). A restarted orchestrator gets what the shell's
-//! scan finds: the exits of undecided tasks' fence attempts and of attempts taken away,
-//! the starts without an exit; a worker's exit line may come after that scan read its
-//! journal, though its exit file was there: the exit is then read twice.
+//! the journals of busy workers (with a task or a cleanup) and of those it gave up on (the
+//! others' lines wait for their death or their next task), feeds the starts of one look
+//! before its exits, and journals what the engine leaves to it (`worker_spawned`,
+//! `retry_scheduled`). A cleanup is an assignment like an attempt (`TASK+cleanup`): it is
+//! claimed, started, exits, or dies or is stuck with its worker. A restarted orchestrator
+//! gets what the shell's scan finds: the exits of undecided tasks' fence attempts, of
+//! attempts taken away and of cleanups the journal shows handed out and not ended; the
+//! starts without an exit, and every start (`FoundWorker::ran`); the claimed assignments
+//! (cleanups too); a worker's exit line may come after that scan read its journal,
+//! though its exit file was there: the exit is then read twice.
 //!
 //! Checked after every step: workers running a current attempt never exceed the limit;
 //! each task decided once and never again (across restarts too); an outcome taken from
@@ -28,9 +33,18 @@
 //! succeeds only after its dependencies succeeded, and is skipped only after one of them
 //! did not; a task fails on its exits only once its retries are used up; `task_assigned`
 //! is journalled before the assignment is published; a refused withdrawal is never asked
-//! again; one orchestrator retires an attempt and kills its group once at most. At the
+//! again; one orchestrator retires an attempt and kills its group once at most.
+//! Cleanups: at most `cleanup_workers` workers run them at once (as the engine counts,
+//! and in the world: cleanups running whose run is not ended), beside the `workers`;
+//! `cleanup_started` at most once per (task, attempt) over the whole run, every
+//! orchestrator, only for an attempt that started, only for a task with a cleanup, and
+//! before its `AssignAux` (which comes once); `cleanup_ended` once, for a cleanup that
+//! started, from its worker; the session never finishes while a cleanup runs. At the
 //! end of the calm phase: the session finished, every task decided, the final state is
-//! the one its decisions call for, and every request was answered.
+//! the one its decisions call for, every request was answered, every attempt that
+//! started had its cleanup started exactly once (save one that started on a worker
+//! given up on whose start line no orchestrator read before the end: no one can know
+//! it ran), and every cleanup started ended.
 
 mod check;
 mod world;
@@ -53,6 +67,9 @@ struct Spec {
     deps: Vec<Vec<usize>>,
     retries: Vec<u32>,
     max_reassign: Vec<u32>,
+    /// Each task's `cleanup`, if it has one: its `cleanup_delay` in milliseconds.
+    cleanup: Vec<Option<u64>>,
+    cleanup_workers: usize,
 }
 
 impl Spec {
@@ -72,6 +89,31 @@ impl Spec {
         }
         s + "[defaults]\nbackoff = { initial = \"1s\", max = \"4s\", jitter = 0.5 }\n"
     }
+
+    /// The plan: the TOML, then what the parser does not take (yet): cleanups.
+    fn plan(&self) -> Plan {
+        let mut p = super::tests::plan(&self.toml());
+        p.cleanup_workers = self.cleanup_workers;
+        for (t, c) in p.tasks.iter_mut().zip(&self.cleanup) {
+            if let Some(delay) = c {
+                t.cleanup = Some("rm -f lock".into());
+                t.cleanup_delay_ms = *delay;
+            }
+        }
+        p
+    }
+
+    /// What the TOML does not say, for a trace.
+    fn extra(&self) -> String {
+        let c: Vec<String> = (0..self.n())
+            .filter_map(|i| self.cleanup[i].map(|d| format!("t{i} (delay {d} ms)")))
+            .collect();
+        format!(
+            "# cleanup_workers = {}; cleanups: {}\n",
+            self.cleanup_workers,
+            c.join(", ")
+        )
+    }
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -82,22 +124,37 @@ fn spec() -> impl Strategy<Value = Spec> {
                 prop::collection::vec((any::<u16>(), any::<u16>()), n),
                 prop::collection::vec(0u32..=2, n),
                 prop::collection::vec(0u32..=3, n),
+                // Half the tasks have a cleanup, mostly without a delay.
+                prop::collection::vec(
+                    prop_oneof![
+                        4 => Just(None),
+                        2 => Just(Some(0u64)),
+                        1 => Just(Some(2_000u64)),
+                        1 => Just(Some(9_000u64)),
+                    ],
+                    n,
+                ),
+                1usize..=2,
             )
         })
-        .prop_map(|(workers, masks, retries, max_reassign)| {
-            // Each earlier task is a dependency with probability 1/4.
-            let deps = masks
-                .iter()
-                .enumerate()
-                .map(|(i, (m1, m2))| (0..i).filter(|&j| ((m1 & m2) >> j) & 1 == 1).collect())
-                .collect();
-            Spec {
-                workers,
-                deps,
-                retries,
-                max_reassign,
-            }
-        })
+        .prop_map(
+            |(workers, masks, retries, max_reassign, cleanup, cleanup_workers)| {
+                // Each earlier task is a dependency with probability 1/4.
+                let deps = masks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (m1, m2))| (0..i).filter(|&j| ((m1 & m2) >> j) & 1 == 1).collect())
+                    .collect();
+                Spec {
+                    workers,
+                    deps,
+                    retries,
+                    max_reassign,
+                    cleanup,
+                    cleanup_workers,
+                }
+            },
+        )
 }
 
 /// What the world does next; the number picks among the workers (or tasks) it applies to.
@@ -109,8 +166,10 @@ enum Act {
     /// The attempt ends; `true`: exit code 0. Then `true`: the worker claims what waits
     /// for it at once, before the shell reads the exit (as a real worker does).
     Exit(u8, bool, bool),
-    /// The shell reads the next line of a worker's journal.
-    Read(u8),
+    /// The shell reads the next lines of a worker's journal: one, or (the second number
+    /// picks) two or three at once, fed as the shell feeds what one look read: the starts
+    /// first, then the exits.
+    Read(u8, u8),
     /// The worker dies; odd: the shell passes its unread exits with the death.
     Kill(u8),
     Stall(u8),
@@ -130,7 +189,7 @@ fn act() -> impl Strategy<Value = Act> {
         4 => any::<u8>().prop_map(Act::Begin),
         5 => (any::<u8>(), prop::bool::weighted(0.7), any::<bool>())
             .prop_map(|(i, ok, claim)| Act::Exit(i, ok, claim)),
-        5 => any::<u8>().prop_map(Act::Read),
+        5 => (any::<u8>(), 0u8..6).prop_map(|(i, k)| Act::Read(i, k)),
         1 => any::<u8>().prop_map(Act::Kill),
         1 => any::<u8>().prop_map(Act::Stall),
         1 => any::<u8>().prop_map(Act::Unstick),
@@ -187,6 +246,19 @@ struct Stats {
     retries: usize,
     lost_too_often: usize,
     decided_by_exit: usize,
+    cleanups_started: usize,
+    cleanups_succeeded: usize,
+    cleanups_failed: usize,
+    cleanups_unknown: usize,
+    /// Cleanup exits read after their run was judged (twice, or after its worker was
+    /// declared lost).
+    cleanup_exits_ignored: usize,
+    /// Attempts that started on a worker given up on, whose start no orchestrator read
+    /// before the session finished.
+    unseen_starts: usize,
+    /// Cleanups published and not claimed when the orchestrator died: the resume's scan
+    /// takes them back.
+    cleanups_withdrawn: usize,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -202,6 +274,13 @@ impl std::ops::AddAssign for Stats {
         self.retries += o.retries;
         self.lost_too_often += o.lost_too_often;
         self.decided_by_exit += o.decided_by_exit;
+        self.cleanups_started += o.cleanups_started;
+        self.cleanups_succeeded += o.cleanups_succeeded;
+        self.cleanups_failed += o.cleanups_failed;
+        self.cleanups_unknown += o.cleanups_unknown;
+        self.cleanup_exits_ignored += o.cleanup_exits_ignored;
+        self.unseen_starts += o.unseen_starts;
+        self.cleanups_withdrawn += o.cleanups_withdrawn;
     }
 }
 
@@ -236,9 +315,22 @@ struct World {
     retries_used: BTreeMap<String, u32>,
     /// Withdrawals refused (the worker had claimed): (worker, task, attempt).
     refused: BTreeSet<(String, String, u32)>,
-    /// `Retire` and `KillGroup` given by this orchestrator: (command, worker, task,
-    /// attempt).
-    given: BTreeSet<(&'static str, String, TaskIx, u32)>,
+    /// `Retire` and `KillGroup` (and their auxiliary twins) given by this orchestrator:
+    /// (command, worker, assignment name, attempt).
+    given: BTreeSet<(&'static str, String, String, u32)>,
+    /// Task attempts whose process started in the world (their cleanup is owed).
+    began: BTreeSet<(String, u32)>,
+    /// Of those, the ones whose start line never reached an orchestrator because the
+    /// session finished first, on a worker it had given up on: no one can know they
+    /// ran (they started after the kill sent when the worker was declared lost).
+    unseen_at_finish: BTreeSet<(String, u32)>,
+    /// `cleanup_started` lines over the whole run, every orchestrator: (task, attempt)
+    /// and (worker, seq).
+    cleanup_started: BTreeMap<(String, u32), (String, u64)>,
+    /// `cleanup_ended` lines: (task, attempt) and how.
+    cleanup_ended: BTreeMap<(String, u32), crate::proto::AuxState>,
+    /// Cleanups published (`AssignAux`), over every orchestrator.
+    aux_assigned: BTreeSet<(String, u32)>,
     finished: Option<SessionState>,
     controls: u32,
     /// Requests without a reply yet.
@@ -294,8 +386,9 @@ fn the_engine_keeps_its_invariants_in_a_faithful_world() {
         // Replay the smallest failing case with a trace of every fact and command.
         if let proptest::test_runner::TestError::Fail(_, (spec, acts)) = &e {
             eprintln!(
-                "---- trace of the smallest failing case ----\n{}",
-                spec.toml()
+                "---- trace of the smallest failing case ----\n{}{}",
+                spec.toml(),
+                spec.extra()
             );
             let replay = std::panic::catch_unwind(|| run(spec, acts, true));
             eprintln!(
@@ -336,4 +429,9 @@ fn the_model_reaches_restarts_stale_exits_withdrawals_and_losses() {
     assert!(total.retries > 0);
     assert!(total.lost_too_often > 0);
     assert!(total.decided_by_exit > 0);
+    assert!(total.cleanups_started > 0);
+    assert!(total.cleanups_succeeded > 0);
+    assert!(total.cleanups_failed > 0);
+    assert!(total.cleanups_unknown > 0);
+    assert!(total.cleanup_exits_ignored > 0);
 }

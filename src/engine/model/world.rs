@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::{Act, SimWorker, Spec, Stats, World};
-use crate::engine::tests::{UNIX0, exit_of, killed, plan, record, shell_events, started};
+use crate::engine::tests::{UNIX0, exit_of, killed, record, shell_events, started};
 use crate::engine::*;
 use crate::journal::{DeathCause, EndReason, History};
-use crate::proto::ExitRecord;
+use crate::proto::{AuxKind, ExitRecord};
 
 const LEASE_MS: u64 = 10_000;
 /// One "time passes" step: two in a row without a heartbeat are past the lease.
@@ -19,7 +19,7 @@ const STEP_MS: u64 = 6_000;
 
 impl World {
     pub(super) fn new(spec: &Spec, trace: bool) -> World {
-        let plan = plan(&spec.toml());
+        let plan = spec.plan();
         let cfg = Config {
             max_spawn_failures: 1000,
             ..Config::new(spec.workers, Duration::from_millis(LEASE_MS))
@@ -43,6 +43,11 @@ impl World {
             retries_used: BTreeMap::new(),
             refused: BTreeSet::new(),
             given: BTreeSet::new(),
+            began: BTreeSet::new(),
+            unseen_at_finish: BTreeSet::new(),
+            cleanup_started: BTreeMap::new(),
+            cleanup_ended: BTreeMap::new(),
+            aux_assigned: BTreeSet::new(),
             finished: None,
             controls: 0,
             unanswered: 0,
@@ -61,10 +66,6 @@ impl World {
         self.plan.tasks[t].id.clone()
     }
 
-    fn ix(&self, id: &str) -> TaskIx {
-        self.e.task_index(id).expect("a task of the plan")
-    }
-
     fn feed(&mut self, f: Fact) {
         self.facts.push_back(f);
         let mut n = 0;
@@ -75,6 +76,7 @@ impl World {
                 if self.trace {
                     eprintln!("  @{} {}", self.at, fact_line(&f));
                 }
+                self.count_ignored(&f);
                 let cmds = self.e.on(f, self.now());
                 for c in cmds {
                     if self.trace {
@@ -97,6 +99,25 @@ impl World {
             }
         }
         self.check_step();
+    }
+
+    /// A cleanup's exit read once its run was judged (read twice, or after its worker
+    /// was declared lost).
+    fn count_ignored(&mut self, f: &Fact) {
+        let exits: Vec<(&String, u32)> = match f {
+            Fact::AttemptExited { task, attempt, .. } => vec![(task, *attempt)],
+            Fact::WorkerDied { exits, .. } => exits.iter().map(|(t, a, _)| (t, *a)).collect(),
+            _ => Vec::new(),
+        };
+        for (name, attempt) in exits {
+            if let Some((owner, AuxKind::Cleanup)) = AuxKind::parse_job(name)
+                && self
+                    .cleanup_ended
+                    .contains_key(&(owner.to_string(), attempt))
+            {
+                self.stats.cleanup_exits_ignored += 1;
+            }
+        }
     }
 
     /// Workers told to stop leave once they run nothing (the shell then reads the rest of
@@ -231,11 +252,83 @@ impl World {
                 *self.retries_used.entry(id).or_insert(0) += 1;
                 self.stats.retries += 1;
             }
+            Command::AssignAux {
+                worker,
+                job,
+                attempt,
+                seq,
+            } => {
+                let name = self.e.aux_name(job);
+                let owner = self.id(job.owner);
+                assert_eq!(job.kind, AuxKind::Cleanup, "{name}: only cleanups here");
+                assert_eq!(
+                    self.cleanup_started.get(&(owner.clone(), attempt)),
+                    Some(&(worker.clone(), seq)),
+                    "{name} run {attempt} published to {worker} (seq {seq}) without its \
+                     cleanup_started"
+                );
+                assert!(
+                    !self.cleanup_ended.contains_key(&(owner.clone(), attempt)),
+                    "{name} run {attempt} published once ended"
+                );
+                assert!(
+                    self.aux_assigned.insert((owner, attempt)),
+                    "{name} run {attempt} published twice"
+                );
+                let w = self
+                    .workers
+                    .get_mut(&worker)
+                    .expect("assigned to a known worker");
+                w.assigned.push((name, attempt));
+            }
+            Command::RetireAux {
+                worker,
+                job,
+                attempt,
+            } => {
+                let name = self.e.aux_name(job);
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.claimed.retain(|a| *a != (name.clone(), attempt));
+                }
+            }
+            Command::KillAux {
+                reason,
+                worker,
+                job,
+                attempt,
+            } => {
+                let key = (worker, self.e.aux_name(job), attempt);
+                self.kills.insert(key, reason);
+            }
+            Command::KillAuxGroup {
+                worker,
+                job,
+                attempt,
+                ..
+            } => {
+                let name = self.e.aux_name(job);
+                if let Some(w) = self.workers.get_mut(&worker)
+                    && w.alive
+                    && w.running == Some((name, attempt, true))
+                {
+                    w.group_killed = true;
+                }
+            }
             Command::Decide(d) => self.decision(&d),
             Command::Reply { .. } => self.unanswered -= 1,
             Command::Finish(s) => {
                 assert!(self.finished.is_none(), "the session finished twice");
+                let open: Vec<&(String, u32)> = self
+                    .cleanup_started
+                    .keys()
+                    .filter(|k| !self.cleanup_ended.contains_key(*k))
+                    .collect();
+                assert!(
+                    open.is_empty(),
+                    "the session finished {s:?} while cleanups ran: {open:?}"
+                );
                 self.finished = Some(s);
+                self.note_unseen_starts();
             }
             _ => {}
         }
@@ -273,40 +366,89 @@ impl World {
         }
     }
 
-    /// One orchestrator retires an attempt and kills its group once at most.
-    fn given_once(&mut self, c: &Command) {
-        let (Command::Retire {
-            worker,
-            task,
-            attempt,
+    /// At the session's end: the starts still unread of attempts owed a cleanup, which
+    /// only a worker the engine gave up on or told to stop (and no longer waits for)
+    /// may hold: one that claimed an attempt before it was given up on and started it
+    /// after.
+    fn note_unseen_starts(&mut self) {
+        for (id, w) in &self.workers {
+            for f in &w.unread {
+                if let Fact::AttemptStarted(st) = f
+                    && let Some(t) = self.e.task_index(&st.task)
+                    && self.spec.cleanup[t].is_some()
+                {
+                    assert!(
+                        matches!(
+                            self.e.worker_state(id),
+                            Some(WorkerState::Gone | WorkerState::Stopping) | None
+                        ),
+                        "the session finished before reading the start of {} attempt {} on \
+                         {id}, which it had not given up on",
+                        st.task,
+                        st.attempt
+                    );
+                    self.unseen_at_finish.insert((st.task.clone(), st.attempt));
+                    self.stats.unseen_starts += 1;
+                }
+            }
         }
-        | Command::KillGroup {
-            worker,
-            task,
-            attempt,
-            ..
-        }) = c
-        else {
-            return;
+    }
+
+    /// One orchestrator retires an attempt (or an auxiliary run) and kills its group
+    /// once at most, and once more with the process its late start line names (the
+    /// first kill, sent when its worker was given up on, may have come before the start).
+    fn given_once(&mut self, c: &Command) {
+        let (what, worker, name, attempt) = match c {
+            Command::Retire {
+                worker,
+                task,
+                attempt,
+            } => ("retired", worker, self.id(*task), attempt),
+            Command::KillGroup {
+                worker,
+                task,
+                attempt,
+                process: None,
+            } => ("group-killed", worker, self.id(*task), attempt),
+            Command::KillGroup {
+                worker,
+                task,
+                attempt,
+                process: Some(_),
+            } => (
+                "group-killed (process known)",
+                worker,
+                self.id(*task),
+                attempt,
+            ),
+            Command::RetireAux {
+                worker,
+                job,
+                attempt,
+            } => ("retired", worker, self.e.aux_name(*job), attempt),
+            Command::KillAuxGroup {
+                worker,
+                job,
+                attempt,
+                ..
+            } => ("group-killed", worker, self.e.aux_name(*job), attempt),
+            _ => return,
         };
-        let what = match c {
-            Command::Retire { .. } => "retired",
-            _ => "group-killed",
-        };
-        let id = self.id(*task);
         assert!(
-            self.given.insert((what, worker.clone(), *task, *attempt)),
-            "{id} attempt {attempt} on {worker} {what} twice by one orchestrator"
+            self.given
+                .insert((what, worker.clone(), name.clone(), *attempt)),
+            "{name} attempt {attempt} on {worker} {what} twice by one orchestrator"
         );
     }
 
     // ---- the world's moves ----
 
-    /// Whether the shell follows this worker's journal now: busy, or given up on alive.
+    /// Whether the shell follows this worker's journal now: busy (with a task or an
+    /// auxiliary command), or given up on alive.
     fn followed(&self, id: &str) -> bool {
         matches!(
             self.e.worker_state(id),
-            Some(WorkerState::Busy { .. } | WorkerState::Gone)
+            Some(WorkerState::Busy { .. } | WorkerState::Aux { .. } | WorkerState::Gone)
         )
     }
 
@@ -333,6 +475,9 @@ impl World {
     fn claim(&mut self, id: &str) {
         let w = self.workers.get_mut(id).expect("a world worker");
         let (task, attempt) = w.assigned.remove(0);
+        if self.trace {
+            eprintln!("    {id} claims {task}#{attempt}");
+        }
         w.claimed.push((task.clone(), attempt));
         w.running = Some((task, attempt, false));
         w.group_killed = false;
@@ -343,10 +488,22 @@ impl World {
         let Some((task, attempt, _)) = w.running.clone() else {
             return;
         };
+        if self.trace {
+            eprintln!("    {id} starts {task}#{attempt}");
+        }
         w.running = Some((task.clone(), attempt, true));
         let st = started(&task, attempt, id, 5000 + w.started.len() as u32);
         w.started.push(st.clone());
         w.unread.push_back(Fact::AttemptStarted(st));
+        if let Some(t) = self.e.task_index(&task) {
+            if self.finished.is_none() {
+                self.began.insert((task, attempt));
+            } else if self.spec.cleanup[t].is_some() {
+                // A worker given up on starts what it had claimed after the end: no
+                // one is there to know.
+                self.stats.unseen_starts += 1;
+            }
+        }
     }
 
     fn exit(&mut self, id: &str, ok: bool) {
@@ -365,6 +522,12 @@ impl World {
             record(&task, attempt, id, Some(if ok { 0 } else { 1 }))
         };
         w.group_killed = false;
+        if self.trace {
+            eprintln!(
+                "    {id} ends {task}#{attempt}: code {:?} signal {:?}",
+                rec.exit_code, rec.signal
+            );
+        }
         w.unread.push_back(Fact::AttemptExited {
             worker: id.into(),
             task: task.clone(),
@@ -375,14 +538,24 @@ impl World {
         assert!(old.is_none(), "two exits of {task} attempt {attempt}");
     }
 
-    fn read(&mut self, id: &str) {
+    /// The shell reads the next `n` lines of a worker's journal (fewer if there are
+    /// fewer): the starts first, then the exits, as it feeds one look's lines.
+    fn read(&mut self, id: &str, n: usize) {
         let w = self.workers.get_mut(id).expect("a world worker");
-        if let Some(f) = w.unread.pop_front() {
+        let n = n.min(w.unread.len());
+        let lines: Vec<Fact> = w.unread.drain(..n).collect();
+        let (starts, rest): (Vec<Fact>, Vec<Fact>) = lines
+            .into_iter()
+            .partition(|f| matches!(f, Fact::AttemptStarted(_)));
+        for f in starts.into_iter().chain(rest) {
             self.feed(f);
         }
     }
 
     fn kill(&mut self, id: &str, exits_with_death: bool) {
+        if self.trace {
+            eprintln!("    {id} dies");
+        }
         let w = self.workers.get_mut(id).expect("a world worker");
         w.alive = false;
         w.running = None;
@@ -433,6 +606,7 @@ impl World {
         self.given.clear();
         let mut found = Found::default();
         let exits_on_disk = self.exits.clone();
+        let mut withdrawn_cleanups = 0;
         for (id, w) in self.workers.iter_mut() {
             // The new orchestrator reads the worker journals from disk, not the old tail:
             // what was there when it looked is gone, what came after it reads later.
@@ -442,6 +616,13 @@ impl World {
                 .filter(|f| late && w.alive && matches!(f, Fact::AttemptExited { .. }))
                 .collect();
             w.unread = after;
+            // A cleanup published and not claimed yet: taken back, it never ran (the
+            // engine calls it unknown and never runs it).
+            withdrawn_cleanups += w
+                .assigned
+                .iter()
+                .filter(|(name, _)| AuxKind::parse_job(name).is_some())
+                .count();
             found.workers.push(FoundWorker {
                 id: id.clone(),
                 alive: w.alive,
@@ -451,6 +632,11 @@ impl World {
                 claimed: w.claimed.clone(),
                 // The shell takes back every assignment not claimed, before the facts.
                 withdrawn: std::mem::take(&mut w.assigned),
+                ran: w
+                    .started
+                    .iter()
+                    .map(|st| (st.task.clone(), st.attempt))
+                    .collect(),
                 started: w
                     .started
                     .iter()
@@ -459,6 +645,7 @@ impl World {
                     .collect(),
             });
         }
+        self.stats.cleanups_withdrawn += withdrawn_cleanups;
         // As the shell's scan: the fence attempt's exit and those of attempts taken away
         // and not refused yet, of undecided tasks.
         found.exits = self
@@ -479,6 +666,17 @@ impl World {
             })
             .map(|((t, a), r)| (t.clone(), *a, exit_of(r.clone(), None)))
             .collect();
+        // And the exits of auxiliary runs the journal shows handed out and not ended,
+        // written by the worker that held them.
+        for ((kind, owner, attempt), rec) in &self.history.aux {
+            let name = kind.job(owner);
+            if rec.end.is_none()
+                && let Some(r) = self.exits.get(&(name.clone(), *attempt))
+                && r.worker == rec.worker
+            {
+                found.exits.push((name, *attempt, exit_of(r.clone(), None)));
+            }
+        }
         found.outcomes = self.decided.iter().map(|(t, s)| (t.clone(), *s)).collect();
         // Withdrawn assignments are no one's any more (the engine journals it).
         self.e = Engine::restore(
@@ -522,7 +720,7 @@ impl World {
                     self.feed(Fact::Tick);
                 }
             }
-            Act::Read(i) => {
+            Act::Read(i, k) => {
                 let ids: Vec<String> = self
                     .workers
                     .iter()
@@ -531,7 +729,13 @@ impl World {
                     .collect();
                 if !ids.is_empty() {
                     let id = ids[i as usize % ids.len()].clone();
-                    self.read(&id);
+                    // Mostly one line; sometimes two or three at once.
+                    let n = match k {
+                        4 => 2,
+                        5 => 3,
+                        _ => 1,
+                    };
+                    self.read(&id, n);
                 }
             }
             Act::Kill(i) => {
@@ -541,11 +745,17 @@ impl World {
             }
             Act::Stall(i) => {
                 if let Some(id) = self.pick(i, |w| healthy(w) && w.registered) {
+                    if self.trace {
+                        eprintln!("    {id} is stuck");
+                    }
                     self.workers.get_mut(&id).expect("a world worker").stuck = true;
                 }
             }
             Act::Unstick(i) => {
                 if let Some(id) = self.pick(i, |w| w.alive && w.stuck) {
+                    if self.trace {
+                        eprintln!("    {id} is unstuck");
+                    }
                     self.workers.get_mut(&id).expect("a world worker").stuck = false;
                     self.feed(Fact::Tick);
                 }
@@ -581,7 +791,7 @@ impl World {
             let ids: Vec<String> = self.workers.keys().cloned().collect();
             for id in &ids {
                 while !self.workers[id].unread.is_empty() && self.followed(id) {
-                    self.read(id);
+                    self.read(id, 1);
                     moved = true;
                 }
             }
@@ -599,8 +809,12 @@ impl World {
                     None if !w.assigned.is_empty() => self.claim(id),
                     Some((_, _, false)) => self.begin(id),
                     Some((task, attempt, true)) => {
-                        // Some attempts fail, so retries and skips happen here too.
-                        let ok = !(self.ix(&task) + attempt as usize).is_multiple_of(3);
+                        // Some attempts fail, so retries and skips happen here too (and
+                        // some cleanups fail).
+                        let ok = match self.e.task_index(&task) {
+                            Some(t) => !(t + attempt as usize).is_multiple_of(3),
+                            None => !attempt.is_multiple_of(4),
+                        };
                         self.exit(id, ok);
                     }
                     None => continue,

@@ -176,6 +176,160 @@ fn a_cleanup_whose_worker_died_is_unknown_and_not_run_again() {
     assert_eq!(finish(&c), Some(SessionState::Succeeded));
 }
 
+/// Every `AssignAux` of a cleanup so far: `(worker, job name, attempt)`.
+fn cleanup_assigns(s: &Sim) -> Vec<(String, String, u32)> {
+    aux_assigns(s, &s.log)
+}
+
+// Regression (found by the model): a cleanup owed and not handed out yet lived only in
+// the engine's memory. A resume re-derived it from `task_started` lines alone, which
+// are journalled for the fence holder's start as it is read, never for an exit found on
+// disk at a resume (nor for a superseded attempt): a second crash before the cleanup
+// was handed out lost it. The workers' journals say what ran (`FoundWorker::ran`).
+#[test]
+fn a_cleanup_owed_when_the_orchestrator_died_is_owed_again_on_resume() {
+    let s = sim_with("a", 1, |p| {
+        cleanups(p);
+        p.tasks[0].cleanup_delay_ms = 5_000;
+    });
+    // w1 ran attempt 1 to its end while no orchestrator looked: the resume finds its
+    // exit on disk; no `task_started` line is ever journalled for it.
+    let w1 = || FoundWorker {
+        ran: vec![("a".into(), 1)],
+        ..found_worker("w1", true)
+    };
+    let (s, c) = s.resume(Found {
+        workers: vec![w1()],
+        exits: vec![found_exit("a", 1, "w1", 0)],
+        ..Found::default()
+    });
+    assert_eq!(c.decides(), ["a: succeeded, attempt 1 on w1"]);
+    assert!(
+        aux_assigns(&s, &c).is_empty(),
+        "the cleanup waits out its delay"
+    );
+    // The orchestrator dies again before the delay is over.
+    let (mut s, c) = s.resume(Found {
+        workers: vec![w1()],
+        ..Found::default()
+    });
+    assert_eq!(finish(&c), None, "a cleanup is still owed");
+    let c = s.advance(5_000);
+    assert_eq!(aux_assigns(&s, &c), [job("w1", "a+cleanup", 1)]);
+    let c = s.run("w1", "a+cleanup", 1, 0);
+    assert_eq!(finish(&c), Some(SessionState::Succeeded));
+}
+
+// Regression (found by the model): an attempt whose start was read only after its
+// worker was given up on (the start watchdog or the lease fired first; or the worker,
+// told to stop, started what it had claimed) got no cleanup, and ran on: the kill sent
+// when the worker was given up on may have come before the process existed.
+#[test]
+fn an_attempt_started_on_a_worker_given_up_on_is_stopped_and_owed_its_cleanup() {
+    let mut p = plan(&dag("a"));
+    cleanups(&mut p);
+    let cfg = Config::new(1, LEASE);
+    let e = Engine::new(p, cfg.clone(), 1, Instant::now());
+    let mut s = Sim::over(e, cfg, History::default());
+    s.start();
+    s.register("w1");
+    let c = s.advance(10_001);
+    assert_eq!(ended(&c, "a", 1), [EndReason::WorkerLost]);
+    // Its start line, read late (the shell follows a worker it gave up on).
+    let c = s.begin("w1", "a", 1);
+    assert!(
+        has(
+            &c,
+            |c| matches!(c, Command::KillGroup { worker, attempt: 1, process: Some(p), .. }
+            if worker == "w1" && p.pgid == 4001)
+        ),
+        "stopped, by the process its start line names"
+    );
+    s.register_all();
+    s.register_all();
+    let runs = cleanup_assigns(&s);
+    assert_eq!(runs.len(), 1);
+    assert_eq!((runs[0].1.as_str(), runs[0].2), ("a+cleanup", 1));
+}
+
+// Regression: the start of an attempt queued behind another is read before that other's
+// exit when one look reads both (the shell feeds the starts first). The worker did not
+// count the queued attempt as started, so its death owed no cleanup for it.
+#[test]
+fn a_queued_attempt_started_before_the_last_exit_was_read_is_owed_its_cleanup() {
+    let mut s = sim_with("a, b", 1, cleanups);
+    let c = s.begin("w1", "a", 1);
+    assert_eq!(
+        c.assigns(),
+        [assigned("w1", "b", 1)],
+        "b is queued behind a"
+    );
+    s.begin("w1", "b", 1);
+    s.exit("w1", "a", 1, 0);
+    assert_eq!(s.runs("w1"), Some(("b", 1)));
+    s.died("w1");
+    s.register_all();
+    s.register_all();
+    // One cleanup at a time (`cleanup_workers = 1`): a's, then b's.
+    assert_eq!(cleanup_assigns(&s), [job("w3", "a+cleanup", 1)]);
+    let c = s.run("w3", "a+cleanup", 1, 0);
+    assert_eq!(
+        aux_assigns(&s, &c),
+        [job("w3", "b+cleanup", 1)],
+        "b's attempt 1 ran and was lost with w1"
+    );
+}
+
+// Regression (found by the model): a resumed orchestrator that adopted a running
+// attempt did not count it as started on its worker, so losing that worker owed no
+// cleanup for it.
+#[test]
+fn an_adopted_attempt_lost_with_its_worker_is_owed_its_cleanup() {
+    let s = sim_with("a", 1, cleanups);
+    let (mut s, c) = s.resume(Found {
+        workers: vec![FoundWorker {
+            ran: vec![("a".into(), 1)],
+            ..found_running_a("w1", 1, true)
+        }],
+        ..Found::default()
+    });
+    assert!(events(&c).contains(&&Event::TaskAdopted {
+        task: "a".into(),
+        attempt: 1,
+        worker: "w1".into()
+    }));
+    s.died("w1");
+    s.register_all();
+    s.register_all();
+    assert!(
+        cleanup_assigns(&s)
+            .iter()
+            .any(|(_, name, n)| name == "a+cleanup" && *n == 1),
+        "attempt 1 ran and was lost with w1"
+    );
+}
+
+// Regression (found by the model): the session finished while an attempt superseded by
+// a reassign was still being stopped; its cleanup, owed once it ends, never ran.
+#[test]
+fn the_session_waits_for_an_attempt_being_stopped_to_run_its_cleanup() {
+    let mut s = sim_with("a", 1, cleanups);
+    s.begin("w1", "a", 1);
+    let c = s.control("c1", ControlAction::Reassign, Some("a"));
+    assert!(has(&c, |c| matches!(c, Command::Kill { .. })));
+    s.register_all();
+    s.run("w2", "a", 2, 0);
+    let c = s.run("w2", "a+cleanup", 2, 0);
+    assert_eq!(finish(&c), None, "attempt 1 is still being stopped");
+    let c = s.exit_rec(killed("a", 1, "w1", KillReason::Reassigned), None);
+    let w = aux_assigns(&s, &c)
+        .first()
+        .map(|(w, _, _)| w.clone())
+        .expect("attempt 1's cleanup is handed out");
+    let c = s.run(&w, "a+cleanup", 1, 0);
+    assert_eq!(finish(&c), Some(SessionState::Succeeded));
+}
+
 #[test]
 fn a_gate_check_opens_the_gate_or_fails_what_follows() {
     let more = "[[gate]]\nid = \"g\"\nafter = [\"a\"]\napprove = true\n";
