@@ -7,6 +7,7 @@
 //! (`orchestrator`).
 
 pub mod bell;
+pub mod cgroup;
 pub mod cli;
 pub mod cli_data;
 pub mod engine;
