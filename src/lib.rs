@@ -8,6 +8,7 @@
 
 pub mod attach;
 pub mod bell;
+pub mod cgroup;
 pub mod cli;
 pub mod cli_data;
 pub mod engine;

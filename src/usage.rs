@@ -1,12 +1,16 @@
 //! What a running attempt uses: the CPU time and memory of every process in its process
-//! group, read from `/proc`, written by its worker as `workers/<id>/usage.json` every
-//! few seconds, and checked against the task's `memory`.
+//! group (and in its cgroup, when it has one: src/cgroup.rs), read from `/proc`, written
+//! by its worker as `workers/<id>/usage.json` every few seconds, and checked against the
+//! task's `memory`.
 //!
-//! Memory is the group's PSS (`/proc/PID/smaps_rollup`: each shared page counted once,
-//! split among its users), so a forking task is not charged twice for what its children
-//! share; where smaps_rollup cannot be read, RSS. Per-attempt cgroups are not used (yet):
-//! `mode` says so, for `status`.
+//! Memory is the cgroup's `memory.current` where the attempt has a cgroup with the memory
+//! controller; else the members' PSS (`/proc/PID/smaps_rollup`: each shared page counted
+//! once, split among its users), so a forking task is not charged twice for what its
+//! children share; where smaps_rollup cannot be read, RSS. `mode` says which, for
+//! `status`.
 
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -20,18 +24,26 @@ pub struct Usage {
     pub processes: usize,
     /// CPU use since the previous sample, in % of one core.
     pub cpu_percent: f64,
-    /// Memory of the group: PSS where it can be read, else RSS.
+    /// Memory of the attempt: its cgroup's `memory.current`, else PSS where it can be
+    /// read, else RSS.
     pub memory_bytes: u64,
-    /// How `memory_bytes` was measured (no cgroup is used).
+    /// How `memory_bytes` was measured.
     pub mode: MemoryMode,
+    /// The attempt's cgroup directory, when it runs in one (stopped with `cgroup.kill`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
     pub sampled_at: String,
 }
 
 /// How a group's memory was measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryMode {
+    /// The attempt's cgroup's `memory.current` (everything charged to it, page cache
+    /// included), with `memory.max` enforcing the task's `memory`.
+    Cgroup,
     /// Proportional set size of every member (smaps_rollup).
+    #[default]
     Pss,
     /// Resident set size of at least one member whose PSS could not be read.
     Rss,
@@ -40,29 +52,44 @@ pub enum MemoryMode {
 impl MemoryMode {
     pub fn as_str(self) -> &'static str {
         match self {
+            MemoryMode::Cgroup => "cgroup",
             MemoryMode::Pss => "pss",
             MemoryMode::Rss => "rss",
         }
     }
 }
 
-/// One look at a process group.
+/// One look at an attempt's processes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sample {
     pub processes: usize,
     /// utime + stime of every member, in clock ticks.
     pub cpu_ticks: u64,
     pub memory_bytes: u64,
-    /// Whether every member's PSS could be read (else some RSS was counted).
-    pub pss: bool,
+    /// How `memory_bytes` was measured.
+    pub mode: MemoryMode,
 }
 
-/// Sum the members of process group `pgid`.
-pub fn sample(pgid: u32) -> Sample {
+/// Sum the members of process group `pgid` and of cgroup `cgroup` (a process that left
+/// the group, with `setsid`, is still the attempt's). Memory is the cgroup's
+/// `memory.current` when it has one, else the members' PSS (RSS for those whose PSS
+/// cannot be read).
+pub fn sample(pgid: u32, cgroup: Option<&Path>) -> Sample {
+    let current = cgroup.and_then(crate::cgroup::memory_current);
     let mut s = Sample {
-        pss: true,
+        mode: if current.is_some() {
+            MemoryMode::Cgroup
+        } else {
+            MemoryMode::Pss
+        },
+        memory_bytes: current.unwrap_or(0),
         ..Sample::default()
     };
+    let in_cgroup: HashSet<u32> = cgroup
+        .map(crate::cgroup::procs)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return s;
     };
@@ -77,15 +104,18 @@ pub fn sample(pgid: u32) -> Sample {
         let Some(f) = stat_fields(&stat) else {
             continue;
         };
-        if f.pgrp != pgid {
+        if f.pgrp != pgid && !in_cgroup.contains(&pid) {
             continue;
         }
         s.processes += 1;
         s.cpu_ticks = s.cpu_ticks.saturating_add(f.ticks);
+        if s.mode == MemoryMode::Cgroup {
+            continue;
+        }
         match pss_of(pid) {
             Some(b) => s.memory_bytes = s.memory_bytes.saturating_add(b),
             None => {
-                s.pss = false;
+                s.mode = MemoryMode::Rss;
                 s.memory_bytes = s.memory_bytes.saturating_add(f.rss_pages * page_size());
             }
         }
@@ -136,6 +166,8 @@ fn ticks_per_second() -> u64 {
 /// Samples an attempt's group every [`Sampler::EVERY`], turning CPU ticks into a rate.
 pub struct Sampler {
     pgid: u32,
+    /// The attempt's cgroup, when it has one.
+    cgroup: Option<PathBuf>,
     last: Option<(Instant, u64)>,
     next: Instant,
 }
@@ -144,9 +176,10 @@ impl Sampler {
     /// How often an attempt is looked at.
     pub const EVERY: Duration = Duration::from_secs(2);
 
-    pub fn new(pgid: u32, now: Instant) -> Sampler {
+    pub fn new(pgid: u32, cgroup: Option<PathBuf>, now: Instant) -> Sampler {
         Sampler {
             pgid,
+            cgroup,
             last: None,
             // The first look soon after the start: a task that blows its memory at once
             // is stopped at once.
@@ -165,7 +198,7 @@ impl Sampler {
             return None;
         }
         self.next = now + Self::EVERY;
-        let s = sample(self.pgid);
+        let s = sample(self.pgid, self.cgroup.as_deref());
         let cpu = match self.last {
             Some((at, ticks)) => {
                 let secs = now.saturating_duration_since(at).as_secs_f64();
@@ -195,8 +228,35 @@ mod tests {
     #[test]
     fn our_own_group_is_sampled() {
         let pgid = nix::unistd::getpgrp().as_raw() as u32;
-        let s = sample(pgid);
+        let s = sample(pgid, None);
         assert!(s.processes >= 1, "{s:?}");
         assert!(s.memory_bytes > 0, "{s:?}");
+        assert_ne!(s.mode, MemoryMode::Cgroup);
+    }
+
+    /// A fake cgroup (a directory with the files the kernel would show): its
+    /// `memory.current` is the memory, and its members count whatever their group.
+    #[test]
+    fn a_cgroup_gives_memory_current_and_its_members() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("memory.current"), "12345678\n").unwrap();
+        std::fs::write(
+            dir.path().join("cgroup.procs"),
+            format!("{}\n", std::process::id()),
+        )
+        .unwrap();
+        // No process is in group u32::MAX (kernel threads are in 0): only the cgroup's
+        // member (us) is counted.
+        let s = sample(u32::MAX, Some(dir.path()));
+        assert_eq!(
+            (s.processes, s.memory_bytes, s.mode),
+            (1, 12345678, MemoryMode::Cgroup)
+        );
+        // Without memory.current (no memory controller), PSS of the members.
+        std::fs::remove_file(dir.path().join("memory.current")).unwrap();
+        let s = sample(u32::MAX, Some(dir.path()));
+        assert_eq!(s.processes, 1);
+        assert_ne!(s.mode, MemoryMode::Cgroup);
+        assert!(s.memory_bytes > 0 && s.memory_bytes != 12345678, "{s:?}");
     }
 }

@@ -2,7 +2,8 @@
 //! whole life, then `worker.json`), waits for assignments in `workers/<id>/assigned/`
 //! (notify wake-ups plus a slow rescan), runs each task in its own process group with its
 //! output logged (and shown when a terminal is attached), records `exit.json`, and exits
-//! when the orchestrator writes `shutdown`.
+//! when the orchestrator writes `shutdown`. Where cgroup v2 allows, each attempt also runs
+//! in a cgroup of its own (src/cgroup.rs), which its stops reach too.
 
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
@@ -21,6 +22,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::bell::Bell;
+use crate::cgroup::Leaf;
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::journal::{Journal, WorkerEvent};
@@ -79,6 +81,8 @@ struct Worker {
     boot_id: Option<String>,
     /// Whether our records are fsync'd (`--durable`).
     fs: fsio::Fs,
+    /// Our directory of per-attempt cgroups, where they can be used.
+    cgroup: Option<crate::cgroup::Tree>,
 }
 
 /// Run a worker until the orchestrator tells it to stop. Returns the exit code.
@@ -134,6 +138,7 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         resolved: Default::default(),
         boot_id: crate::process::boot_id(),
         fs,
+        cgroup: None,
     };
     // worker.json first: the `ready` line is what wakes the orchestrator, which watches
     // our journal, not our directory, and reads worker.json when it wakes.
@@ -143,10 +148,27 @@ pub fn run(cfg: WorkerConfig) -> Result<i32> {
         protocol: Some(proto::PROTOCOL_VERSION),
     })?;
 
+    // After `ready`: the orchestrator's first assignment and this overlap.
+    match crate::cgroup::for_worker(w.session.id(), &w.cfg.id) {
+        Ok(tree) => {
+            w.say(&tree.describe());
+            w.cgroup = Some(tree);
+        }
+        Err(why) => w.say(&format!(
+            "cgroups not used ({why}): attempts are stopped by process group and measured \
+             by PSS"
+        )),
+    }
+
     let (stop, hb) = heartbeat(w.session.worker_heartbeat(&w.cfg.id));
     let result = w.main_loop();
     drop(stop);
     let _ = hb.join();
+    if let Some(tree) = w.cgroup.take()
+        && let Err(e) = tree.remove()
+    {
+        w.say(&e);
+    }
     let _ = w.journal.append_worker(&WorkerEvent::Stopped {});
     drop(alive);
     result
@@ -514,6 +536,11 @@ impl Worker {
             // The files themselves, not duplicates: two fcntl and two close less per task.
             cmd.stdout(out_log).stderr(err_log);
         }
+        let mut leaf = self.cgroup.as_ref().and_then(|tree| {
+            tree.attempt(task, attempt, a.memory_limit)
+                .inspect_err(|why| self.no_cgroup(task, why))
+                .ok()
+        });
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -522,6 +549,14 @@ impl Worker {
             }
         };
         let pid = child.id();
+        // At once, so that little can fork before it (what does stays in the process
+        // group, which is signalled too).
+        if let Some(l) = &leaf
+            && let Err(why) = l.adopt(pid)
+        {
+            self.no_cgroup(task, &why);
+            leaf = None;
+        }
         // The start is a journal line, not a file of its own: one file creation less per
         // task on the path between two tasks.
         let started = Started {
@@ -551,11 +586,15 @@ impl Worker {
         }
         drop(done_tx);
 
-        let (status, ended_by) = self.wait_task(a, &mut child)?;
+        let (status, ended_by) = self.wait_task(a, &mut child, leaf.as_ref())?;
         let timed_out = ended_by == Some(Stopped::TimedOut);
         // Whatever the task left behind in its group (`sleep 1000 &`) goes with it, so no
-        // orphan holds our pipes or outlives the attempt.
+        // orphan holds our pipes or outlives the attempt; in its cgroup, also what left
+        // the group (`setsid`).
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        if let Some(l) = &leaf {
+            let _ = l.kill();
+        }
         // A grandchild that escaped the group (its own setsid) may still hold the pipes;
         // do not wait for it forever.
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -566,6 +605,11 @@ impl Worker {
             }
         }
 
+        if let Some(l) = leaf
+            && let Err(e) = l.remove()
+        {
+            self.say(&format!("task {task}: {e}"));
+        }
         let (has_result, result_error) = check_result(&s.result_json(task, attempt));
         Ok(ExitRecord {
             task: task.into(),
@@ -590,19 +634,21 @@ impl Worker {
 
     /// Replace `usage.json` with what the attempt uses now. Not fatal if it fails: it is
     /// for people, and the next sample tries again.
-    fn record_usage(&self, task: &str, attempt: u32, s: &crate::usage::Sample, cpu: f64) {
-        use crate::usage::{MemoryMode, Usage};
-        let u = Usage {
+    fn record_usage(
+        &self,
+        (task, attempt): (&str, u32),
+        s: &crate::usage::Sample,
+        cpu: f64,
+        leaf: Option<&Leaf>,
+    ) {
+        let u = crate::usage::Usage {
             task: task.into(),
             attempt,
             processes: s.processes,
             cpu_percent: (cpu * 10.0).round() / 10.0,
             memory_bytes: s.memory_bytes,
-            mode: if s.pss {
-                MemoryMode::Pss
-            } else {
-                MemoryMode::Rss
-            },
+            mode: s.mode,
+            cgroup: leaf.map(|l| l.dir().display().to_string()),
             sampled_at: proto::now_rfc3339(),
         };
         let _ = self
@@ -610,13 +656,23 @@ impl Worker {
             .write_json(&self.session.worker_usage(&self.cfg.id), &u);
     }
 
+    /// This attempt runs without a cgroup, as every attempt did before them.
+    fn no_cgroup(&self, task: &str, why: &str) {
+        self.say(&format!(
+            "task {task}: no cgroup for this attempt ({why}); its process group alone is \
+             signalled"
+        ));
+    }
+
     /// Wait for the running task's main process. Past its timeout, or when the orchestrator
     /// asks (`kill` file naming this attempt), SIGTERM its group, then SIGKILL after the
-    /// grace. Returns the exit status and why we killed it, if we did.
+    /// grace. Returns the exit status and why we killed it, if we did. Every signal also
+    /// reaches the attempt's cgroup (`leaf`), and its SIGKILL is `cgroup.kill`.
     fn wait_task(
         &mut self,
         a: &Assignment,
         child: &mut std::process::Child,
+        leaf: Option<&Leaf>,
     ) -> Result<(std::process::ExitStatus, Option<Stopped>)> {
         let (task, attempt) = (a.task.as_str(), a.attempt);
         let timeout = a.timeout_ms.map(Duration::from_millis);
@@ -635,8 +691,24 @@ impl Worker {
                 Error::Session(format!("cannot wait for task {task} (pid {pid}): {e}"))
             })
         };
+        let signal_all = |sig: Signal| {
+            let _ = killpg(pgid, sig);
+            if let Some(l) = leaf {
+                if sig == Signal::SIGKILL {
+                    let _ = l.kill();
+                } else {
+                    l.signal_others(sig, pgid);
+                }
+            }
+        };
+        // With `memory.max` the kernel holds the attempt to its memory; the worker
+        // compares what it measured only where it does not (memory.current counts page
+        // cache, which the kernel reclaims before it would OOM-kill).
+        let kernel_limits = leaf.is_some_and(Leaf::enforces_memory);
+        let oom_killed = || leaf.is_some_and(|l| l.oom_kills() > 0);
         let start = Instant::now();
-        let mut sampler = crate::usage::Sampler::new(pid, start);
+        let mut sampler =
+            crate::usage::Sampler::new(pid, leaf.map(|l| l.dir().to_path_buf()), start);
         let mut ended_by: Option<Stopped> = None;
         // While the session is frozen the group is stopped and its timeout clock too: a
         // freeze longer than the timeout must not kill the task.
@@ -663,11 +735,20 @@ impl Worker {
             wait = wait.min(sampler.next().saturating_duration_since(now));
             self.bell.wait(pidfd.as_ref().map(|f| f.as_fd()), wait)?;
             if let Some(st) = reap(child)? {
+                // The kernel's OOM killer ended it (memory.max): the same failure as the
+                // worker's own stop over `memory`.
+                if ended_by.is_none() && oom_killed() {
+                    self.say(&format!(
+                        "task {task}: memory limit (killed by the kernel at its cgroup's \
+                         memory.max)"
+                    ));
+                    ended_by = Some(Stopped::MemoryLimit);
+                }
                 return Ok((st, ended_by));
             }
             if let Err(e) = self.check_dir() {
                 // The task must not outlive us unseen: its group goes now.
-                let _ = killpg(pgid, Signal::SIGKILL);
+                signal_all(Signal::SIGKILL);
                 let _ = child.wait();
                 return Err(e);
             }
@@ -676,27 +757,35 @@ impl Worker {
                 self.say(&format!(
                     "task {task}: session frozen; stopping its process group"
                 ));
-                let _ = killpg(pgid, Signal::SIGSTOP);
+                signal_all(Signal::SIGSTOP);
                 frozen_since = Some(Instant::now());
             } else if !freeze && let Some(since) = frozen_since.take() {
                 self.say(&format!(
                     "task {task}: session thawed; its process group goes on"
                 ));
-                let _ = killpg(pgid, Signal::SIGCONT);
+                signal_all(Signal::SIGCONT);
                 frozen_for += since.elapsed();
             }
             if let Some((s, cpu)) = sampler.tick(Instant::now()) {
-                self.record_usage(task, attempt, &s, cpu);
+                self.record_usage((task, attempt), &s, cpu, leaf);
+                let over = if kernel_limits {
+                    oom_killed().then(|| "the kernel killed in its cgroup at memory.max".into())
+                } else {
+                    memory_limit.filter(|&l| s.memory_bytes > l).map(|l| {
+                        format!(
+                            "{} used, {} allowed",
+                            crate::plan::show_size(s.memory_bytes),
+                            crate::plan::show_size(l)
+                        )
+                    })
+                };
                 if ended_by.is_none()
-                    && let Some(limit) = memory_limit.filter(|&l| s.memory_bytes > l)
+                    && let Some(over) = over
                 {
                     self.say(&format!(
-                        "task {task}: memory limit ({} used, {} allowed); stopping its \
-                         process group",
-                        crate::plan::show_size(s.memory_bytes),
-                        crate::plan::show_size(limit)
+                        "task {task}: memory limit ({over}); stopping its process group"
                     ));
-                    let _ = killpg(pgid, Signal::SIGTERM);
+                    signal_all(Signal::SIGTERM);
                     hard_kill_at = Some(Instant::now() + grace);
                     ended_by = Some(Stopped::MemoryLimit);
                 }
@@ -719,17 +808,17 @@ impl Worker {
                         Stopped::Asked(r) => r.as_str(),
                     };
                     self.say(&format!("task {task}: {said}; stopping its process group"));
-                    let _ = killpg(pgid, Signal::SIGTERM);
+                    signal_all(Signal::SIGTERM);
                     if frozen_since.take().is_some() {
                         // A stopped group gets the signal only once it runs again.
-                        let _ = killpg(pgid, Signal::SIGCONT);
+                        signal_all(Signal::SIGCONT);
                     }
                     hard_kill_at = Some(Instant::now() + grace);
                     ended_by = Some(why);
                 }
             }
             if hard_kill_at.is_some_and(|k| Instant::now() >= k) {
-                let _ = killpg(pgid, Signal::SIGKILL);
+                signal_all(Signal::SIGKILL);
                 hard_kill_at = None;
             }
         }

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use super::{Snapshot, TaskView, snapshot};
 use crate::proto::{SessionState, TaskState};
 use crate::session::Listing;
+use crate::usage::MemoryMode;
 
 fn secs(ms: Option<u64>) -> String {
     match ms {
@@ -203,10 +204,14 @@ pub fn render(snap: &Snapshot) -> String {
                         .map_or("-".into(), |u| format!("{:.0}%", u.cpu_percent)),
                 );
                 row.push(w.usage.as_ref().map_or("-".into(), |u| {
+                    // `(cgroup)`: measured and limited by its cgroup; `(pss, cgroup)`: in a
+                    // cgroup (stopped with cgroup.kill) without its memory controller.
+                    let in_cgroup = u.cgroup.is_some() && u.mode != MemoryMode::Cgroup;
                     format!(
-                        "{} ({})",
+                        "{} ({}{})",
                         crate::plan::show_size_rounded(u.memory_bytes),
-                        u.mode.as_str()
+                        u.mode.as_str(),
+                        if in_cgroup { ", cgroup" } else { "" }
                     )
                 }));
             }

@@ -433,6 +433,7 @@ fn a_running_attempts_usage_is_shown_in_its_workers_row() {
             cpu_percent: 12.4,
             memory_bytes: 34 << 20,
             mode: crate::usage::MemoryMode::Pss,
+            cgroup: None,
             sampled_at: "2026-01-01T00:00:01.000Z".into(),
         }),
         error: None,
@@ -445,6 +446,25 @@ fn a_running_attempts_usage_is_shown_in_its_workers_row() {
         "{text}"
     );
     assert_eq!(to_json(&s)["workers"][0]["usage"]["mode"], "pss");
+    assert!(to_json(&s)["workers"][0]["usage"].get("cgroup").is_none());
+
+    // In a cgroup without its memory controller: PSS, and the cgroup said.
+    let u = s.workers[0].usage.as_mut().unwrap();
+    u.cgroup = Some("/sys/fs/cgroup/maestro-x-w1-9/attempt-1-a".into());
+    assert!(
+        render(&s).contains("  12%  34.0MiB (pss, cgroup)\n"),
+        "{}",
+        render(&s)
+    );
+    // Measured (and limited) by the cgroup.
+    let u = s.workers[0].usage.as_mut().unwrap();
+    u.mode = crate::usage::MemoryMode::Cgroup;
+    assert!(
+        render(&s).contains("  12%  34.0MiB (cgroup)\n"),
+        "{}",
+        render(&s)
+    );
+    assert_eq!(to_json(&s)["workers"][0]["usage"]["mode"], "cgroup");
 }
 
 #[test]

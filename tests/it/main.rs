@@ -5,6 +5,7 @@
 mod util;
 
 mod aux;
+mod cgroup;
 mod core;
 mod data;
 mod dry_run;

@@ -76,14 +76,20 @@ fn new_starts_wait_while_free_memory_is_low() {
 }
 
 /// A task whose process group goes over its `memory` is stopped by its worker, and the
-/// attempt fails with the reason; what a running attempt uses is in `usage.json`.
+/// attempt fails with the reason; what a running attempt uses is in `usage.json`. Without
+/// cgroups, whatever the run sets: this is the PSS path (tests/it/cgroup.rs has the
+/// others).
 #[test]
 fn an_attempt_over_its_memory_is_stopped_and_usage_is_recorded() {
     let sb = Sandbox::new();
     let plan = "name = \"hog\"\nworkers = 1\n\
         [[task]]\nid = \"hog\"\nmemory = \"64MiB\"\n\
         cmd = [\"python3\", \"-c\", \"import time; a = bytearray(256 << 20); time.sleep(30)\"]\n";
-    let o = sb.run_plan("hog.toml", plan, &["-q"]);
+    let p = sb.write("hog.toml", plan);
+    let mut c = sb.orch();
+    c.args(["run", p.to_str().unwrap(), "--launcher", "background", "-q"])
+        .env("MAESTRO_CGROUP", "off");
+    let o = run_with_deadline(c, Duration::from_secs(120));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let session = session_of(&o);
     let out = outcome(&session, "hog");
@@ -92,6 +98,7 @@ fn an_attempt_over_its_memory_is_stopped_and_usage_is_recorded() {
     let usage = read_json(&session.join("workers/w1/usage.json")).unwrap();
     assert_eq!(usage["task"], "hog");
     assert_eq!(usage["mode"], "pss");
+    assert!(usage.get("cgroup").is_none(), "{usage}");
     assert!(
         usage["memory_bytes"].as_u64().unwrap() > 64 << 20,
         "{usage}"

@@ -61,6 +61,12 @@ impl Sandbox {
             .env_remove("TMUX")
             .env_remove("MAESTRO_SESSION")
             .stdin(Stdio::null());
+        // Per-attempt cgroups only where the run asks for them (`MAESTRO_CGROUP=DIR cargo
+        // test`) or a test sets them (tests/it/cgroup.rs): a test that kills a worker
+        // would leave that worker's cgroup directory behind on hosts where they are used.
+        if std::env::var_os("MAESTRO_CGROUP").is_none() {
+            c.env("MAESTRO_CGROUP", "off");
+        }
         c
     }
 
