@@ -536,7 +536,8 @@ impl Worker {
             // The files themselves, not duplicates: two fcntl and two close less per task.
             cmd.stdout(out_log).stderr(err_log);
         }
-        let mut leaf = self.cgroup.as_ref().and_then(|tree| {
+        let tree = self.cgroup.as_ref().filter(|t| t.wanted(a.memory_limit));
+        let mut leaf = tree.and_then(|tree| {
             tree.attempt(task, attempt, a.memory_limit)
                 .inspect_err(|why| self.no_cgroup(task, why))
                 .ok()
