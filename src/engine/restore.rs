@@ -230,6 +230,9 @@ impl Engine {
                 owner: g,
             };
             let Some(last) = self.last_aux(job) else {
+                // Its run was taken back unclaimed (`aux_withdrawn`): it goes out again.
+                let now = self.now;
+                self.schedule_aux(job, 1, now);
                 continue;
             };
             match last.ended {
@@ -296,8 +299,14 @@ impl Engine {
             .collect();
         let mut adopted = BTreeSet::new();
         let mut claimed: BTreeSet<(String, String, u32)> = BTreeSet::new();
+        let mut taken_back: BTreeSet<(String, String, u32)> = BTreeSet::new();
         for fw in &found.workers {
             self.next_worker = self.next_worker.max(number_after(&fw.id));
+            taken_back.extend(
+                fw.withdrawn
+                    .iter()
+                    .map(|(name, n)| (fw.id.clone(), name.clone(), *n)),
+            );
             for (task, n) in &fw.withdrawn {
                 if let Some(&t) = self.index.get(task)
                     && self.tasks[t].fence == Some((*n, fw.id.clone()))
@@ -392,7 +401,7 @@ impl Engine {
             }
         }
 
-        self.recover_aux(&mut exits, &started, &adopted, &claimed, now);
+        self.recover_aux(&mut exits, &started, &adopted, &claimed, &taken_back, now);
 
         // Every other attempt that ended meanwhile was superseded: refused, journalled.
         for ((task, n), exit) in exits {
@@ -476,14 +485,17 @@ impl Engine {
     }
 
     /// Auxiliary commands handed out before the crash and not ended: their exit is
-    /// taken, an adopted worker that claimed one runs it on, and one whose worker is
-    /// gone is `unknown` (its group is stopped; it is never run again by itself).
+    /// taken, an adopted worker that claimed one runs it on, one taken back unclaimed
+    /// (it never ran) goes out again under a new fence line (`aux_withdrawn` first), and
+    /// one whose worker is gone is `unknown` (its group is stopped; it is never run again
+    /// by itself).
     fn recover_aux(
         &mut self,
         exits: &mut BTreeMap<(String, u32), Exit>,
         started: &BTreeMap<(String, u32), (String, Started)>,
         adopted: &BTreeSet<String>,
         claimed: &BTreeSet<(String, String, u32)>,
+        taken_back: &BTreeSet<(String, String, u32)>,
         now: Instant,
     ) {
         let open: Vec<super::AuxIx> = self
@@ -501,6 +513,14 @@ impl Engine {
             let key = (name.clone(), attempt);
             if let Some(exit) = exits.remove(&key) {
                 self.aux_exited(&w, ix, exit, now);
+            } else if taken_back.contains(&(w.clone(), name.clone(), attempt)) {
+                self.journal(Event::AuxWithdrawn {
+                    kind: job.kind,
+                    of: self.aux_owner_id(job),
+                    attempt,
+                    worker: w,
+                });
+                self.aux[ix].worker = None;
             } else if adopted.contains(&w) && claimed.contains(&(w.clone(), name, attempt)) {
                 if let Some(wk) = self.workers.get_mut(&w) {
                     wk.state = WorkerState::Aux { job: ix };

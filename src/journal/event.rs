@@ -240,6 +240,14 @@ pub enum Event {
     RollbackRequested {
         tasks: Vec<String>,
     },
+    /// A resumed orchestrator took back an auxiliary command's assignment that no worker
+    /// had claimed: it never ran, and goes out again under a new fence line.
+    AuxWithdrawn {
+        kind: AuxKind,
+        of: String,
+        attempt: u32,
+        worker: String,
+    },
     /// The fence of an auxiliary command (journalled before its assignment), and its
     /// end, one pair per kind.
     CheckStarted(AuxStart),

@@ -395,6 +395,17 @@ impl History {
                 }
             }
             Event::SnapshotWritten { .. } => self.snapshot_owed = false,
+            Event::AuxWithdrawn {
+                kind, of, attempt, ..
+            } => {
+                let key = (*kind, of.clone(), *attempt);
+                if self.aux.get(&key).is_some_and(|r| r.end.is_none()) {
+                    self.aux.remove(&key);
+                    if *kind == AuxKind::Emergency && !self.emergency_owed.contains(of) {
+                        self.emergency_owed.push(of.clone());
+                    }
+                }
+            }
             Event::RollbackRequested { tasks } => {
                 self.rollback = Some(tasks.clone());
                 self.rolling_back = true;

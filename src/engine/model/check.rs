@@ -37,6 +37,19 @@ impl World {
             } if self.current.get(task) == Some(&(*attempt, worker.clone())) => {
                 self.current.remove(task);
             }
+            Event::AuxWithdrawn {
+                kind: AuxKind::Cleanup,
+                of,
+                attempt,
+                ..
+            } => {
+                let key = (of.clone(), *attempt);
+                assert!(
+                    !self.cleanup_ended.contains_key(&key),
+                    "the cleanup of {of} attempt {attempt} was taken back once it had ended"
+                );
+                self.cleanup_started.remove(&key);
+            }
             Event::CleanupStarted(st) => {
                 let key = (st.of.clone(), st.attempt);
                 let t = self.ix(&st.of);

@@ -616,13 +616,14 @@ impl World {
                 .filter(|f| late && w.alive && matches!(f, Fact::AttemptExited { .. }))
                 .collect();
             w.unread = after;
-            // A cleanup published and not claimed yet: taken back, it never ran (the
-            // engine calls it unknown and never runs it).
-            withdrawn_cleanups += w
-                .assigned
-                .iter()
-                .filter(|(name, _)| AuxKind::parse_job(name).is_some())
-                .count();
+            // A cleanup published and not claimed yet: taken back, it never ran, and the
+            // engine publishes it again (after `aux_withdrawn`).
+            for (name, attempt) in &w.assigned {
+                if let Some((owner, _)) = AuxKind::parse_job(name) {
+                    withdrawn_cleanups += 1;
+                    self.aux_assigned.remove(&(owner.to_string(), *attempt));
+                }
+            }
             found.workers.push(FoundWorker {
                 id: id.clone(),
                 alive: w.alive,

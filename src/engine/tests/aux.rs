@@ -570,3 +570,30 @@ fn a_cleanup_owed_when_the_session_was_interrupted_runs_after_the_resume() {
     assert_eq!(cleanup, ["a+cleanup"], "once, for attempt 1");
     assert_eq!(c.assigns().len(), 1, "and a runs again beside it");
 }
+
+/// Regression (found by the model): a cleanup published but not claimed when the
+/// orchestrator died was taken back by the resume's scan and then judged `unknown`,
+/// though it provably never ran.
+#[test]
+fn a_cleanup_taken_back_unclaimed_on_resume_goes_out_again() {
+    let mut s = sim_with("a", 1, cleanups);
+    let c = s.run("w1", "a", 1, 0);
+    assert_eq!(aux_assigns(&s, &c), [job("w1", "a+cleanup", 1)]);
+    let (mut r, c) = s.resume(Found {
+        workers: vec![FoundWorker {
+            withdrawn: vec![("a+cleanup".into(), 1)],
+            ..found_worker("w1", true)
+        }],
+        ..Found::default()
+    });
+    assert!(events(&c).iter().any(|e| matches!(e,
+        Event::AuxWithdrawn { kind: AuxKind::Cleanup, of, attempt: 1, worker } if of == "a" && worker == "w1")));
+    assert!(aux_ends(&c).is_empty(), "not unknown: it never ran");
+    assert_eq!(aux_assigns(&r, &c), [job("w1", "a+cleanup", 1)]);
+    let c = r.run("w1", "a+cleanup", 1, 0);
+    assert_eq!(
+        aux_ends(&c),
+        [(AuxKind::Cleanup, "a".into(), 1, AuxState::Succeeded)]
+    );
+    assert_eq!(finish(&c), Some(SessionState::Succeeded));
+}
