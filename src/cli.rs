@@ -166,6 +166,9 @@ enum OrchestratorCommand {
         session: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Only the tasks whose agent waits for a person.
+        #[arg(long)]
+        waiting: bool,
     },
     /// List sessions (and entries of the sessions directory that are not, with why).
     List {
@@ -436,7 +439,11 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 true,
             )
         }
-        OrchestratorCommand::Status { session, json } => {
+        OrchestratorCommand::Status {
+            session,
+            json,
+            waiting,
+        } => {
             let s = match session {
                 Some(a) => Session::resolve(&root, Some(&a))?,
                 None => {
@@ -449,7 +456,10 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                     s
                 }
             };
-            let snap = status::snapshot(&s);
+            let mut snap = status::snapshot(&s);
+            if waiting {
+                status::only_waiting(&mut snap);
+            }
             let text = if json {
                 format!("{:#}\n", status::to_json(&snap))
             } else {
@@ -789,6 +799,15 @@ enum WorkerVerb {
     },
     /// Print the result (JSON) of a finished task or race.
     Result { id: String },
+    /// Record one Claude Code hook event (JSON on stdin) as this agent task's state.
+    /// Prints nothing and always exits 0: a hook must never block or steer the agent.
+    Hook,
+    /// Record this agent task's state: working, waiting (for a person) or idle, with an
+    /// optional message (for agents other than Claude Code, and scripts).
+    State {
+        state: String,
+        message: Option<String>,
+    },
     /// Print a value saved by an earlier attempt (exit 1 when there is none).
     Load {
         key: String,
@@ -809,6 +828,12 @@ struct TaskFlags {
 
 /// `worker` entry point; returns the process exit code.
 pub fn worker_main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let args: Vec<OsString> = args.into_iter().collect();
+    // A hook runs before anything that could print or fail (see `agent`).
+    if args.get(1).is_some_and(|a| a == "hook") && args.len() == 2 {
+        crate::agent::hook();
+        return 0;
+    }
     init_tracing();
     let args: WorkerArgs = match parse_or_exit(args) {
         Ok(a) => a,
@@ -842,8 +867,34 @@ fn worker_cmd(args: WorkerArgs) -> Result<i32> {
             durable: args.durable,
         });
     };
+    if let WorkerVerb::Hook = verb {
+        crate::agent::hook();
+        return Ok(0);
+    }
+    if let WorkerVerb::State { state, message } = &verb {
+        let s = crate::agent::AgentState::parse(state).ok_or_else(|| {
+            Error::Usage(format!(
+                "invalid state {state:?}: expected working, waiting, idle or exited"
+            ))
+        })?;
+        let target = crate::agent::Target::from_env().ok_or_else(|| {
+            Error::Usage(
+                "worker state runs inside a maestro task (MAESTRO_SESSION, MAESTRO_TASK and \
+                 MAESTRO_ATTEMPT are not set)"
+                    .into(),
+            )
+        })?;
+        target.record(&crate::agent::AgentLine {
+            at: crate::proto::now_rfc3339(),
+            event: "state".into(),
+            state: Some(s),
+            message: message.clone(),
+        })?;
+        return Ok(0);
+    }
     let session = Session::open(&session_dir)?;
     match verb {
+        WorkerVerb::Hook | WorkerVerb::State { .. } => Ok(0),
         WorkerVerb::Save {
             key,
             value,

@@ -6,6 +6,7 @@
 //! map of the modules below: a pure decision engine (`engine`) inside a thin shell
 //! (`orchestrator`).
 
+pub mod agent;
 pub mod attach;
 pub mod bell;
 pub mod cgroup;

@@ -92,6 +92,9 @@ pub struct Assignment {
     /// frozen with the session's tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aux: Option<AuxKind>,
+    /// The task is an AI agent (its state comes from its own reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::plan::AgentKind>,
     pub assigned_at: String,
     /// Hand-over order: a worker with two unclaimed assignments (one queued behind the
     /// other) claims the lower first. Increasing across resumes (it starts from

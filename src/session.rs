@@ -462,6 +462,21 @@ impl Session {
         Ok(v)
     }
 
+    /// What an agent task reported about itself (`worker hook`, `worker state`).
+    pub fn agent_log(&self, task: &str, attempt: u32) -> PathBuf {
+        self.attempt_dir(task, attempt).join("agent.jsonl")
+    }
+
+    /// The settings that make Claude Code report its state (`agent = "claude-code"`).
+    pub fn claude_settings(&self, task: &str, attempt: u32) -> PathBuf {
+        self.attempt_dir(task, attempt).join("claude-settings.json")
+    }
+
+    /// Rung (replaced) after each agent report, so its worker relays it at once.
+    pub fn worker_agent_bell(&self, worker: &str) -> PathBuf {
+        self.worker_dir(worker).join("agent")
+    }
+
     pub fn progress_json(&self, task: &str, attempt: u32) -> PathBuf {
         self.attempt_dir(task, attempt).join("progress.json")
     }

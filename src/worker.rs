@@ -462,7 +462,14 @@ impl Worker {
         let t0 = Instant::now();
         self.say(&format!("task {task} (attempt {attempt}) starting"));
 
-        let mut cmd = match &a.command {
+        let command = match self.prepare_agent(a) {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!("cannot prepare the agent's settings: {e}");
+                return Ok(self.failed_record(task, attempt, &started_at, t0, msg));
+            }
+        };
+        let mut cmd = match &command {
             TaskCommand::Shell(script) => {
                 let mut c = Command::new(self.resolve("sh"));
                 c.arg0("sh").arg("-c").arg(script);
@@ -524,6 +531,9 @@ impl Worker {
             // A group, not a session (setsid would need pre_exec, which forces fork instead
             // of posix_spawn: a millisecond per task); the group is what signals target.
             .process_group(0);
+        if a.agent == Some(crate::plan::AgentKind::ClaudeCode) {
+            cmd.env("MAESTRO_CLAUDE_SETTINGS", s.claude_settings(task, attempt));
+        }
         // With a terminal to show output in, copy it there and into the logs; without one
         // (background), the task writes straight into its log files: no pipes, no threads.
         let out_log = fsio::open_append(&s.stdout_log(task, attempt))?;
@@ -665,6 +675,95 @@ impl Worker {
         ));
     }
 
+    /// For an agent task: its state starts as `starting` (a folder-trust prompt fires no
+    /// hook), and Claude Code is given the settings that make it report to `worker hook`
+    /// (`--settings FILE` after `claude` at the start of the command; the file's path is
+    /// also in `$MAESTRO_CLAUDE_SETTINGS` for commands that start it otherwise). The
+    /// command to run.
+    fn prepare_agent(&mut self, a: &Assignment) -> Result<TaskCommand> {
+        let Some(kind) = a.agent else {
+            return Ok(a.command.clone());
+        };
+        let target = crate::agent::Target {
+            session: self.session.clone(),
+            task: a.task.clone(),
+            attempt: a.attempt,
+            worker: None,
+        };
+        target.record(&crate::agent::AgentLine {
+            at: proto::now_rfc3339(),
+            event: "start".into(),
+            state: Some(crate::agent::AgentState::Starting),
+            message: None,
+        })?;
+        if kind != crate::plan::AgentKind::ClaudeCode {
+            return Ok(a.command.clone());
+        }
+        let settings = self.session.claude_settings(&a.task, a.attempt);
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("worker"));
+        self.fs.write_json(
+            &settings,
+            &crate::agent::claude_settings(&exe.to_string_lossy()),
+        )?;
+        let path = settings.to_string_lossy().into_owned();
+        Ok(match &a.command {
+            TaskCommand::Argv(argv)
+                if argv.first().is_some_and(|p| {
+                    std::path::Path::new(p).file_name() == Some("claude".as_ref())
+                }) =>
+            {
+                let mut v = vec![argv[0].clone(), "--settings".into(), path];
+                v.extend(argv[1..].iter().cloned());
+                TaskCommand::Argv(v)
+            }
+            TaskCommand::Shell(s) if s == "claude" || s.starts_with("claude ") => {
+                TaskCommand::Shell(format!(
+                    "claude --settings {}{}",
+                    crate::launch::shell_quote(&path),
+                    &s["claude".len()..]
+                ))
+            }
+            c => c.clone(),
+        })
+    }
+
+    /// Relay what the attempt's agent reported since `read` (bytes of its `agent.jsonl`
+    /// already relayed) into our journal, where the orchestrator sees it; the last state
+    /// reported, if any. Only whole lines are taken (a hook may be writing one).
+    fn relay_agent(
+        &mut self,
+        task: &str,
+        attempt: u32,
+        read: &mut u64,
+    ) -> Option<crate::agent::AgentState> {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let path = self.session.agent_log(task, attempt);
+        let mut f = fsio::open_read(&path).ok().flatten()?;
+        let len = f.metadata().ok()?.len();
+        if len <= *read {
+            return None;
+        }
+        f.seek(SeekFrom::Start(*read)).ok()?;
+        let mut buf = Vec::new();
+        // A runaway writer is read a megabyte at a time.
+        f.take(1 << 20).read_to_end(&mut buf).ok()?;
+        let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        *read += whole as u64;
+        let mut last = None;
+        for line in buf[..whole].split(|&b| b == b'\n') {
+            let Ok(l) = serde_json::from_slice::<crate::agent::AgentLine>(line) else {
+                continue;
+            };
+            last = l.state.or(last);
+            let _ = self.journal.append_worker(&WorkerEvent::Agent {
+                task: task.to_string(),
+                attempt,
+                line: l,
+            });
+        }
+        last
+    }
+
     /// Wait for the running task's main process. Past its timeout, or when the orchestrator
     /// asks (`kill` file naming this attempt), SIGTERM its group, then SIGKILL after the
     /// grace. Returns the exit status and why we killed it, if we did. Every signal also
@@ -715,6 +814,9 @@ impl Worker {
         // freeze longer than the timeout must not kill the task.
         let mut frozen_since: Option<Instant> = None;
         let mut frozen_for = Duration::ZERO;
+        // Time an agent spends waiting for a person is not the task's either.
+        let mut waiting_since: Option<Instant> = None;
+        let mut agent_read = 0u64;
         let freeze_file = self.session.worker_freeze(&self.cfg.id);
         let mut hard_kill_at: Option<Instant> = None;
         loop {
@@ -722,6 +824,7 @@ impl Worker {
             let mut wait = self.cfg.watch.rescan_interval();
             if ended_by.is_none()
                 && frozen_since.is_none()
+                && waiting_since.is_none()
                 && let Some(t) = timeout
             {
                 wait = wait.min((start + frozen_for + t).saturating_duration_since(now));
@@ -767,6 +870,14 @@ impl Worker {
                 signal_all(Signal::SIGCONT);
                 frozen_for += since.elapsed();
             }
+            if let Some(state) = self.relay_agent(task, attempt, &mut agent_read) {
+                let waiting = state == crate::agent::AgentState::Waiting;
+                if waiting && waiting_since.is_none() {
+                    waiting_since = Some(Instant::now());
+                } else if !waiting && let Some(since) = waiting_since.take() {
+                    frozen_for += since.elapsed();
+                }
+            }
             if let Some((s, cpu)) = sampler.tick(Instant::now()) {
                 self.record_usage((task, attempt), &s, cpu, leaf);
                 let over = if kernel_limits {
@@ -793,7 +904,8 @@ impl Worker {
             }
             if ended_by.is_none() {
                 let ran = start.elapsed().saturating_sub(frozen_for);
-                let why = if frozen_since.is_none() && timeout.is_some_and(|t| ran >= t) {
+                let paused = frozen_since.is_some() || waiting_since.is_some();
+                let why = if !paused && timeout.is_some_and(|t| ran >= t) {
                     Some(Stopped::TimedOut)
                 } else {
                     fsio::read_json::<KillRequest>(&self.session.worker_kill(&self.cfg.id))
@@ -848,7 +960,11 @@ fn wakes_worker(path: &Path, busy: bool) -> bool {
         .and_then(|d| d.file_name())
         .is_some_and(|d| d == "assigned");
     !fsio::is_hidden(name)
-        && (name == "shutdown" || name == "kill" || name == "freeze" || (assignment && !busy))
+        && (name == "shutdown"
+            || name == "kill"
+            || name == "freeze"
+            || name == "agent"
+            || (assignment && !busy))
 }
 
 /// Our own directory first on PATH, so tasks can call `worker checkpoint ...`.

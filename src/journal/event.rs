@@ -240,6 +240,16 @@ pub enum Event {
     RollbackRequested {
         tasks: Vec<String>,
     },
+    /// An agent task reported a new state (`worker hook`, `worker state`): `at` when it
+    /// reported it, `message` what it waits for or says.
+    AgentState {
+        task: String,
+        attempt: u32,
+        state: crate::agent::AgentState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        at: String,
+    },
     /// A resumed orchestrator took back an auxiliary command's assignment that no worker
     /// had claimed: it never ran, and goes out again under a new fence line.
     AuxWithdrawn {
@@ -461,6 +471,12 @@ pub enum WorkerEvent {
         to: String,
     },
     Stopped {},
+    /// A line of the running attempt's `agent.jsonl` (an agent's state), relayed.
+    Agent {
+        task: String,
+        attempt: u32,
+        line: crate::agent::AgentLine,
+    },
     #[serde(other)]
     Unknown,
 }

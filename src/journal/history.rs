@@ -109,11 +109,22 @@ pub struct History {
     /// A failure froze the session: the tasks running then whose emergency command has
     /// not been handed out yet.
     pub emergency_owed: Vec<String>,
+    /// Each agent task's last reported state: attempt, state, message, when.
+    pub agents: BTreeMap<String, AgentRecord>,
     /// A failure froze the session and its snapshot is not written yet.
     pub snapshot_owed: bool,
     /// A rollback was requested and has not ended (rolled back, or stopped).
     pub rolling_back: bool,
     pub events: usize,
+}
+
+/// An agent task's last reported state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub attempt: u32,
+    pub state: crate::agent::AgentState,
+    pub message: Option<String>,
+    pub since: String,
 }
 
 /// An auxiliary command's run as the journal tells it.
@@ -395,6 +406,23 @@ impl History {
                 }
             }
             Event::SnapshotWritten { .. } => self.snapshot_owed = false,
+            Event::AgentState {
+                task,
+                attempt,
+                state,
+                message,
+                at,
+            } => {
+                self.agents.insert(
+                    task.clone(),
+                    AgentRecord {
+                        attempt: *attempt,
+                        state: *state,
+                        message: message.clone(),
+                        since: at.clone(),
+                    },
+                );
+            }
             Event::AuxWithdrawn {
                 kind, of, attempt, ..
             } => {

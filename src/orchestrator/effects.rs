@@ -312,6 +312,7 @@ impl Orchestrator {
                     kill_grace_ms: crate::plan::KILL_GRACE_MS,
                     memory_limit: None,
                     aux: Some(job.kind),
+                    agent: None,
                     assigned_at: proto::now_rfc3339(),
                     seq,
                 }
@@ -335,6 +336,7 @@ impl Orchestrator {
                     kill_grace_ms: t.kill_grace_ms,
                     memory_limit: None,
                     aux: Some(kind),
+                    agent: None,
                     assigned_at: proto::now_rfc3339(),
                     seq,
                 }
@@ -396,6 +398,7 @@ impl Orchestrator {
             kill_grace_ms: task.kill_grace_ms,
             memory_limit: task.memory,
             aux: None,
+            agent: task.agent,
             assigned_at: proto::now_rfc3339(),
             seq,
         };
@@ -587,6 +590,24 @@ impl Orchestrator {
                      `orchestrator reject {s} {gate} --reason ...`",
                     s = self.session.id()
                 ))
+            }
+            Event::AgentState {
+                task,
+                state,
+                message,
+                ..
+            } => {
+                if *state == crate::agent::AgentState::Waiting {
+                    // A person is being asked for something: the bell, once per wait.
+                    use std::io::{IsTerminal as _, Write as _};
+                    if std::io::stderr().is_terminal() {
+                        let _ = write!(std::io::stderr(), "\x07");
+                    }
+                }
+                match message {
+                    Some(m) => self.say(format_args!("{task}: agent {}: {m}", state.as_str())),
+                    None => self.say(format_args!("{task}: agent {}", state.as_str())),
+                }
             }
             Event::GateApproved { gate } => self.say(format_args!("gate {gate}: approved")),
             Event::GatePassed { gate } => self.say(format_args!("gate {gate}: check passed")),

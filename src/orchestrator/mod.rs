@@ -12,6 +12,7 @@
 //! `recover.rs` rebuilds a session whose orchestrator died: the journal gives the engine
 //! its history, the directory what happened meanwhile.
 
+mod agents;
 mod effects;
 mod recover;
 
@@ -124,6 +125,8 @@ pub struct Orchestrator {
     /// Workers the engine gave up on whose process may still report (their late exits
     /// are journalled as stale).
     lingering: Vec<String>,
+    /// Each agent task's last journalled state (a repeated report is not journalled).
+    agents: std::collections::HashMap<String, (u32, crate::agent::AgentState)>,
     /// `tasks/<id>/` exists (made lazily: 10 000 mkdirs before the first start cost).
     dir_made: Vec<bool>,
     /// `tasks/<id>/retry.json` may exist: only then is it removed on the next assignment.
@@ -223,6 +226,7 @@ impl Orchestrator {
             journal,
             tails: BTreeMap::new(),
             lingering: Vec::new(),
+            agents: Default::default(),
             dir_made: vec![false; n],
             retry_file: vec![false; n],
             rows: vec![None; n],
@@ -551,6 +555,11 @@ impl Orchestrator {
                         self.journal.append(&ev)?;
                         self.narrate(&ev);
                     }
+                    WorkerEvent::Agent {
+                        task,
+                        attempt,
+                        line,
+                    } => self.agent_said(task, attempt, line)?,
                     WorkerEvent::Ready { .. } | WorkerEvent::Stopped {} | WorkerEvent::Unknown => {}
                 }
             }

@@ -215,6 +215,9 @@ pub enum PlanErrorKind {
     /// white space: `sh -c ""` would succeed having done nothing, which hides a mistake.
     #[error("{key}: the command is empty")]
     EmptyCommand { scope: Scope, key: &'static str },
+    /// `agent` names no kind of agent maestro knows.
+    #[error("agent: {value:?} is not a kind of agent (use \"claude-code\" or \"generic\")")]
+    BadAgent { scope: Scope, value: String },
     /// A task's own `cleanup_delay` or `cleanup_timeout` without a `cleanup` to time.
     #[error("{key}: the task has no cleanup")]
     NoCleanup { scope: Scope, key: DurationKey },
@@ -253,6 +256,7 @@ impl PlanErrorKind {
             | PlanErrorKind::BadOnFailure { scope, .. }
             | PlanErrorKind::EmptyCommand { scope, .. }
             | PlanErrorKind::NoCleanup { scope, .. }
+            | PlanErrorKind::BadAgent { scope, .. }
             | PlanErrorKind::BadSize { scope, .. }
             | PlanErrorKind::BadOwns { scope, .. }
             | PlanErrorKind::DurationOutOfRange { scope, .. }

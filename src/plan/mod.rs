@@ -116,6 +116,24 @@ pub struct Task {
     /// was running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency: Option<String>,
+    /// An AI agent: its state (working, waiting for a person, idle) comes from its own
+    /// reports (`worker hook`, `worker state`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentKind>,
+    /// Run (by `sh -c`) when the task's agent starts waiting for a person, with
+    /// `MAESTRO_TASK` and `MAESTRO_AGENT_MESSAGE` set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
+}
+
+/// What kind of agent a task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentKind {
+    /// Claude Code: maestro passes it the hook settings (`claude --settings FILE`).
+    ClaudeCode,
+    /// Any other agent or script: it reports with `worker state`.
+    Generic,
 }
 
 /// The default `kill_grace`.

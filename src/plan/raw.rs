@@ -137,6 +137,8 @@ pub(super) struct RawTask {
     pub(super) cleanup_timeout: Option<String>,
     pub(super) rollback: Option<String>,
     pub(super) emergency: Option<String>,
+    pub(super) agent: Option<String>,
+    pub(super) notify: Option<String>,
 }
 
 /// Parse the text of `src` (JSON or TOML, by its name). Syntax and schema errors carry the

@@ -851,6 +851,8 @@ fn task(
         cleanup_timeout_ms: super::CLEANUP_TIMEOUT_MS,
         rollback: None,
         emergency: None,
+        agent: None,
+        notify: None,
     })
 }
 

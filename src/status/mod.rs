@@ -11,7 +11,9 @@ mod render;
 use serde::Serialize;
 
 pub use logs::logs;
-pub use render::{ListRow, list_json, list_rows, list_table, render, render_list, to_json};
+pub use render::{
+    ListRow, list_json, list_rows, list_table, only_waiting, render, render_list, to_json,
+};
 
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -56,6 +58,28 @@ pub struct TaskView {
     /// of the view comes from the other files and the journal).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// An agent task's state, as it last reported it (`exited` once its attempt is not
+    /// running, whatever it said last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentView>,
+}
+
+/// Where an agent task stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    pub state: crate::agent::AgentState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub since: String,
+}
+
+impl TaskView {
+    /// Whether the task's agent waits for a person.
+    pub fn waiting(&self) -> bool {
+        self.agent
+            .as_ref()
+            .is_some_and(|a| a.state == crate::agent::AgentState::Waiting)
+    }
 }
 
 /// What a worker is doing, as status shows it.
@@ -327,6 +351,19 @@ pub fn snapshot(s: &Session) -> Snapshot {
         let mut v = task_view(s, id, history.tasks.get(id), &worker_ids);
         v.attempts = attempts_of(&mut history, &v);
         v.secrets = secrets.remove(id);
+        v.agent = history.agents.get(id).map(|a| {
+            // Its process is gone (liveness, not its last word): exited.
+            let running = v.state == TaskState::Running && v.attempt == a.attempt;
+            AgentView {
+                state: if running {
+                    a.state
+                } else {
+                    crate::agent::AgentState::Exited
+                },
+                message: a.message.clone().filter(|_| running),
+                since: a.since.clone(),
+            }
+        });
         tasks.push(v);
     }
     let workers = worker_ids
@@ -492,6 +529,7 @@ fn undecided(id: &str) -> TaskView {
         attempts: Vec::new(),
         progress: None,
         secrets: None,
+        agent: None,
         error: None,
     }
 }

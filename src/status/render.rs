@@ -95,7 +95,10 @@ pub fn render(snap: &Snapshot) -> String {
         "DURATION".into(),
         "NOTE".into(),
     ]];
-    for t in &snap.tasks {
+    // Tasks whose agent waits for a person first: they are what needs doing.
+    let mut order: Vec<&TaskView> = snap.tasks.iter().collect();
+    order.sort_by_key(|t| !t.waiting());
+    for t in order {
         rows.push(vec![
             t.id.clone(),
             t.state.as_str().into(),
@@ -108,6 +111,9 @@ pub fn render(snap: &Snapshot) -> String {
             secs(t.duration_ms),
             match (&t.error, &t.reason, t.attempts.len()) {
                 (Some(e), _, _) => format!("unreadable: {e}"),
+                (None, None, _) if t.agent.is_some() && t.state == TaskState::Running => {
+                    agent_note(t)
+                }
                 (None, Some(r), _) => r.clone(),
                 (None, None, n) if n > 1 => attempts_note(t),
                 _ => String::new(),
@@ -328,6 +334,24 @@ fn aux_lines(snap: &Snapshot, out: &mut String) {
             }
         }
     }
+}
+
+/// What a running agent task's NOTE says: its state, and what it waits for.
+fn agent_note(t: &TaskView) -> String {
+    let Some(a) = &t.agent else {
+        return String::new();
+    };
+    match (&a.message, a.state) {
+        (Some(m), crate::agent::AgentState::Waiting) => format!("agent WAITING: {m}"),
+        (_, crate::agent::AgentState::Waiting) => "agent WAITING".into(),
+        (Some(m), s) => format!("agent {}: {m}", s.as_str()),
+        (None, s) => format!("agent {}", s.as_str()),
+    }
+}
+
+/// Only the tasks whose agent waits for a person (`status --waiting`).
+pub fn only_waiting(snap: &mut Snapshot) {
+    snap.tasks.retain(TaskView::waiting);
 }
 
 /// One row of `orchestrator list`.

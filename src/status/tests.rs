@@ -21,6 +21,7 @@ fn task(id: &str, state: TaskState) -> TaskView {
         attempts: Vec::new(),
         progress: None,
         secrets: None,
+        agent: None,
         error: None,
     }
 }

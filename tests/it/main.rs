@@ -4,6 +4,7 @@
 
 mod util;
 
+mod agents;
 mod aux;
 mod cgroup;
 mod core;

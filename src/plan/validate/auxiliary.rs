@@ -64,6 +64,8 @@ pub(super) struct TaskAux {
     cleanup_timeout: Option<String>,
     rollback: Option<String>,
     emergency: Option<String>,
+    agent: Option<String>,
+    notify: Option<String>,
 }
 
 impl TaskAux {
@@ -74,6 +76,8 @@ impl TaskAux {
             cleanup_timeout: t.cleanup_timeout.take(),
             rollback: t.rollback.take(),
             emergency: t.emergency.take(),
+            agent: t.agent.take(),
+            notify: t.notify.take(),
         }
     }
 
@@ -127,6 +131,28 @@ impl TaskAux {
         task.cleanup = cleanup;
         task.rollback = rollback;
         task.emergency = emergency;
+        task.agent = match self.agent.as_deref() {
+            None => None,
+            Some("claude-code") => Some(crate::plan::AgentKind::ClaudeCode),
+            Some("generic") => Some(crate::plan::AgentKind::Generic),
+            Some(other) => {
+                let kind = K::BadAgent {
+                    scope: whose.scope(),
+                    value: other.to_string(),
+                };
+                return Err(src.error(src.id_pos(i), kind));
+            }
+        };
+        task.notify = match self.notify {
+            Some(c) if c.trim().is_empty() => {
+                let kind = K::EmptyCommand {
+                    scope: whose.scope(),
+                    key: "notify",
+                };
+                return Err(src.error(src.id_pos(i), kind));
+            }
+            v => v,
+        };
         Ok(())
     }
 }

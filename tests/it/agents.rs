@@ -1,0 +1,126 @@
+//! Agent tasks with real processes: a fake agent reports Claude Code hook payloads through
+//! `worker hook` and its state moves through working, waiting and idle in `status --json`;
+//! time spent waiting does not count toward its timeout; `notify` runs once per wait.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+fn agent_state(sb: &Sandbox, session: &std::path::Path, task: &str) -> String {
+    let st = status_json(sb, session);
+    st["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["id"] == task)
+        .and_then(|t| t["agent"]["state"].as_str())
+        .unwrap_or("none")
+        .to_string()
+}
+
+#[test]
+fn a_fake_agent_moves_through_its_states_from_its_own_hooks() {
+    let mut sb = Sandbox::new();
+    let hook = |json: &str| format!("printf '%s' '{json}' | worker hook");
+    let run = [
+        hook(r#"{"hook_event_name":"SessionStart","source":"startup"}"#),
+        hook(r#"{"hook_event_name":"UserPromptSubmit","prompt":"fix the bug"}"#),
+        wait_for_file("s1"),
+        hook(
+            r#"{"hook_event_name":"Notification","notification_type":"permission_prompt","message":"Claude needs your permission to use Bash"}"#,
+        ),
+        // Longer than the timeout, but waiting for a person does not count.
+        "sleep 2.5".into(),
+        wait_for_file("s2"),
+        hook(r#"{"hook_event_name":"PostToolUse","tool_name":"Bash"}"#),
+        wait_for_file("s3"),
+        hook(r#"{"hook_event_name":"Stop"}"#),
+        wait_for_file("s4"),
+    ]
+    .join("\n");
+    let plan = format!(
+        "name = \"p\"\n[[task]]\nid = \"agent\"\nagent = \"claude-code\"\ntimeout = \"2s\"\n\
+         notify = 'echo \"$MAESTRO_TASK: $MAESTRO_AGENT_MESSAGE\" >> \"$OUT/notified\"'\n\
+         run = '''\n{run}\n'''\n"
+    );
+    let session = sb.start_plan("p.toml", &plan, &["-q"]);
+    let reach = |sb: &Sandbox, want: &str| {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("the agent {want}"),
+            || agent_state(sb, &session, "agent") == want,
+        )
+    };
+    reach(&sb, "working");
+    touch(&sb, "s1");
+    reach(&sb, "waiting");
+    let st = status_json(&sb, &session);
+    assert_eq!(
+        st["tasks"][0]["agent"]["message"],
+        "Claude needs your permission to use Bash"
+    );
+    let o = sb.run(&["status", session.to_str().unwrap(), "--waiting"]);
+    assert!(stdout(&o).contains("agent WAITING: Claude needs your permission to use Bash"));
+    wait_until(Duration::from_secs(30), "the notification", || {
+        std::fs::read_to_string(sb.out().join("notified")).unwrap_or_default()
+            == "agent: Claude needs your permission to use Bash\n"
+    });
+    touch(&sb, "s2");
+    reach(&sb, "working");
+    touch(&sb, "s3");
+    reach(&sb, "idle");
+    touch(&sb, "s4");
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0, "not timed out");
+    assert_eq!(agent_state(&sb, &session, "agent"), "exited");
+    let states: Vec<String> = events(&session)
+        .iter()
+        .filter(|e| e["event"] == "agent_state")
+        .map(|e| e["state"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        states,
+        ["starting", "idle", "working", "waiting", "working", "idle"]
+    );
+    assert!(
+        session
+            .join("tasks/agent/attempt-1/claude-settings.json")
+            .is_file()
+    );
+    let o = sb.run(&["status", session.to_str().unwrap(), "--waiting", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(st["tasks"], serde_json::json!([]), "nobody waits any more");
+}
+
+#[test]
+fn worker_state_reports_for_any_agent_and_a_bad_state_is_refused() {
+    let sb = Sandbox::new();
+    let plan = "name = \"p\"\n[[task]]\nid = \"g\"\nagent = \"generic\"\n\
+         run = 'worker state waiting \"which table?\"; worker state working; worker state bogus 2> \"$OUT/err\"; echo $? > \"$OUT/code\"'\n";
+    let session = sb.run_ok("p.toml", plan);
+    let states: Vec<(String, Option<String>)> = events(&session)
+        .iter()
+        .filter(|e| e["event"] == "agent_state")
+        .map(|e| {
+            (
+                e["state"].as_str().unwrap_or_default().to_string(),
+                e["message"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("starting".to_string(), None),
+            ("waiting".to_string(), Some("which table?".to_string())),
+            ("working".to_string(), None)
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(sb.out().join("err")).unwrap(),
+        "error: invalid state \"bogus\": expected working, waiting, idle or exited\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sb.out().join("code")).unwrap(),
+        "2\n"
+    );
+}
