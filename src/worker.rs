@@ -734,27 +734,37 @@ impl Worker {
         &mut self,
         task: &str,
         attempt: u32,
-        read: &mut u64,
+        read: &mut (u64, Option<(crate::agent::AgentState, Option<String>)>),
     ) -> Option<crate::agent::AgentState> {
         use std::io::{Read as _, Seek as _, SeekFrom};
         let path = self.session.agent_log(task, attempt);
         let mut f = fsio::open_read(&path).ok().flatten()?;
         let len = f.metadata().ok()?.len();
-        if len <= *read {
+        if len <= read.0 {
             return None;
         }
-        f.seek(SeekFrom::Start(*read)).ok()?;
+        f.seek(SeekFrom::Start(read.0)).ok()?;
         let mut buf = Vec::new();
         // A runaway writer is read a megabyte at a time.
         f.take(1 << 20).read_to_end(&mut buf).ok()?;
         let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        *read += whole as u64;
+        read.0 += whole as u64;
         let mut last = None;
         for line in buf[..whole].split(|&b| b == b'\n') {
             let Ok(l) = serde_json::from_slice::<crate::agent::AgentLine>(line) else {
                 continue;
             };
-            last = l.state.or(last);
+            // Only changes are relayed (an agent at work fires a hook per tool call);
+            // agent.jsonl keeps every report.
+            let Some(state) = l.state else {
+                continue;
+            };
+            last = Some(state);
+            let now = Some((state, l.message.clone()));
+            if read.1 == now {
+                continue;
+            }
+            read.1 = now;
             let _ = self.journal.append_worker(&WorkerEvent::Agent {
                 task: task.to_string(),
                 attempt,
@@ -816,7 +826,7 @@ impl Worker {
         let mut frozen_for = Duration::ZERO;
         // Time an agent spends waiting for a person is not the task's either.
         let mut waiting_since: Option<Instant> = None;
-        let mut agent_read = 0u64;
+        let mut agent_read = (0u64, None);
         let freeze_file = self.session.worker_freeze(&self.cfg.id);
         let mut hard_kill_at: Option<Instant> = None;
         loop {

@@ -294,10 +294,12 @@ pub fn last_worker_event(path: &Path) -> Result<Option<WorkerEvent>> {
     let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
         return Ok(None);
     };
+    // An agent's relayed report says nothing of what the worker does.
     Ok(buf[..end]
         .split(|&b| b == b'\n')
         .rev()
-        .find_map(|l| serde_json::from_slice(l).ok()))
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .find(|e| !matches!(e, WorkerEvent::Agent { .. })))
 }
 
 /// The `started` line of `task`'s attempt `attempt` in worker `worker`'s journal: the

@@ -54,7 +54,8 @@ impl Orchestrator {
             .env("MAESTRO_AGENT_MESSAGE", message)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // What it says goes where the orchestrator's own messages go.
+            .stderr(Stdio::inherit())
             .spawn();
         if let Ok(mut child) = spawned {
             std::thread::spawn(move || {

@@ -124,3 +124,44 @@ fn worker_state_reports_for_any_agent_and_a_bad_state_is_refused() {
         "2\n"
     );
 }
+
+/// examples/agents.toml as a person runs it (with the fake agent, no Claude Code here):
+/// three agents side by side; the one that asks for permission waits, is found by
+/// `status --waiting`, and goes on once answered with a message.
+#[test]
+fn the_agents_example_runs_three_agents_and_waits_for_an_answer() {
+    let mut sb = Sandbox::new();
+    let dir = sb.path().join("examples");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("fake-agent.sh");
+    std::fs::write(&script, include_str!("../../examples/fake-agent.sh")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let session = sb.start_plan(
+        "agents.toml",
+        include_str!("../../examples/agents.toml"),
+        &["-q"],
+    );
+    wait_until(Duration::from_secs(30), "the tests agent to wait", || {
+        agent_state(&sb, &session, "tests") == "waiting"
+    });
+    let s = session.to_str().unwrap();
+    let o = sb.run(&["status", s, "--waiting", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let waiting: Vec<&str> = st["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(waiting, ["tests"]);
+    let o = sb.run(&["send", s, "--to", "tests", "yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
+    for t in ["docs", "refactor", "tests"] {
+        assert_eq!(outcome(&session, t)["state"], "succeeded", "{t}");
+        assert_eq!(agent_state(&sb, &session, t), "exited", "{t}");
+    }
+    let log = std::fs::read_to_string(session.join("tasks/tests/attempt-1/stdout.log")).unwrap();
+    assert!(log.contains("the answer was: yes"), "{log}");
+}
