@@ -99,6 +99,7 @@ pub(super) struct RawDefaults {
     pub(super) kill_grace: Option<String>,
     pub(super) cleanup_delay: Option<String>,
     pub(super) cleanup_timeout: Option<String>,
+    pub(super) worktree: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -137,6 +138,7 @@ pub(super) struct RawTask {
     pub(super) cleanup_timeout: Option<String>,
     pub(super) rollback: Option<String>,
     pub(super) emergency: Option<String>,
+    pub(super) worktree: Option<bool>,
 }
 
 /// Parse the text of `src` (JSON or TOML, by its name). Syntax and schema errors carry the

@@ -283,7 +283,7 @@ fn every_auxiliary_error_has_its_exact_message() {
         ),
         (
             one_task("[defaults]\ncleanup = \"true\"\n", ""),
-            "p.toml:3:1: unknown field `cleanup`, expected one of `timeout`, `retries`, `cwd`, `env`, `env_from_parent`, `env_file`, `backoff`, `max_reassign`, `kill_grace`, `cleanup_delay`, `cleanup_timeout`",
+            "p.toml:3:1: unknown field `cleanup`, expected one of `timeout`, `retries`, `cwd`, `env`, `env_from_parent`, `env_file`, `backoff`, `max_reassign`, `kill_grace`, `cleanup_delay`, `cleanup_timeout`, `worktree`",
         ),
         (
             one_task("cleanup_worker = 2\n", ""),
