@@ -456,6 +456,8 @@ impl History {
             | Event::Refused { .. }
             | Event::AttemptStalled { .. }
             | Event::Quarantined { .. }
+            | Event::CheckoutDirty { .. }
+            | Event::WorktreeCreated { .. }
             | Event::Unknown => {}
         }
     }

@@ -25,3 +25,4 @@ mod secrets;
 mod terminal;
 mod tmux;
 mod unreadable;
+mod worktree;
