@@ -194,7 +194,11 @@ pub fn discover(plan: &Plan) -> Result<Vec<RepoBase>> {
 /// `.git` in the task's `cwd` or above it. For `plan` and `run --dry-run`, which start no
 /// process; `run` asks git itself.
 pub fn check_without_git(plan: &Plan) -> Result<()> {
+    let mut seen: BTreeSet<&Path> = BTreeSet::new();
     for t in plan.tasks.iter().filter(|t| t.worktree) {
+        if !seen.insert(&t.cwd) {
+            continue;
+        }
         let dir = std::fs::canonicalize(&t.cwd).unwrap_or_else(|_| t.cwd.clone());
         if !dir.ancestors().any(|d| d.join(".git").exists()) {
             return Err(not_in_repo(&t.id, &t.cwd));
@@ -348,14 +352,16 @@ pub fn outside_owns(
     changed.iter().filter(|f| !inside(f)).cloned().collect()
 }
 
-/// The first names of `names` that fit in [`WORKTREE_NAMES_CAP`] bytes, and how many
-/// did not.
+/// The first names of `names` that take at most [`WORKTREE_NAMES_CAP`] bytes in the
+/// record, and how many did not fit. Counted as written (a name escaped as JSON, its
+/// indent, comma and newline): two lists that full stay far under the 16 MiB cap.
 pub fn cut(mut names: Vec<String>) -> (Vec<String>, usize) {
     let mut bytes = 0;
     let keep = names
         .iter()
         .position(|n| {
-            bytes += n.len() + 4; // the quotes, comma and indent it takes in the record
+            let quoted = serde_json::to_string(n).map_or(6 * n.len() + 2, |q| q.len());
+            bytes += quoted + 6;
             bytes > WORKTREE_NAMES_CAP
         })
         .unwrap_or(names.len());

@@ -232,7 +232,8 @@ impl Orchestrator {
             return Ok(());
         }
         let ready = self.locate_worktree(t)?;
-        if !Self::worktree_made(&ready.path)? {
+        let made = !Self::worktree_made(&ready.path)?;
+        if made {
             fsio::create_dir_private(&self.session.worktrees_dir())?;
             let id = self.engine.plan().tasks[t].id.clone();
             worktree::add(&ready.repo, &ready.path, &ready.branch, &ready.base).map_err(|e| {
@@ -250,8 +251,10 @@ impl Orchestrator {
         if let Some(w) = self.worktrees.as_mut() {
             w.ready[t] = Some(ready);
         }
-        // A new worktree (or one made again from its branch) has its record at once.
-        if !fsio::exists(&self.session.worktree_json(&self.engine.plan().tasks[t].id)) {
+        // A worktree made now (new, or again from its branch after `clean`, which took
+        // its uncommitted files) has its record at once, and so has one whose record a
+        // crash kept from being written.
+        if made || !fsio::exists(&self.session.worktree_json(&self.engine.plan().tasks[t].id)) {
             self.refresh_worktree(t)?;
         }
         Ok(())
