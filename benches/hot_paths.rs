@@ -114,6 +114,7 @@ fn make_session(root: &Path, plan: &Plan) -> Session {
         launcher: "background".into(),
         workers: 2,
         durable: false,
+        worktrees: None,
     };
     fsio::write_json(&session.session_json(), &info).expect("write session.json");
     let ts = now_rfc3339();

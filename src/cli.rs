@@ -161,6 +161,15 @@ enum OrchestratorCommand {
     },
     /// Show who holds and who waits for each named lock.
     Locks { session: String },
+    /// Remove what a session that is not running left outside its files: with
+    /// --worktrees, its tasks' git worktrees (`git worktree remove --force`, then `git
+    /// worktree prune`); their branches are kept.
+    Clean {
+        session: String,
+        /// Remove the session's git worktrees (required: nothing else is cleaned yet).
+        #[arg(long, required = true)]
+        worktrees: bool,
+    },
     /// Show a session's tasks and workers (default: the newest session).
     Status {
         session: Option<String>,
@@ -237,6 +246,7 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
     match args.command {
         OrchestratorCommand::Plan { plan, json, dot } => {
             let p = Plan::load(&plan, &cwd()?)?;
+            crate::worktree::check_without_git(&p)?;
             let text = if json {
                 format!("{:#}\n", p.describe_json())
             } else if dot {
@@ -287,8 +297,10 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             let launcher = launcher.resolve_with(&env, has_tmux);
             launcher.check(&env, has_tmux)?;
             if dry_run {
-                // What `Orchestrator::create` checks before it makes the session directory.
+                // What `Orchestrator::create` checks before it makes the session directory
+                // (worktree tasks' repositories without starting git).
                 crate::launch::WorkerCommand::locate(watch, durable, &env)?;
+                crate::worktree::check_without_git(&p)?;
                 let p = Plan {
                     workers: workers.unwrap_or(p.workers),
                     ..p
@@ -476,6 +488,14 @@ fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             let s = Session::resolve(&root, Some(&session))?;
             let _ = out.write_all(crate::locks::render(&crate::locks::scan(&s)).as_bytes());
             Ok(0)
+        }
+        OrchestratorCommand::Clean {
+            session,
+            worktrees: _,
+        } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            drop(out);
+            crate::worktree::clean(&s)
         }
         OrchestratorCommand::List { json } => {
             let listing = Session::list(&root)?;

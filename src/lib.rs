@@ -34,5 +34,6 @@ pub mod summary;
 pub mod usage;
 pub mod watch;
 pub mod worker;
+pub mod worktree;
 
 pub use error::{Error, Result};

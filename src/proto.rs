@@ -37,6 +37,65 @@ pub struct SessionInfo {
     pub workers: usize,
     #[serde(default)]
     pub durable: bool,
+    /// Where the worktrees of tasks with `worktree = true` start from, recorded once when
+    /// the session is created (absent when no task has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktrees: Option<WorktreeSetup>,
+}
+
+/// `session.json`'s `worktrees`: what every task's worktree is made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorktreeSetup {
+    /// The plan file's directory (absolute, links resolved): what `owns` patterns are
+    /// relative to, for telling which changed files are outside a task's scope.
+    pub plan_dir: PathBuf,
+    /// Each repository a worktree task runs in, with its HEAD when the session started.
+    pub repos: Vec<RepoBase>,
+}
+
+/// A repository (its main checkout's top level, absolute, links resolved) and the
+/// commit every worktree of it starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoBase {
+    pub repo: PathBuf,
+    pub base: String,
+}
+
+/// `tasks/<id>/worktree.json`: a task's git worktree, written when the worktree is made
+/// and refreshed each time an attempt of the task ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorktreeRecord {
+    pub task: String,
+    /// The main checkout's top level.
+    pub repo: PathBuf,
+    pub branch: String,
+    /// The commit the branch was made from.
+    pub base: String,
+    /// The worktree (`worktrees/<task>/` in the session).
+    pub path: PathBuf,
+    /// Where the task's attempts run: its `cwd` mapped into the worktree.
+    pub cwd: PathBuf,
+    /// Files changed since `base`, relative to the repository's top level: committed on
+    /// the branch, or uncommitted (modified, staged, untracked) in the worktree. Sorted.
+    pub changed: Vec<String>,
+    /// Those of `changed` that no `owns` pattern of the task matches (empty for a task
+    /// that declares no `owns`).
+    #[serde(default)]
+    pub outside_owns: Vec<String>,
+    /// How many names were left out of `changed` and `outside_owns` to keep the record
+    /// small (the lists are cut at [`WORKTREE_NAMES_CAP`] bytes of names each).
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub omitted: usize,
+    /// When `changed` was last looked at.
+    pub updated_at: String,
+}
+
+/// The bytes of names each list of a [`WorktreeRecord`] holds at most, so that the record
+/// stays far under the 16 MiB it is read with, however many files a task changed.
+pub const WORKTREE_NAMES_CAP: usize = 4 * 1024 * 1024;
+
+fn is_zero_usize(n: &usize) -> bool {
+    *n == 0
 }
 
 /// `orchestrator/info.json`: the live (or last) orchestrator.

@@ -407,6 +407,18 @@ impl Session {
     pub fn outcome_json(&self, task: &str) -> PathBuf {
         self.task_dir(task).join("outcome.json")
     }
+    /// The record of the task's git worktree (`worktree = true`).
+    pub fn worktree_json(&self, task: &str) -> PathBuf {
+        self.task_dir(task).join("worktree.json")
+    }
+    /// Where the git worktrees of tasks with `worktree = true` are made.
+    pub fn worktrees_dir(&self) -> PathBuf {
+        self.root.join("worktrees")
+    }
+    /// The git worktree of `task` (made by `git worktree add`, not by maestro's writes).
+    pub fn worktree_dir(&self, task: &str) -> PathBuf {
+        self.worktrees_dir().join(task)
+    }
     pub fn retry_json(&self, task: &str) -> PathBuf {
         self.task_dir(task).join("retry.json")
     }
@@ -564,8 +576,9 @@ impl Session {
     }
 
     /// The session's state files as they are now, relative to its root: what a snapshot
-    /// keeps (the journal, the plan, each task's outcome, state, retry plan and its last
-    /// attempt's exit, result and progress, and the shared values). Logs are not state.
+    /// keeps (the journal, the plan, each task's outcome, state, retry plan, worktree
+    /// record and its last attempt's exit, result and progress, and the shared values).
+    /// Logs are not state.
     pub fn state_files(&self) -> Result<Vec<PathBuf>> {
         let mut v: Vec<PathBuf> = ["session.json", "plan.json", "events.jsonl"]
             .into_iter()
@@ -573,7 +586,7 @@ impl Session {
             .collect();
         for id in list_names(&self.tasks_dir())? {
             let dir = PathBuf::from("tasks").join(&id);
-            for f in ["outcome.json", "state.json", "retry.json"] {
+            for f in ["outcome.json", "state.json", "retry.json", "worktree.json"] {
                 v.push(dir.join(f));
             }
             if let Some(&n) = self.attempts(&id)?.last() {

@@ -446,6 +446,23 @@ pub enum Event {
         path: String,
         what: String,
     },
+    /// When the session started, the main checkout of `repo` (where tasks with
+    /// `worktree = true` run) had `changed` uncommitted changes: the worktrees are made
+    /// from its HEAD, `base`, so they do not have them.
+    CheckoutDirty {
+        repo: String,
+        base: String,
+        changed: usize,
+    },
+    /// Task `task`'s git worktree was made at `path`, on `branch` (new from `base`, or
+    /// the branch again, after `orchestrator clean --worktrees`), before the journal line
+    /// that first gives it to a worker.
+    WorktreeCreated {
+        task: String,
+        branch: String,
+        path: String,
+        base: String,
+    },
     /// A line of a kind this version does not know (written by a newer one).
     #[serde(other)]
     Unknown,

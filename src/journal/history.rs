@@ -495,6 +495,8 @@ impl History {
             | Event::Refused { .. }
             | Event::AttemptStalled { .. }
             | Event::Quarantined { .. }
+            | Event::CheckoutDirty { .. }
+            | Event::WorktreeCreated { .. }
             | Event::Unknown => {}
         }
     }

@@ -21,8 +21,10 @@ impl Orchestrator {
     pub(super) fn execute(&mut self, c: Command) -> Result<()> {
         match c {
             Command::Journal(ev) => {
+                self.before_journal(&ev)?;
                 self.journal.append(&ev)?;
                 self.narrate(&ev);
+                self.after_journal(&ev)?;
             }
             Command::SpawnWorker { worker } => self.spawn_worker(&worker)?,
             Command::Assign {
@@ -328,7 +330,9 @@ impl Orchestrator {
                     task: name.clone(),
                     attempt,
                     command: TaskCommand::Shell(command.clone().unwrap_or_default()),
-                    cwd: t.cwd.clone(),
+                    // In the task's worktree, when it has one: a cleanup or rollback
+                    // works on what the task left there.
+                    cwd: self.task_cwd(job.owner),
                     env: t.env.clone(),
                     env_from_parent: t.env_from_parent.clone(),
                     env_file: t.env_file.clone(),
@@ -374,7 +378,7 @@ impl Orchestrator {
         Ok(())
     }
 
-    fn ensure_task_dir(&mut self, t: TaskIx) -> Result<()> {
+    pub(super) fn ensure_task_dir(&mut self, t: TaskIx) -> Result<()> {
         if !self.dir_made[t] {
             let id = &self.engine.plan().tasks[t].id;
             fsio::create_dir_private(&self.session.task_dir(id))?;
@@ -390,7 +394,7 @@ impl Orchestrator {
             task: task.id.clone(),
             attempt,
             command: task.command.clone(),
-            cwd: task.cwd.clone(),
+            cwd: self.task_cwd(t),
             env: task.env.clone(),
             env_from_parent: task.env_from_parent.clone(),
             env_file: task.env_file.clone(),
@@ -614,6 +618,9 @@ impl Orchestrator {
             Event::GateFailed { gate, reason } => {
                 self.say(format_args!("gate {gate}: failed ({reason})"))
             }
+            Event::WorktreeCreated {
+                task, branch, path, ..
+            } => self.say(format_args!("{task}: worktree {path} on branch {branch}")),
             Event::SnapshotWritten { path } => {
                 self.say(format_args!("snapshot of the session's state: {path}"))
             }

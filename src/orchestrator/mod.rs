@@ -15,6 +15,7 @@
 mod agents;
 mod effects;
 mod recover;
+mod worktrees;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -148,6 +149,8 @@ pub struct Orchestrator {
     started: Instant,
     started_at: String,
     progress: bool,
+    /// The git worktrees of tasks with `worktree = true` (none: no task has one).
+    worktrees: Option<worktrees::Worktrees>,
     _lock: File,
 }
 
@@ -157,15 +160,23 @@ impl Orchestrator {
     pub fn create(cfg: RunConfig) -> Result<Orchestrator> {
         let fs = fsio::Fs::new(cfg.durable);
         WorkerCommand::locate(cfg.watch, cfg.durable, &cfg.env)?;
+        // Git is asked before anything is made: a worktree task outside a repository
+        // refuses the run with nothing created.
+        let worktrees = worktrees::discover(&cfg.plan, &cfg.plan_file)?;
         let session = Session::create(&cfg.sessions_root, &cfg.plan.name)?;
         // A session that could not be set up whole (a full disk) is removed: nobody was
         // told its path, and half of one could only be refused later.
-        Orchestrator::set_up(cfg, session.clone(), fs).inspect_err(|_| {
+        Orchestrator::set_up(cfg, session.clone(), fs, worktrees).inspect_err(|_| {
             let _ = fsio::remove_tree(session.root());
         })
     }
 
-    fn set_up(cfg: RunConfig, session: Session, fs: fsio::Fs) -> Result<Orchestrator> {
+    fn set_up(
+        cfg: RunConfig,
+        session: Session,
+        fs: fsio::Fs,
+        worktrees: Option<proto::WorktreeSetup>,
+    ) -> Result<Orchestrator> {
         let cmd = WorkerCommand::locate(cfg.watch, cfg.durable, &cfg.env)?;
         let lock = take_lock(&session, fs)?;
         let started_at = proto::now_rfc3339();
@@ -179,6 +190,7 @@ impl Orchestrator {
                 launcher: cfg.launcher.as_str().into(),
                 workers: cfg.workers,
                 durable: cfg.durable,
+                worktrees: worktrees.clone(),
             },
         )?;
         fs.write_json(&session.plan_json(), &cfg.plan)?;
@@ -200,10 +212,12 @@ impl Orchestrator {
             excluded: cfg.excluded,
             ..engine::Config::new(cfg.workers, Duration::from_millis(cfg.plan.lease_ms))
         };
+        let worktrees = worktrees::Worktrees::of(&cfg.plan, worktrees)?;
         let engine = Engine::new(cfg.plan, ecfg, proto::now_unix_ms() * 1000, Instant::now());
-        Ok(Orchestrator::assemble(
-            session, engine, cfg.watch, launcher, journal, lock,
-        ))
+        let mut o = Orchestrator::assemble(session, engine, cfg.watch, launcher, journal, lock);
+        o.worktrees = worktrees;
+        o.warn_dirty_checkouts()?;
+        Ok(o)
     }
 
     fn assemble(
@@ -241,6 +255,7 @@ impl Orchestrator {
             started: Instant::now(),
             started_at: proto::now_rfc3339(),
             progress: false,
+            worktrees: None,
             _lock: lock,
         }
     }

@@ -112,6 +112,8 @@ impl Orchestrator {
         );
         let mut o = Orchestrator::assemble(session, engine, cfg.watch, launcher, journal, lock);
         o.best_effort = cfg.best_effort;
+        // Worktrees made before are reused as they were left (found when first needed).
+        o.worktrees = super::worktrees::Worktrees::of(o.engine.plan(), info.worktrees.clone())?;
         let adopted: Vec<String> = found
             .workers
             .iter()

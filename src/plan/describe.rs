@@ -42,11 +42,12 @@
 //! `on_failure` (the plan's policy, when some task's failure stops or freezes the
 //! session or the plan's is not `continue`), `on_failure_tasks` (`{"ID": "POLICY"}`, the
 //! tasks' own, with it), `gates` (as in
-//! `plan.json`), `cleanup_workers` (when not 1) and `auxiliary` (`{"id", "cleanup":
+//! `plan.json`), `cleanup_workers` (when not 1), `auxiliary` (`{"id", "cleanup":
 //! {"command", "delay_ms", "timeout_ms"} | null, "rollback", "emergency"}` for each task
-//! that has any). A dry run's JSON adds `dry_run` (true), `sessions_dir`, `launcher`,
-//! `watch`, `durable` and `commands` (`{"id", "command"}`, the command as in `plan.json`:
-//! `{"shell": ...}` or `{"argv": [...]}`).
+//! that has any) and `worktree` (the ids of the tasks with `worktree = true`). A dry
+//! run's JSON adds `dry_run` (true), `sessions_dir`, `launcher`, `watch`, `durable` and
+//! `commands` (`{"id", "command"}`, the command as in `plan.json`: `{"shell": ...}` or
+//! `{"argv": [...]}`).
 //!
 //! Graphviz (`plan --dot`): a node per task, a hexagon per race, a diamond per signal
 //! (`"signal:NAME"`), an octagon per gate (`"gate:ID"`), a dashed box per checkpoint
@@ -59,9 +60,10 @@
 //! The text also has a line for each pool, each gate (what it does: `runs "make check",
 //! at most 30s, then waits for approval`), the failure policy when it is not
 //! `continue` everywhere (`on_failure: freeze (tasks' own: b stop)`), `cleanup_workers`
-//! when not 1, and, per task, what it owns (its write scopes), where its secrets come
-//! from and its auxiliary commands (`cleanup of a: "rm -rf tmp" (after 5s, at most
-//! 30s)`, `rollback of a: "..."`, `emergency of a: "..."`).
+//! when not 1, and, per task, what it owns (its write scopes), which tasks run in a git
+//! worktree of their own (`worktree: a, b (...)`), where its secrets come from and its
+//! auxiliary commands (`cleanup of a: "rm -rf tmp" (after 5s, at most 30s)`, `rollback
+//! of a: "..."`, `emergency of a: "..."`).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -334,6 +336,14 @@ impl Plan {
                 s.push_str(&format!("owns of {}: {}\n", t.id, t.owns.join(", ")));
             }
         }
+        let worktrees = self.worktree_ids();
+        if !worktrees.is_empty() {
+            s.push_str(&format!(
+                "worktree: {} (each in a git worktree of its own, on branch \
+                 maestro/<session>/<task> from the repository's HEAD at the session's start)\n",
+                worktrees.join(", ")
+            ));
+        }
         for t in &self.tasks {
             if let Some(line) = t.secrets() {
                 s.push_str(&format!("secrets of {}: {line}\n", t.id));
@@ -454,7 +464,17 @@ impl Plan {
         if !aux.is_empty() {
             v["auxiliary"] = aux.into();
         }
+        let worktrees = self.worktree_ids();
+        if !worktrees.is_empty() {
+            v["worktree"] = worktrees.into();
+        }
         v
+    }
+
+    /// The ids of the tasks that run in a git worktree of their own, in plan order.
+    fn worktree_ids(&self) -> Vec<&str> {
+        let wt = self.tasks.iter().filter(|t| t.worktree);
+        wt.map(|t| t.id.as_str()).collect()
     }
 
     /// `orchestrator run --dry-run --json`: [`Plan::describe_json`] and the run's settings
@@ -894,9 +914,32 @@ wave 2: b
         // A plan without any keeps its description as it was.
         let p = parse(&tasks(&[("a", &[])])).unwrap();
         let j = p.describe_json();
-        for key in ["on_failure_tasks", "cleanup_workers", "auxiliary", "gates"] {
+        for key in [
+            "on_failure_tasks",
+            "cleanup_workers",
+            "auxiliary",
+            "gates",
+            "worktree",
+        ] {
             assert!(j.get(key).is_none(), "{key}");
         }
+    }
+
+    /// `worktree` from `[defaults]` and a task's own `false`, in text and JSON.
+    #[test]
+    fn worktree_tasks_are_named() {
+        let text = "name = \"p\"\n[defaults]\nworktree = true\n[[task]]\nid = \"a\"\nrun = \"t\"\n\
+                    [[task]]\nid = \"b\"\nrun = \"t\"\nworktree = false\n[[task]]\nid = \"c.1\"\n\
+                    run = \"t\"\n";
+        let p = parse(text).unwrap();
+        assert!(p.describe().ends_with(
+            "worktree: a, c.1 (each in a git worktree of its own, on branch \
+             maestro/<session>/<task> from the repository's HEAD at the session's start)\n"
+        ));
+        assert_eq!(
+            p.describe_json()["worktree"],
+            serde_json::json!(["a", "c.1"])
+        );
     }
 
     #[test]

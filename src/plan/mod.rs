@@ -124,6 +124,11 @@ pub struct Task {
     /// `MAESTRO_TASK` and `MAESTRO_AGENT_MESSAGE` set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<String>,
+    /// Run in a git worktree of its own (`worktrees/<id>/` in the session), on the branch
+    /// `maestro/<session>/<id>` made from the repository's HEAD when the session started;
+    /// the main checkout is never touched (see `crate::worktree`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub worktree: bool,
 }
 
 /// What kind of agent a task runs.
@@ -514,6 +519,7 @@ cleanup_delay = "2s"
 cleanup_timeout = "1m"
 rollback = "git revert --no-edit HEAD"
 emergency = "pg_ctl stop"
+worktree = true
 [[task]]
 id = "b"
 cmd = ["echo", "b"]
@@ -555,7 +561,7 @@ timeout = "30s"
     /// line per task.
     const FULL_PLAN_JSON: &str = concat!(
         r#"{"name":"shape","workers":3,"keep_windows":true,"lease_ms":20000,"tasks":["#,
-        r#"{"id":"a","command":{"shell":"echo a"},"after":[],"after_signals":[],"priority":5,"marks":["built"],"owns":["out/**","db/schema.rb"],"cwd":"/base","env":{"A":"1","B":"2"},"timeout_ms":60000,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000,"cleanup":"rm -rf tmp","cleanup_delay_ms":2000,"cleanup_timeout_ms":60000,"rollback":"git revert --no-edit HEAD","emergency":"pg_ctl stop"},"#,
+        r#"{"id":"a","command":{"shell":"echo a"},"after":[],"after_signals":[],"priority":5,"marks":["built"],"owns":["out/**","db/schema.rb"],"cwd":"/base","env":{"A":"1","B":"2"},"timeout_ms":60000,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000,"cleanup":"rm -rf tmp","cleanup_delay_ms":2000,"cleanup_timeout_ms":60000,"rollback":"git revert --no-edit HEAD","emergency":"pg_ctl stop","worktree":true},"#,
         r#"{"id":"b","command":{"argv":["echo","b"]},"after":["a"],"after_signals":["go"],"priority":0,"marks":[],"cwd":"/base/sub","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":1,"kill_grace_ms":1000},"#,
         r#"{"id":"c","command":{"shell":"true"},"after":["a"],"after_signals":[],"priority":0,"marks":[],"cwd":"/base","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000},"#,
         r#"{"id":"d","command":{"shell":"true"},"after":["r"],"after_signals":[],"priority":0,"marks":[],"cwd":"/base","env":{"A":"1"},"timeout_ms":null,"retries":1,"backoff":{"initial_ms":2000,"max_ms":30000,"factor":3.0,"jitter":0.5},"max_reassign":3,"kill_grace_ms":5000}"#,
@@ -582,7 +588,7 @@ timeout = "30s"
         let p: Plan = serde_json::from_str(old).unwrap();
         let a = &p.tasks[0];
         assert!(a.after_signals.is_empty() && a.marks.is_empty() && a.priority == 0);
-        assert!(a.owns.is_empty());
+        assert!(a.owns.is_empty() && !a.worktree);
         assert!(p.checkpoints.is_empty() && p.lock_order.is_empty() && p.races.is_empty());
     }
 

@@ -99,6 +99,7 @@ pub(super) struct RawDefaults {
     pub(super) kill_grace: Option<String>,
     pub(super) cleanup_delay: Option<String>,
     pub(super) cleanup_timeout: Option<String>,
+    pub(super) worktree: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -139,6 +140,7 @@ pub(super) struct RawTask {
     pub(super) emergency: Option<String>,
     pub(super) agent: Option<String>,
     pub(super) notify: Option<String>,
+    pub(super) worktree: Option<bool>,
 }
 
 /// Parse the text of `src` (JSON or TOML, by its name). Syntax and schema errors carry the

@@ -137,6 +137,24 @@ impl Pattern {
         })
     }
 
+    /// Whether `path` (relative, `/`-separated, as git names a file) is one the pattern
+    /// matches: as many components as the prefix (at least as many, and at least one,
+    /// with `**`), each matching its glob. Every character of `path` is literal. Used to
+    /// tell which files a task changed outside its `owns` (`crate::worktree`).
+    pub fn matches(&self, path: &str) -> bool {
+        let names: Vec<&str> = path.split('/').collect();
+        let fits = if self.subtree {
+            names.len() >= self.prefix.len() && !path.is_empty()
+        } else {
+            names.len() == self.prefix.len()
+        };
+        fits && self
+            .prefix
+            .iter()
+            .zip(&names)
+            .all(|(glob, name)| glob_matches(glob, name))
+    }
+
     /// The pattern with the shorter prefix, then the other, when their lengths allow a
     /// shared path: equal, or the shorter ending in `**`.
     fn aligned<'p>(&'p self, other: &'p Pattern) -> Option<(&'p Pattern, &'p Pattern)> {
@@ -158,6 +176,35 @@ impl fmt::Display for Pattern {
         }
         f.write_str(&parts.join("/"))
     }
+}
+
+/// Whether glob component `glob` (`*` any run of characters) matches `name`, every
+/// character of which is literal. The classic greedy match: when a literal fails, only
+/// the last `*` seen takes one more character (letting an earlier one take more can
+/// never help what the later one could not), so it is O(len glob x len name), never
+/// exponential.
+fn glob_matches(glob: &str, name: &str) -> bool {
+    let (g, n): (Vec<char>, Vec<char>) = (glob.chars().collect(), name.chars().collect());
+    let (mut i, mut j) = (0, 0);
+    // The position after the last `*`, and where in `name` that `*` stopped.
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < g.len() && g[i] == '*' {
+            star = Some((i + 1, j));
+            i += 1;
+        } else if i < g.len() && g[i] == n[j] {
+            i += 1;
+            j += 1;
+        } else if let Some((after, taken)) = star {
+            // Let the last `*` take one more character and try again from there.
+            star = Some((after, taken + 1));
+            i = after;
+            j = taken + 1;
+        } else {
+            return false;
+        }
+    }
+    g[i..].iter().all(|&c| c == '*')
 }
 
 /// One name a glob component matches: its literal characters, or `x` for a bare `*`.

@@ -379,6 +379,7 @@ struct Defaults {
     backoff: Backoff,
     max_reassign: u32,
     cleanup: auxiliary::CleanupDefaults,
+    worktree: bool,
 }
 
 impl Defaults {
@@ -424,6 +425,7 @@ impl Defaults {
             backoff,
             max_reassign: d.max_reassign.unwrap_or(DEFAULT_MAX_REASSIGN),
             cleanup,
+            worktree: d.worktree.unwrap_or(false),
         })
     }
 }
@@ -853,6 +855,7 @@ fn task(
         emergency: None,
         agent: None,
         notify: None,
+        worktree: t.worktree.unwrap_or(d.worktree),
     })
 }
 

@@ -7,6 +7,7 @@
 
 mod logs;
 mod render;
+mod worktrees;
 
 use serde::Serialize;
 
@@ -14,6 +15,7 @@ pub use logs::logs;
 pub use render::{
     ListRow, list_json, list_rows, list_table, only_waiting, render, render_list, to_json,
 };
+pub use worktrees::{Conflict, WorktreeView};
 
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -54,6 +56,9 @@ pub struct TaskView {
     /// which ones it takes and from where, never what they hold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secrets: Option<String>,
+    /// Its git worktree (`worktree = true`), once made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<WorktreeView>,
     /// The task's files that could not be read, each message naming its file (the rest
     /// of the view comes from the other files and the journal).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -236,6 +241,9 @@ pub struct Snapshot {
     pub aux: Vec<AuxView>,
     /// The last rollback's steps, in order, once one was requested.
     pub rollback: Option<Vec<String>>,
+    /// Files changed by the worktrees of more than one task (none: no task has a
+    /// worktree).
+    pub conflicts: Option<Vec<Conflict>>,
     /// The session's own files that could not be read (`session.json`, `plan.json`,
     /// `summary.json`, the journal, the workers' directory), each message naming its file.
     pub errors: Vec<String>,
@@ -309,6 +317,7 @@ pub fn snapshot(s: &Session) -> Snapshot {
     let mut pools = std::collections::BTreeMap::new();
     let mut gate_ids = Vec::new();
     let mut claims = std::collections::HashMap::new();
+    let mut worktree_tasks = std::collections::HashSet::new();
     let ids: Vec<String> = match errors.keep(required_plan(s)) {
         Some(plan) => {
             pools = plan.resources;
@@ -316,6 +325,9 @@ pub fn snapshot(s: &Session) -> Snapshot {
             plan.tasks
                 .into_iter()
                 .map(|t| {
+                    if t.worktree {
+                        worktree_tasks.insert(t.id.clone());
+                    }
                     if !t.resources.is_empty() {
                         claims.insert(t.id.clone(), t.resources.clone());
                     }
@@ -364,8 +376,18 @@ pub fn snapshot(s: &Session) -> Snapshot {
                 since: a.since.clone(),
             }
         });
+        if worktree_tasks.contains(id) {
+            match worktrees::read(s, id) {
+                Ok(w) => v.worktree = w,
+                Err(e) => {
+                    let e = e.to_string();
+                    v.error = Some(v.error.map_or(e.clone(), |old| format!("{old}; {e}")));
+                }
+            }
+        }
         tasks.push(v);
     }
+    let conflicts = (!worktree_tasks.is_empty()).then(|| worktrees::conflicts(&tasks));
     let workers = worker_ids
         .into_iter()
         .map(|id| worker_view(s, id, finished))
@@ -436,6 +458,7 @@ pub fn snapshot(s: &Session) -> Snapshot {
             })
             .collect(),
         rollback: history.rollback.clone(),
+        conflicts,
         errors: errors.0,
     }
 }
@@ -530,6 +553,7 @@ fn undecided(id: &str) -> TaskView {
         progress: None,
         secrets: None,
         agent: None,
+        worktree: None,
         error: None,
     }
 }

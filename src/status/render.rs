@@ -126,6 +126,7 @@ pub fn render(snap: &Snapshot) -> String {
             let _ = writeln!(out, "secrets of {}: {line}", t.id);
         }
     }
+    super::worktrees::lines(snap, &mut out);
     for g in snap
         .gates
         .iter()
@@ -255,7 +256,8 @@ pub(super) fn attempts_note(t: &TaskView) -> String {
 }
 
 /// `status --json`: `errors` (the session's files that could not be read) only when there
-/// are some, as a task's or worker's `error`; `resources` only for a plan with pools.
+/// are some, as a task's or worker's `error`; `resources` only for a plan with pools;
+/// `conflicts` only for a plan with worktree tasks (a task's `worktree` once made).
 pub fn to_json(snap: &Snapshot) -> serde_json::Value {
     let mut v = serde_json::json!({
         "session": snap.session,
@@ -282,6 +284,9 @@ pub fn to_json(snap: &Snapshot) -> serde_json::Value {
     }
     if let Some(steps) = &snap.rollback {
         v["rollback"] = serde_json::json!(steps);
+    }
+    if let Some(c) = &snap.conflicts {
+        v["conflicts"] = serde_json::json!(c);
     }
     v
 }

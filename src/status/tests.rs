@@ -22,6 +22,7 @@ fn task(id: &str, state: TaskState) -> TaskView {
         progress: None,
         secrets: None,
         agent: None,
+        worktree: None,
         error: None,
     }
 }
@@ -40,6 +41,7 @@ fn snap(state: SessionState, tasks: Vec<TaskView>) -> Snapshot {
         held: None,
         aux: Vec::new(),
         rollback: None,
+        conflicts: None,
         errors: Vec::new(),
     }
 }
@@ -518,4 +520,63 @@ fn a_stopped_rollback_shows_each_step_and_the_failed_cleanups() {
     assert_eq!(json["rollback"], serde_json::json!(["c", "a", "b"]));
     assert_eq!(json["aux"][3]["state"], "failed");
     assert_eq!(json["aux"][3]["kind"], "rollback");
+}
+
+/// A task's worktree line says its branch and count and what it changed outside its
+/// owns; a file two tasks changed is flagged once, with both (in the same repository
+/// only), in text and JSON.
+#[test]
+fn worktrees_show_branches_counts_outside_owns_and_conflicts() {
+    let wt = |branch: &str, repo: &str, changed: &[&str], outside: &[&str]| WorktreeView {
+        branch: branch.into(),
+        base: "b45e".into(),
+        path: "/nowhere/wt".into(),
+        changed: changed.iter().map(|s| s.to_string()).collect(),
+        outside_owns: outside.iter().map(|s| s.to_string()).collect(),
+        omitted: 0,
+        repo: repo.into(),
+    };
+    let mut a = task("a", TaskState::Succeeded);
+    a.worktree = Some(wt("maestro/s/a", "/r", &["a/x", "shared"], &[]));
+    let mut b = task("b", TaskState::Succeeded);
+    b.worktree = Some(wt("maestro/s/b", "/r", &["b/y", "shared"], &["shared"]));
+    let mut c = task("c", TaskState::Succeeded);
+    c.worktree = Some(wt("maestro/s/c", "/other", &["shared"], &[]));
+    let tasks = vec![a, b, c, task("d", TaskState::Succeeded)];
+    let conflicts = super::worktrees::conflicts(&tasks);
+    assert_eq!(
+        conflicts,
+        [Conflict {
+            file: "shared".into(),
+            tasks: vec!["a".into(), "b".into()]
+        }]
+    );
+    let mut s = snap(SessionState::Succeeded, tasks);
+    s.conflicts = Some(conflicts);
+    let text = render(&s);
+    for line in [
+        "worktree of a: branch maestro/s/a, 2 files changed (worktree removed; the branch is kept)",
+        "worktree of b: branch maestro/s/b, 2 files changed; OUTSIDE its owns: shared (worktree removed; the branch is kept)",
+        "CHANGED BY MORE THAN ONE TASK: shared (a, b)",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+    }
+    assert!(!text.contains("worktree of d"));
+    let j = to_json(&s);
+    assert_eq!(
+        j["tasks"][1]["worktree"],
+        serde_json::json!({"branch": "maestro/s/b", "base": "b45e", "path": "/nowhere/wt",
+            "changed": ["b/y", "shared"], "outside_owns": ["shared"]})
+    );
+    assert!(j["tasks"][3].get("worktree").is_none());
+    assert_eq!(
+        j["conflicts"],
+        serde_json::json!([{"file": "shared", "tasks": ["a", "b"]}])
+    );
+    // A plan without worktree tasks has no `conflicts` at all.
+    assert!(
+        to_json(&snap(SessionState::Succeeded, Vec::new()))
+            .get("conflicts")
+            .is_none()
+    );
 }

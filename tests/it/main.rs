@@ -27,3 +27,4 @@ mod secrets;
 mod terminal;
 mod tmux;
 mod unreadable;
+mod worktree;

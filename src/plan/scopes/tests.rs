@@ -72,6 +72,19 @@ fn paths(names: &[String], depth: usize) -> Vec<String> {
 }
 
 #[test]
+fn matching_takes_paths_literally() {
+    assert!(pat("repo/a/**").matches("repo/a"));
+    assert!(pat("repo/a/**").matches("repo/a/x/y.txt"));
+    assert!(!pat("repo/a/**").matches("repo/ab"));
+    assert!(pat("**").matches("x") && !pat("**").matches(""));
+    assert!(pat("src/*.rs").matches("src/.x.rs") && !pat("src/*.rs").matches("src/a/b.rs"));
+    assert!(pat("a*b*c").matches("abbbcbc") && !pat("a*b*c").matches("acb"));
+    // A `*` in a path is a character like any other.
+    assert!(pat("x/*").matches("x/*") && !pat("x/a").matches("x/*"));
+    assert!(!pat("a").matches("a/") && !pat("a/**").matches("b"));
+}
+
+#[test]
 fn accepted_patterns_keep_their_text() {
     for s in [
         "db/schema.rb",
@@ -221,6 +234,15 @@ proptest! {
         prop_assert_eq!(found.is_some(), brute);
         if let Some(p) = found {
             prop_assert!(path_matches(&a, &p) && path_matches(&b, &p), "{}", p);
+        }
+    }
+
+    /// `Pattern::matches` says what the documented rules say, on every small path.
+    #[test]
+    fn matching_follows_the_rules(a in small_pattern()) {
+        let p = pat(&a);
+        for path in small_paths() {
+            prop_assert_eq!(p.matches(path), path_matches(&a, path), "{} {}", a, path);
         }
     }
 

@@ -7,6 +7,22 @@ use super::super::{Plan, TaskCommand};
 
 mod auxiliary;
 
+/// `worktree` comes from `[defaults]` unless a task says otherwise; it is a boolean.
+#[test]
+fn worktree_defaults_and_its_type() {
+    let p = parse(
+        "name = \"p\"\n[defaults]\nworktree = true\n[[task]]\nid = \"a\"\nrun = \"t\"\n\
+         [[task]]\nid = \"b\"\nrun = \"t\"\nworktree = false\n",
+    )
+    .unwrap();
+    assert_eq!((p.tasks[0].worktree, p.tasks[1].worktree), (true, false));
+    assert!(!parse(&tasks(&[("a", &[])])).unwrap().tasks[0].worktree);
+    assert_eq!(
+        err("name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nworktree = \"yes\"\n"),
+        "p.toml:5:12: invalid type: string \"yes\", expected a boolean"
+    );
+}
+
 #[test]
 fn defaults_merge_into_tasks() {
     let p = parse(
@@ -170,7 +186,7 @@ fn every_toml_error_has_its_exact_message() {
         ),
         (
             "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nrn = 1\n",
-            "p.toml:5:1: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`, `memory`, `cleanup`, `cleanup_delay`, `cleanup_timeout`, `rollback`, `emergency`".into(),
+            "p.toml:5:1: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`, `memory`, `cleanup`, `cleanup_delay`, `cleanup_timeout`, `rollback`, `emergency`, `agent`, `notify`, `worktree`".into(),
         ),
         (
             "name = \"p\"\nworkers = \"many\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
@@ -411,7 +427,7 @@ fn json_plans_work_and_errors_have_positions_like_toml() {
         ),
         (
             "{\"name\": \"j\",\n \"task\": [{\"id\": \"a\", \"rn\": \"t\"}]}",
-            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`, `memory`, `cleanup`, `cleanup_delay`, `cleanup_timeout`, `rollback`, `emergency`".into(),
+            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`, `memory`, `cleanup`, `cleanup_delay`, `cleanup_timeout`, `rollback`, `emergency`, `agent`, `notify`, `worktree`".into(),
         ),
         (
             "{\"name\": \"j\",\n \"workers\": \"x\", \"task\": []}",

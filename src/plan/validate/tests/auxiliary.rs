@@ -283,7 +283,7 @@ fn every_auxiliary_error_has_its_exact_message() {
         ),
         (
             one_task("[defaults]\ncleanup = \"true\"\n", ""),
-            "p.toml:3:1: unknown field `cleanup`, expected one of `timeout`, `retries`, `cwd`, `env`, `env_from_parent`, `env_file`, `backoff`, `max_reassign`, `kill_grace`, `cleanup_delay`, `cleanup_timeout`",
+            "p.toml:3:1: unknown field `cleanup`, expected one of `timeout`, `retries`, `cwd`, `env`, `env_from_parent`, `env_file`, `backoff`, `max_reassign`, `kill_grace`, `cleanup_delay`, `cleanup_timeout`, `worktree`",
         ),
         (
             one_task("cleanup_worker = 2\n", ""),
@@ -376,4 +376,26 @@ fn json_plans_take_the_auxiliary_keys_with_positions_for_their_errors() {
     for (text, expected) in cases {
         assert_eq!(&json_err(text), expected, "plan:\n{text}");
     }
+}
+
+#[test]
+fn agent_kinds_and_notify_land_in_the_plan_and_bad_ones_are_refused() {
+    use super::super::super::AgentKind;
+    let p = parse(&one_task(
+        "",
+        "agent = \"claude-code\"\nnotify = \"notify-send hi\"\n",
+    ))
+    .unwrap();
+    assert_eq!(p.tasks[0].agent, Some(AgentKind::ClaudeCode));
+    assert_eq!(p.tasks[0].notify.as_deref(), Some("notify-send hi"));
+    let p = parse(&one_task("", "agent = \"generic\"\n")).unwrap();
+    assert_eq!(p.tasks[0].agent, Some(AgentKind::Generic));
+    assert_eq!(
+        err(&one_task("", "agent = \"copilot\"\n")),
+        "p.toml:3:6: agent: \"copilot\" is not a kind of agent (use \"claude-code\" or \"generic\")"
+    );
+    assert_eq!(
+        err(&one_task("", "notify = \" \"\n")),
+        "p.toml:3:6: notify: the command is empty"
+    );
 }
