@@ -849,6 +849,9 @@ impl Worker {
             wait = wait.min(sampler.next().saturating_duration_since(now));
             self.bell.wait(pidfd.as_ref().map(|f| f.as_fd()), wait)?;
             if let Some(st) = reap(child)? {
+                // What the agent reported last, before it ended (a quick task ends before
+                // the loop looked again).
+                self.relay_agent(task, attempt, &mut agent_read);
                 // The kernel's OOM killer ended it (memory.max): the same failure as the
                 // worker's own stop over `memory`.
                 if ended_by.is_none() && oom_killed() {
