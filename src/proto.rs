@@ -154,12 +154,22 @@ pub struct Assignment {
     /// The task is an AI agent (its state comes from its own reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<crate::plan::AgentKind>,
+    /// Under a terminal launcher the task runs on a pty (false: `interactive = false`).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub interactive: bool,
+    /// A file the task reads as its stdin when it is not on a pty (none: /dev/null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<PathBuf>,
     pub assigned_at: String,
     /// Hand-over order: a worker with two unclaimed assignments (one queued behind the
     /// other) claims the lower first. Increasing across resumes (it starts from
     /// the orchestrator's start time in microseconds).
     #[serde(default)]
     pub seq: u64,
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 /// `workers/<id>/kill`: the orchestrator asks the worker to stop one attempt (the worker

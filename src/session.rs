@@ -474,6 +474,12 @@ impl Session {
         Ok(v)
     }
 
+    /// Beside stdout.log: `OFFSET UNIX_MS` per piece of output as it arrived (pty and pipe
+    /// logs), so logs of several tasks can be interleaved by time.
+    pub fn log_index(&self, task: &str, attempt: u32) -> PathBuf {
+        self.attempt_dir(task, attempt).join("stdout.log.idx")
+    }
+
     /// What an agent task reported about itself (`worker hook`, `worker state`).
     pub fn agent_log(&self, task: &str, attempt: u32) -> PathBuf {
         self.attempt_dir(task, attempt).join("agent.jsonl")

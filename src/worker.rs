@@ -5,12 +5,11 @@
 //! when the orchestrator writes `shutdown`. Where cgroup v2 allows, each attempt also runs
 //! in a cgroup of its own (src/cgroup.rs), which its stops reach too.
 
-use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -525,27 +524,14 @@ impl Worker {
             .env("MAESTRO_WORKER", &self.cfg.id)
             .env("MAESTRO_ATTEMPT", attempt.to_string())
             .env("MAESTRO_RESULT", s.result_json(task, attempt))
-            .env("PATH", &self.path)
-            .stdin(Stdio::null())
-            // Its own process group, so we can signal all of it and only it (invariant 5).
-            // A group, not a session (setsid would need pre_exec, which forces fork instead
-            // of posix_spawn: a millisecond per task); the group is what signals target.
-            .process_group(0);
+            .env("PATH", &self.path);
         if a.agent == Some(crate::plan::AgentKind::ClaudeCode) {
             cmd.env("MAESTRO_CLAUDE_SETTINGS", s.claude_settings(task, attempt));
         }
-        // With a terminal to show output in, copy it there and into the logs; without one
-        // (background), the task writes straight into its log files: no pipes, no threads.
-        let out_log = fsio::open_append(&s.stdout_log(task, attempt))?;
-        let err_log = fsio::open_append(&s.stderr_log(task, attempt))?;
-        let mut tee_into = None;
-        if self.tee {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-            tee_into = Some((out_log, err_log));
-        } else {
-            // The files themselves, not duplicates: two fcntl and two close less per task.
-            cmd.stdout(out_log).stderr(err_log);
-        }
+        let io = match crate::pty::TaskIo::set_up(&mut cmd, s, a, self.tee) {
+            Ok(io) => io,
+            Err(e) => return Ok(self.failed_record(task, attempt, &started_at, t0, e.to_string())),
+        };
         let tree = self.cgroup.as_ref().filter(|t| t.wanted(a.memory_limit));
         let mut leaf = tree.and_then(|tree| {
             tree.attempt(task, attempt, a.memory_limit)
@@ -584,18 +570,7 @@ impl Worker {
         self.journal.append_worker(&WorkerEvent::Started(started))?;
 
         let (done_tx, done_rx) = mpsc::channel();
-        let mut tees = 0;
-        if let Some((out_log, err_log)) = tee_into {
-            if let Some(out) = child.stdout.take() {
-                tee(out, out_log, false, done_tx.clone());
-                tees += 1;
-            }
-            if let Some(err) = child.stderr.take() {
-                tee(err, err_log, true, done_tx.clone());
-                tees += 1;
-            }
-        }
-        drop(done_tx);
+        let tees = io.relay(&mut child, done_tx);
 
         let (status, ended_by) = self.wait_task(a, &mut child, leaf.as_ref())?;
         let timed_out = ended_by == Some(Stopped::TimedOut);
@@ -993,33 +968,6 @@ fn path_with_our_dir() -> std::ffi::OsString {
         parts.extend(std::env::split_paths(&p));
     }
     std::env::join_paths(parts).unwrap_or_default()
-}
-
-/// Copy a task's output stream into its log file and to our terminal (only a worker with
-/// a terminal pipes its tasks' output).
-fn tee(
-    mut from: impl Read + Send + 'static,
-    mut log: File,
-    is_stderr: bool,
-    done: mpsc::Sender<()>,
-) {
-    thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let _ = log.write_all(&buf[..n]);
-                    if is_stderr {
-                        let _ = std::io::stderr().write_all(&buf[..n]);
-                    } else {
-                        let _ = std::io::stdout().write_all(&buf[..n]);
-                    }
-                }
-            }
-        }
-        let _ = done.send(());
-    });
 }
 
 /// Whether the attempt left a result file, and what is wrong with it, if anything

@@ -315,6 +315,8 @@ impl Orchestrator {
                     memory_limit: None,
                     aux: Some(job.kind),
                     agent: None,
+                    interactive: false,
+                    stdin: None,
                     assigned_at: proto::now_rfc3339(),
                     seq,
                 }
@@ -341,6 +343,8 @@ impl Orchestrator {
                     memory_limit: None,
                     aux: Some(kind),
                     agent: None,
+                    interactive: false,
+                    stdin: None,
                     assigned_at: proto::now_rfc3339(),
                     seq,
                 }
@@ -403,6 +407,8 @@ impl Orchestrator {
             memory_limit: task.memory,
             aux: None,
             agent: task.agent,
+            interactive: task.interactive,
+            stdin: task.stdin.clone(),
             assigned_at: proto::now_rfc3339(),
             seq,
         };

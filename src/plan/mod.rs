@@ -129,6 +129,22 @@ pub struct Task {
     /// the main checkout is never touched (see `crate::worktree`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub worktree: bool,
+    /// Under a terminal launcher, run on a pty a person can type into (`interactive =
+    /// false` opts out).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub interactive: bool,
+    /// The file a task that is not on a pty reads as its stdin (absolute; none:
+    /// /dev/null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 /// What kind of agent a task runs.

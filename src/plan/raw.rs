@@ -141,6 +141,8 @@ pub(super) struct RawTask {
     pub(super) agent: Option<String>,
     pub(super) notify: Option<String>,
     pub(super) worktree: Option<bool>,
+    pub(super) interactive: Option<bool>,
+    pub(super) stdin: Option<String>,
 }
 
 /// Parse the text of `src` (JSON or TOML, by its name). Syntax and schema errors carry the

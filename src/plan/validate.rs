@@ -856,6 +856,8 @@ fn task(
         agent: None,
         notify: None,
         worktree: t.worktree.unwrap_or(d.worktree),
+        interactive: t.interactive.unwrap_or(true),
+        stdin: t.stdin.map(|p| base_cwd.join(p)),
     })
 }
 

@@ -302,3 +302,57 @@ fn attach_prints_the_tmux_command_that_reaches_a_tasks_window() {
         )
     );
 }
+
+#[test]
+fn a_task_under_tmux_runs_on_a_terminal_and_reads_what_is_typed_in_its_window() {
+    let mut sb = Sandbox::new();
+    let sock = sb.tmux_socket();
+    let p = sb.write(
+        "p.toml",
+        "name = \"p\"\n\
+         [[task]]\nid = \"a\"\n\
+         run = '[ -t 0 ] && echo stdin-tty; [ -t 1 ] && echo stdout-tty; printf \"name? \"; read line; echo \"got: $line\"'\n\
+         [[task]]\nid = \"b\"\ninteractive = false\nafter = [\"a\"]\n\
+         run = '[ -t 0 ] || echo stdin-not-tty'\n",
+    );
+    let session = sb.start_with(
+        &["run", p.to_str().unwrap(), "--launcher", "tmux", "-q"],
+        &[("MAESTRO_TMUX_SOCKET", &sock)],
+    );
+    let w = wait_started(&session, "a", 1);
+    let log = session.join("tasks/a/attempt-1/stdout.log");
+    wait_until(Duration::from_secs(20), "the prompt", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("name? "))
+    });
+    let target = format!("{}:{w}", session_id(&session).replace('.', "_"));
+    let typed = Command::new("tmux")
+        .args([
+            "-L",
+            &sock,
+            "send-keys",
+            "-t",
+            &target,
+            "hello there",
+            "Enter",
+        ])
+        .status()
+        .expect("tmux");
+    assert!(typed.success());
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    for want in ["stdin-tty", "stdout-tty", "got: hello there"] {
+        assert!(text.contains(want), "{want:?} not in {text:?}");
+    }
+    assert!(
+        !session.join("tasks/a/attempt-1/stderr.log").exists(),
+        "on a pty stdout and stderr are one stream"
+    );
+    let index = std::fs::read_to_string(session.join("tasks/a/attempt-1/stdout.log.idx")).unwrap();
+    let first: Vec<&str> = index.lines().next().unwrap().split(' ').collect();
+    assert_eq!(first[0], "0", "{index}");
+    assert_eq!(
+        std::fs::read_to_string(session.join("tasks/b/attempt-1/stdout.log")).unwrap(),
+        "stdin-not-tty\n",
+        "interactive = false keeps pipes"
+    );
+}
