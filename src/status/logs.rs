@@ -61,6 +61,20 @@ pub fn logs(
     let latest = || -> Result<Option<u32>> { Ok(attempt.or(s.attempts(task)?.last().copied())) };
     let mut out = std::io::stdout().lock();
     let mut current = latest()?;
+    // An attempt that ran on a terminal (pty) has one stream: there is no stderr.log.
+    if stderr
+        && let Some(n) = current
+        && !crate::fsio::exists(&s.stderr_log(task, n))
+        && crate::fsio::exists(&s.stdout_log(task, n))
+        && crate::fsio::exists(&s.log_index(task, n))
+        && !follow
+    {
+        return Err(Error::Usage(format!(
+            "attempt {n} of {task} ran on a terminal, where stderr and stdout are one stream: \
+             `orchestrator logs {} {task}` shows both",
+            s.id()
+        )));
+    }
     let mut offset = 0u64;
     let (tx, rx) = std::sync::mpsc::channel();
     let watch = if follow {

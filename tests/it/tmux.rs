@@ -347,6 +347,16 @@ fn a_task_under_tmux_runs_on_a_terminal_and_reads_what_is_typed_in_its_window() 
         !session.join("tasks/a/attempt-1/stderr.log").exists(),
         "on a pty stdout and stderr are one stream"
     );
+    let o = sb.run(&["logs", session.to_str().unwrap(), "a", "--stderr"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: attempt 1 of a ran on a terminal, where stderr and stdout are one stream: \
+             `orchestrator logs {} a` shows both\n",
+            session_id(&session)
+        )
+    );
     let index = std::fs::read_to_string(session.join("tasks/a/attempt-1/stdout.log.idx")).unwrap();
     let first: Vec<&str> = index.lines().next().unwrap().split(' ').collect();
     assert_eq!(first[0], "0", "{index}");
