@@ -802,6 +802,8 @@ impl Worker {
         // Time an agent spends waiting for a person is not the task's either.
         let mut waiting_since: Option<Instant> = None;
         let mut agent_read = (0u64, None);
+        // Only an agent task's reports are relayed (a look per wake-up costs every task).
+        let is_agent = a.agent.is_some();
         let freeze_file = self.session.worker_freeze(&self.cfg.id);
         let mut hard_kill_at: Option<Instant> = None;
         loop {
@@ -826,7 +828,9 @@ impl Worker {
             if let Some(st) = reap(child)? {
                 // What the agent reported last, before it ended (a quick task ends before
                 // the loop looked again).
-                self.relay_agent(task, attempt, &mut agent_read);
+                if is_agent {
+                    self.relay_agent(task, attempt, &mut agent_read);
+                }
                 // The kernel's OOM killer ended it (memory.max): the same failure as the
                 // worker's own stop over `memory`.
                 if ended_by.is_none() && oom_killed() {
@@ -858,7 +862,7 @@ impl Worker {
                 signal_all(Signal::SIGCONT);
                 frozen_for += since.elapsed();
             }
-            if let Some(state) = self.relay_agent(task, attempt, &mut agent_read) {
+            if is_agent && let Some(state) = self.relay_agent(task, attempt, &mut agent_read) {
                 let waiting = state == crate::agent::AgentState::Waiting;
                 if waiting && waiting_since.is_none() {
                     waiting_since = Some(Instant::now());
