@@ -3,7 +3,10 @@
 //! reaches it, window sizes pass through, and every byte it prints is still logged.
 //!
 //! The task gets a session of its own with the pty as its controlling terminal (setsid,
-//! then TIOCSCTTY), so `/dev/tty`, Ctrl-C and Ctrl-Z act on it as in a plain terminal. The
+//! then TIOCSCTTY), so `/dev/tty` and Ctrl-C act on it as in a plain terminal. Ctrl-Z does
+//! not stop it: a session leader's process group is orphaned, and the kernel discards the
+//! terminal's stop signals for those (stopping it would need a shell-like parent in its
+//! session doing job control). A task stopped otherwise (SIGSTOP) is noticed. The
 //! worker puts its own terminal in raw mode while it relays (the task's terminal does the
 //! line editing) and restores it however the relay ends.
 
@@ -384,4 +387,15 @@ mod tests {
         out.extend(l.finish());
         assert_eq!(out, b"end\r");
     }
+}
+
+/// Whether process `pid` (our child) is stopped now (Ctrl-Z on its terminal), without
+/// reaping or consuming its state.
+pub fn stopped(pid: u32) -> bool {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    let flags = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    matches!(
+        waitid(Id::Pid(nix::unistd::Pid::from_raw(pid as i32)), flags),
+        Ok(WaitStatus::Stopped(..))
+    )
 }

@@ -804,6 +804,8 @@ impl Worker {
         let mut agent_read = (0u64, None);
         // Only an agent task's reports are relayed (a look per wake-up costs every task).
         let is_agent = a.agent.is_some();
+        let on_terminal = self.tee && a.interactive && a.aux.is_none();
+        let mut ctrl_z = false;
         let freeze_file = self.session.worker_freeze(&self.cfg.id);
         let mut hard_kill_at: Option<Instant> = None;
         loop {
@@ -847,6 +849,24 @@ impl Worker {
                 signal_all(Signal::SIGKILL);
                 let _ = child.wait();
                 return Err(e);
+            }
+            // A task on a terminal that someone stopped (SIGSTOP, or SIGTSTP where it is
+            // not ignored) is not hung: said once, and its timeout clock waits with it.
+            if on_terminal && frozen_since.is_none() {
+                let stopped = crate::pty::stopped(pid);
+                if stopped && !ctrl_z {
+                    self.say(&format!(
+                        "task {task}: stopped by a signal, not by maestro; `kill -CONT -{pid}` \
+                         lets it go on"
+                    ));
+                    waiting_since.get_or_insert_with(Instant::now);
+                } else if !stopped
+                    && ctrl_z
+                    && let Some(since) = waiting_since.take()
+                {
+                    frozen_for += since.elapsed();
+                }
+                ctrl_z = stopped;
             }
             let freeze = freezable && fsio::exists(&freeze_file);
             if freeze && frozen_since.is_none() && ended_by.is_none() {

@@ -366,3 +366,56 @@ fn a_task_under_tmux_runs_on_a_terminal_and_reads_what_is_typed_in_its_window() 
         "interactive = false keeps pipes"
     );
 }
+
+#[test]
+fn a_task_on_a_terminal_stopped_by_someone_is_noticed_not_taken_for_a_hang() {
+    let mut sb = Sandbox::new();
+    let sock = sb.tmux_socket();
+    let p = sb.write(
+        "p.toml",
+        "name = \"p\"\n[[task]]\nid = \"a\"\ntimeout = \"3s\"\n\
+         run = 'echo ready; read line; echo \"got: $line\"'\n",
+    );
+    let session = sb.start_with(
+        &["run", p.to_str().unwrap(), "--launcher", "tmux", "-q"],
+        &[("MAESTRO_TMUX_SOCKET", &sock)],
+    );
+    let w = wait_started(&session, "a", 1);
+    let pgid = pgid_of(&session, "a", 1);
+    let log = session.join("tasks/a/attempt-1/stdout.log");
+    wait_until(Duration::from_secs(20), "the task to be ready", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("ready"))
+    });
+    let target = format!("{}:{w}", session_id(&session).replace('.', "_"));
+    let keys = |k: &[&str]| {
+        let mut args = vec!["-L", sock.as_str(), "send-keys", "-t", target.as_str()];
+        args.extend_from_slice(k);
+        assert!(
+            Command::new("tmux")
+                .args(&args)
+                .status()
+                .expect("tmux")
+                .success()
+        );
+    };
+    signal(pgid as u64, "-STOP");
+    wait_until(Duration::from_secs(20), "the worker to say so", || {
+        capture(&sock, &target).contains("stopped by a signal, not by maestro")
+    });
+    assert_eq!(proc_state(pgid), Some('T'));
+    // Stopped longer than its timeout: not killed, the clock waited.
+    wait_until(Duration::from_secs(20), "time past the timeout", || {
+        std::fs::metadata(&log)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(4))
+    });
+    assert_eq!(proc_state(pgid), Some('T'), "still there, still stopped");
+    signal(pgid as u64, "-CONT");
+    keys(&["go on", "Enter"]);
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("got: go on")
+    );
+}
