@@ -370,6 +370,17 @@ fn tee(
     });
 }
 
+/// Whether process `pid` (our child) is stopped now (Ctrl-Z on its terminal), without
+/// reaping or consuming its state.
+pub fn stopped(pid: u32) -> bool {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    let flags = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    matches!(
+        waitid(Id::Pid(nix::unistd::Pid::from_raw(pid as i32)), flags),
+        Ok(WaitStatus::Stopped(..))
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::LineEnds;
@@ -387,15 +398,4 @@ mod tests {
         out.extend(l.finish());
         assert_eq!(out, b"end\r");
     }
-}
-
-/// Whether process `pid` (our child) is stopped now (Ctrl-Z on its terminal), without
-/// reaping or consuming its state.
-pub fn stopped(pid: u32) -> bool {
-    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
-    let flags = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    matches!(
-        waitid(Id::Pid(nix::unistd::Pid::from_raw(pid as i32)), flags),
-        Ok(WaitStatus::Stopped(..))
-    )
 }
