@@ -117,9 +117,14 @@ fn a_timeout_stops_what_left_the_process_group_and_no_cgroup_is_left() {
     }
     let escaped = pid_in(&sb.out().join("escaped"));
     left.pid = Some(escaped);
-    // It did leave the attempt's process group (and session).
+    // It did leave the attempt's process group (and session): once `setsid` has run (its
+    // pid is known as soon as the shell forked it, before it calls setsid(2)).
     let pgid = pgid_of(&session, "escape", 1);
-    assert_ne!(pgrp_of(escaped), Some(pgid));
+    wait_until(
+        Duration::from_secs(10),
+        "the escape to leave the group",
+        || pgrp_of(escaped).is_some_and(|g| g != pgid),
+    );
     assert!(!group_members(pgid).contains(&escaped));
 
     let usage = session.join("workers/w1/usage.json");
