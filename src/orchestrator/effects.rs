@@ -53,14 +53,8 @@ impl Orchestrator {
                 attempt,
                 reason,
             } => {
-                self.fs.write_json(
-                    &self.session.worker_kill(&worker),
-                    &KillRequest {
-                        task: self.engine.aux_name(job),
-                        attempt,
-                        reason: reason.as_str().into(),
-                    },
-                )?;
+                let name = self.engine.aux_name(job);
+                self.ask_to_stop(&worker, name, attempt, reason)?;
             }
             Command::KillAuxGroup {
                 worker,
@@ -121,14 +115,8 @@ impl Orchestrator {
                 attempt,
                 reason,
             } => {
-                self.fs.write_json(
-                    &self.session.worker_kill(&worker),
-                    &KillRequest {
-                        task: self.engine.plan().tasks[task].id.clone(),
-                        attempt,
-                        reason: reason.as_str().into(),
-                    },
-                )?;
+                let id = self.engine.plan().tasks[task].id.clone();
+                self.ask_to_stop(&worker, id, attempt, reason)?;
             }
             Command::KillGroup {
                 worker,
@@ -276,6 +264,25 @@ impl Orchestrator {
             });
         }
         Ok(())
+    }
+
+    /// Ask worker `worker` to stop run `attempt` of `name` (a task's id, or an auxiliary
+    /// command's): its `kill` file (the worker owns the process and signals its group).
+    fn ask_to_stop(
+        &self,
+        worker: &str,
+        name: String,
+        attempt: u32,
+        reason: crate::engine::KillReason,
+    ) -> Result<()> {
+        self.fs.write_json(
+            &self.session.worker_kill(worker),
+            &KillRequest {
+                task: name,
+                attempt,
+                reason: reason.as_str().into(),
+            },
+        )
     }
 
     /// An assignment is handled: renamed to `done/`, not unlinked (on ext4 without a

@@ -56,6 +56,24 @@ impl Drop for Display {
     }
 }
 
+/// Start `plan` (its task `a` in a window of `x`) in the background; returns the session
+/// once `a` has started.
+fn start_in_xterm(sb: &mut Sandbox, x: &Display, plan: &str) -> std::path::PathBuf {
+    let p = sb.write("p.toml", plan);
+    let session = sb.start_with(
+        &[
+            "run",
+            p.to_str().unwrap(),
+            "--launcher",
+            "terminal:xterm",
+            "-q",
+        ],
+        &[("DISPLAY", &x.name)],
+    );
+    wait_started(&session, "a", 1);
+    session
+}
+
 #[test]
 fn a_plan_runs_to_its_end_in_xterm_windows() {
     let x = Display::start();
@@ -103,18 +121,7 @@ fn a_closed_window_is_a_dead_worker_and_its_task_is_reassigned() {
          [[task]]\nid = \"a\"\nrun = '{}'\n",
         first_attempt_waits_for("never", "")
     );
-    let p = sb.write("p.toml", &plan);
-    let session = sb.start_with(
-        &[
-            "run",
-            p.to_str().unwrap(),
-            "--launcher",
-            "terminal:xterm",
-            "-q",
-        ],
-        &[("DISPLAY", &x.name)],
-    );
-    wait_started(&session, "a", 1);
+    let session = start_in_xterm(&mut sb, &x, &plan);
     let title = format!("maestro {} w1", session_id(&session));
     let found = Command::new("xdotool")
         .args(["search", "--sync", "--name", &title])
@@ -147,18 +154,7 @@ fn attach_raises_a_tasks_window_and_a_headless_task_has_none() {
         "name = \"p\"\n[[task]]\nid = \"a\"\nrun = '{}'\n",
         wait_for_file("go")
     );
-    let p = sb.write("p.toml", &plan);
-    let session = sb.start_with(
-        &[
-            "run",
-            p.to_str().unwrap(),
-            "--launcher",
-            "terminal:xterm",
-            "-q",
-        ],
-        &[("DISPLAY", &x.name)],
-    );
-    wait_started(&session, "a", 1);
+    let session = start_in_xterm(&mut sb, &x, &plan);
     let s = session.to_str().unwrap();
     let title = format!("maestro {} w1", session_id(&session));
     let o = sb.run(&["attach", s, "a", "--print"]);

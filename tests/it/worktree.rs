@@ -46,14 +46,14 @@ fn git(dir: &Path, args: &[&str]) -> String {
     stdout(&o).trim_end().to_string()
 }
 
-/// A repository at `repo/` in the sandbox with one commit (`README`, `shared.txt`,
+/// A repository at `repo/` in the sandbox with one commit (`README`, `common.txt`,
 /// `sub/keep`); its path (links resolved) and that commit.
 fn repo(sb: &Sandbox) -> (PathBuf, String) {
     let r = sb.path().join("repo");
     fs::create_dir_all(r.join("sub")).unwrap();
     git(&r, &["init", "-q", "-b", "main"]);
     fs::write(r.join("README"), "hello\n").unwrap();
-    fs::write(r.join("shared.txt"), "base\n").unwrap();
+    fs::write(r.join("common.txt"), "base\n").unwrap();
     fs::write(r.join("sub/keep"), "").unwrap();
     git(&r, &["add", "-A"]);
     git(&r, &["commit", "-qm", "base"]);
@@ -73,7 +73,7 @@ fn task<'a>(status: &'a Value, id: &str) -> &'a Value {
     tasks.iter().find(|t| t["id"] == id).unwrap()
 }
 
-/// Two worktree tasks that each commit a file of their own and change `shared.txt` (one
+/// Two worktree tasks that each commit a file of their own and change `common.txt` (one
 /// commits it, the other leaves it uncommitted, outside its `owns`), one of them in a
 /// subdirectory, and a task that opts out.
 const PLAN: &str = r#"name = "wt"
@@ -83,13 +83,13 @@ worktree = true
 cwd = "repo"
 [[task]]
 id = "a"
-owns = ["repo/a/**", "repo/shared.txt"]
-run = "mkdir a && echo a > a/x && echo a >> shared.txt && git add -A && git commit -qm a"
+owns = ["repo/a/**", "repo/common.txt"]
+run = "mkdir a && echo a > a/x && echo a >> common.txt && git add -A && git commit -qm a"
 [[task]]
 id = "b..v1"
 cwd = "repo/sub"
 owns = ["repo/b/**"]
-run = """pwd > "$OUT/b-pwd" && mkdir ../b && echo b > ../b/y && git add ../b && git commit -qm b && echo b >> ../shared.txt"""
+run = """pwd > "$OUT/b-pwd" && mkdir ../b && echo b > ../b/y && git add ../b && git commit -qm b && echo b >> ../common.txt"""
 [[task]]
 id = "c"
 worktree = false
@@ -156,32 +156,32 @@ fn tasks_work_in_their_own_worktrees_and_status_says_what_they_changed() {
     assert_eq!(rec["base"], base.as_str());
     assert_eq!(rec["repo"], repo.display().to_string());
     assert_eq!(rec["path"], wa.display().to_string());
-    assert_eq!(rec["changed"], json!(["a/x", "shared.txt"]));
+    assert_eq!(rec["changed"], json!(["a/x", "common.txt"]));
     assert_eq!(rec["outside_owns"], json!([]));
     let rec = read_json(&session.join("tasks/b..v1/worktree.json")).unwrap();
     assert_eq!(rec["cwd"], wb.join("sub").display().to_string());
-    assert_eq!(rec["changed"], json!(["b/y", "shared.txt"]));
-    assert_eq!(rec["outside_owns"], json!(["shared.txt"]));
-    assert_eq!(git(&wb, &["status", "--porcelain"]), " M shared.txt");
+    assert_eq!(rec["changed"], json!(["b/y", "common.txt"]));
+    assert_eq!(rec["outside_owns"], json!(["common.txt"]));
+    assert_eq!(git(&wb, &["status", "--porcelain"]), " M common.txt");
 
     // status flags the file both changed and the one outside owns.
     let st = status_json(&sb, &session);
     assert_eq!(
         task(&st, "b..v1")["worktree"],
-        json!({"branch": bb, "base": base, "path": wb, "changed": ["b/y", "shared.txt"],
-               "outside_owns": ["shared.txt"]})
+        json!({"branch": bb, "base": base, "path": wb, "changed": ["b/y", "common.txt"],
+               "outside_owns": ["common.txt"]})
     );
     assert_eq!(task(&st, "a")["worktree"]["outside_owns"], json!([]));
     assert!(task(&st, "c").get("worktree").is_none());
     assert_eq!(
         st["conflicts"],
-        json!([{"file": "shared.txt", "tasks": ["a", "b..v1"]}])
+        json!([{"file": "common.txt", "tasks": ["a", "b..v1"]}])
     );
     let text = stdout(&sb.run(&["status", &sid]));
     for line in [
         format!("worktree of a: branch {ba}, 2 files changed"),
-        format!("worktree of b..v1: branch {bb}, 2 files changed; OUTSIDE its owns: shared.txt"),
-        "CHANGED BY MORE THAN ONE TASK: shared.txt (a, b..v1)".to_string(),
+        format!("worktree of b..v1: branch {bb}, 2 files changed; OUTSIDE its owns: common.txt"),
+        "CHANGED BY MORE THAN ONE TASK: common.txt (a, b..v1)".to_string(),
     ] {
         assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
     }
