@@ -11,7 +11,7 @@ pub mod attach;
 pub mod bell;
 pub mod cgroup;
 pub mod cli;
-pub mod cli_data;
+
 pub mod engine;
 pub mod error;
 pub mod fsio;

@@ -1,6 +1,6 @@
 //! Command-line verbs for messages, shared data and progress: `worker send|recv|set|get|
 //! progress` for task scripts and `orchestrator send|inbox` for people. Kept apart
-//! from `cli.rs` so each verb family stays small; the parsing is flattened into the main
+//! from the other verbs so each verb family stays small; the parsing is flattened into the main
 //! command enums there, and the work is done by [`crate::message`] and [`crate::shared`].
 //!
 //! Exit codes follow the rest of the CLI: 0 done, 1 "nothing there" or a timeout (a script

@@ -1,0 +1,328 @@
+//! The `orchestrator` verbs: each arm turns its parsed arguments into a call into the
+//! library. Running and driving a session to its end lives in [`super::drive`].
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::journal::ControlAction;
+use crate::launch::LauncherKind;
+use crate::orchestrator::{Orchestrator, RunConfig};
+use crate::plan::Plan;
+use crate::session::{self, Session};
+use crate::status;
+use crate::watch::WatchMode;
+
+use super::args::{OrchestratorArgs, OrchestratorCommand};
+use super::drive::{check_task, control, drive, gate_request, resume_config, take_over};
+
+fn cwd() -> Result<PathBuf> {
+    std::env::current_dir().map_err(|e| Error::io(".", "read the current directory", e))
+}
+
+pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
+    let root = session::sessions_root(args.sessions_dir.as_deref());
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        OrchestratorCommand::Plan { plan, json, dot } => {
+            let p = Plan::load(&plan, &cwd()?)?;
+            crate::worktree::check_without_git(&p)?;
+            let text = if json {
+                format!("{:#}\n", p.describe_json())
+            } else if dot {
+                p.to_dot()
+            } else {
+                p.describe()
+            };
+            let _ = out.write_all(text.as_bytes());
+            Ok(0)
+        }
+        OrchestratorCommand::Run {
+            plan,
+            workers,
+            launcher,
+            watch,
+            durable,
+            quiet,
+            dry_run,
+            json,
+            only,
+            skip,
+        } => {
+            // Validate everything before anything is created (exit 2, no directory). A dry
+            // run goes through the same checks, only stops before the session is made.
+            let launcher: LauncherKind = launcher.parse()?;
+            let watch = match watch {
+                Some(w) => w.parse()?,
+                None => WatchMode::from_env()?,
+            };
+            if workers == Some(0) {
+                return Err(Error::Usage("--workers must be at least 1".into()));
+            }
+            let p = Plan::load(&plan, &cwd()?)?;
+            p.check_parent_env(|n| std::env::var_os(n).is_some())
+                .map_err(Error::Usage)?;
+            let excluded = if only.is_empty() && skip.is_empty() {
+                Vec::new()
+            } else {
+                p.exclusions(&only, &skip).map_err(Error::Usage)?
+            };
+            let env = crate::launch::LaunchEnv::from_env();
+            // A dry run starts no process, not even `tmux -V`: it looks for tmux on PATH.
+            let has_tmux = if dry_run {
+                crate::launch::tmux_on_path
+            } else {
+                crate::launch::tmux_installed
+            };
+            let launcher = launcher.resolve_with(&env, has_tmux);
+            launcher.check(&env, has_tmux)?;
+            if dry_run {
+                // What `Orchestrator::create` checks before it makes the session directory
+                // (worktree tasks' repositories without starting git).
+                crate::launch::WorkerCommand::locate(watch, durable, &env)?;
+                crate::worktree::check_without_git(&p)?;
+                let p = Plan {
+                    workers: workers.unwrap_or(p.workers),
+                    ..p
+                };
+                let settings = crate::plan::RunSettings {
+                    sessions_dir: &root,
+                    launcher: launcher.as_str(),
+                    watch: watch.as_str(),
+                    durable,
+                    excluded: &excluded,
+                };
+                let text = if json {
+                    format!("{:#}\n", p.describe_dry_run_json(&settings))
+                } else {
+                    p.describe_dry_run(&settings)
+                };
+                let _ = out.write_all(text.as_bytes());
+                return Ok(0);
+            }
+            let cfg = RunConfig {
+                workers: workers.unwrap_or(p.workers),
+                plan: p,
+                plan_file: plan,
+                sessions_root: root,
+                launcher,
+                watch,
+                durable,
+                env,
+                excluded,
+            };
+            let orch = Orchestrator::create(cfg)?;
+            // First line of stdout: the session path, for scripts.
+            let _ = writeln!(out, "{}", orch.session().root().display());
+            let _ = out.flush();
+            drop(out);
+            drive(orch, quiet)
+        }
+        OrchestratorCommand::Resume {
+            session,
+            workers,
+            launcher,
+            watch,
+            durable,
+            quiet,
+        } => {
+            let cfg = resume_config(
+                &root,
+                &session,
+                workers,
+                launcher,
+                watch,
+                durable,
+                Vec::new(),
+            )?;
+            let orch = Orchestrator::resume(cfg)?;
+            let _ = writeln!(out, "{}", orch.session().root().display());
+            let _ = out.flush();
+            drop(out);
+            drive(orch, quiet)
+        }
+        OrchestratorCommand::Retry {
+            session,
+            tasks,
+            workers,
+            launcher,
+            watch,
+            quiet,
+        } => {
+            let cfg = resume_config(&root, &session, workers, launcher, watch, false, tasks)?;
+            let orch = Orchestrator::resume(cfg)?;
+            let _ = writeln!(out, "{}", orch.session().root().display());
+            let _ = out.flush();
+            drop(out);
+            drive(orch, quiet)
+        }
+        OrchestratorCommand::Reassign { session, task } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            check_task(&s, &task)?;
+            control(&s, ControlAction::Reassign, Some(&task))
+        }
+        OrchestratorCommand::Stop { session } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            if crate::orchestrator::orchestrator_alive(&s) {
+                return control(&s, ControlAction::Stop, None);
+            }
+            // No orchestrator: take the session over, drain it, and stay until what was
+            // running has ended and the session is finished.
+            drop(out);
+            take_over(&root, &session, ControlAction::Stop, None, false)
+        }
+        OrchestratorCommand::Freeze { session } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            control(&s, ControlAction::Freeze, None)
+        }
+        OrchestratorCommand::Thaw { session } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            control(&s, ControlAction::Thaw, None)
+        }
+        OrchestratorCommand::Rollback {
+            session,
+            rerun_unknown,
+            skip_unknown,
+        } => {
+            let unknown = match (rerun_unknown, skip_unknown) {
+                (true, _) => Some(crate::proto::UnknownStep::Rerun),
+                (_, true) => Some(crate::proto::UnknownStep::Skip),
+                _ => None,
+            };
+            let action = ControlAction::Rollback { unknown };
+            let s = Session::resolve(&root, Some(&session))?;
+            if crate::orchestrator::orchestrator_alive(&s) {
+                return control(&s, action, None);
+            }
+            // No orchestrator (the session finished, or its orchestrator died): take it
+            // over, roll it back here, and stay until the rollback ends.
+            drop(out);
+            take_over(&root, &session, action, None, false)
+        }
+        OrchestratorCommand::Approve { session, gate } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            gate_request(&s, ControlAction::Approve, &gate)
+        }
+        OrchestratorCommand::Reject {
+            session,
+            gate,
+            reason,
+        } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            gate_request(&s, ControlAction::Reject { reason }, &gate)
+        }
+        OrchestratorCommand::Cancel { session, task } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            if let Some(t) = &task {
+                check_task(&s, t)?;
+            }
+            if crate::orchestrator::orchestrator_alive(&s) {
+                return control(&s, ControlAction::Cancel, task.as_deref());
+            }
+            // No orchestrator (it was killed, or Ctrl-C'd): take the session over, cancel,
+            // and stay until the stopped tasks have ended and the session is finished,
+            // carrying on past a write that fails.
+            drop(out);
+            take_over(
+                &root,
+                &session,
+                ControlAction::Cancel,
+                task.as_deref(),
+                true,
+            )
+        }
+        OrchestratorCommand::Status {
+            session,
+            json,
+            waiting,
+        } => {
+            let s = match session {
+                Some(a) => Session::resolve(&root, Some(&a))?,
+                None => {
+                    // The newest session; entries newer than it that are not sessions we
+                    // may use are said, not silently passed over.
+                    let (s, skipped) = Session::newest(&root)?;
+                    for r in skipped {
+                        eprintln!("warning: skipped {}", r.reason);
+                    }
+                    s
+                }
+            };
+            let mut snap = status::snapshot(&s);
+            if waiting {
+                status::only_waiting(&mut snap);
+            }
+            let text = if json {
+                format!("{:#}\n", status::to_json(&snap))
+            } else {
+                status::render(&snap)
+            };
+            let _ = out.write_all(text.as_bytes());
+            Ok(0)
+        }
+        OrchestratorCommand::Data(c) => {
+            drop(out);
+            super::data::run_orchestrator_command(&root, c)
+        }
+        OrchestratorCommand::Locks { session } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            let _ = out.write_all(crate::locks::render(&crate::locks::scan(&s)).as_bytes());
+            Ok(0)
+        }
+        OrchestratorCommand::Clean {
+            session,
+            worktrees: _,
+        } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            drop(out);
+            crate::worktree::clean(&s)
+        }
+        OrchestratorCommand::List { json } => {
+            let listing = Session::list(&root)?;
+            let text = if json {
+                format!("{:#}\n", status::list_json(&status::list_rows(&listing)))
+            } else {
+                status::render_list(&listing)
+            };
+            let _ = out.write_all(text.as_bytes());
+            Ok(0)
+        }
+        OrchestratorCommand::Attach {
+            session,
+            task,
+            print,
+        } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            check_task(&s, &task)?;
+            let inside = crate::launch::LaunchEnv::from_env().inside_tmux;
+            let a = crate::attach::command(&s, &task, inside)?;
+            if print {
+                let _ = writeln!(out, "{}", a.line());
+                return Ok(0);
+            }
+            drop(out);
+            let status = std::process::Command::new(&a.argv[0])
+                .args(&a.argv[1..])
+                .status()
+                .map_err(|e| Error::Launch(format!("{}: cannot run it: {e}", a.argv[0])))?;
+            Ok(if status.success() { 0 } else { 1 })
+        }
+        OrchestratorCommand::Logs {
+            session,
+            task,
+            follow,
+            stderr,
+            attempt,
+        } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            drop(out);
+            let follow = if follow {
+                Some(WatchMode::from_env()?)
+            } else {
+                None
+            };
+            status::logs(&s, &task, attempt, stderr, follow)?;
+            Ok(0)
+        }
+    }
+}
