@@ -50,6 +50,13 @@ pub enum Error {
     /// The session directory is not in a state that allows the operation.
     #[error("{0}")]
     Session(String),
+    /// No such session, task or gate (exit code 2: nothing was done).
+    #[error("{0}")]
+    NotFound(String),
+    /// The verb makes no sense in the session's state (`send` to a finished session,
+    /// `resume` of a live one); the message says what to do instead (exit code 2).
+    #[error("{0}")]
+    WrongState(String),
     /// A coordination verb could not do what was asked: it timed out, its barrier broke,
     /// it was picked to break a deadlock, a lock order was violated (exit code 1).
     #[error("{0}")]
@@ -76,12 +83,13 @@ impl Error {
         matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 
-    /// The process exit code for this error: 2 for usage and plan errors (nothing was done),
+    /// The process exit code for this error: 2 for usage and plan errors, unknown
+    /// sessions, tasks or gates, and verbs refused in the session's state (nothing was done),
     /// 1 for a coordination verb that gave up (timeout, deadlock, broken barrier), 3 for
     /// everything else (maestro itself could not go on). 1 also means "a task failed".
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Plan(_) | Error::Usage(_) => 2,
+            Error::Plan(_) | Error::Usage(_) | Error::NotFound(_) | Error::WrongState(_) => 2,
             Error::Verb(_) => 1,
             _ => 3,
         }

@@ -26,6 +26,7 @@ pub mod plan;
 pub mod primitives;
 pub mod process;
 pub mod proto;
+pub mod prune;
 pub mod pty;
 pub mod scheduler;
 pub mod session;

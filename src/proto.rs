@@ -657,6 +657,8 @@ pub enum ControlAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         unknown: Option<UnknownStep>,
     },
+    /// Run at most `workers` tasks at once from now on.
+    Scale { workers: usize },
 }
 
 /// A person's word on a rollback step whose outcome is unknown.
@@ -680,6 +682,7 @@ impl ControlAction {
             ControlAction::Freeze => "freeze",
             ControlAction::Thaw => "thaw",
             ControlAction::Rollback { .. } => "rollback",
+            ControlAction::Scale { .. } => "scale",
         }
     }
 }

@@ -42,15 +42,42 @@ pub struct Refused {
     pub modified: Option<SystemTime>,
 }
 
-/// Where sessions live: `--sessions-dir`, else `$MAESTRO_SESSIONS`, else `./sessions`.
-pub fn sessions_root(flag: Option<&Path>) -> PathBuf {
+/// Where sessions live, found as git finds `.git`: `--sessions-dir`, else
+/// `$MAESTRO_SESSIONS`, else the nearest `sessions/` directory from `cwd` upward that
+/// holds a maestro session (the current directory's own `sessions/` counts even when
+/// empty), else `./sessions`. `run` creates its sessions where lookups find them, so a
+/// `cd` into a subdirectory of a project does not lose its sessions.
+pub fn sessions_root(flag: Option<&Path>, cwd: &Path) -> PathBuf {
     if let Some(p) = flag {
         return p.to_path_buf();
     }
-    match std::env::var_os("MAESTRO_SESSIONS") {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => PathBuf::from(DEFAULT_ROOT),
+    if let Some(v) = std::env::var_os("MAESTRO_SESSIONS")
+        && !v.is_empty()
+    {
+        return PathBuf::from(v);
     }
+    let own = cwd.join(DEFAULT_ROOT);
+    if fsio::is_dir(&own) {
+        return PathBuf::from(DEFAULT_ROOT);
+    }
+    cwd.ancestors()
+        .skip(1)
+        .map(|d| d.join(DEFAULT_ROOT))
+        .find(|d| holds_sessions(d))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
+}
+
+/// Whether `dir` is a directory with at least one entry that has a `session.json`: a
+/// `sessions/` of some other tool is not ours. Stops at the first one found, so a root
+/// with 100,000 sessions costs one stat or few.
+fn holds_sessions(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        !fsio::is_hidden(&e.file_name().to_string_lossy())
+            && e.path().join("session.json").is_file()
+    })
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC.
@@ -146,7 +173,8 @@ impl Session {
         Ok(Session { root, id })
     }
 
-    /// Find a session by path or by id under `root`; `None` means the newest one.
+    /// Find a session by path, by id under `root`, or by a prefix of exactly one id
+    /// under `root`; `None` means the newest one.
     pub fn resolve(root: &Path, arg: Option<&str>) -> Result<Session> {
         match arg {
             Some(a) => {
@@ -166,13 +194,47 @@ impl Session {
                     if under.is_dir() {
                         return Session::open(&under);
                     }
+                    return Session::by_prefix(root, a);
                 }
-                Err(Error::Session(format!(
+                Err(Error::NotFound(format!(
                     "no session {a:?} (not a directory, and not an id under {})",
                     root.display()
                 )))
             }
             None => Session::newest(root).map(|(s, _)| s),
+        }
+    }
+
+    /// The one session under `root` whose id starts with `prefix`.
+    fn by_prefix(root: &Path, prefix: &str) -> Result<Session> {
+        let mut names: Vec<String> = match fs::read_dir(root) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix) && !fsio::is_hidden(n))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        match names.as_slice() {
+            [one] => Session::open(&root.join(one)),
+            [] => Err(Error::NotFound(format!(
+                "no session {prefix:?} under {} (`orchestrator list` shows them)",
+                root.display()
+            ))),
+            many => {
+                let shown: Vec<&str> = many.iter().take(5).map(String::as_str).collect();
+                let more = match many.len() - shown.len() {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                Err(Error::NotFound(format!(
+                    "{prefix:?} matches {} sessions under {}: {}{more}; give more of the id",
+                    many.len(),
+                    root.display(),
+                    shown.join(", ")
+                )))
+            }
         }
     }
 
@@ -189,7 +251,7 @@ impl Session {
             for r in &refused {
                 msg.push_str(&format!("; skipped {}", r.reason));
             }
-            return Err(Error::Session(msg));
+            return Err(Error::NotFound(msg));
         };
         let created = fsio::modified(&s.session_json());
         let newer = refused

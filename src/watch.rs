@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
 use notify::{Config, EventKindMask, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
@@ -289,8 +289,17 @@ pub fn wait_for<T>(
             }
             wait = wait.min(left);
         }
-        let _ = rx.recv_timeout(wait);
-        while rx.try_recv().is_ok() {}
+        recv_hint(&rx, wait);
+    }
+}
+
+/// Wait up to `wait` for a hint on `rx`, then drain the others. With no watcher (mode
+/// `off`, or one that could not start) every sender is gone and `recv_timeout` returns at
+/// once: sleeping out the interval then is what keeps a waiter from spinning a core.
+pub fn recv_hint<T>(rx: &Receiver<T>, wait: Duration) {
+    match rx.recv_timeout(wait) {
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+        _ => while rx.try_recv().is_ok() {},
     }
 }
 
@@ -398,6 +407,32 @@ mod tests {
             |s| !s.is_empty(),
         );
         assert_eq!(seen, vec!["events.jsonl".to_string()]);
+    }
+
+    /// With no watcher the channel has no sender; a waiter used to loop on its
+    /// `Disconnected` at full speed (`logs -f` of a task not started burned a core).
+    #[test]
+    fn wait_for_without_a_watcher_does_not_spin() {
+        let d = tempfile::tempdir().unwrap();
+        for (mode, dir) in [
+            (WatchMode::Off, d.path().to_path_buf()),
+            (WatchMode::Native, d.path().join("missing")),
+        ] {
+            let mut checks = 0u32;
+            let wait = Wait {
+                mode,
+                timeout: Some(Duration::from_millis(300)),
+            };
+            let got = wait_for(&[dir], wait, || {
+                checks += 1;
+                Ok(None::<()>)
+            })
+            .unwrap();
+            assert_eq!(got, None);
+            // One check before the watcher, then one per 100 ms rescan: a handful, where
+            // a spinning loop makes hundreds of thousands.
+            assert!(checks <= 10, "{mode:?}: {checks} checks in 300 ms");
+        }
     }
 
     #[test]

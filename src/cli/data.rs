@@ -222,8 +222,15 @@ pub fn run_worker_verb(session: &Session, verb: DataVerb, watch: WatchMode) -> R
 #[derive(Subcommand, Debug)]
 pub enum OrchestratorDataCommand {
     /// Send a message to a task of a session (or `all` of them).
+    #[command(after_help = "Examples:
+  orchestrator send demo-2026 --to agent-1 \"yes, go on\"
+  orchestrator send demo-2026 --to all --json answer.json
+
+The task reads it with `worker recv`. Refused (exit 2) when the session has finished.")]
     Send {
+        /// The running session (directory, id or unique id prefix).
         session: String,
+        /// The task that gets it, or `all`.
         #[arg(long, value_name = "TASK|all")]
         to: String,
         /// The message, sent as a string (or use --json).
@@ -234,7 +241,11 @@ pub enum OrchestratorDataCommand {
         json: Option<PathBuf>,
     },
     /// Print and consume every unread message tasks sent to the orchestrator.
+    #[command(after_help = "Examples:
+  orchestrator inbox demo-2026
+  orchestrator inbox demo-2026 --json | jq .body")]
     Inbox {
+        /// The session (directory, id or unique id prefix).
         session: String,
         /// Print each whole envelope as a JSON line instead of `FROM: BODY`.
         #[arg(long)]
@@ -252,6 +263,7 @@ pub fn run_orchestrator_command(root: &Path, cmd: OrchestratorDataCommand) -> Re
             json,
         } => {
             let s = Session::resolve(root, Some(&session))?;
+            crate::orchestrator::refuse_if_finished(&s, "send to")?;
             let body = body_of(text, json.as_deref())?;
             message::send(&s, message::ORCHESTRATOR, &to, body)?;
             Ok(0)

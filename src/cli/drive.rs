@@ -120,7 +120,7 @@ pub(super) fn check_task(s: &Session, task: &str) -> Result<()> {
     if plan.is_some_and(|p| p.tasks.iter().any(|t| t.id == task)) {
         Ok(())
     } else {
-        Err(Error::Usage(format!(
+        Err(Error::NotFound(format!(
             "session {} has no task {task:?}",
             s.id()
         )))
@@ -134,6 +134,7 @@ pub(super) fn gate_request(s: &Session, action: ControlAction, gate: &str) -> Re
         return control(s, action, Some(gate));
     }
     let verb = action.as_str();
+    crate::orchestrator::refuse_if_finished(s, verb)?;
     crate::orchestrator::leave_control(s, action, Some(gate))?;
     println!(
         "no orchestrator runs session {id}: the {verb} of gate {gate} is kept and carried out \

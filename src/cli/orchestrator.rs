@@ -21,7 +21,7 @@ fn cwd() -> Result<PathBuf> {
 }
 
 pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
-    let root = session::sessions_root(args.sessions_dir.as_deref());
+    let root = session::sessions_root(args.sessions_dir.as_deref(), &cwd()?);
     let mut out = std::io::stdout().lock();
     match args.command {
         OrchestratorCommand::Plan { plan, json, dot } => {
@@ -307,9 +307,46 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 .map_err(|e| Error::Launch(format!("{}: cannot run it: {e}", a.argv[0])))?;
             Ok(if status.success() { 0 } else { 1 })
         }
+        OrchestratorCommand::Wait { session } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            drop(out);
+            crate::prune::wait(&s, WatchMode::from_env()?)
+        }
+        OrchestratorCommand::Scale { session, workers } => {
+            if workers == 0 {
+                return Err(Error::Usage("the worker limit must be at least 1".into()));
+            }
+            let s = Session::resolve(&root, Some(&session))?;
+            control(&s, ControlAction::Scale { workers }, None)
+        }
+        OrchestratorCommand::Prune {
+            older_than,
+            keep,
+            dry_run,
+        } => {
+            drop(out);
+            let keep = crate::prune::Keep {
+                older_than,
+                newest: keep,
+            };
+            crate::prune::prune(&root, keep, dry_run)
+        }
+        OrchestratorCommand::Completions { shell } => {
+            let mut cmd = <super::args::OrchestratorArgs as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "orchestrator", &mut out);
+            Ok(0)
+        }
+        OrchestratorCommand::Man => {
+            let cmd = <super::args::OrchestratorArgs as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|e| Error::io("<stdout>", "write", e))?;
+            Ok(0)
+        }
         OrchestratorCommand::Logs {
             session,
             task,
+            all,
             follow,
             stderr,
             attempt,
@@ -321,7 +358,14 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             } else {
                 None
             };
-            status::logs(&s, &task, attempt, stderr, follow)?;
+            match task {
+                Some(task) if !all => status::logs(&s, &task, attempt, stderr, follow)?,
+                _ => {
+                    use std::io::IsTerminal;
+                    let colour = status::colour_wanted(std::io::stdout().is_terminal());
+                    status::logs_all(&s, follow, colour)?
+                }
+            }
             Ok(0)
         }
     }

@@ -78,6 +78,8 @@ impl Engine {
                 Err("rollback acts on the whole session".into())
             }
             (ControlAction::Rollback { unknown }, None) => self.rollback_requested(*unknown, now),
+            (ControlAction::Scale { .. }, Some(_)) => Err("scale acts on the whole session".into()),
+            (ControlAction::Scale { workers }, None) => self.scale(*workers),
             (ControlAction::Approve | ControlAction::Reject { .. }, _) => {
                 unreachable!("handled above")
             }
@@ -102,6 +104,27 @@ impl Engine {
             if n == 1 { "" } else { "s" },
             if n == 1 { "it is" } else { "they are" }
         ))
+    }
+
+    /// `orchestrator scale`: a new worker limit. More workers start at the next
+    /// dispatch; with fewer, running attempts finish and the surplus workers leave as
+    /// they become idle (nothing is stopped midway).
+    fn scale(&mut self, workers: usize) -> Result<String, String> {
+        if workers == 0 {
+            return Err("the worker limit must be at least 1".into());
+        }
+        let before = self.cfg.workers;
+        self.cfg.workers = workers;
+        self.journal(Event::WorkersScaled { workers });
+        Ok(match workers.cmp(&before) {
+            std::cmp::Ordering::Equal => format!("the worker limit is already {workers}"),
+            std::cmp::Ordering::Greater => {
+                format!("worker limit {before} -> {workers}: more workers start now")
+            }
+            std::cmp::Ordering::Less => format!(
+                "worker limit {before} -> {workers}: running tasks finish; surplus workers leave as they become idle"
+            ),
+        })
     }
 
     /// `orchestrator thaw`: frozen attempts go on, new ones start.

@@ -269,7 +269,9 @@ impl Engine {
             idle.len(),
             self.sched.not_started() + self.retrying.len() + coming_back + self.aux_wanted(),
         );
-        for wid in idle.into_iter().take(excess) {
+        // Beyond the worker limit (after `scale` lowered it), idle workers leave too.
+        let surplus = (self.live_count() - self.aux_busy()).saturating_sub(self.cfg.workers);
+        for wid in idle.into_iter().take(excess.max(surplus)) {
             self.stop_worker(&wid, ShutdownReason::Idle);
         }
     }
@@ -328,6 +330,8 @@ impl Engine {
             || !self.sched.has_ready()
             || self.any_starting()
             || !self.pending.is_empty()
+            // More workers than the limit (it was lowered): let them run out of work.
+            || self.live_count() - self.aux_busy() > self.cfg.workers
         {
             return;
         }

@@ -231,6 +231,10 @@ pub enum Event {
     },
     /// `orchestrator thaw`: frozen attempts go on; the session runs again.
     SessionThawed,
+    /// `orchestrator scale`: the worker limit from now on (a resume keeps it).
+    WorkersScaled {
+        workers: usize,
+    },
     /// The session's state files were copied into `snapshot/<name>` (on a freeze).
     SnapshotWritten {
         path: String,

@@ -95,6 +95,8 @@ pub struct History {
     pub selection: Vec<(String, crate::plan::Exclusion)>,
     /// Frozen (`session_frozen`, not yet thawed).
     pub frozen: bool,
+    /// The worker limit set by the last `orchestrator scale`, if any.
+    pub workers_limit: Option<usize>,
     /// Why the session drains, once it does (`session_draining`).
     pub draining: Option<String>,
     /// Each pool's last journalled level and use.
@@ -478,6 +480,7 @@ impl History {
                 self.frozen = false;
                 self.state = Some(SessionState::Running);
             }
+            Event::WorkersScaled { workers } => self.workers_limit = Some(*workers),
             Event::SessionDraining { why } => {
                 self.draining = Some(why.clone());
                 self.state = Some(SessionState::Stopping);

@@ -871,7 +871,7 @@ fn take_lock(session: &Session, fs: fsio::Fs) -> Result<File> {
             .flatten()
             .map(|i| format!(" (pid {} on {})", i.pid, i.host))
             .unwrap_or_default();
-        return Err(Error::Session(format!(
+        return Err(Error::WrongState(format!(
             "session {} already has a live orchestrator{pid}",
             session.id()
         )));
@@ -890,6 +890,23 @@ fn take_lock(session: &Session, fs: fsio::Fs) -> Result<File> {
 /// Whether a worker is alive (a non-blocking probe; used by status too).
 pub fn worker_alive(session: &Session, id: &str) -> bool {
     Flock.alive(session, id)
+}
+
+/// A usage error when the session has finished (and no orchestrator rolls it back): a
+/// request to it would be written and never read. `verb` names what was asked.
+pub fn refuse_if_finished(session: &Session, verb: &str) -> Result<()> {
+    if orchestrator_alive(session) {
+        return Ok(());
+    }
+    let Ok(Some(summary)) = crate::summary::read(session) else {
+        return Ok(());
+    };
+    Err(Error::WrongState(format!(
+        "session {id} has finished ({state}): nothing runs there to {verb} \
+         (`orchestrator retry {id} TASK` re-runs a task)",
+        id = session.id(),
+        state = summary.state.as_str()
+    )))
 }
 
 /// Whether the session has a live orchestrator.
@@ -942,7 +959,8 @@ pub fn send_control(
     task: Option<&str>,
 ) -> Result<ControlReply> {
     if !orchestrator_alive(session) {
-        return Err(Error::Session(format!(
+        refuse_if_finished(session, action.as_str())?;
+        return Err(Error::WrongState(format!(
             "session {} has no live orchestrator (`orchestrator resume {}` first)",
             session.id(),
             session.id()

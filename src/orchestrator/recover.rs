@@ -45,7 +45,7 @@ impl Orchestrator {
             // A rollback of a finished session whose orchestrator died goes on.
             && !history.rolling_back
         {
-            return Err(Error::Session(format!(
+            return Err(Error::WrongState(format!(
                 "session {} already finished ({}); `orchestrator retry {} TASK` re-runs a failed task",
                 session.id(),
                 state.as_str(),
@@ -53,7 +53,7 @@ impl Orchestrator {
             )));
         }
         if finished.is_none() && !cfg.retry.is_empty() {
-            return Err(Error::Session(format!(
+            return Err(Error::WrongState(format!(
                 "session {} has not finished; retry re-runs tasks of a finished session (use `orchestrator resume`)",
                 session.id()
             )));
@@ -95,7 +95,11 @@ impl Orchestrator {
         };
         journal.append(&ev)?;
         history.apply(&ev);
-        let workers = cfg.workers.unwrap_or(info.workers);
+        // `--workers`, else the last `orchestrator scale`, else the session's start.
+        let workers = cfg
+            .workers
+            .or(history.workers_limit)
+            .unwrap_or(info.workers);
         let ecfg = engine::Config {
             seed: super::seed(),
             session: session.id().to_string(),

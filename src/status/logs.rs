@@ -93,6 +93,9 @@ pub fn logs(
             w.mode().rescan_interval()
         });
     loop {
+        // Seen before the read: an outcome is written after the task's last byte, so
+        // the read that follows has that byte and the last line is never missed.
+        let finished = follow && fsio::exists(&s.outcome_json(task));
         if let Some(n) = current {
             let path = path_of(n);
             if let Some(mut f) = fsio::open_read(&path)? {
@@ -108,21 +111,22 @@ pub fn logs(
         if !follow {
             return Ok(());
         }
-        let finished = fsio::exists(&s.outcome_json(task));
         let newest = latest()?;
         if newest != current {
-            current = newest;
-            offset = 0;
-            if let Some(n) = current {
+            // A marker between attempts; the first one printed needs none.
+            if current.is_some()
+                && let Some(n) = newest
+            {
                 let _ = writeln!(out, "--- attempt {n} ---");
             }
+            current = newest;
+            offset = 0;
             continue;
         }
         if finished {
             return Ok(());
         }
-        let _ = rx.recv_timeout(rescan);
-        while rx.try_recv().is_ok() {}
+        crate::watch::recv_hint(&rx, rescan);
     }
 }
 

@@ -6,12 +6,14 @@
 //! `logs` prints a task's output.
 
 mod logs;
+mod logs_all;
 mod render;
 mod worktrees;
 
 use serde::Serialize;
 
 pub use logs::logs;
+pub use logs_all::{colour_wanted, logs_all};
 pub use render::{
     ListRow, list_json, list_rows, list_table, only_waiting, render, render_list, to_json,
 };

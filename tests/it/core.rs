@@ -446,11 +446,20 @@ fn list_and_logs() {
         format!("error: session {id} has no task \"nope\"\n")
     );
     let o = sb.run(&["status", "no-such-session"]);
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
         format!(
-            "error: no session \"no-such-session\" (not a directory, and not an id under {})\n",
+            "error: no session \"no-such-session\" under {} (`orchestrator list` shows them)\n",
+            sb.sessions().display()
+        )
+    );
+    let o = sb.run(&["status", "../x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: no session \"../x\" (not a directory, and not an id under {})\n",
             sb.sessions().display()
         )
     );

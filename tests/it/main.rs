@@ -7,6 +7,7 @@ mod util;
 mod agents;
 mod aux;
 mod cgroup;
+mod cli;
 mod core;
 mod data;
 mod dry_run;

@@ -253,3 +253,57 @@ fn a_second_interrupt_kills_every_group_at_once_and_ends_interrupted() {
     assert_eq!(s.e.interrupted_by(), Some(Interrupt::Term));
     assert!(decisions(&c).is_empty());
 }
+
+/// `scale` raises the worker limit at once; lowered, it lets running attempts finish
+/// and retires the surplus workers as they become idle.
+#[test]
+fn scale_starts_workers_and_retires_the_surplus_as_it_becomes_idle() {
+    let mut s = Sim::ready("a, b, c, d, e", 1);
+    s.begin("w1", "a", 1);
+    // b was queued behind a; a request waits until it is taken back.
+    s.control("s1", ControlAction::Scale { workers: 3 }, None);
+    let c = s.withdrawn("w1", "b", 1, true);
+    assert_eq!(
+        reply(&c),
+        Some((true, "worker limit 1 -> 3: more workers start now".into()))
+    );
+    assert_eq!(spawns(&c).len(), 2, "{:?}", c.cmds);
+    let c = s.register_all();
+    // The new workers take b and c; d queues behind a on w1.
+    let busy: Vec<(String, String)> = c
+        .assigns()
+        .iter()
+        .filter(|a| a.0 != "w1")
+        .map(|a| (a.0.clone(), a.1.clone()))
+        .collect();
+    assert_eq!(busy.len(), 2, "{:?}", c.cmds);
+    for (w, t) in &busy {
+        s.begin(w, t, 1);
+    }
+    // d and e were queued behind a and b: taken back first, and not queued again.
+    s.control("s2", ControlAction::Scale { workers: 1 }, None);
+    s.withdrawn("w1", "d", 1, true);
+    let c = s.withdrawn("w2", "e", 1, true);
+    assert!(c.assigns().is_empty(), "{:?}", c.cmds);
+    assert_eq!(
+        reply(&c),
+        Some((
+            true,
+            "worker limit 3 -> 1: running tasks finish; surplus workers leave as they become idle"
+                .into()
+        ))
+    );
+    // Each surplus worker, once its attempt ends, leaves instead of taking more.
+    let (w, t) = &busy[0];
+    let c = s.exit(w, t, 1, 0);
+    assert!(c.assigns().is_empty(), "{:?}", c.cmds);
+    assert!(has(
+        &c,
+        |c| matches!(c, Command::StopWorker { worker, .. } if worker == w)
+    ));
+    let c = s.control("s3", ControlAction::Scale { workers: 0 }, None);
+    assert_eq!(
+        reply(&c),
+        Some((false, "the worker limit must be at least 1".into()))
+    );
+}
