@@ -381,12 +381,21 @@ mod tests {
     use clap::CommandFactory;
 
     use super::OrchestratorArgs;
+    use crate::cli::worker::WorkerArgs;
 
-    /// Every verb's `--help` shows examples, and every argument says what it is for.
+    /// Every verb's `--help` shows examples, and every argument says what it is for, for
+    /// both binaries.
     #[test]
     fn every_verb_has_examples_and_every_argument_a_help_text() {
         let mut missing = Vec::new();
-        let cmd = OrchestratorArgs::command();
+        for cmd in [OrchestratorArgs::command(), WorkerArgs::command()] {
+            missing.extend(undocumented(&cmd));
+        }
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
+
+    fn undocumented(cmd: &clap::Command) -> Vec<String> {
+        let mut missing = Vec::new();
         for sub in cmd.get_subcommands() {
             let name = sub.get_name();
             if name == "help" {
@@ -409,6 +418,6 @@ mod tests {
                 }
             }
         }
-        assert!(missing.is_empty(), "{}", missing.join("\n"));
+        missing
     }
 }

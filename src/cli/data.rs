@@ -51,7 +51,11 @@ impl TaskArgs {
 #[derive(Subcommand, Debug)]
 pub enum DataVerb {
     /// Send a message to a task, to every other task (`all`) or to the orchestrator.
+    #[command(after_help = "Examples:
+  worker send --to load-orders \"users done\"
+  worker send --to orchestrator --json report.json")]
     Send {
+        /// Who gets it: a task, `all` other tasks, or `orchestrator`.
         #[arg(long, value_name = "TASK|all|orchestrator")]
         to: String,
         /// The message, sent as a string (or use --json).
@@ -64,6 +68,9 @@ pub enum DataVerb {
         task: TaskArgs,
     },
     /// Take this task's oldest unread message and print its body (exit 1 when there is none).
+    #[command(after_help = "Examples:
+  worker recv --wait --timeout 10m
+  worker recv --from orchestrator --json")]
     Recv {
         /// Block until a message arrives.
         #[arg(long)]
@@ -81,7 +88,11 @@ pub enum DataVerb {
         task: TaskArgs,
     },
     /// Store a value every task can read (shared/KEY.json).
+    #[command(after_help = "Examples:
+  worker set schema-version 42
+  worker set config --json config.json")]
     Set {
+        /// The value's name.
         key: String,
         /// The value, stored as a string (or use --json).
         #[arg(required_unless_present = "json")]
@@ -91,7 +102,10 @@ pub enum DataVerb {
         json: Option<PathBuf>,
     },
     /// Print a shared value (exit 1 when there is none).
+    #[command(after_help = "Examples:
+  worker get schema-version --wait --timeout 1m")]
     Get {
+        /// The value's name.
         key: String,
         /// Block until the key has a value.
         #[arg(long)]
@@ -101,10 +115,14 @@ pub enum DataVerb {
         timeout: Option<Duration>,
     },
     /// Report progress: `worker progress PCT [MESSAGE]` (PCT from 0 to 100).
+    #[command(after_help = "Examples:
+  worker progress 40 \"users: 400k of 1M rows\"")]
     Progress {
         // A string, so that "-5" and "abc" get our message rather than clap's.
+        /// Percent done, 0 to 100.
         #[arg(allow_negative_numbers = true)]
         pct: String,
+        /// What it is doing (shown by `orchestrator status`).
         message: Option<String>,
         #[command(flatten)]
         task: TaskArgs,

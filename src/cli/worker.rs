@@ -19,7 +19,7 @@ use super::{init_tracing, parse_or_exit, report};
     version,
     about = "A maestro worker: runs the tasks the orchestrator assigns to it; inside a task, the verbs below"
 )]
-struct WorkerArgs {
+pub(super) struct WorkerArgs {
     /// The session directory (default: $MAESTRO_SESSION).
     #[arg(long, global = true, env = "MAESTRO_SESSION")]
     session: Option<PathBuf>,
@@ -47,7 +47,11 @@ enum WorkerVerb {
     #[command(flatten)]
     Data(super::data::DataVerb),
     /// Save a value for this task's next attempts (tasks/<id>/state.json).
+    #[command(after_help = "Examples:
+  worker save offset 120000
+  worker save cursor --json cursor.json")]
     Save {
+        /// The name it is saved under.
         key: String,
         /// The value, stored as a string (or use --json).
         #[arg(required_unless_present = "json")]
@@ -59,7 +63,11 @@ enum WorkerVerb {
         task: TaskFlags,
     },
     /// Arrive at a barrier and wait until every participant has.
+    #[command(after_help = "Examples:
+  worker checkpoint schema-ready
+  worker checkpoint loaded --parties 4 --timeout 10m")]
     Checkpoint {
+        /// The barrier's name (a plan `[[checkpoint]]`, or any name with --parties).
         name: String,
         /// Participants, for a barrier not declared in the plan.
         #[arg(long)]
@@ -71,23 +79,35 @@ enum WorkerVerb {
         task: TaskFlags,
     },
     /// Raise a named signal (tasks `after = ["signal:NAME"]` start).
+    #[command(after_help = "Examples:
+  worker signal replica-caught-up")]
     Signal {
+        /// The signal's name.
         name: String,
         #[command(flatten)]
         task: TaskFlags,
     },
     /// Block until a signal is raised.
+    #[command(after_help = "Examples:
+  worker wait-signal replica-caught-up --timeout 5m")]
     WaitSignal {
+        /// The signal's name.
         name: String,
+        /// Give up after this long (e.g. 30s; exit 1).
         #[arg(long, value_parser = super::data::parse_duration)]
         timeout: Option<std::time::Duration>,
     },
     /// Run CMD holding a named lock: worker lock NAME [--shared] -- CMD ARGS...
+    #[command(after_help = "Examples:
+  worker lock schema -- psql -f alter.sql
+  worker lock cache --shared --timeout 1m -- ./read-cache.sh")]
     Lock {
+        /// The lock's name.
         name: String,
         /// Take the lock shared (readers) instead of exclusive.
         #[arg(long)]
         shared: bool,
+        /// Give up waiting for the lock after this long (e.g. 30s; exit 1).
         #[arg(long, value_parser = super::data::parse_duration)]
         timeout: Option<std::time::Duration>,
         #[command(flatten)]
@@ -97,18 +117,35 @@ enum WorkerVerb {
         cmd: Vec<String>,
     },
     /// Print the result (JSON) of a finished task or race.
-    Result { id: String },
+    #[command(after_help = "Examples:
+  worker result extract | jq .metrics.rows")]
+    Result {
+        /// The task's or race's id.
+        id: String,
+    },
     /// Record one Claude Code hook event (JSON on stdin) as this agent task's state.
     /// Prints nothing and always exits 0: a hook must never block or steer the agent.
+    #[command(after_help = "Examples:
+  maestro passes it to Claude Code itself (--settings); by hand:
+  echo '{\"hook_event_name\":\"Stop\"}' | worker hook")]
     Hook,
     /// Record this agent task's state: working, waiting (for a person) or idle, with an
     /// optional message (for agents other than Claude Code, and scripts).
+    #[command(after_help = "Examples:
+  worker state working
+  worker state waiting \"approve the schema change?\"
+  worker state idle")]
     State {
+        /// working, waiting or idle.
         state: String,
+        /// What it is doing or waiting for (shown by `orchestrator status`).
         message: Option<String>,
     },
     /// Print a value saved by an earlier attempt (exit 1 when there is none).
+    #[command(after_help = "Examples:
+  offset=$(worker load offset || echo 0)")]
     Load {
+        /// The name it was saved under.
         key: String,
         #[command(flatten)]
         task: TaskFlags,

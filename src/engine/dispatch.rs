@@ -269,8 +269,10 @@ impl Engine {
             idle.len(),
             self.sched.not_started() + self.retrying.len() + coming_back + self.aux_wanted(),
         );
-        // Beyond the worker limit (after `scale` lowered it), idle workers leave too.
-        let surplus = (self.live_count() - self.aux_busy()).saturating_sub(self.cfg.workers);
+        // Beyond the worker limit (after `scale` lowered it), idle workers leave too;
+        // those about to run auxiliary commands are a pool of their own.
+        let surplus = (self.live_count() - self.aux_busy())
+            .saturating_sub(self.cfg.workers + self.aux_wanted());
         for wid in idle.into_iter().take(excess.max(surplus)) {
             self.stop_worker(&wid, ShutdownReason::Idle);
         }
@@ -331,7 +333,7 @@ impl Engine {
             || self.any_starting()
             || !self.pending.is_empty()
             // More workers than the limit (it was lowered): let them run out of work.
-            || self.live_count() - self.aux_busy() > self.cfg.workers
+            || self.live_count() - self.aux_busy() > self.cfg.workers + self.aux_wanted()
         {
             return;
         }

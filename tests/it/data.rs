@@ -206,6 +206,13 @@ fn orchestrator_send_and_inbox_round_trip() {
     assert_eq!(lines, ["a: ready a", "b: {\"n\":2}"]);
     // Consumed: a second look finds nothing.
     assert_eq!(res(&sb.run(&["inbox", s])), ok(""));
+    assert_eq!(
+        res(&sb.run(&["send", s, "--to", "orchestrator", "x"])),
+        fail(
+            2,
+            "error: unknown recipient \"orchestrator\": not a task of this session or \"all\"\n"
+        )
+    );
     let o = sb.run(&["send", s, "--to", "all", "go"]);
     assert_eq!(res(&o), ok(""));
     assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
@@ -237,13 +244,16 @@ fn orchestrator_send_and_inbox_round_trip() {
             &"late".into()
         )
     );
-    assert_eq!(res(&sb.run(&["send", s, "--to", "b", "psst"])), ok(""));
-    assert_eq!(res(&worker(&session, "b", &["recv"])), ok("psst\n"));
+    // The session has ended: nobody would read it.
+    let id = session_id(&session);
     assert_eq!(
-        res(&sb.run(&["send", s, "--to", "orchestrator", "x"])),
+        res(&sb.run(&["send", s, "--to", "b", "psst"])),
         fail(
             2,
-            "error: unknown recipient \"orchestrator\": not a task of this session or \"all\"\n"
+            &format!(
+                "error: session {id} has finished (succeeded): nothing runs there to send to \
+                 (`orchestrator retry {id} TASK` re-runs a task)\n"
+            )
         )
     );
 }

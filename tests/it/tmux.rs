@@ -419,3 +419,50 @@ fn a_task_on_a_terminal_stopped_by_someone_is_noticed_not_taken_for_a_hang() {
             .contains("got: go on")
     );
 }
+
+/// scripts/tmux-run.sh used to keep its log in /tmp and, with windows kept open, never
+/// return. Not on a terminal it attaches to nothing: it waits for the run, keeps the
+/// orchestrator's output in the session and prints the status and the last line.
+#[test]
+fn tmux_run_script_keeps_its_log_in_the_session_and_returns_with_kept_windows() {
+    let mut sb = Sandbox::new();
+    let sock = sb.tmux_socket();
+    let plan = sb.write(
+        "kept.toml",
+        "name = \"kept\"\nkeep_windows = true\n[[task]]\nid = \"a\"\nrun = \"echo hi\"\n",
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tmux-run.sh");
+    let bin_dir = std::path::Path::new(ORCH).parent().unwrap();
+    let mut c = Command::new("bash");
+    c.arg(script)
+        .arg(&plan)
+        .current_dir(sb.path())
+        .env("MAESTRO_SESSIONS", sb.sessions())
+        .env("MAESTRO_TMUX_SOCKET", &sock)
+        .env("MAESTRO_BIN_DIR", bin_dir)
+        .env("MAESTRO_CGROUP", "off")
+        .env_remove("TMUX")
+        .stdin(std::process::Stdio::null());
+    let o = run_with_deadline(c, Duration::from_secs(60));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = sb.only_session();
+    let id = session_id(&s);
+    let log = std::fs::read_to_string(s.join("tmux-run.log")).unwrap();
+    assert!(
+        log.ends_with(&format!("session {id} succeeded: 1/1 tasks succeeded\n")),
+        "{log}"
+    );
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(&format!("session: {}\n", s.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("session {id} succeeded: 1/1 tasks succeeded\n")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("windows kept open: tmux -L {sock} attach -t {id}")),
+        "{out}"
+    );
+}
