@@ -24,6 +24,7 @@ mod recovery;
 mod regressions;
 mod resources;
 mod secrets;
+mod templates;
 mod terminal;
 mod tmux;
 mod unreadable;
