@@ -20,6 +20,7 @@ mod partial;
 mod plan_errors;
 mod policy;
 mod primitives;
+mod readme;
 mod recovery;
 mod regressions;
 mod resources;
