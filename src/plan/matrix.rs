@@ -348,15 +348,25 @@ pub(super) fn expand(src: &mut Source, mut raw: RawPlan) -> Result<RawPlan, Plan
         };
         let axes = axes(src, i, &t.id, m)?;
         let count = axes.count();
+        let before = made;
         made = made.saturating_add(count);
         if made > MAX_MATRIX_TASKS {
-            let before = made - count;
+            // A product past usize is not a count worth printing.
+            let show = |n: usize| match n {
+                usize::MAX => "more tasks than can be counted".to_string(),
+                n => format!("{n} tasks"),
+            };
             let msg = if before == 0 {
-                format!("makes {count} tasks; at most {MAX_MATRIX_TASKS} may come from matrices")
+                format!(
+                    "makes {}; at most {MAX_MATRIX_TASKS} may come from matrices",
+                    show(count)
+                )
             } else {
                 format!(
-                    "makes {count} tasks, {made} with the matrices before it; at most \
-                     {MAX_MATRIX_TASKS} may come from matrices"
+                    "makes {}, {} with the matrices before it; at most {MAX_MATRIX_TASKS} \
+                     may come from matrices",
+                    show(count),
+                    show(made)
                 )
             };
             let kind = K::BadMatrix {
