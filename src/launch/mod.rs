@@ -194,7 +194,8 @@ impl WorkerCommand {
         };
         if !worker_bin.is_file() {
             return Err(Error::Launch(format!(
-                "{}: worker binary not found (build it, or set MAESTRO_WORKER_BIN)",
+                "{}: worker binary not found (build it: `cargo build` builds both binaries, \
+                 `cargo run --bin orchestrator` only this one; or set MAESTRO_WORKER_BIN)",
                 worker_bin.display()
             )));
         }

@@ -116,6 +116,41 @@ pub enum PlanErrorKind {
     BadBackoffJitter { scope: Scope, jitter: f64 },
     #[error("plan has no tasks")]
     NoTasks,
+    /// A task's `matrix` has the wrong shape, or makes too many tasks; `key` is the
+    /// parameter when the problem is one parameter's.
+    #[error(
+        "task {task:?}: matrix{}: {msg}",
+        key.as_ref().map(|k| format!(".{k}")).unwrap_or_default()
+    )]
+    BadMatrix {
+        task: String,
+        key: Option<String>,
+        msg: String,
+    },
+    /// A placeholder `{name}` in a string of a task template whose matrix has no parameter
+    /// `name` (`params`, in the matrix's order).
+    #[error(
+        "task {task:?}: {{{name}}} is not a parameter of its matrix ({}); \
+         write {{{{{name}}}}} to keep the braces",
+        params.join(", ")
+    )]
+    UnknownPlaceholder {
+        task: String,
+        name: String,
+        params: Vec<String>,
+    },
+    /// Two combinations of a template's matrix give the same task id (each combination
+    /// as `name=value ...`).
+    #[error(
+        "task {task:?}: its matrix gives the id {id:?} to two tasks ({first}; {second}); \
+         the id must tell them apart"
+    )]
+    MatrixIdTwice {
+        task: String,
+        id: String,
+        first: String,
+        second: String,
+    },
     /// `all` and `orchestrator` address messages, so no task may take them.
     #[error("task id {id:?} is reserved (a message recipient)")]
     ReservedId { id: String },

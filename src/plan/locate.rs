@@ -8,8 +8,13 @@
 //! JSON plan through a small scanner of its own (`locate_json`: serde_json keeps no
 //! positions). That second read happens only once an error needs it: doing it up front
 //! would double the time taken to validate a 100 000-task plan.
+//!
+//! Once matrices were expanded (`matrix`), the tasks validation sees are no longer the
+//! tasks as written: [`Origins`] maps each back to its template, so that an expanded
+//! task's errors point at the template's lines.
 
 use std::cell::OnceCell;
+use std::collections::HashMap;
 
 use serde::Deserialize;
 
@@ -22,6 +27,28 @@ pub(super) struct Source<'a> {
     pub(super) text: &'a str,
     is_toml: bool,
     positions: OnceCell<Positions>,
+    /// Set once matrices are expanded, when the plan has any.
+    origins: Option<Origins>,
+}
+
+/// Where the tasks validation sees come from in the text, once matrices expanded their
+/// templates (`matrix`): the written task of each, and, for an `after` list in which a
+/// template's id stood for all its expansions, the written entry of each entry.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Origins {
+    /// By task index: the index of the `[[task]]` it was written as (or made from).
+    pub(super) task: Vec<usize>,
+    /// By task index, for the tasks whose `after` changed: entry -> written entry.
+    pub(super) after: HashMap<usize, Vec<usize>>,
+    /// The same for the `after` lists of gates.
+    pub(super) gate_after: HashMap<usize, Vec<usize>>,
+}
+
+/// One step of the way to a value: a key of a table, or an index of an array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Seg<'k> {
+    Key(&'k str),
+    Index(usize),
 }
 
 /// A part of a plan that holds values: the root, `[defaults]`, or the task at an index.
@@ -95,6 +122,33 @@ impl<'a> Source<'a> {
             text,
             is_toml: !file.ends_with(".json"),
             positions: OnceCell::new(),
+            origins: None,
+        }
+    }
+
+    /// From now on, task indices are those of the expanded plan.
+    pub(super) fn set_origins(&mut self, origins: Origins) {
+        self.origins = Some(origins);
+    }
+
+    /// The index of the `[[task]]` task `i` was written as, or made from by a matrix.
+    pub(super) fn written(&self, i: usize) -> Option<usize> {
+        match &self.origins {
+            None => Some(i),
+            Some(o) => o.task.get(i).copied(),
+        }
+    }
+
+    /// Where the value at `path` is in the `[[task]]` written at index `i`: any value,
+    /// however deep (`["env", "TABLE"]`, `["matrix", "shard", 1]`). The text is read
+    /// again for each question, which only an error asks.
+    pub(super) fn written_task_value_pos(&self, i: usize, path: &[Seg]) -> Option<usize> {
+        let mut full = vec![Seg::Key("task"), Seg::Index(i)];
+        full.extend_from_slice(path);
+        if self.is_toml {
+            toml_value_pos(self.text, &full)
+        } else {
+            super::locate_json::value_pos(self.text, &full)
         }
     }
 
@@ -140,7 +194,7 @@ impl<'a> Source<'a> {
         match table {
             Table::Root => None,
             Table::Defaults => Some(&p.defaults),
-            Table::Task(i) => p.task.get(i),
+            Table::Task(i) => p.task.get(self.written(i)?),
         }
     }
 
@@ -175,6 +229,12 @@ impl<'a> Source<'a> {
         self.positions().gate.get(k)
     }
 
+    /// Entry `j` of the `after` list of the `[[gate]]` at index `k`.
+    pub(super) fn gate_after_pos(&self, k: usize, j: usize) -> Option<usize> {
+        let j = entry(self.origins.as_ref().map(|o| &o.gate_after), k, j)?;
+        self.gate_pos(k)?.after.get(j).copied()
+    }
+
     /// The `id` of the task at index `i`.
     pub(super) fn id_pos(&self, i: usize) -> Option<usize> {
         self.table(Table::Task(i))?.id
@@ -182,6 +242,7 @@ impl<'a> Source<'a> {
 
     /// Entry `j` of the `after` list of the task at index `i`.
     pub(super) fn after_pos(&self, i: usize, j: usize) -> Option<usize> {
+        let j = entry(self.origins.as_ref().map(|o| &o.after), i, j)?;
         self.table(Table::Task(i))?.after.get(j).copied()
     }
 
@@ -246,6 +307,37 @@ impl<'a> Source<'a> {
     pub(super) fn jitter_pos(&self, table: Table) -> Option<usize> {
         self.table(table)?.backoff.jitter
     }
+}
+
+/// The written entry of entry `j` of list `owner`, given how lists changed.
+fn entry(changed: Option<&HashMap<usize, Vec<usize>>>, owner: usize, j: usize) -> Option<usize> {
+    match changed.and_then(|c| c.get(&owner)) {
+        None => Some(j),
+        Some(map) => map.get(j).copied(),
+    }
+}
+
+/// Where the value at `path` (from the root) starts in a TOML text.
+fn toml_value_pos(text: &str, path: &[Seg]) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    fn get<'t, 'i>(t: &'t DeTable<'i>, key: &str) -> Option<&'t toml::Spanned<DeValue<'i>>> {
+        t.iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map(|(_, v)| v)
+    }
+    let root = DeTable::parse(text).ok()?;
+    let (Seg::Key(first), rest) = path.split_first()? else {
+        return None;
+    };
+    let mut value = get(root.get_ref(), first)?;
+    for seg in rest {
+        value = match (seg, value.get_ref()) {
+            (Seg::Key(k), DeValue::Table(t)) => get(t, k)?,
+            (Seg::Index(j), DeValue::Array(a)) => a.get(*j)?,
+            _ => return None,
+        };
+    }
+    Some(value.span().start)
 }
 
 /// A value's position in a TOML plan. Values are kept as `toml::Value` so that this view
@@ -483,6 +575,63 @@ mod tests {
         // What is not there has no position.
         assert_eq!(src.id_pos(1), None);
         assert_eq!(src.duration_pos(Table::Task(0), DurationKey::Timeout), None);
+    }
+
+    /// Any value of a written task, however deep, in either format; nothing for a path
+    /// that is not there.
+    #[test]
+    fn positions_of_any_value_of_a_task() {
+        let text = "name = \"p\"\n[[task]]\nid = \"a\"\n[[task]]\nid = \"b\"\n\
+                    matrix = { n = [1, [2]] }\n[task.env]\nX = \"x\"\n";
+        let src = Source::new("p.toml", text);
+        let at = |path: &[Seg]| {
+            let o = src.written_task_value_pos(1, path)?;
+            Some((src.location(o).line, src.location(o).col))
+        };
+        assert_eq!(at(&[Seg::Key("id")]), Some((5, 6)));
+        assert_eq!(at(&[Seg::Key("env"), Seg::Key("X")]), Some((8, 5)));
+        let n = [Seg::Key("matrix"), Seg::Key("n"), Seg::Index(1)];
+        assert_eq!(at(&n), Some((6, 20)));
+        assert_eq!(at(&[Seg::Key("run")]), None);
+        assert_eq!(at(&[Seg::Key("id"), Seg::Index(0)]), None);
+        assert_eq!(src.written_task_value_pos(2, &[Seg::Key("id")]), None);
+
+        let text =
+            "{\"task\": [{\"id\": \"a\"},\n {\"env\": {\"X\": 1, \"X\": \"x\"}, \"id\": \"b\"}]}";
+        let src = Source::new("p.json", text);
+        let at = |path: &[Seg]| {
+            let o = src.written_task_value_pos(1, path)?;
+            Some((src.location(o).line, src.location(o).col))
+        };
+        assert_eq!(at(&[Seg::Key("id")]), Some((2, 36)));
+        // A key given twice: the last, which a map keeps.
+        assert_eq!(at(&[Seg::Key("env"), Seg::Key("X")]), Some((2, 24)));
+        assert_eq!(at(&[Seg::Key("cwd")]), None);
+    }
+
+    /// Once matrices are expanded, a task's positions are its template's, and a changed
+    /// `after` list maps each entry to the one it came from.
+    #[test]
+    fn origins_map_expanded_tasks_to_their_templates() {
+        let text = "name = \"p\"\n[[task]]\nid = \"a\"\nafter = [\"t-{n}\", \"x\"]\n\
+                    [[task]]\nid = \"t-{n}\"\n";
+        let mut src = Source::new("p.toml", text);
+        let mut origins = Origins {
+            task: vec![0, 1, 1],
+            ..Origins::default()
+        };
+        origins.after.insert(0, vec![0, 0, 1]);
+        src.set_origins(origins);
+        let line = |o: Option<usize>| o.map(|o| src.location(o).line);
+        assert_eq!(line(src.id_pos(2)), Some(6));
+        assert_eq!(src.written(2), Some(1));
+        assert_eq!(src.written(3), None);
+        assert_eq!(src.id_pos(3), None);
+        assert_eq!(
+            src.after_pos(0, 2),
+            src.table(Table::Task(0)).unwrap().after.get(1).copied()
+        );
+        assert_eq!(src.after_pos(0, 3), None);
     }
 
     #[test]

@@ -7,7 +7,44 @@
 //! on anything unexpected: the messages then name the value instead. Values it does not
 //! need are skipped without recursion, so no nesting can exhaust the stack.
 
-use super::locate::{BackoffPositions, GatePositions, Positions, TablePositions};
+use super::locate::{BackoffPositions, GatePositions, Positions, Seg, TablePositions};
+
+/// Where the value at `path` (from the root) starts, for the values [`Positions`] does not
+/// keep (a template's strings, its matrix); `None` when there is none or the text is not
+/// what it expects.
+pub(super) fn value_pos(text: &str, path: &[Seg]) -> Option<usize> {
+    let mut s = Scanner {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    for seg in path {
+        let mut found = None;
+        // The walk stops (a `None` from the closure) at the entry sought; a key given
+        // twice is its last, the one a map keeps.
+        let _ = match *seg {
+            Seg::Key(want) => s.object(|s, key, at| {
+                if key == want {
+                    found = Some(at);
+                }
+                s.skip_value()
+            }),
+            Seg::Index(want) => {
+                let mut n = 0;
+                s.array(|s, at| {
+                    if n == want {
+                        found = Some(at);
+                        return None;
+                    }
+                    n += 1;
+                    s.skip_value()
+                })
+            }
+        };
+        s.i = found?;
+    }
+    s.peek()?;
+    Some(s.i)
+}
 
 /// The positions of a JSON plan's values, or `None` when the text is not what it expects.
 pub(super) fn positions(text: &str) -> Option<Positions> {

@@ -5,7 +5,8 @@
 //! `plan.json` in the session directory: its JSON shape is part of the on-disk protocol.
 //!
 //! The way through this module: `raw` parses the text into structs that mirror the file,
-//! `validate` checks them and fills in defaults, `locate` finds the line and column of
+//! `matrix` expands task templates (a task with a `matrix`) into the tasks they stand
+//! for, `validate` checks them and fills in defaults, `locate` finds the line and column of
 //! a refused value, and `error` says what was wrong. `graph` holds the dependency
 //! graph and what is drawn from it; `describe` prints a plan for `orchestrator plan` and
 //! `orchestrator run --dry-run`;
@@ -18,6 +19,7 @@ mod error;
 mod graph;
 mod locate;
 mod locate_json;
+mod matrix;
 mod raw;
 pub mod scopes;
 mod select;
@@ -35,6 +37,7 @@ use crate::scheduler::Backoff;
 pub use describe::RunSettings;
 pub use error::{DurationKey, FirstDefined, Location, PlanError, PlanErrorKind, Scope};
 pub use graph::{Graph, NodeId, NodeKind};
+pub use matrix::MAX_MATRIX_TASKS;
 pub use select::Exclusion;
 pub use validate::{show_size, show_size_rounded};
 
@@ -434,8 +437,9 @@ impl Plan {
     pub fn load(path: &Path, base_cwd: &Path) -> Result<Plan, PlanError> {
         let file = path.display().to_string();
         let text = read_capped(path).map_err(|kind| PlanError::new(&file, None, kind))?;
-        let src = locate::Source::new(&file, &text);
+        let mut src = locate::Source::new(&file, &text);
         let raw = raw::parse(&src)?;
+        let raw = matrix::expand(&mut src, raw)?;
         let defaults_cwd = raw
             .defaults
             .as_ref()
@@ -454,8 +458,9 @@ impl Plan {
     /// Validate a plan given as text; `file` names it in errors and tells JSON (a name
     /// ending in `.json`) from TOML.
     pub fn parse(file: &str, text: &str, base_cwd: &Path) -> Result<Plan, PlanError> {
-        let src = locate::Source::new(file, text);
+        let mut src = locate::Source::new(file, text);
         let raw = raw::parse(&src)?;
+        let raw = matrix::expand(&mut src, raw)?;
         validate::validate(&src, raw, base_cwd)
     }
 }

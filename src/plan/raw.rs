@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::Checkpoint;
 use super::error::{Location, PlanError, PlanErrorKind};
 use super::locate::{Header, Source, top_level_headers};
+use super::matrix::RawMatrix;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,6 +144,8 @@ pub(super) struct RawTask {
     pub(super) worktree: Option<bool>,
     pub(super) interactive: Option<bool>,
     pub(super) stdin: Option<String>,
+    /// A task template's parameters (`matrix`): expanded before validation.
+    pub(super) matrix: Option<RawMatrix>,
 }
 
 /// Parse the text of `src` (JSON or TOML, by its name). Syntax and schema errors carry the

@@ -447,7 +447,7 @@ fn task_ids<'r>(src: &Source, tasks: &'r [RawTask]) -> Result<HashMap<&'r str, u
         if let Some(&j) = first.get(t.id.as_str()) {
             let first = match src.id_pos(j) {
                 Some(p) => FirstDefined::AtLine(src.location(p).line),
-                None => FirstDefined::AsTask(j + 1),
+                None => FirstDefined::AsTask(src.written(j).unwrap_or(j) + 1),
             };
             let id = t.id.clone();
             return Err(src.error(src.id_pos(i), K::DuplicateId { id, first }));

@@ -337,3 +337,113 @@ fn a_memory_claim_over_the_budget_or_a_bad_size_is_refused() {
         "plan.toml:3:19: min_free_memory: \"lots\" is not a size (a whole number and a unit: 512MiB, 8GiB, 2GB)",
     );
 }
+
+/// Task templates: a matrix of the wrong shape, a placeholder naming no parameter, and two
+/// combinations with one id are refused at the template's lines, with the task and key.
+#[test]
+fn bad_task_templates() {
+    let head = "name = \"p\"\n[[task]]\nid = \"migrate-{table}-{shard}\"\nrun = \"echo {table} {shard}\"\n";
+    refused(
+        &format!("{head}matrix = [\"users\"]\n"),
+        "plan.toml:5:10: task \"migrate-{table}-{shard}\": matrix: must be a table of arrays of \
+         values (matrix = { shard = [1, 2] }), not an array",
+    );
+    refused(
+        &format!("{head}matrix = {{}}\n"),
+        "plan.toml:5:10: task \"migrate-{table}-{shard}\": matrix: is empty: give it a parameter \
+         and its values (matrix = { shard = [1, 2] })",
+    );
+    refused(
+        &format!("{head}matrix = {{ table = [\"users\"], shard = [] }}\n"),
+        "plan.toml:5:39: task \"migrate-{table}-{shard}\": matrix.shard: is empty: a parameter \
+         needs at least one value",
+    );
+    refused(
+        &format!("{head}[task.matrix]\ntable = [\"users\"]\nshard = [1, [2, 3]]\n"),
+        "plan.toml:7:13: task \"migrate-{table}-{shard}\": matrix.shard: a value is an array: \
+         values are strings, integers or booleans",
+    );
+    refused(
+        &format!("{head}matrix = {{ table = [\"users\"], shard = {{ a = 1 }} }}\n"),
+        "plan.toml:5:39: task \"migrate-{table}-{shard}\": matrix.shard: must be an array of \
+         values, not a table",
+    );
+    refused(
+        &format!(
+            "{head}env = {{ T = \"{{tabel}}\" }}\nmatrix = {{ table = [\"users\"], shard = [1] }}\n"
+        ),
+        "plan.toml:5:13: task \"migrate-{table}-{shard}\": {tabel} is not a parameter of its \
+         matrix (table, shard); write {{tabel}} to keep the braces",
+    );
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"migrate-{table}\"\nrun = \"true\"\n\
+         matrix = { table = [\"users\"], shard = [1, 2] }\n",
+        "plan.toml:3:6: task \"migrate-{table}\": its matrix gives the id \"migrate-users\" to \
+         two tasks (table=users shard=1; table=users shard=2); the id must tell them apart",
+    );
+    // The usual checks, at the template: a duplicate id, an unknown dependency.
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"m-2\"\nrun = \"true\"\n\
+         [[task]]\nid = \"m-{n}\"\nrun = \"true\"\nmatrix = { n = [1, 2] }\n",
+        "plan.toml:6:6: duplicate task id \"m-2\" (first defined at line 3)",
+    );
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"m-{n}\"\nrun = \"true\"\nafter = [\"prepare-{n}\"]\n\
+         matrix = { n = [1, 2] }\n",
+        "plan.toml:5:10: task \"m-1\" depends on unknown task \"prepare-1\"",
+    );
+    // Outside a template, braces are text: a template's id names its tasks, nothing else.
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"echo {n} ${HOME}\"\nafter = [\"m-{x}\"]\n",
+        "plan.toml:5:10: task \"a\" depends on unknown task \"m-{x}\"",
+    );
+}
+
+/// `plan` shows the tasks a template stands for, in text and JSON; shell braces in a
+/// template's command (`${HOME}`, awk's `{print $1}`) stay as written.
+#[test]
+fn plan_shows_the_tasks_of_a_template() {
+    let sb = Sandbox::new();
+    sb.write(
+        "m.toml",
+        "name = \"m\"\nworkers = 2\n[[task]]\nid = \"prepare-{table}\"\nrun = \"true\"\n\
+         matrix = { table = [\"users\", \"orders\"] }\n\
+         [[task]]\nid = \"migrate-{table}-{shard}\"\nrun = \"echo ${HOME} | awk '{print $1}' {shard}\"\n\
+         after = [\"prepare-{table}\"]\nmatrix = { table = [\"users\", \"orders\"], shard = [1, 2] }\n\
+         [[task]]\nid = \"report\"\nrun = \"true\"\nafter = [\"migrate-{table}-{shard}\"]\n",
+    );
+    let o = sb.run(&["plan", "m.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "plan m: 7 tasks, 2 workers, 3 waves\nwave 1: prepare-users, prepare-orders\n\
+         wave 2: migrate-users-1, migrate-users-2, migrate-orders-1, migrate-orders-2\n\
+         \x20 migrate-users-1: after prepare-users\n  migrate-users-2: after prepare-users\n\
+         \x20 migrate-orders-1: after prepare-orders\n  migrate-orders-2: after prepare-orders\n\
+         wave 3: report\n\
+         \x20 report: after migrate-users-1, migrate-users-2, migrate-orders-1, migrate-orders-2\n\
+         critical path: prepare-users -> migrate-users-1 -> report (3 tasks)\n"
+    );
+    let o = sb.run(&["plan", "m.toml", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["tasks"], 7);
+    assert_eq!(
+        v["waves"][1],
+        serde_json::json!([
+            "migrate-users-1",
+            "migrate-users-2",
+            "migrate-orders-1",
+            "migrate-orders-2"
+        ])
+    );
+    let o = sb.run(&["run", "m.toml", "--dry-run", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let commands = v["commands"].as_array().unwrap();
+    let last = commands.iter().find(|c| c["id"] == "migrate-orders-2");
+    assert_eq!(
+        last.map(|c| &c["command"]),
+        Some(&serde_json::json!({"shell": "echo ${HOME} | awk '{print $1}' 2"})),
+        "{v}"
+    );
+    assert!(!sb.sessions().exists());
+}

@@ -189,7 +189,7 @@ pub(super) fn check_gates(
         }
         let unknown = g.after.iter().position(|t| !tasks.contains_key(t.as_str()));
         if let Some(j) = unknown {
-            let pos = at.and_then(|p| p.after.get(j).copied());
+            let pos = src.gate_after_pos(k, j);
             return Err(refuse(
                 pos,
                 format!("after names unknown task {:?}", g.after[j]),
