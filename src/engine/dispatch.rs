@@ -269,10 +269,11 @@ impl Engine {
             idle.len(),
             self.sched.not_started() + self.retrying.len() + coming_back + self.aux_wanted(),
         );
-        // Beyond the worker limit (after `scale` lowered it), idle workers leave too;
-        // those about to run auxiliary commands are a pool of their own.
-        let surplus = (self.live_count() - self.aux_busy())
-            .saturating_sub(self.cfg.workers + self.aux_wanted());
+        // Idle workers the limit leaves no room for (after `scale` lowered it) leave
+        // too; those about to run auxiliary commands are a pool of their own. An attempt
+        // being stopped after a reassign holds no room, so its replacement stays.
+        let room = self.cfg.workers.saturating_sub(self.running_count());
+        let surplus = idle.len().saturating_sub(room + self.aux_wanted());
         for wid in idle.into_iter().take(excess.max(surplus)) {
             self.stop_worker(&wid, ShutdownReason::Idle);
         }
@@ -333,7 +334,7 @@ impl Engine {
             || self.any_starting()
             || !self.pending.is_empty()
             // More workers than the limit (it was lowered): let them run out of work.
-            || self.live_count() - self.aux_busy() > self.cfg.workers + self.aux_wanted()
+            || self.running_count() > self.cfg.workers
         {
             return;
         }

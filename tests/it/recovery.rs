@@ -399,15 +399,16 @@ fn reassign_moves_a_running_task_and_errors_are_clear() {
     assert_eq!(outcome(&session, "long")["attempt"], 2);
     // Control of a finished session: nothing to reassign or cancel.
     let o = sb.run(&["reassign", &id, "long"]);
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
         format!(
-            "error: session {id} has no live orchestrator (`orchestrator resume {id}` first)\n"
+            "error: session {id} has finished (succeeded): nothing runs there to reassign \
+             (`orchestrator retry {id} TASK` re-runs a task)\n"
         )
     );
     let o = sb.run(&["cancel", &id]);
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
         format!(
@@ -415,7 +416,7 @@ fn reassign_moves_a_running_task_and_errors_are_clear() {
         )
     );
     let o = sb.run(&["reassign", "nope", "long"]);
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]
@@ -521,7 +522,7 @@ fn retry_reruns_a_failed_task_and_its_skipped_dependents() {
         (Some("bad"), Some(2))
     );
     let o = sb.run(&["resume", &id]);
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
         format!(
@@ -546,7 +547,7 @@ fn second_orchestrator_on_a_live_session_is_refused() {
     let pid = info["pid"].as_u64().unwrap();
     let host = info["host"].as_str().unwrap().to_string();
     let o = sb.run(&["resume", session.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(2));
     let id = session_id(&session);
     assert_eq!(
         stderr(&o),
