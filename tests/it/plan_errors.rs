@@ -337,3 +337,20 @@ fn a_memory_claim_over_the_budget_or_a_bad_size_is_refused() {
         "plan.toml:3:19: min_free_memory: \"lots\" is not a size (a whole number and a unit: 512MiB, 8GiB, 2GB)",
     );
 }
+
+#[test]
+fn end_on_without_an_agent() {
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"true\"\nend_on = \"idle\"\n",
+        "plan.toml:3:6: task \"a\": end_on = \"idle\" needs agent = \"claude-code\" or \"generic\" \
+         (only an agent reports idle)",
+    );
+}
+
+#[test]
+fn end_on_names_nothing_a_task_ends_on() {
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"true\"\nagent = \"generic\"\nend_on = \"done\"\n",
+        "plan.toml:3:6: task \"a\": end_on: \"done\" is not something a task ends on (use \"idle\")",
+    );
+}
