@@ -33,6 +33,13 @@ impl Bell {
         let _ = self.fd.write(1);
     }
 
+    /// The eventfd itself, for a forked child that rings it without exec'ing (the job
+    /// control parent of a task on a pty, `jobctl.rs`): writing an 8-byte 1 rings it.
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd as _;
+        self.fd.as_fd().as_raw_fd()
+    }
+
     /// Wait until the bell rings, `also` becomes readable, or `timeout` passes; the rings
     /// heard are cleared. Returns whether `also` is readable.
     pub fn wait(&self, also: Option<BorrowedFd<'_>>, timeout: Duration) -> Result<bool> {

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod fsio;
+pub mod jobctl;
 pub mod journal;
 pub mod launch;
 pub mod liveness;

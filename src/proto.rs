@@ -154,6 +154,9 @@ pub struct Assignment {
     /// The task is an AI agent (its state comes from its own reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<crate::plan::AgentKind>,
+    /// The worker ends the attempt, as a success, when this happens (`end_on`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_on: Option<crate::plan::EndOn>,
     /// Under a terminal launcher the task runs on a pty (false: `interactive = false`).
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub interactive: bool,
@@ -246,6 +249,10 @@ pub struct ExitRecord {
     /// The orchestrator asked for this attempt to be stopped (`reassigned`, `cancelled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub killed_by: Option<String>,
+    /// The worker ended the attempt, a success, on what its task's `end_on` names
+    /// (`"idle"`: its agent went idle after working); its exit code is then 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_on: Option<String>,
     /// The process could not be started at all (bad cwd, missing program, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spawn_error: Option<String>,

@@ -2,13 +2,11 @@
 //! worker owns, so `[ -t 0 ]` holds inside it, what a person types in the worker's window
 //! reaches it, window sizes pass through, and every byte it prints is still logged.
 //!
-//! The task gets a session of its own with the pty as its controlling terminal (setsid,
-//! then TIOCSCTTY), so `/dev/tty` and Ctrl-C act on it as in a plain terminal. Ctrl-Z does
-//! not stop it: a session leader's process group is orphaned, and the kernel discards the
-//! terminal's stop signals for those (stopping it would need a shell-like parent in its
-//! session doing job control). A task stopped otherwise (SIGSTOP) is noticed. The
-//! worker puts its own terminal in raw mode while it relays (the task's terminal does the
-//! line editing) and restores it however the relay ends.
+//! The task runs in a session of its own whose controlling terminal is the pty, under a
+//! small job-control parent (`jobctl.rs`), so `/dev/tty`, Ctrl-C and Ctrl-Z act on it as in
+//! a plain terminal. While it is stopped, what is typed in the window is the worker's:
+//! Enter continues it. The worker puts its own terminal in raw mode while it relays (the
+//! task's terminal does the line editing) and restores it however the relay ends.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -23,7 +21,9 @@ use std::time::Duration;
 use nix::pty::{OpenptyResult, Winsize, openpty};
 use nix::sys::termios::{self, SetArg, Termios};
 
+use crate::bell::Bell;
 use crate::error::{Error, Result};
+use crate::jobctl::{self, Hold, Job, Link};
 
 nix::ioctl_read_bad!(get_winsize, nix::libc::TIOCGWINSZ, Winsize);
 nix::ioctl_write_ptr_bad!(set_winsize, nix::libc::TIOCSWINSZ, Winsize);
@@ -60,13 +60,20 @@ impl Pty {
         });
         let OpenptyResult { master, slave } = openpty(Some(&size), None)
             .map_err(|e| Error::Session(format!("cannot open a pseudo-terminal: {e}")))?;
+        // openpty(3) makes inheritable fds: a task would hold the master (so closing our
+        // window would not hang it up) and a stray copy of the slave.
+        for fd in [&master, &slave] {
+            use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+                .map_err(|e| Error::Session(format!("cannot set up a pseudo-terminal: {e}")))?;
+        }
         Ok(Pty { master, slave })
     }
 
     /// Make `cmd` run on the pty's slave side, in a session of its own whose controlling
-    /// terminal it is. The task then leads its own process group (pgid = its pid), as
-    /// every task does.
-    pub fn attach(&self, cmd: &mut Command) -> Result<()> {
+    /// terminal it is, under a job-control parent (`jobctl::install`; `bell` is rung when
+    /// the task stops).
+    pub fn attach(&self, cmd: &mut Command, bell: Arc<Bell>) -> Result<Link> {
         let dup = |what: &str| {
             self.slave
                 .try_clone()
@@ -75,25 +82,21 @@ impl Pty {
         cmd.stdin(Stdio::from(dup("stdin")?))
             .stdout(Stdio::from(dup("stdout")?))
             .stderr(Stdio::from(dup("stderr")?));
-        // SAFETY: between fork and exec only async-signal-safe calls: setsid(2) and
-        // ioctl(2) on fd 0, the slave just put there.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY as _, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        Ok(())
+        jobctl::install(cmd, bell)
     }
 
     /// Relay between our terminal and the task until its side of the pty closes: what it
     /// prints goes to our stdout and into `log`; what a person types (our stdin, when it
     /// is a terminal, put in raw mode meanwhile) goes to it; our window's size follows.
-    /// `done` is told when its output has all been read.
-    pub fn relay(self, mut log: File, index: Option<File>, done: std::sync::mpsc::Sender<()>) {
+    /// `done` is told when its output has all been read; `hold` says when what is typed is
+    /// the worker's (the task is stopped).
+    pub fn relay(
+        self,
+        mut log: File,
+        index: Option<File>,
+        hold: Arc<Hold>,
+        done: std::sync::mpsc::Sender<()>,
+    ) {
         let Pty { master, slave } = self;
         // Our copy of the slave must close, or the master never sees the task's end.
         drop(slave);
@@ -102,7 +105,7 @@ impl Pty {
             return;
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let input = stdin_relay(master, stop.clone());
+        let input = stdin_relay(master, stop.clone(), hold);
         thread::spawn(move || {
             let mut from = File::from(reader);
             let mut index = index;
@@ -192,8 +195,13 @@ impl Drop for Raw {
 }
 
 /// Copy our stdin (a terminal) to the task, in raw mode, and our window size on each
-/// SIGWINCH, until `stop`. None when our stdin is not a terminal.
-fn stdin_relay(master: OwnedFd, stop: Arc<AtomicBool>) -> Option<thread::JoinHandle<()>> {
+/// SIGWINCH, until `stop`; while the task is stopped, what is typed goes to `hold`
+/// instead. None when our stdin is not a terminal.
+fn stdin_relay(
+    master: OwnedFd,
+    stop: Arc<AtomicBool>,
+    hold: Arc<Hold>,
+) -> Option<thread::JoinHandle<()>> {
     use std::io::IsTerminal as _;
     if !std::io::stdin().is_terminal() {
         return None;
@@ -232,6 +240,7 @@ fn stdin_relay(master: OwnedFd, stop: Arc<AtomicBool>) -> Option<thread::JoinHan
                 Ok(0) | Err(_) => {
                     thread::sleep(Duration::from_millis(50));
                 }
+                Ok(n) if hold.takes_keys(&buf[..n]) => {}
                 Ok(n) => {
                     if to.write_all(&buf[..n]).is_err() {
                         break;
@@ -250,6 +259,9 @@ pub enum TaskIo {
         pty: Pty,
         log: File,
         index: Option<File>,
+        hold: Arc<Hold>,
+        /// Until the spawn: where the job-control parent reports the task's pid.
+        link: Option<Link>,
     },
     Pipes {
         out: File,
@@ -261,23 +273,27 @@ pub enum TaskIo {
 
 impl TaskIo {
     /// Set up `cmd`'s stdin, stdout, stderr and process group for assignment `a`.
-    /// `terminal`: the worker has one to show output in.
+    /// `terminal`: the worker has one to show output in; `bell` is the worker's, rung
+    /// when a task on a pty stops.
     pub fn set_up(
         cmd: &mut Command,
         s: &crate::session::Session,
         a: &crate::proto::Assignment,
         terminal: bool,
+        bell: &Arc<Bell>,
     ) -> Result<TaskIo> {
         let (task, attempt) = (a.task.as_str(), a.attempt);
         let out = crate::fsio::open_append(&s.stdout_log(task, attempt))?;
         let index = || crate::fsio::open_append(&s.log_index(task, attempt)).ok();
         if terminal && a.interactive && a.aux.is_none() {
             let pty = Pty::open()?;
-            pty.attach(cmd)?;
+            let link = pty.attach(cmd, bell.clone())?;
             return Ok(TaskIo::Pty {
                 pty,
                 log: out,
                 index: index(),
+                hold: link.hold(),
+                link: Some(link),
             });
         }
         // Its own process group, so we can signal all of it and only it (invariant 5). A
@@ -306,6 +322,15 @@ impl TaskIo {
         }
     }
 
+    /// Once `parent` (the spawned child) runs: the job on the pty, if this is one and its
+    /// job-control parent reported the task.
+    pub fn job(&mut self, parent: u32) -> Option<Job> {
+        match self {
+            TaskIo::Pty { link, .. } => link.take()?.started(parent),
+            _ => None,
+        }
+    }
+
     /// Start copying the running task's output; how many copies will say `done`.
     pub fn relay(
         self,
@@ -313,8 +338,14 @@ impl TaskIo {
         done: std::sync::mpsc::Sender<()>,
     ) -> usize {
         match self {
-            TaskIo::Pty { pty, log, index } => {
-                pty.relay(log, index, done);
+            TaskIo::Pty {
+                pty,
+                log,
+                index,
+                hold,
+                ..
+            } => {
+                pty.relay(log, index, hold, done);
                 1
             }
             TaskIo::Pipes { out, err, index } => {
@@ -368,17 +399,6 @@ fn tee(
         }
         let _ = done.send(());
     });
-}
-
-/// Whether process `pid` (our child) is stopped now (Ctrl-Z on its terminal), without
-/// reaping or consuming its state.
-pub fn stopped(pid: u32) -> bool {
-    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
-    let flags = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    matches!(
-        waitid(Id::Pid(nix::unistd::Pid::from_raw(pid as i32)), flags),
-        Ok(WaitStatus::Stopped(..))
-    )
 }
 
 #[cfg(test)]

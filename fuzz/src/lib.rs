@@ -228,6 +228,7 @@ fn exited(
         duration_ms: 1,
         timed_out: false,
         killed_by,
+        ended_on: None,
         spawn_error: None,
         result_error: None,
         has_result: false,

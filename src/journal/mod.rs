@@ -488,6 +488,7 @@ mod tests {
             duration_ms: 7,
             timed_out: false,
             killed_by: None,
+            ended_on: None,
             spawn_error: None,
             result_error: None,
             has_result: false,

@@ -253,6 +253,16 @@ pub enum PlanErrorKind {
     /// `agent` names no kind of agent maestro knows.
     #[error("agent: {value:?} is not a kind of agent (use \"claude-code\" or \"generic\")")]
     BadAgent { scope: Scope, value: String },
+    /// `end_on` names nothing a task can end on. The message names the task itself: the
+    /// key belongs to it alone.
+    #[error("task {task:?}: end_on: {value:?} is not something a task ends on (use \"idle\")")]
+    BadEndOn { task: String, value: String },
+    /// `end_on` on a task that is not an agent, which never reports idle.
+    #[error(
+        "task {task:?}: end_on = {value:?} needs agent = \"claude-code\" or \"generic\" (only an \
+         agent reports idle)"
+    )]
+    EndOnWithoutAgent { task: String, value: String },
     /// A task's own `cleanup_delay` or `cleanup_timeout` without a `cleanup` to time.
     #[error("{key}: the task has no cleanup")]
     NoCleanup { scope: Scope, key: DurationKey },

@@ -509,6 +509,7 @@ fn map_strings<E>(
         emergency,
         agent,
         notify,
+        end_on,
         worktree,
         interactive,
         stdin,
@@ -533,6 +534,7 @@ fn map_strings<E>(
         one("notify", notify)?,
         one("stdin", stdin)?,
     );
+    let end_on = one("end_on", end_on)?;
     let id = f(id, &[Seg::Key("id")])?;
     let mut list = |key: &str, v: &Option<Vec<String>>| {
         v.as_ref()
@@ -612,6 +614,7 @@ fn map_strings<E>(
         emergency,
         agent,
         notify,
+        end_on,
         worktree: *worktree,
         interactive: *interactive,
         stdin,

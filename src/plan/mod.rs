@@ -127,6 +127,10 @@ pub struct Task {
     /// `MAESTRO_TASK` and `MAESTRO_AGENT_MESSAGE` set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<String>,
+    /// When the worker ends an agent task's attempt by itself, as a success (`end_on =
+    /// "idle"`: once its agent went idle after working).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_on: Option<EndOn>,
     /// Run in a git worktree of its own (`worktrees/<id>/` in the session), on the branch
     /// `maestro/<session>/<id>` made from the repository's HEAD when the session started;
     /// the main checkout is never touched (see `crate::worktree`).
@@ -158,6 +162,24 @@ pub enum AgentKind {
     ClaudeCode,
     /// Any other agent or script: it reports with `worker state`.
     Generic,
+}
+
+/// What ends an agent task's attempt, as a success, while its process still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndOn {
+    /// Its agent reports `idle` after having reported `working` (done with its turn).
+    Idle,
+}
+
+impl EndOn {
+    /// As a plan writes it.
+    pub fn parse(s: &str) -> Option<EndOn> {
+        match s {
+            "idle" => Some(EndOn::Idle),
+            _ => None,
+        }
+    }
 }
 
 /// The default `kill_grace`.

@@ -141,6 +141,7 @@ pub(super) struct RawTask {
     pub(super) emergency: Option<String>,
     pub(super) agent: Option<String>,
     pub(super) notify: Option<String>,
+    pub(super) end_on: Option<String>,
     pub(super) worktree: Option<bool>,
     pub(super) interactive: Option<bool>,
     pub(super) stdin: Option<String>,

@@ -855,6 +855,7 @@ fn task(
         emergency: None,
         agent: None,
         notify: None,
+        end_on: None,
         worktree: t.worktree.unwrap_or(d.worktree),
         interactive: t.interactive.unwrap_or(true),
         stdin: t.stdin.map(|p| base_cwd.join(p)),

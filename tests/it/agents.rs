@@ -1,6 +1,7 @@
 //! Agent tasks with real processes: a fake agent reports Claude Code hook payloads through
 //! `worker hook` and its state moves through working, waiting and idle in `status --json`;
-//! time spent waiting does not count toward its timeout; `notify` runs once per wait.
+//! time spent waiting does not count toward its timeout; `notify` runs once per wait;
+//! `end_on = "idle"` ends a task whose agent worked and went idle.
 
 use std::time::Duration;
 
@@ -164,4 +165,57 @@ fn the_agents_example_runs_three_agents_and_waits_for_an_answer() {
     }
     let log = std::fs::read_to_string(session.join("tasks/tests/attempt-1/stdout.log")).unwrap();
     assert!(log.contains("the answer was: yes"), "{log}");
+}
+
+/// `end_on = "idle"`: an agent that worked and then went idle ends its task, which
+/// succeeds (the agent itself would wait for a new prompt for ever); an idle before any
+/// work ends nothing; without `end_on` an idle agent's task keeps running.
+#[test]
+fn end_on_idle_ends_an_agent_task_once_it_worked_and_went_idle() {
+    let mut sb = Sandbox::new();
+    let plan = format!(
+        "name = \"p\"\nworkers = 2\n\
+         [[task]]\nid = \"ends\"\nagent = \"generic\"\nend_on = \"idle\"\n\
+         run = 'worker state idle; {s1}; worker state working; worker state idle; exec sleep 1000'\n\
+         [[task]]\nid = \"keeps\"\nagent = \"generic\"\n\
+         run = 'worker state working; worker state idle; {s2}; echo kept > \"$OUT/kept\"'\n",
+        s1 = wait_for_file("s1"),
+        s2 = wait_for_file("s2"),
+    );
+    let session = sb.start_plan("p.toml", &plan, &["-q"]);
+    wait_until(Duration::from_secs(30), "the first idle", || {
+        agent_state(&sb, &session, "ends") == "idle"
+    });
+    touch(&sb, "s1");
+    wait_until(Duration::from_secs(30), "ends to be decided", || {
+        session.join("tasks/ends/outcome.json").exists()
+    });
+    assert_eq!(outcome(&session, "ends")["state"], "succeeded");
+    let exit = read_json(&session.join("tasks/ends/attempt-1/exit.json")).unwrap();
+    assert_eq!(exit["exit_code"], 0, "{exit}");
+    assert_eq!(exit["ended_on"], "idle", "{exit}");
+    assert!(
+        exit["signal"].is_null() && exit["killed_by"].is_null(),
+        "{exit}"
+    );
+    let states: Vec<String> = events(&session)
+        .iter()
+        .filter(|e| e["event"] == "agent_state" && e["task"] == "ends")
+        .map(|e| e["state"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        states[..4],
+        ["starting", "idle", "working", "idle"],
+        "the first idle ended nothing"
+    );
+    // Idle after working, but no end_on: still running until it ends by itself.
+    wait_until(Duration::from_secs(30), "keeps idle", || {
+        agent_state(&sb, &session, "keeps") == "idle"
+    });
+    assert!(!session.join("tasks/keeps/outcome.json").exists());
+    touch(&sb, "s2");
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
+    assert!(sb.out().join("kept").exists());
+    let exit = read_json(&session.join("tasks/keeps/attempt-1/exit.json")).unwrap();
+    assert!(exit["ended_on"].is_null(), "{exit}");
 }

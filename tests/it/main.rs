@@ -15,6 +15,7 @@ mod faults;
 mod fuzz_corpus;
 mod gates;
 mod hostile;
+mod jobctl;
 mod limits;
 mod memory;
 mod partial;

@@ -447,3 +447,20 @@ fn plan_shows_the_tasks_of_a_template() {
     );
     assert!(!sb.sessions().exists());
 }
+
+#[test]
+fn end_on_without_an_agent() {
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"true\"\nend_on = \"idle\"\n",
+        "plan.toml:3:6: task \"a\": end_on = \"idle\" needs agent = \"claude-code\" or \"generic\" \
+         (only an agent reports idle)",
+    );
+}
+
+#[test]
+fn end_on_names_nothing_a_task_ends_on() {
+    refused(
+        "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"true\"\nagent = \"generic\"\nend_on = \"done\"\n",
+        "plan.toml:3:6: task \"a\": end_on: \"done\" is not something a task ends on (use \"idle\")",
+    );
+}

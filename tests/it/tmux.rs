@@ -25,10 +25,10 @@ fn tmux_windows(sock: &str, target: &str) -> Vec<String> {
         .collect()
 }
 
-/// What a tmux pane shows now.
-fn capture(sock: &str, pane: &str) -> String {
+/// What a tmux pane shows now, wrapped lines joined.
+pub(crate) fn capture(sock: &str, pane: &str) -> String {
     let o = Command::new("tmux")
-        .args(["-L", sock, "capture-pane", "-p", "-t", pane])
+        .args(["-L", sock, "capture-pane", "-p", "-J", "-t", pane])
         .output()
         .expect("tmux");
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -398,9 +398,13 @@ fn a_task_on_a_terminal_stopped_by_someone_is_noticed_not_taken_for_a_hang() {
                 .success()
         );
     };
+    // The task itself (its pid is the recorded one), not its job-control parent.
     signal(pgid as u64, "-STOP");
     wait_until(Duration::from_secs(20), "the worker to say so", || {
-        capture(&sock, &target).contains("stopped by a signal, not by maestro")
+        capture(&sock, &target).contains(&format!(
+            "task a: stopped (Ctrl-Z or a stop signal); press Enter here to continue it, or \
+             `kill -CONT {pgid}`"
+        ))
     });
     assert_eq!(proc_state(pgid), Some('T'));
     // Stopped longer than its timeout: not killed, the clock waited.
@@ -410,6 +414,7 @@ fn a_task_on_a_terminal_stopped_by_someone_is_noticed_not_taken_for_a_hang() {
             .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(4))
     });
     assert_eq!(proc_state(pgid), Some('T'), "still there, still stopped");
+    // Continued from outside: what is typed next is the task's, noticed or not yet.
     signal(pgid as u64, "-CONT");
     keys(&["go on", "Enter"]);
     assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);

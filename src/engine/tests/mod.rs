@@ -74,6 +74,7 @@ pub(super) fn record(task: &str, attempt: u32, worker: &str, code: Option<i32>) 
         duration_ms: 1000,
         timed_out: false,
         killed_by: None,
+        ended_on: None,
         spawn_error: None,
         result_error: None,
         has_result: false,
@@ -84,6 +85,7 @@ pub(super) fn record(task: &str, attempt: u32, worker: &str, code: Option<i32>) 
 pub(super) fn killed(task: &str, attempt: u32, worker: &str, by: KillReason) -> ExitRecord {
     ExitRecord {
         killed_by: Some(by.as_str().into()),
+        ended_on: None,
         ..record(task, attempt, worker, None)
     }
 }

@@ -66,6 +66,7 @@ pub(super) struct TaskAux {
     emergency: Option<String>,
     agent: Option<String>,
     notify: Option<String>,
+    end_on: Option<String>,
 }
 
 impl TaskAux {
@@ -78,6 +79,7 @@ impl TaskAux {
             emergency: t.emergency.take(),
             agent: t.agent.take(),
             notify: t.notify.take(),
+            end_on: t.end_on.take(),
         }
     }
 
@@ -86,7 +88,8 @@ impl TaskAux {
     /// `cleanup_delay` or `cleanup_timeout` comes with a `cleanup`, since without one it
     /// would time nothing (likely a mistake). A task without a cleanup keeps the built-in
     /// timing whatever `[defaults]` says, so that `plan.json` carries no value nothing
-    /// uses.
+    /// uses. `agent` is a kind of agent, `notify` a command, and `end_on` is `"idle"` on
+    /// an agent task.
     pub(super) fn check_into(
         self,
         src: &Source,
@@ -153,6 +156,24 @@ impl TaskAux {
             }
             v => v,
         };
+        // Only an agent reports idle: on any other task the key would never act.
+        if let Some(value) = self.end_on {
+            let kind = match crate::plan::EndOn::parse(&value) {
+                Some(end) if task.agent.is_some() => {
+                    task.end_on = Some(end);
+                    return Ok(());
+                }
+                Some(_) => K::EndOnWithoutAgent {
+                    task: task.id.clone(),
+                    value,
+                },
+                None => K::BadEndOn {
+                    task: task.id.clone(),
+                    value,
+                },
+            };
+            return Err(src.error(src.id_pos(i), kind));
+        }
         Ok(())
     }
 }

@@ -186,7 +186,7 @@ fn every_toml_error_has_its_exact_message() {
         ),
         (
             "name = \"p\"\n[[task]]\nid = \"a\"\nrun = \"t\"\nrn = 1\n",
-            "p.toml:5:1: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`, `memory`, `cleanup`, `cleanup_delay`, `cleanup_timeout`, `rollback`, `emergency`, `agent`, `notify`, `worktree`, `interactive`, `stdin`, `matrix`".into(),
+            "p.toml:5:1: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`, `memory`, `cleanup`, `cleanup_delay`, `cleanup_timeout`, `rollback`, `emergency`, `agent`, `notify`, `end_on`, `worktree`, `interactive`, `stdin`, `matrix`".into(),
         ),
         (
             "name = \"p\"\nworkers = \"many\"\n[[task]]\nid = \"a\"\nrun = \"t\"\n",
@@ -427,7 +427,7 @@ fn json_plans_work_and_errors_have_positions_like_toml() {
         ),
         (
             "{\"name\": \"j\",\n \"task\": [{\"id\": \"a\", \"rn\": \"t\"}]}",
-            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`, `memory`, `cleanup`, `cleanup_delay`, `cleanup_timeout`, `rollback`, `emergency`, `agent`, `notify`, `worktree`, `interactive`, `stdin`, `matrix`".into(),
+            "p.json:2:26: unknown field `rn`, expected one of `id`, `run`, `cmd`, `after`, `cwd`, `env`, `env_from_parent`, `env_file`, `timeout`, `retries`, `backoff`, `max_reassign`, `kill_grace`, `priority`, `marks`, `resources`, `on_failure`, `owns`, `memory`, `cleanup`, `cleanup_delay`, `cleanup_timeout`, `rollback`, `emergency`, `agent`, `notify`, `end_on`, `worktree`, `interactive`, `stdin`, `matrix`".into(),
         ),
         (
             "{\"name\": \"j\",\n \"workers\": \"x\", \"task\": []}",

@@ -399,3 +399,35 @@ fn agent_kinds_and_notify_land_in_the_plan_and_bad_ones_are_refused() {
         "p.toml:3:6: notify: the command is empty"
     );
 }
+
+#[test]
+fn end_on_idle_lands_on_an_agent_task_and_is_refused_elsewhere() {
+    use super::super::super::EndOn;
+    let p = parse(&one_task("", "agent = \"generic\"\nend_on = \"idle\"\n")).unwrap();
+    assert_eq!(p.tasks[0].end_on, Some(EndOn::Idle));
+    assert_eq!(
+        parse(&one_task("", "agent = \"generic\"\n")).unwrap().tasks[0].end_on,
+        None
+    );
+    assert_eq!(
+        err(&one_task("", "end_on = \"idle\"\n")),
+        "p.toml:3:6: task \"a\": end_on = \"idle\" needs agent = \"claude-code\" or \"generic\" \
+         (only an agent reports idle)"
+    );
+    assert_eq!(
+        err(&one_task(
+            "",
+            "agent = \"claude-code\"\nend_on = \"exit\"\n"
+        )),
+        "p.toml:3:6: task \"a\": end_on: \"exit\" is not something a task ends on (use \"idle\")"
+    );
+    assert_eq!(
+        json_err(r#"{"name": "p", "task": [{"id": "a", "run": "t", "end_on": "idle"}]}"#),
+        "p.json:1:31: task \"a\": end_on = \"idle\" needs agent = \"claude-code\" or \"generic\" \
+         (only an agent reports idle)"
+    );
+    assert_eq!(
+        json_err(r#"{"name": "p", "task": [{"id": "a", "run": "t", "end_on": 1}]}"#),
+        "p.json:1:58: invalid type: integer `1`, expected a string"
+    );
+}

@@ -3,10 +3,14 @@
 //! (notify wake-ups plus a slow rescan), runs each task in its own process group with its
 //! output logged (and shown when a terminal is attached), records `exit.json`, and exits
 //! when the orchestrator writes `shutdown`. Where cgroup v2 allows, each attempt also runs
-//! in a cgroup of its own (src/cgroup.rs), which its stops reach too.
+//! in a cgroup of its own (src/cgroup.rs), which its stops reach too. `wait.rs` is the
+//! wait for a running attempt (its timeout, stops, Ctrl-Z on a pty), `agent.rs` what an
+//! agent task's worker does for its agent.
+
+mod agent;
+mod wait;
 
 use std::io::{IsTerminal, Write};
-use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,11 +32,11 @@ use crate::journal::{Journal, WorkerEvent};
 use crate::names;
 use crate::plan::TaskCommand;
 use crate::proto::{
-    self, Assignment, ExitRecord, Heartbeat, KillRequest, Shutdown, ShutdownReason, Started,
-    WorkerInfo,
+    self, Assignment, ExitRecord, Heartbeat, Shutdown, ShutdownReason, Started, WorkerInfo,
 };
 use crate::session::Session;
 use crate::watch::{self, WatchMode};
+use wait::Stopped;
 
 /// How often a task's exit is looked for where the kernel has no pidfd (Linux < 5.3).
 const NO_PIDFD_POLL: Duration = Duration::from_millis(5);
@@ -225,10 +229,11 @@ impl Worker {
 
     fn say(&self, msg: &str) {
         if self.tee {
-            // A closed terminal must not panic the worker mid-task.
-            let _ = writeln!(
+            // A closed terminal must not panic the worker mid-task. The carriage return
+            // ends the line as it should while a task's relay has our terminal in raw mode.
+            let _ = write!(
                 std::io::stdout(),
-                "\x1b[1m[maestro {}] {msg}\x1b[0m",
+                "\x1b[1m[maestro {}] {msg}\x1b[0m\r\n",
                 self.cfg.id
             );
         } else {
@@ -391,6 +396,7 @@ impl Worker {
             r => r?,
         }
         let how = match record.failure_reason() {
+            None if record.ended_on.is_some() => "succeeded (its agent went idle)".to_string(),
             None => "succeeded".to_string(),
             Some(r) => format!("failed: {r}"),
         };
@@ -450,6 +456,7 @@ impl Worker {
             spawn_error: Some(error),
             result_error: None,
             has_result: false,
+            ended_on: None,
         }
     }
 
@@ -528,7 +535,7 @@ impl Worker {
         if a.agent == Some(crate::plan::AgentKind::ClaudeCode) {
             cmd.env("MAESTRO_CLAUDE_SETTINGS", s.claude_settings(task, attempt));
         }
-        let io = match crate::pty::TaskIo::set_up(&mut cmd, s, a, self.tee) {
+        let mut io = match crate::pty::TaskIo::set_up(&mut cmd, s, a, self.tee, &self.bell) {
             Ok(io) => io,
             Err(e) => return Ok(self.failed_record(task, attempt, &started_at, t0, e.to_string())),
         };
@@ -545,14 +552,21 @@ impl Worker {
                 return Ok(self.failed_record(task, attempt, &started_at, t0, msg));
             }
         };
-        let pid = child.id();
+        // On a pty our child is the task's job-control parent, and the task (its pid, its
+        // process group) is the one it reports: what is recorded, signalled and measured.
+        let job = io.job(child.id());
+        let pid = job.as_ref().map_or(child.id(), |j| j.task);
         // At once, so that little can fork before it (what does stays in the process
         // group, which is signalled too).
-        if let Some(l) = &leaf
-            && let Err(why) = l.adopt(pid)
-        {
-            self.no_cgroup(task, &why);
-            leaf = None;
+        if let Some(l) = &leaf {
+            let adopted = match &job {
+                Some(j) => l.adopt(j.parent).and_then(|()| l.adopt(j.task)),
+                None => l.adopt(pid),
+            };
+            if let Err(why) = adopted {
+                self.no_cgroup(task, &why);
+                leaf = None;
+            }
         }
         // The start is a journal line, not a file of its own: one file creation less per
         // task on the path between two tasks.
@@ -572,7 +586,7 @@ impl Worker {
         let (done_tx, done_rx) = mpsc::channel();
         let tees = io.relay(&mut child, done_tx);
 
-        let (status, ended_by) = self.wait_task(a, &mut child, leaf.as_ref())?;
+        let (status, ended_by) = self.wait_task(a, &mut child, leaf.as_ref(), job.as_ref())?;
         let timed_out = ended_by == Some(Stopped::TimedOut);
         // Whatever the task left behind in its group (`sleep 1000 &`) goes with it, so no
         // orphan holds our pipes or outlives the attempt; in its cgroup, also what left
@@ -597,12 +611,15 @@ impl Worker {
             self.say(&format!("task {task}: {e}"));
         }
         let (has_result, result_error) = check_result(&s.result_json(task, attempt));
+        // Ended on its agent's idle (`end_on`): a success, however the agent took the
+        // SIGTERM.
+        let idle = ended_by == Some(Stopped::Idle);
         Ok(ExitRecord {
             task: task.into(),
             attempt,
             worker: self.cfg.id.clone(),
-            exit_code: status.code(),
-            signal: status.signal(),
+            exit_code: if idle { Some(0) } else { status.code() },
+            signal: if idle { None } else { status.signal() },
             started_at,
             ended_at: proto::now_rfc3339(),
             duration_ms: t0.elapsed().as_millis() as u64,
@@ -610,8 +627,9 @@ impl Worker {
             killed_by: match ended_by {
                 Some(Stopped::Asked(why)) => Some(why),
                 Some(Stopped::MemoryLimit) => Some("memory limit".into()),
-                Some(Stopped::TimedOut) | None => None,
+                Some(Stopped::TimedOut | Stopped::Idle) | None => None,
             },
+            ended_on: idle.then(|| "idle".into()),
             spawn_error: None,
             result_error,
             has_result,
@@ -649,316 +667,6 @@ impl Worker {
              signalled"
         ));
     }
-
-    /// For an agent task: its state starts as `starting` (a folder-trust prompt fires no
-    /// hook), and Claude Code is given the settings that make it report to `worker hook`
-    /// (`--settings FILE` after `claude` at the start of the command; the file's path is
-    /// also in `$MAESTRO_CLAUDE_SETTINGS` for commands that start it otherwise). The
-    /// command to run.
-    fn prepare_agent(&mut self, a: &Assignment) -> Result<TaskCommand> {
-        let Some(kind) = a.agent else {
-            return Ok(a.command.clone());
-        };
-        let target = crate::agent::Target {
-            session: self.session.clone(),
-            task: a.task.clone(),
-            attempt: a.attempt,
-            worker: None,
-        };
-        target.record(&crate::agent::AgentLine {
-            at: proto::now_rfc3339(),
-            event: "start".into(),
-            state: Some(crate::agent::AgentState::Starting),
-            message: None,
-        })?;
-        if kind != crate::plan::AgentKind::ClaudeCode {
-            return Ok(a.command.clone());
-        }
-        let settings = self.session.claude_settings(&a.task, a.attempt);
-        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("worker"));
-        self.fs.write_json(
-            &settings,
-            &crate::agent::claude_settings(&exe.to_string_lossy()),
-        )?;
-        let path = settings.to_string_lossy().into_owned();
-        Ok(match &a.command {
-            TaskCommand::Argv(argv)
-                if argv.first().is_some_and(|p| {
-                    std::path::Path::new(p).file_name() == Some("claude".as_ref())
-                }) =>
-            {
-                let mut v = vec![argv[0].clone(), "--settings".into(), path];
-                v.extend(argv[1..].iter().cloned());
-                TaskCommand::Argv(v)
-            }
-            TaskCommand::Shell(s) if s == "claude" || s.starts_with("claude ") => {
-                TaskCommand::Shell(format!(
-                    "claude --settings {}{}",
-                    crate::launch::shell_quote(&path),
-                    &s["claude".len()..]
-                ))
-            }
-            c => c.clone(),
-        })
-    }
-
-    /// Relay what the attempt's agent reported since `read` (bytes of its `agent.jsonl`
-    /// already relayed) into our journal, where the orchestrator sees it; the last state
-    /// reported, if any. Only whole lines are taken (a hook may be writing one).
-    fn relay_agent(
-        &mut self,
-        task: &str,
-        attempt: u32,
-        read: &mut (u64, Option<(crate::agent::AgentState, Option<String>)>),
-    ) -> Option<crate::agent::AgentState> {
-        use std::io::{Read as _, Seek as _, SeekFrom};
-        let path = self.session.agent_log(task, attempt);
-        let mut f = fsio::open_read(&path).ok().flatten()?;
-        let len = f.metadata().ok()?.len();
-        if len <= read.0 {
-            return None;
-        }
-        f.seek(SeekFrom::Start(read.0)).ok()?;
-        let mut buf = Vec::new();
-        // A runaway writer is read a megabyte at a time.
-        f.take(1 << 20).read_to_end(&mut buf).ok()?;
-        let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        read.0 += whole as u64;
-        let mut last = None;
-        for line in buf[..whole].split(|&b| b == b'\n') {
-            let Ok(l) = serde_json::from_slice::<crate::agent::AgentLine>(line) else {
-                continue;
-            };
-            // Only changes are relayed (an agent at work fires a hook per tool call);
-            // agent.jsonl keeps every report.
-            let Some(state) = l.state else {
-                continue;
-            };
-            last = Some(state);
-            let now = Some((state, l.message.clone()));
-            if read.1 == now {
-                continue;
-            }
-            read.1 = now;
-            let _ = self.journal.append_worker(&WorkerEvent::Agent {
-                task: task.to_string(),
-                attempt,
-                line: l,
-            });
-        }
-        last
-    }
-
-    /// Wait for the running task's main process. Past its timeout, or when the orchestrator
-    /// asks (`kill` file naming this attempt), SIGTERM its group, then SIGKILL after the
-    /// grace. Returns the exit status and why we killed it, if we did. Every signal also
-    /// reaches the attempt's cgroup (`leaf`), and its SIGKILL is `cgroup.kill`.
-    fn wait_task(
-        &mut self,
-        a: &Assignment,
-        child: &mut std::process::Child,
-        leaf: Option<&Leaf>,
-    ) -> Result<(std::process::ExitStatus, Option<Stopped>)> {
-        let (task, attempt) = (a.task.as_str(), a.attempt);
-        let timeout = a.timeout_ms.map(Duration::from_millis);
-        let grace = Duration::from_millis(a.kill_grace_ms);
-        let memory_limit = a.memory_limit;
-        // An auxiliary command (a cleanup, an emergency command) is never frozen: the
-        // freeze is of the session's tasks, and an emergency command runs because of it.
-        let freezable = a.aux.is_none();
-        let pid = child.id();
-        let pgid = Pid::from_raw(pid as i32);
-        // Readable when the task's main process has exited: one poll waits for it and for
-        // our bell, with no thread in between.
-        let pidfd = crate::bell::pidfd(pid);
-        let reap = |child: &mut std::process::Child| {
-            child.try_wait().map_err(|e| {
-                Error::Session(format!("cannot wait for task {task} (pid {pid}): {e}"))
-            })
-        };
-        let signal_all = |sig: Signal| {
-            let _ = killpg(pgid, sig);
-            if let Some(l) = leaf {
-                if sig == Signal::SIGKILL {
-                    let _ = l.kill();
-                } else {
-                    l.signal_others(sig, pgid);
-                }
-            }
-        };
-        // With `memory.max` the kernel holds the attempt to its memory; the worker
-        // compares what it measured only where it does not (memory.current counts page
-        // cache, which the kernel reclaims before it would OOM-kill).
-        let kernel_limits = leaf.is_some_and(Leaf::enforces_memory);
-        let oom_killed = || leaf.is_some_and(|l| l.oom_kills() > 0);
-        let start = Instant::now();
-        let mut sampler =
-            crate::usage::Sampler::new(pid, leaf.map(|l| l.dir().to_path_buf()), start);
-        let mut ended_by: Option<Stopped> = None;
-        // While the session is frozen the group is stopped and its timeout clock too: a
-        // freeze longer than the timeout must not kill the task.
-        let mut frozen_since: Option<Instant> = None;
-        let mut frozen_for = Duration::ZERO;
-        // Time an agent spends waiting for a person is not the task's either.
-        let mut waiting_since: Option<Instant> = None;
-        let mut agent_read = (0u64, None);
-        // Only an agent task's reports are relayed (a look per wake-up costs every task).
-        let is_agent = a.agent.is_some();
-        let on_terminal = self.tee && a.interactive && a.aux.is_none();
-        let mut ctrl_z = false;
-        let freeze_file = self.session.worker_freeze(&self.cfg.id);
-        let mut hard_kill_at: Option<Instant> = None;
-        loop {
-            let now = Instant::now();
-            let mut wait = self.cfg.watch.rescan_interval();
-            if ended_by.is_none()
-                && frozen_since.is_none()
-                && waiting_since.is_none()
-                && let Some(t) = timeout
-            {
-                wait = wait.min((start + frozen_for + t).saturating_duration_since(now));
-            }
-            if let Some(k) = hard_kill_at {
-                wait = wait.min(k.saturating_duration_since(now));
-            }
-            if pidfd.is_none() {
-                // No pidfd (Linux < 5.3): look for the exit every few ms.
-                wait = wait.min(NO_PIDFD_POLL);
-            }
-            wait = wait.min(sampler.next().saturating_duration_since(now));
-            self.bell.wait(pidfd.as_ref().map(|f| f.as_fd()), wait)?;
-            if let Some(st) = reap(child)? {
-                // What the agent reported last, before it ended (a quick task ends before
-                // the loop looked again).
-                if is_agent {
-                    self.relay_agent(task, attempt, &mut agent_read);
-                }
-                // The kernel's OOM killer ended it (memory.max): the same failure as the
-                // worker's own stop over `memory`.
-                if ended_by.is_none() && oom_killed() {
-                    self.say(&format!(
-                        "task {task}: memory limit (killed by the kernel at its cgroup's \
-                         memory.max)"
-                    ));
-                    ended_by = Some(Stopped::MemoryLimit);
-                }
-                return Ok((st, ended_by));
-            }
-            if let Err(e) = self.check_dir() {
-                // The task must not outlive us unseen: its group goes now.
-                signal_all(Signal::SIGKILL);
-                let _ = child.wait();
-                return Err(e);
-            }
-            // A task on a terminal that someone stopped (SIGSTOP, or SIGTSTP where it is
-            // not ignored) is not hung: said once, and its timeout clock waits with it.
-            if on_terminal && frozen_since.is_none() {
-                let stopped = crate::pty::stopped(pid);
-                if stopped && !ctrl_z {
-                    self.say(&format!(
-                        "task {task}: stopped by a signal, not by maestro; `kill -CONT -{pid}` \
-                         lets it go on"
-                    ));
-                    waiting_since.get_or_insert_with(Instant::now);
-                } else if !stopped
-                    && ctrl_z
-                    && let Some(since) = waiting_since.take()
-                {
-                    frozen_for += since.elapsed();
-                }
-                ctrl_z = stopped;
-            }
-            let freeze = freezable && fsio::exists(&freeze_file);
-            if freeze && frozen_since.is_none() && ended_by.is_none() {
-                self.say(&format!(
-                    "task {task}: session frozen; stopping its process group"
-                ));
-                signal_all(Signal::SIGSTOP);
-                frozen_since = Some(Instant::now());
-            } else if !freeze && let Some(since) = frozen_since.take() {
-                self.say(&format!(
-                    "task {task}: session thawed; its process group goes on"
-                ));
-                signal_all(Signal::SIGCONT);
-                frozen_for += since.elapsed();
-            }
-            if is_agent && let Some(state) = self.relay_agent(task, attempt, &mut agent_read) {
-                let waiting = state == crate::agent::AgentState::Waiting;
-                if waiting && waiting_since.is_none() {
-                    waiting_since = Some(Instant::now());
-                } else if !waiting && let Some(since) = waiting_since.take() {
-                    frozen_for += since.elapsed();
-                }
-            }
-            if let Some((s, cpu)) = sampler.tick(Instant::now()) {
-                self.record_usage((task, attempt), &s, cpu, leaf);
-                let over = if kernel_limits {
-                    oom_killed().then(|| "the kernel killed in its cgroup at memory.max".into())
-                } else {
-                    memory_limit.filter(|&l| s.memory_bytes > l).map(|l| {
-                        format!(
-                            "{} used, {} allowed",
-                            crate::plan::show_size(s.memory_bytes),
-                            crate::plan::show_size(l)
-                        )
-                    })
-                };
-                if ended_by.is_none()
-                    && let Some(over) = over
-                {
-                    self.say(&format!(
-                        "task {task}: memory limit ({over}); stopping its process group"
-                    ));
-                    signal_all(Signal::SIGTERM);
-                    hard_kill_at = Some(Instant::now() + grace);
-                    ended_by = Some(Stopped::MemoryLimit);
-                }
-            }
-            if ended_by.is_none() {
-                let ran = start.elapsed().saturating_sub(frozen_for);
-                let paused = frozen_since.is_some() || waiting_since.is_some();
-                let why = if !paused && timeout.is_some_and(|t| ran >= t) {
-                    Some(Stopped::TimedOut)
-                } else {
-                    fsio::read_json::<KillRequest>(&self.session.worker_kill(&self.cfg.id))
-                        .ok()
-                        .flatten()
-                        .filter(|k| k.task == task && k.attempt == attempt)
-                        .map(|k| Stopped::Asked(k.reason))
-                };
-                if let Some(why) = why {
-                    let said = match &why {
-                        Stopped::TimedOut => "timed out",
-                        Stopped::MemoryLimit => "memory limit",
-                        Stopped::Asked(r) => r.as_str(),
-                    };
-                    self.say(&format!("task {task}: {said}; stopping its process group"));
-                    signal_all(Signal::SIGTERM);
-                    if frozen_since.take().is_some() {
-                        // A stopped group gets the signal only once it runs again.
-                        signal_all(Signal::SIGCONT);
-                    }
-                    hard_kill_at = Some(Instant::now() + grace);
-                    ended_by = Some(why);
-                }
-            }
-            if hard_kill_at.is_some_and(|k| Instant::now() >= k) {
-                signal_all(Signal::SIGKILL);
-                hard_kill_at = None;
-            }
-        }
-    }
-}
-
-/// Why the worker stopped a task itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Stopped {
-    /// It ran past its `timeout`.
-    TimedOut,
-    /// The orchestrator asked (`kill`), with its reason (recorded as `killed_by`).
-    Asked(String),
-    /// Its process group used more memory than the task's `memory`.
-    MemoryLimit,
 }
 
 /// Whether a change at `path` (in our directory or `assigned/`) is news for the loop:
