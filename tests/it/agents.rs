@@ -126,11 +126,14 @@ fn worker_state_reports_for_any_agent_and_a_bad_state_is_refused() {
     );
 }
 
-/// examples/agents.toml as a person runs it (with the fake agent, no Claude Code here):
-/// three agents side by side; the one that asks for permission waits, is found by
-/// `status --waiting`, and goes on once answered with a message.
+/// examples/agents.toml as a person runs it (with the fake agent, no Claude Code here),
+/// in a repository of its own: three agents side by side, each in its worktree; the one
+/// that asks for permission waits, is found by `status --waiting`, and goes on once
+/// answered with a message; the file all three changed is flagged, and the main
+/// checkout is untouched.
 #[test]
 fn the_agents_example_runs_three_agents_and_waits_for_an_answer() {
+    use crate::worktree::{GIT_ENV, git};
     let mut sb = Sandbox::new();
     let dir = sb.path().join("examples");
     std::fs::create_dir_all(&dir).unwrap();
@@ -138,10 +141,19 @@ fn the_agents_example_runs_three_agents_and_waits_for_an_answer() {
     std::fs::write(&script, include_str!("../../examples/fake-agent.sh")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let session = sb.start_plan(
-        "agents.toml",
-        include_str!("../../examples/agents.toml"),
-        &["-q"],
+    let plan = sb.write("agents.toml", include_str!("../../examples/agents.toml"));
+    git(sb.path(), &["init", "-q", "-b", "main"]);
+    git(sb.path(), &["add", "examples", "agents.toml"]);
+    git(sb.path(), &["commit", "-qm", "the example"]);
+    let session = sb.start_with(
+        &[
+            "run",
+            plan.to_str().unwrap(),
+            "--launcher",
+            "background",
+            "-q",
+        ],
+        GIT_ENV,
     );
     wait_until(Duration::from_secs(30), "the tests agent to wait", || {
         agent_state(&sb, &session, "tests") == "waiting"
@@ -165,6 +177,34 @@ fn the_agents_example_runs_three_agents_and_waits_for_an_answer() {
     }
     let log = std::fs::read_to_string(session.join("tasks/tests/attempt-1/stdout.log")).unwrap();
     assert!(log.contains("the answer was: yes"), "{log}");
+    let st = status_json(&sb, &session);
+    let id = session_id(&session);
+    for t in ["docs", "refactor", "tests"] {
+        let task = st["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == t)
+            .unwrap();
+        assert_eq!(
+            task["worktree"]["branch"],
+            format!("maestro/{id}/{t}"),
+            "{t}"
+        );
+        assert_eq!(
+            task["worktree"]["changed"],
+            serde_json::json!(["examples/AGENT-NOTES.md"]),
+            "{t}"
+        );
+    }
+    assert_eq!(
+        st["conflicts"],
+        serde_json::json!([{"file": "examples/AGENT-NOTES.md", "tasks": ["docs", "refactor", "tests"]}])
+    );
+    assert!(
+        !dir.join("AGENT-NOTES.md").exists(),
+        "the main checkout is untouched"
+    );
 }
 
 /// `end_on = "idle"`: an agent that worked and then went idle ends its task, which

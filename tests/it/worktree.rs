@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::util::*;
 
 /// The environment of the test's git commands, and of the sessions' (their tasks commit).
-const GIT_ENV: &[(&str, &str)] = &[
+pub const GIT_ENV: &[(&str, &str)] = &[
     ("GIT_CONFIG_GLOBAL", "/dev/null"),
     ("GIT_CONFIG_NOSYSTEM", "1"),
     ("GIT_AUTHOR_NAME", "maestro test"),
@@ -34,7 +34,7 @@ const GIT_ENV: &[(&str, &str)] = &[
 ];
 
 /// `git -C DIR ARGS`, which must succeed; its stdout, trimmed.
-fn git(dir: &Path, args: &[&str]) -> String {
+pub fn git(dir: &Path, args: &[&str]) -> String {
     let o = Command::new("git")
         .arg("-C")
         .arg(dir)
