@@ -27,6 +27,7 @@ pub mod primitives;
 pub mod process;
 pub mod proto;
 pub mod pty;
+pub mod report;
 pub mod scheduler;
 pub mod session;
 pub mod shared;

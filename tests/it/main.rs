@@ -22,6 +22,7 @@ mod policy;
 mod primitives;
 mod recovery;
 mod regressions;
+mod report;
 mod resources;
 mod secrets;
 mod terminal;
