@@ -104,9 +104,10 @@ pub struct History {
     /// Tasks in the order they were journalled succeeded (a rollback runs them last
     /// first).
     pub succeeded_order: Vec<String>,
-    /// The same tasks, to tell in constant time whether one is there: a search of the
-    /// list for each success made folding a 100 000-task journal take minutes.
-    succeeded: std::collections::HashSet<String>,
+    /// The same tasks, to tell whether one is there without searching the list (a
+    /// search for each success made folding a 100 000-task journal take minutes).
+    /// Ordered, so that a `History` prints the same way however it was built.
+    succeeded: std::collections::BTreeSet<String>,
     /// The steps of the last rollback requested, in order.
     pub rollback: Option<Vec<String>>,
     /// A failure froze the session: the tasks running then whose emergency command has

@@ -274,14 +274,24 @@ pub fn read_all(session: &Session) -> Result<Vec<Event>> {
     Tail::new(session.events()).read_events()
 }
 
-/// When a journal line was written, in Unix milliseconds: its `ts`, which the writer puts
-/// first (see [`line`]), so it is found without parsing the line twice. `None` for a line
+/// When a journal line was written, in Unix milliseconds: its `ts`. The writer puts it
+/// first (see [`line`]), where it is found without parsing the line a second time; a
+/// line written otherwise (by hand, by another tool) is parsed for it. `None` for a line
 /// without one.
 pub fn stamp_ms(line: &[u8]) -> Option<u64> {
-    let rest = line.strip_prefix(b"{\"ts\":\"")?;
-    let end = rest.iter().position(|&b| b == b'"')?;
-    let text = std::str::from_utf8(&rest[..end]).ok()?;
-    let t = humantime::parse_rfc3339_weak(text).ok()?;
+    #[derive(serde::Deserialize)]
+    struct Stamp {
+        ts: String,
+    }
+    let first = line.strip_prefix(b"{\"ts\":\"").and_then(|rest| {
+        let end = rest.iter().position(|&b| b == b'"')?;
+        std::str::from_utf8(&rest[..end]).ok().map(str::to_string)
+    });
+    let text = match first {
+        Some(t) => t,
+        None => serde_json::from_slice::<Stamp>(line).ok()?.ts,
+    };
+    let t = humantime::parse_rfc3339_weak(&text).ok()?;
     t.duration_since(std::time::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_millis() as u64)
@@ -480,6 +490,12 @@ mod tests {
         assert_eq!(
             stamp_ms(b"{\"ts\":\"1970-01-01T00:00:01.250Z\",\"event\":\"x\"}"),
             Some(1250)
+        );
+        let spaced = b"{ \"event\": \"x\", \"ts\": \"1970-01-01T00:00:02Z\" }";
+        assert_eq!(
+            stamp_ms(spaced),
+            Some(2000),
+            "a line not written by the journal"
         );
         for_each_stamped(&d.path().join("none"), |_, _| panic!("no file, no line")).unwrap();
     }

@@ -271,8 +271,15 @@ fn standing(
             let state =
                 crate::status::session_state(summary_state, *orchestrator_alive, tl.history.state);
             // A summary is written only at the end, in the state the session ended in;
-            // status says otherwise while the session is rolled back after it.
-            if summary_state == Some(state) {
+            // status says otherwise while the session is rolled back after it. Without
+            // one that can be read, the journal's `session_finished` says it ended.
+            let ended = match summary_state {
+                Some(s) => s == state,
+                None => {
+                    !orchestrator_alive && tl.history.finished && tl.history.ended == Some(state)
+                }
+            };
+            if ended {
                 let ended_ms = summary
                     .as_ref()
                     .and_then(|s| super::parse_time(&s.ended_at))

@@ -487,6 +487,28 @@ fn a_session_that_has_not_ended_is_reported_as_it_stands_and_says_so() {
     assert!(r.note.unwrap().contains("still runs it"));
 }
 
+#[test]
+fn without_a_readable_summary_the_journal_says_the_session_ended() {
+    let p = plan(PLAN);
+    let mut f = small();
+    f.at(
+        5500,
+        Event::SessionFinished {
+            session: "s".into(),
+            state: SessionState::Failed,
+            duration_ms: 5500,
+        },
+    );
+    let dead = Ending::Observed {
+        orchestrator_alive: false,
+        summary: None,
+        now_ms: 9000,
+    };
+    let r = build(&p, "s", &f, dead, &mut NoRows, None).unwrap().report;
+    assert!(r.finished && r.note.is_none(), "{:?}", r.note);
+    assert_eq!((r.state, r.duration_ms), (SessionState::Failed, Some(5500)));
+}
+
 /// Builds the report of a made-up 100 000-task session (100 waves of 1 000 tasks, each
 /// after one of the wave before; one task in a hundred failing its first attempt, one
 /// in a thousand failing for good) through the same parser, fold and row writer as a
