@@ -29,6 +29,7 @@ pub mod process;
 pub mod proto;
 pub mod prune;
 pub mod pty;
+pub mod report;
 pub mod scheduler;
 pub mod session;
 pub mod shared;

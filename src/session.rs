@@ -330,6 +330,27 @@ impl Session {
     pub fn summary_rows(&self) -> PathBuf {
         self.root.join("summary-tasks.jsonl")
     }
+    /// The session's report for people, written when the session ends (`crate::report`).
+    pub fn report_md(&self) -> PathBuf {
+        self.root.join("report.md")
+    }
+    /// The same report as JSON (bounded: what did not succeed, never every task).
+    pub fn report_json(&self) -> PathBuf {
+        self.root.join("report.json")
+    }
+    /// The report's row per task, beside it.
+    pub fn report_rows(&self) -> PathBuf {
+        self.root.join("report-tasks.jsonl")
+    }
+    /// Where `retry` moves each file of the earlier report: (from, to) pairs.
+    pub fn superseded_report(&self, stamp: u64) -> [(PathBuf, PathBuf); 3] {
+        let to = |stem: &str, ext: &str| self.root.join(format!("{stem}.superseded-{stamp}.{ext}"));
+        [
+            (self.report_md(), to("report", "md")),
+            (self.report_json(), to("report", "json")),
+            (self.report_rows(), to("report-tasks", "jsonl")),
+        ]
+    }
     pub fn orchestrator_dir(&self) -> PathBuf {
         self.root.join("orchestrator")
     }

@@ -33,19 +33,23 @@ fn relative(session: &Session, path: &Path) -> String {
         .into_owned()
 }
 
+/// `text` cut to at most `max` bytes (at least 3), on a character boundary, marked with
+/// `…`.
+pub fn cut_text(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub('…'.len_utf8());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// `reason` cut to [`REASON_MAX`] bytes, on a character boundary, marked with `…`.
 fn cut(reason: Option<String>) -> Option<String> {
-    reason.map(|mut r| {
-        if r.len() > REASON_MAX {
-            let mut end = REASON_MAX - '…'.len_utf8();
-            while !r.is_char_boundary(end) {
-                end -= 1;
-            }
-            r.truncate(end);
-            r.push('…');
-        }
-        r
-    })
+    reason.map(|r| cut_text(r, REASON_MAX))
 }
 
 /// A decided task's row from its outcome; `attempts` is how many attempts it was given.

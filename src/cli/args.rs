@@ -277,6 +277,20 @@ Refused (exit 2) in a finished session.")]
         #[arg(long)]
         waiting: bool,
     },
+    /// Print a session's report (default: the newest session): what ran, how long, what
+    /// failed and why, waves, the critical path as it ran, pools' peaks, and the sums of
+    /// the results' metrics. A session that has not ended is reported from its files as
+    /// they are, and the report says so.
+    #[command(after_help = "Examples:
+  orchestrator report                          the newest session's report.md
+  orchestrator report demo-2026 --format json | jq .metrics")]
+    Report {
+        /// The session (directory, id or unique id prefix; default: the newest).
+        session: Option<String>,
+        /// md (report.md) or json (report.json).
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+    },
     /// List sessions (and entries of the sessions directory that are not, with why).
     #[command(after_help = "Examples:
   orchestrator list

@@ -11,7 +11,6 @@ use crate::orchestrator::{Orchestrator, ResumeConfig};
 use crate::plan::Plan;
 use crate::proto::{SessionState, TaskState};
 use crate::session::Session;
-use crate::status;
 use crate::watch::WatchMode;
 
 /// Run an orchestrator to the session's end and report; the exit code says how it went.
@@ -34,27 +33,27 @@ pub(super) fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
         );
         return Ok(ended.exit_code());
     }
-    // Quiet, the count comes from `summary.json` (one file) rather than a status
-    // snapshot, which reads every task's outcome and the journal.
-    let (done, excluded, total) = if quiet {
-        let summary = crate::summary::read(&session)?.ok_or_else(|| {
-            Error::Session(format!("{}: missing", session.summary_json().display()))
-        })?;
-        (
-            summary.count(TaskState::Succeeded),
-            summary.count(TaskState::Excluded),
-            summary.total,
-        )
-    } else {
-        let snap = status::snapshot(&session);
-        let _ = write!(std::io::stderr(), "\n{}", status::render(&snap));
-        let count = |s: TaskState| snap.tasks.iter().filter(|t| t.state == s).count();
-        (
-            count(TaskState::Succeeded),
-            count(TaskState::Excluded),
-            snap.tasks.len(),
-        )
-    };
+    // Not quiet, the report's short version: what failed and why, the totals, where the
+    // report is. The count comes from `summary.json` (one file).
+    if !quiet {
+        match crate::report::read(&session) {
+            Ok(Some(r)) => {
+                let brief = crate::report::brief(&r, &session.report_md());
+                let _ = write!(std::io::stderr(), "\n{brief}");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "warning: {e}");
+            }
+        }
+    }
+    let summary = crate::summary::read(&session)?
+        .ok_or_else(|| Error::Session(format!("{}: missing", session.summary_json().display())))?;
+    let (done, excluded, total) = (
+        summary.count(TaskState::Succeeded),
+        summary.count(TaskState::Excluded),
+        summary.total,
+    );
     // A partial run says how many tasks it left out, so "2/4" is not read as a shortfall.
     let excluded = match excluded {
         0 => String::new(),

@@ -20,6 +20,21 @@ fn cwd() -> Result<PathBuf> {
     std::env::current_dir().map_err(|e| Error::io(".", "read the current directory", e))
 }
 
+/// The session named, or the newest one; entries newer than it that are not sessions we
+/// may use are said, not silently passed over.
+fn session_or_newest(root: &std::path::Path, arg: Option<String>) -> Result<Session> {
+    match arg {
+        Some(a) => Session::resolve(root, Some(&a)),
+        None => {
+            let (s, skipped) = Session::newest(root)?;
+            for r in skipped {
+                eprintln!("warning: skipped {}", r.reason);
+            }
+            Ok(s)
+        }
+    }
+}
+
 pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
     let root = session::sessions_root(args.sessions_dir.as_deref(), &cwd()?);
     let mut out = std::io::stdout().lock();
@@ -236,18 +251,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             json,
             waiting,
         } => {
-            let s = match session {
-                Some(a) => Session::resolve(&root, Some(&a))?,
-                None => {
-                    // The newest session; entries newer than it that are not sessions we
-                    // may use are said, not silently passed over.
-                    let (s, skipped) = Session::newest(&root)?;
-                    for r in skipped {
-                        eprintln!("warning: skipped {}", r.reason);
-                    }
-                    s
-                }
-            };
+            let s = session_or_newest(&root, session)?;
             let mut snap = status::snapshot(&s);
             if waiting {
                 status::only_waiting(&mut snap);
@@ -258,6 +262,19 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 status::render(&snap)
             };
             let _ = out.write_all(text.as_bytes());
+            Ok(0)
+        }
+        OrchestratorCommand::Report { session, format } => {
+            // A session that is not there is a mistake in the command line.
+            let s = session_or_newest(&root, session).map_err(|e| match e {
+                Error::Session(m) => Error::Usage(m),
+                e => e,
+            })?;
+            let format = match format.as_str() {
+                "json" => crate::report::Format::Json,
+                _ => crate::report::Format::Md,
+            };
+            crate::report::print(&s, format, &mut out)?;
             Ok(0)
         }
         OrchestratorCommand::Data(c) => {

@@ -274,6 +274,85 @@ pub fn read_all(session: &Session) -> Result<Vec<Event>> {
     Tail::new(session.events()).read_events()
 }
 
+/// When a journal line was written, in Unix milliseconds: its `ts`. The writer puts it
+/// first (see [`line`]), where it is found without parsing the line a second time; a
+/// line written otherwise (by hand, by another tool) is parsed for it. `None` for a line
+/// without one.
+pub fn stamp_ms(line: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Stamp {
+        ts: String,
+    }
+    let first = line.strip_prefix(b"{\"ts\":\"").and_then(|rest| {
+        let end = rest.iter().position(|&b| b == b'"')?;
+        std::str::from_utf8(&rest[..end]).ok().map(str::to_string)
+    });
+    let text = match first {
+        Some(t) => t,
+        None => serde_json::from_slice::<Stamp>(line).ok()?.ts,
+    };
+    let t = humantime::parse_rfc3339_weak(&text).ok()?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as u64)
+}
+
+/// One journal line as [`for_each_stamped`] gives it: when it was written and what it
+/// says. `None` for a malformed line, which every reader skips.
+pub fn parse_stamped(line: &[u8]) -> Option<(Option<u64>, Event)> {
+    let ev = serde_json::from_slice(line).ok()?;
+    Some((stamp_ms(line), ev))
+}
+
+/// Every event of the journal at `path` with the time it was written, in order, read a
+/// line at a time so that a large session's journal is never held whole (the report
+/// reads a 100 000-task session's this way). Lines over [`LINE_CAP`] and malformed lines
+/// are skipped, as the other readers do; a partial last line (a crash's) is not read.
+pub fn for_each_stamped(path: &Path, mut f: impl FnMut(Option<u64>, Event)) -> Result<()> {
+    use std::io::{BufRead, BufReader, Read};
+    let Some(file) = fsio::open_read(path)? else {
+        return Ok(());
+    };
+    let mut r = BufReader::with_capacity(256 * 1024, file);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = (&mut r)
+            .take(LINE_CAP as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(io_err(path, "read"))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf.last() != Some(&b'\n') {
+            if buf.len() <= LINE_CAP {
+                return Ok(());
+            }
+            // Too long to be one of ours: drop the rest of it, up to its newline.
+            loop {
+                let avail = r.fill_buf().map_err(io_err(path, "read"))?;
+                if avail.is_empty() {
+                    return Ok(());
+                }
+                match avail.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        r.consume(i + 1);
+                        break;
+                    }
+                    None => {
+                        let len = avail.len();
+                        r.consume(len);
+                    }
+                }
+            }
+            continue;
+        }
+        if let Some((ts, ev)) = parse_stamped(&buf[..buf.len() - 1]) {
+            f(ts, ev);
+        }
+    }
+}
+
 /// The last complete line of a worker's journal (what it does now), reading only the
 /// file's tail. `Ok(None)` when the file is missing or holds no complete line.
 pub fn last_worker_event(path: &Path) -> Result<Option<WorkerEvent>> {
@@ -387,6 +466,38 @@ mod tests {
         assert_eq!(e, Event::Unknown);
         let w: WorkerEvent = serde_json::from_str(r#"{"ts":"x","event":"stopped"}"#).unwrap();
         assert!(matches!(w, WorkerEvent::Stopped {}));
+    }
+
+    #[test]
+    fn the_stamped_reader_gives_each_line_its_time_and_skips_what_it_cannot_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        let ev = Event::TaskSkipped {
+            task: "b".into(),
+            reason: "x".into(),
+        };
+        let good = format!("{}\n", line(&ev).unwrap());
+        let long = format!("{{\"ts\":\"x\",\"pad\":\"{}\"}}\n", "y".repeat(LINE_CAP));
+        let old = "{\"event\":\"session_thawed\"}\n";
+        std::fs::write(&p, format!("{good}not json\n{long}{old}{good}{{\"ts\":\"2")).unwrap();
+        let mut seen = Vec::new();
+        for_each_stamped(&p, |ts, ev| seen.push((ts, ev))).unwrap();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[0].1, ev);
+        assert!(seen[0].0.unwrap() > 1_700_000_000_000);
+        assert_eq!(seen[1], (None, Event::SessionThawed), "a line without ts");
+        assert_eq!(seen[2].1, ev);
+        assert_eq!(
+            stamp_ms(b"{\"ts\":\"1970-01-01T00:00:01.250Z\",\"event\":\"x\"}"),
+            Some(1250)
+        );
+        let spaced = b"{ \"event\": \"x\", \"ts\": \"1970-01-01T00:00:02Z\" }";
+        assert_eq!(
+            stamp_ms(spaced),
+            Some(2000),
+            "a line not written by the journal"
+        );
+        for_each_stamped(&d.path().join("none"), |_, _| panic!("no file, no line")).unwrap();
     }
 
     #[test]

@@ -717,6 +717,13 @@ impl Orchestrator {
     pub(super) fn finish(mut self) -> Result<super::Ended> {
         let state = self.ended.unwrap_or(SessionState::Failed);
         if state != SessionState::Interrupted {
+            let now = std::time::SystemTime::now();
+            let ended_ms = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            // Before the summary: a session with a summary is finished for `resume`, so
+            // a report that could not be written must leave it unfinished.
+            crate::report::write(self.fs, &self.session, self.engine.plan(), state, ended_ms)?;
             let mut rows = crate::summary::Writer::new(self.fs, &self.session)?;
             for t in 0..self.engine.plan().tasks.len() {
                 let row = match self.rows[t].take() {
@@ -728,7 +735,7 @@ impl Orchestrator {
             let head = crate::summary::Head {
                 state,
                 started_at: self.started_at.clone(),
-                ended_at: proto::now_rfc3339(),
+                ended_at: humantime::format_rfc3339_millis(now).to_string(),
                 duration_ms: self.started.elapsed().as_millis() as u64,
             };
             let summary = rows.finish(self.fs, &self.session, head)?;

@@ -197,6 +197,12 @@ fn prepare_retry(session: &Session, plan: &Plan, names: &[String]) -> Result<Eve
         let to = session.superseded_summary_rows(stamp);
         fsio::move_aside(&from, &to)?;
     }
+    // The report describes the run that ended; the retry's end writes a new one.
+    for (from, to) in session.superseded_report(stamp) {
+        if fsio::exists(&from) {
+            fsio::move_aside(&from, &to)?;
+        }
+    }
     Ok(Event::RetryRequested {
         tasks: reset.iter().map(|&t| plan.tasks[t].id.clone()).collect(),
     })

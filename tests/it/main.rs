@@ -25,6 +25,7 @@ mod primitives;
 mod readme;
 mod recovery;
 mod regressions;
+mod report;
 mod resources;
 mod secrets;
 mod templates;
