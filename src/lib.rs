@@ -20,6 +20,7 @@ pub mod launch;
 pub mod liveness;
 pub mod locks;
 pub mod message;
+pub mod model;
 pub mod names;
 pub mod orchestrator;
 pub mod plan;

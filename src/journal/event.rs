@@ -118,6 +118,78 @@ impl Event {
         }
     }
 
+    /// Call `f` with each task this event says something of (what a view of the tasks
+    /// reads again after it; a session-wide event names none).
+    pub fn for_each_task<'a>(&'a self, mut f: impl FnMut(&'a str)) {
+        match self {
+            Event::TasksAdded { tasks } | Event::RetryRequested { tasks } => {
+                tasks.iter().for_each(|t| f(t));
+            }
+            Event::Selection { excluded } => excluded.iter().for_each(|(t, _)| f(t)),
+            Event::AgentState { task, .. }
+            | Event::AttemptStalled { task, .. }
+            | Event::Quarantined { task, .. }
+            | Event::TaskAssigned { task, .. }
+            | Event::TaskWithdrawn { task, .. }
+            | Event::TaskAdopted { task, .. }
+            | Event::TaskStarted { task, .. }
+            | Event::AttemptEnded { task, .. }
+            | Event::StaleResult { task, .. }
+            | Event::RetryScheduled { task, .. }
+            | Event::TaskFinished { task, .. }
+            | Event::TaskSkipped { task, .. }
+            | Event::TaskCancelled { task, .. }
+            | Event::TaskExcluded { task, .. }
+            | Event::WorktreeCreated { task, .. }
+            | Event::CheckpointBroken { task, .. } => f(task),
+            Event::ControlRequest { task, .. } => task.iter().for_each(|t| f(t)),
+            Event::RaceDecided { winner, losers, .. } => {
+                winner.iter().chain(losers).for_each(|t| f(t));
+            }
+            Event::DeadlockDetected { victim, .. } => f(victim),
+            Event::AuxWithdrawn { of, .. } => f(of),
+            Event::CheckStarted(s)
+            | Event::CleanupStarted(s)
+            | Event::EmergencyStarted(s)
+            | Event::RollbackStarted(s) => f(&s.of),
+            Event::CheckEnded(e)
+            | Event::CleanupEnded(e)
+            | Event::EmergencyEnded(e)
+            | Event::RollbackEnded(e) => f(&e.of),
+            // Listed, not matched by `_`: a new event must be placed here on purpose.
+            Event::SessionStarted { .. }
+            | Event::SessionResumed { .. }
+            | Event::SessionRetried { .. }
+            | Event::WorkerSpawned { .. }
+            | Event::WorkerRegistered { .. }
+            | Event::WorkerAdopted { .. }
+            | Event::WorkerUnresponsive { .. }
+            | Event::StartsHeld { .. }
+            | Event::StartsResumed { .. }
+            | Event::GateWaiting { .. }
+            | Event::GateApproved { .. }
+            | Event::GatePassed { .. }
+            | Event::GateFailed { .. }
+            | Event::GateRejected { .. }
+            | Event::SessionFrozen { .. }
+            | Event::SessionThawed
+            | Event::SnapshotWritten { .. }
+            | Event::RollbackRequested { .. }
+            | Event::SessionDraining { .. }
+            | Event::ResourceLevel { .. }
+            | Event::WorkerExited { .. }
+            | Event::WorkerLost { .. }
+            | Event::SignalRaised { .. }
+            | Event::SignalNeverRaised { .. }
+            | Event::CheckpointReleased { .. }
+            | Event::SessionState { .. }
+            | Event::SessionFinished { .. }
+            | Event::Refused { .. }
+            | Event::CheckoutDirty { .. }
+            | Event::Unknown => {}
+        }
+    }
+
     /// The start line of an auxiliary command, with its kind.
     pub fn as_aux_start(&self) -> Option<(AuxKind, &AuxStart)> {
         Some(match self {
