@@ -11,6 +11,7 @@ pub mod attach;
 pub mod bell;
 pub mod cgroup;
 pub mod cli;
+pub mod dashboard;
 
 pub mod engine;
 pub mod error;

@@ -162,6 +162,13 @@ pub enum OrchestratorCommand {
         /// Only the tasks whose agent waits for a person.
         #[arg(long)]
         waiting: bool,
+        /// Show the live view of the session (of a finished or dead one too) until `q`.
+        #[arg(long, conflicts_with_all = ["json", "waiting"])]
+        watch: bool,
+        /// Measure the live view instead of showing it: N refreshes and draws off screen,
+        /// timed (one JSON line; for scripts/bench.sh).
+        #[arg(long, hide = true, requires = "watch", value_name = "N")]
+        bench_frames: Option<usize>,
     },
     /// List sessions (and entries of the sessions directory that are not, with why).
     List {

@@ -235,6 +235,8 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             session,
             json,
             waiting,
+            watch,
+            bench_frames,
         } => {
             let s = match session {
                 Some(a) => Session::resolve(&root, Some(&a))?,
@@ -248,6 +250,19 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                     s
                 }
             };
+            if let Some(frames) = bench_frames {
+                let _ = writeln!(out, "{}", crate::dashboard::bench(s, frames)?);
+                return Ok(0);
+            }
+            if watch {
+                if !crate::dashboard::usable() {
+                    return Err(Error::Usage(
+                        "status --watch needs a terminal (stdin and stdout); `orchestrator status` prints once".into(),
+                    ));
+                }
+                drop(out);
+                return crate::dashboard::watch(s, WatchMode::from_env()?);
+            }
             let mut snap = status::snapshot(&s);
             if waiting {
                 status::only_waiting(&mut snap);

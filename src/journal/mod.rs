@@ -27,12 +27,17 @@ use crate::session::Session;
 
 /// Serialize one journal line: `{"ts":..., "event":..., fields...}` and a newline.
 fn line<T: Serialize>(ev: &T) -> Result<String> {
+    line_at(ev, &proto::now_rfc3339())
+}
+
+/// [`line`], stamped `ts` (tests write journals with fixed times through it).
+pub(crate) fn line_at<T: Serialize>(ev: &T, ts: &str) -> Result<String> {
     let body = serde_json::to_string(ev)
         .map_err(|e| Error::Session(format!("cannot encode a journal line: {e}")))?;
     // `ts` first, so a person reading the file sees when before what.
     let rest = body.strip_prefix('{').unwrap_or(&body);
     let sep = if rest == "}" { "" } else { "," };
-    Ok(format!("{{\"ts\":\"{}\"{sep}{rest}", proto::now_rfc3339()))
+    Ok(format!("{{\"ts\":\"{ts}\"{sep}{rest}"))
 }
 
 /// An append-only journal: the session's `events.jsonl` (only the orchestrator writes

@@ -155,6 +155,10 @@ pub struct SessionModel {
     aux: Vec<AuxView>,
     conflicts: Option<Vec<Conflict>>,
     recent: VecDeque<Vec<u8>>,
+    /// When the last `session_finished` was journalled (none while it runs again).
+    ended_at: Option<String>,
+    /// The journal had lines about gates or auxiliary commands since they were derived.
+    derive: bool,
     refreshed: bool,
 }
 
@@ -206,6 +210,8 @@ impl SessionModel {
             aux: Vec::new(),
             conflicts: None,
             recent: VecDeque::new(),
+            ended_at: None,
+            derive: true,
             refreshed: false,
         }
     }
@@ -252,7 +258,7 @@ impl SessionModel {
         self.state = crate::status::session_state(self.summary, self.alive, history.state);
         self.read_workers();
         let n = self.read_tasks(touched);
-        if first || events > 0 {
+        if std::mem::take(&mut self.derive) {
             self.derive_from_journal();
         }
         self.derive_resources();
@@ -264,8 +270,23 @@ impl SessionModel {
         let index = &self.index;
         let recent = &mut self.recent;
         let keep = self.live_view;
+        let (derive, ended_at) = (&mut self.derive, &mut self.ended_at);
         let r = self.journal.refresh_with(|ev, line| {
             ev.for_each_task(|t| touched.extend(index.get(t)));
+            match ev {
+                Event::SessionFinished { .. } => {
+                    *ended_at = journal::line_ts(line).map(str::to_string);
+                }
+                Event::SessionResumed { .. } | Event::SessionRetried { .. } => *ended_at = None,
+                Event::GateWaiting { .. }
+                | Event::GateApproved { .. }
+                | Event::GateRejected { .. }
+                | Event::GatePassed { .. }
+                | Event::GateFailed { .. }
+                | Event::AuxWithdrawn { .. } => *derive = true,
+                ev if ev.as_aux_start().is_some() || ev.as_aux_end().is_some() => *derive = true,
+                _ => {}
+            }
             if keep {
                 if recent.len() == RECENT {
                     recent.pop_front();
@@ -311,6 +332,7 @@ impl SessionModel {
             self.push_task(id);
         }
         self.plan = Some(facts);
+        self.derive = true;
     }
 
     /// Without the plan, the journal still has the tasks, in plan order.
@@ -437,7 +459,8 @@ impl SessionModel {
         self.tasks[i] = v;
     }
 
-    /// What comes from the journal alone: gates, auxiliary commands.
+    /// What comes from the journal alone: gates, auxiliary commands (derived again only
+    /// after lines about them: a session with a cleanup per attempt has many).
     fn derive_from_journal(&mut self) {
         let history = self.journal.history();
         let gate_ids = self.plan.as_ref().map_or(&[][..], |p| &p.gate_ids[..]);
@@ -579,6 +602,11 @@ impl SessionModel {
     /// Whether an orchestrator holds the session (at the last refresh).
     pub fn orchestrator_alive(&self) -> bool {
         self.alive
+    }
+
+    /// When the session last finished (its `session_finished` line), as written.
+    pub fn ended_at(&self) -> Option<&str> {
+        self.ended_at.as_deref()
     }
 
     /// When the session was created (`session.json`), as written.

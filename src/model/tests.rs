@@ -84,8 +84,8 @@ struct Step {
 }
 
 fn line(ev: &Event) -> Vec<u8> {
-    let body = serde_json::to_string(ev).unwrap();
-    format!("{{\"ts\":\"2026-01-01T00:00:00.000Z\",{}\n", &body[1..]).into_bytes()
+    let l = crate::journal::line_at(ev, "2026-01-01T00:00:00.000Z").unwrap();
+    format!("{l}\n").into_bytes()
 }
 
 fn outcome(task: &str, state: TaskState, attempt: u32) -> Vec<u8> {

@@ -12,6 +12,7 @@ mod worktrees;
 use serde::Serialize;
 
 pub use logs::logs;
+pub(crate) use logs::{latest_attempt, log_path, on_a_terminal, read_tail};
 pub use render::{
     ListRow, list_json, list_rows, list_table, only_waiting, render, render_list, to_json,
 };

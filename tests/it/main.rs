@@ -8,6 +8,7 @@ mod agents;
 mod aux;
 mod cgroup;
 mod core;
+mod dashboard;
 mod data;
 mod dry_run;
 mod faults;

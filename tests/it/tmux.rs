@@ -25,15 +25,6 @@ fn tmux_windows(sock: &str, target: &str) -> Vec<String> {
         .collect()
 }
 
-/// What a tmux pane shows now.
-fn capture(sock: &str, pane: &str) -> String {
-    let o = Command::new("tmux")
-        .args(["-L", sock, "capture-pane", "-p", "-t", pane])
-        .output()
-        .expect("tmux");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn tmux_launcher_shows_one_window_per_worker_and_completes() {
     if Command::new("tmux").arg("-V").output().is_err() {
