@@ -55,6 +55,9 @@ pub enum OrchestratorCommand {
         /// Print only the session path and the final line.
         #[arg(long, short)]
         quiet: bool,
+        /// Print progress lines instead of the live view (the default on a terminal).
+        #[arg(long)]
+        no_tui: bool,
         /// Check the plan and the options as a run would, then print what would run
         /// (settings, waves, each task's command and dependencies, races, checkpoints,
         /// signals, critical path) and exit: nothing is created, no process is started.
@@ -88,6 +91,9 @@ pub enum OrchestratorCommand {
         durable: bool,
         #[arg(long, short)]
         quiet: bool,
+        /// Print progress lines instead of the live view (the default on a terminal).
+        #[arg(long)]
+        no_tui: bool,
     },
     /// Re-run a failed, skipped or cancelled task (and its skipped dependents) in a
     /// finished session.
@@ -103,6 +109,9 @@ pub enum OrchestratorCommand {
         watch: Option<String>,
         #[arg(long, short)]
         quiet: bool,
+        /// Print progress lines instead of the live view (the default on a terminal).
+        #[arg(long)]
+        no_tui: bool,
     },
     /// Stop a running task's current attempt and give it to another worker.
     Reassign { session: String, task: String },

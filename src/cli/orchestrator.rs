@@ -16,6 +16,11 @@ use crate::watch::WatchMode;
 use super::args::{OrchestratorArgs, OrchestratorCommand};
 use super::drive::{check_task, control, drive, gate_request, resume_config, take_over};
 
+/// Whether `run`, `resume` and `retry` show the live view: on a terminal, unless told not to.
+fn tui(no_tui: bool) -> bool {
+    !no_tui && crate::dashboard::usable()
+}
+
 fn cwd() -> Result<PathBuf> {
     std::env::current_dir().map_err(|e| Error::io(".", "read the current directory", e))
 }
@@ -44,6 +49,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             watch,
             durable,
             quiet,
+            no_tui,
             dry_run,
             json,
             only,
@@ -116,7 +122,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             let _ = writeln!(out, "{}", orch.session().root().display());
             let _ = out.flush();
             drop(out);
-            drive(orch, quiet)
+            drive(orch, quiet, tui(no_tui))
         }
         OrchestratorCommand::Resume {
             session,
@@ -125,6 +131,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             watch,
             durable,
             quiet,
+            no_tui,
         } => {
             let cfg = resume_config(
                 &root,
@@ -139,7 +146,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             let _ = writeln!(out, "{}", orch.session().root().display());
             let _ = out.flush();
             drop(out);
-            drive(orch, quiet)
+            drive(orch, quiet, tui(no_tui))
         }
         OrchestratorCommand::Retry {
             session,
@@ -148,13 +155,14 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             launcher,
             watch,
             quiet,
+            no_tui,
         } => {
             let cfg = resume_config(&root, &session, workers, launcher, watch, false, tasks)?;
             let orch = Orchestrator::resume(cfg)?;
             let _ = writeln!(out, "{}", orch.session().root().display());
             let _ = out.flush();
             drop(out);
-            drive(orch, quiet)
+            drive(orch, quiet, tui(no_tui))
         }
         OrchestratorCommand::Reassign { session, task } => {
             let s = Session::resolve(&root, Some(&session))?;

@@ -282,6 +282,11 @@ impl Orchestrator {
         self.progress.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// How changes are noticed (a live view watches the session the same way).
+    pub fn watch_mode(&self) -> WatchMode {
+        self.watch
+    }
+
     /// Where a person can watch the workers (tmux), if anywhere.
     pub fn hint(&self) -> Option<String> {
         self.launcher.hint()
