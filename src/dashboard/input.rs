@@ -112,10 +112,14 @@ impl Input {
         let resize =
             signal_hook::flag::register(signal_hook::consts::SIGWINCH, resized.clone()).ok();
         let flag = stop.clone();
-        let handle = std::thread::spawn(move || read_keys(&tx, &flag, &resized));
+        // Named, so a profile or `top -H` tells the view's threads from the orchestrator's.
+        let handle = std::thread::Builder::new()
+            .name("dashboard-keys".into())
+            .spawn(move || read_keys(&tx, &flag, &resized))
+            .ok();
         Input {
             stop,
-            handle: Some(handle),
+            handle,
             resize,
         }
     }

@@ -3,10 +3,11 @@
 //!
 //! It draws the session model ([`crate::model::SessionModel`], the same one `status`
 //! reads once) and refreshes it when the session directory changes: a notify watcher on
-//! the session's root, `workers/` and each worker's journal ([`crate::watch`]: events are
-//! hints; one pending hint is enough, however many arrive), plus a timer for elapsed
-//! times, progress and CPU. Redraws after file changes are at most ten a second, so a
-//! busy session costs the view a bounded amount, never a busy loop.
+//! the session's root, where its journal is ([`crate::watch`]: events are hints; one
+//! pending hint is enough, however many arrive), plus a timer for elapsed times, progress,
+//! CPU and what a dead orchestrator no longer journals. Refreshes after file changes are
+//! at most four a second, so a busy session costs the view a bounded amount (what changed,
+//! read about once), never a busy loop.
 //!
 //! Keys (`input.rs` reads them, `app.rs` says what they do) select a task or a worker,
 //! open a task's log (`logview.rs`), send the control requests `orchestrator
@@ -29,7 +30,6 @@ mod term;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -53,8 +53,10 @@ use draw::{Theme, View};
 
 /// How often the view refreshes without a change on disk (elapsed times, progress, CPU).
 const TICK: Duration = Duration::from_millis(500);
-/// The least time between two refreshes caused by changes on disk.
-const GAP: Duration = Duration::from_millis(100);
+/// The least time between two refreshes caused by changes on disk: four a second are
+/// enough to follow a busy session, and each costs what changed since the last (a task
+/// that starts and ends between two is read once, not twice).
+const GAP: Duration = Duration::from_millis(250);
 
 /// What wakes the view's loop.
 enum Wake {
@@ -95,8 +97,8 @@ struct Dash {
     app: App,
     procs: procs::Sampler,
     theme: Theme,
-    watcher: Option<watch::Watch>,
-    watched: HashSet<String>,
+    /// Kept for its events (dropping it stops them).
+    _watcher: Option<watch::Watch>,
     tx: Sender<Wake>,
 }
 
@@ -109,46 +111,34 @@ impl Dash {
             theme: Theme {
                 color: term::color(),
             },
-            watcher: None,
-            watched: HashSet::new(),
+            _watcher: None,
             tx,
         }
     }
 
-    /// Watch the session's root (its journal, summary) for changes, flat (`workers/` and
-    /// each worker's journal are added as they appear): the hook only marks a change
-    /// pending and wakes the loop once.
-    fn watch(&mut self, mode: WatchMode, pending: Arc<AtomicBool>) {
+    /// Watch the session's root for changes, flat: its journal (every change a live
+    /// orchestrator sees is a line there, workers' starts and ends included), its summary.
+    /// Without an orchestrator, workers' lines and progress reports come with the timer.
+    /// The hook only marks a change pending and wakes the loop once. Returns the mode in
+    /// effect (`Off` when no watcher could start: the timer refreshes).
+    fn watch(&mut self, mode: WatchMode, pending: Arc<AtomicBool>) -> WatchMode {
         let s = self.model.session();
         let spec = watch::Spec::new(watch::Kinds::Changes).flat(s.root().to_path_buf());
         let tx = self.tx.clone();
-        // A watcher that cannot start is no error: the timer refreshes.
-        self.watcher = watch::start_hook(&spec, mode, move |_| {
+        self._watcher = watch::start_hook(&spec, mode, move |_| {
             if !pending.swap(true, Ordering::AcqRel) {
                 let _ = tx.send(Wake::Files);
             }
         })
         .ok();
+        self._watcher
+            .as_ref()
+            .map_or(WatchMode::Off, watch::Watch::mode)
     }
 
-    /// Refresh the model, watch what appeared (`workers/`, a new worker's journal), and
-    /// read an open log again.
+    /// Refresh the model, and read an open log again.
     fn refresh(&mut self) {
         self.model.refresh();
-        if let Some(w) = self.watcher.as_mut() {
-            let s = self.model.session();
-            if !self.watched.contains("") && crate::fsio::is_dir(&s.workers_dir()) {
-                w.add(&s.workers_dir());
-                self.watched.insert(String::new());
-            }
-            for wv in self.model.workers() {
-                let events = s.worker_events(&wv.id);
-                if !self.watched.contains(&wv.id) && crate::fsio::exists(&events) {
-                    w.add(&events);
-                    self.watched.insert(wv.id.clone());
-                }
-            }
-        }
         if let Screen::Log(log) = &mut self.app.screen {
             log.reload(self.model.session());
         }
@@ -257,15 +247,17 @@ fn run_view(
     tx: Sender<Wake>,
     rx: Receiver<Wake>,
 ) -> Result<Exit> {
+    // In `run`, the orchestrator's dispatch path shares this process's cache of resolved
+    // directories: the view's reads must not crowd it out.
+    crate::fsio::uncached_thread();
     let mut screen = term::Screen::enter()?;
     let _input = input::Input::start(tx.clone());
     let pending = Arc::new(AtomicBool::new(false));
     let mut d = Dash::new(session, tx);
-    d.watch(mode, pending.clone());
     // Without a watcher, the timer is all there is: as often as a rescan.
-    let tick = match d.watcher.as_ref().map(watch::Watch::mode) {
-        Some(WatchMode::Native | WatchMode::Poll) => TICK,
-        _ => TICK.min(WatchMode::Off.rescan_interval()),
+    let tick = match d.watch(mode, pending.clone()) {
+        WatchMode::Native | WatchMode::Poll => TICK,
+        WatchMode::Off => TICK.min(WatchMode::Off.rescan_interval()),
     };
     d.refresh();
     d.sample();
@@ -361,16 +353,23 @@ impl Live {
         let (tx, rx) = channel();
         progress.store(false, Ordering::Relaxed);
         let view_tx = tx.clone();
-        let handle = std::thread::spawn(move || {
-            let r = run_view(session, Host::Run, mode, view_tx, rx);
-            progress.store(true, Ordering::Relaxed);
-            if let Err(e) = r {
-                eprintln!("warning: the live view stopped ({e}); progress lines follow");
-            }
-        });
+        let switch = progress.clone();
+        let handle = std::thread::Builder::new()
+            .name("dashboard".into())
+            .spawn(move || {
+                let r = run_view(session, Host::Run, mode, view_tx, rx);
+                progress.store(true, Ordering::Relaxed);
+                if let Err(e) = r {
+                    eprintln!("warning: the live view stopped ({e}); progress lines follow");
+                }
+            });
+        if let Err(e) = &handle {
+            switch.store(true, Ordering::Relaxed);
+            eprintln!("warning: no live view ({e}); progress lines follow");
+        }
         Live {
             tx,
-            handle: Some(handle),
+            handle: handle.ok(),
         }
     }
 }
@@ -384,28 +383,58 @@ impl Drop for Live {
     }
 }
 
+/// The view drawn off screen (ratatui's `TestBackend`, 120x40), frame by frame as the
+/// live view makes them: what `status --watch --bench-frames` and `cargo bench` time.
+#[doc(hidden)]
+pub struct OffScreen {
+    d: Dash,
+    terminal: Terminal<ratatui::backend::TestBackend>,
+}
+
+impl OffScreen {
+    /// The first frame: the whole session read, and drawn.
+    pub fn new(session: Session) -> Result<OffScreen> {
+        let backend = ratatui::backend::TestBackend::new(120, 40);
+        let terminal = Terminal::new(backend).expect("a test backend never fails");
+        let (tx, _rx) = channel();
+        let mut v = OffScreen {
+            d: Dash::new(session, tx),
+            terminal,
+        };
+        v.d.refresh();
+        v.d.draw(&mut v.terminal)?;
+        Ok(v)
+    }
+
+    /// One more frame: refresh what changed, sample the processes, move the selection a
+    /// page down the tasks (so the frames scroll through them), draw.
+    pub fn frame(&mut self) -> Result<()> {
+        self.d.refresh();
+        self.d.sample();
+        let _ = self
+            .d
+            .app
+            .key(KeyEvent::from(KeyCode::PageDown), &self.d.model);
+        self.d.draw(&mut self.terminal)
+    }
+
+    pub fn tasks(&self) -> usize {
+        self.d.model.tasks().len()
+    }
+}
+
 /// What `status --watch --bench-frames N` measures (a hidden flag, for
-/// `scripts/bench.sh`): the first refresh and draw of `session` at 120x40, then `frames`
-/// refreshes and draws as the view makes them, moving the selection through the tasks.
-/// One JSON line: task count, the first frame's and each later frame's milliseconds
-/// (median and largest).
+/// `scripts/bench.sh`): the first frame of `session`, then `frames` more (see
+/// [`OffScreen`]). One JSON line: the task count, the first frame's milliseconds, and the
+/// median and largest of the others'.
 pub fn bench(session: Session, frames: usize) -> Result<String> {
-    let backend = ratatui::backend::TestBackend::new(120, 40);
-    let mut terminal = Terminal::new(backend).expect("a test backend never fails");
-    let (tx, _rx) = channel();
     let t0 = Instant::now();
-    let mut d = Dash::new(session, tx);
-    d.refresh();
-    d.draw(&mut terminal)?;
+    let mut v = OffScreen::new(session)?;
     let first = t0.elapsed();
     let mut times = Vec::with_capacity(frames);
-    let down = KeyEvent::from(KeyCode::PageDown);
     for _ in 0..frames {
         let t = Instant::now();
-        d.refresh();
-        d.sample();
-        let _ = d.app.key(down, &d.model);
-        d.draw(&mut terminal)?;
+        v.frame()?;
         times.push(t.elapsed());
     }
     times.sort();
@@ -413,7 +442,7 @@ pub fn bench(session: Session, frames: usize) -> Result<String> {
     let median = times.get(times.len() / 2).copied().unwrap_or_default();
     let max = times.last().copied().unwrap_or_default();
     Ok(serde_json::json!({
-        "tasks": d.model.tasks().len(),
+        "tasks": v.tasks(),
         "first_ms": ms(first),
         "frames": frames,
         "frame_ms_median": ms(median),
