@@ -1,5 +1,7 @@
 //! Micro-benchmarks of maestro's pure hot paths: plan parsing and validation,
-//! draining the scheduler, and reading + rendering a large session for `status`.
+//! draining the scheduler, reading + rendering a large session for `status`, and the
+//! live dashboard's frames on it (the first, one with nothing new, one after 100 new
+//! journal lines), drawn off screen.
 //! Run with `cargo bench --bench hot_paths`; the end-to-end suite is `scripts/bench.sh`.
 
 use std::hint::black_box;
@@ -156,5 +158,55 @@ fn bench_status(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_plan, bench_scheduler, bench_status);
+/// The dashboard of the 10 000-task session, drawn to ratatui's `TestBackend`: its first
+/// frame (everything read), a frame with nothing new (what a tick costs), and a frame
+/// after 100 journal lines naming 100 tasks (what a busy moment costs: the model reads
+/// again what the lines name, not the whole session).
+fn bench_dashboard(c: &mut Criterion) {
+    use maestro::dashboard::OffScreen;
+    use maestro::journal::Event;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = parse(&wide_dag_toml(100, 99));
+    let session = make_session(dir.path(), &plan);
+    let ids: Vec<String> = plan.tasks.iter().map(|t| t.id.clone()).collect();
+    let mut g = c.benchmark_group("dashboard_10k");
+    g.sample_size(20);
+    g.bench_function("first_frame", |b| {
+        b.iter(|| OffScreen::new(black_box(session.clone())).expect("frame"))
+    });
+    let mut view = OffScreen::new(session.clone()).expect("frame");
+    g.bench_function("frame_nothing_new", |b| {
+        b.iter(|| view.frame().expect("frame"))
+    });
+    let mut journal = fsio::open_append(&session.events()).expect("journal");
+    let mut next = 0usize;
+    g.bench_function("frame_after_100_lines", |b| {
+        b.iter(|| {
+            let mut lines = String::new();
+            for _ in 0..100 {
+                let ev = Event::AgentState {
+                    task: ids[next % ids.len()].clone(),
+                    attempt: 1,
+                    state: maestro::agent::AgentState::Working,
+                    message: None,
+                    at: now_rfc3339(),
+                };
+                next += 1;
+                let body = serde_json::to_string(&ev).expect("json");
+                lines.push_str(&format!("{{\"ts\":\"{}\",{}\n", now_rfc3339(), &body[1..]));
+            }
+            std::io::Write::write_all(&mut journal, lines.as_bytes()).expect("append");
+            view.frame().expect("frame")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_plan,
+    bench_scheduler,
+    bench_status,
+    bench_dashboard
+);
 criterion_main!(benches);

@@ -7,7 +7,7 @@
 #                    [--out FILE]
 #     --quick      1 repetition and smaller sizes (a smoke run, well under a minute)
 #     --reps N     repetitions per case (default 3)
-#     --only LIST  comma-separated workloads: dispatch,dag,recovery,barrier,idle,scale
+#     --only LIST  comma-separated workloads: dispatch,dag,recovery,barrier,idle,scale,dashboard
 #     --tmp DIR    where the temp dir (plans, session directories) goes (default: $TMPDIR,
 #                  else /tmp); e.g. /dev/shm to take the disk out of the measurement
 #     --no-build   use target/release as it is
@@ -49,17 +49,18 @@ fi
 scale_n=$((scale_roots * 100)) plan_n=$((plan_roots * 100))
 
 gen="$here/scripts/bench/gen.py"
-bin="$here/target/release"
+bin="${CARGO_TARGET_DIR:-$here/target}/release"
 work=$(mktemp -d -t maestro-bench.XXXXXX)
 raw="$work/raw.tsv"
 : >"$raw"
 
 # Stop whatever we started that is still alive: every maestro process of our sessions (pids
-# from the session files, checked against their command line, which names our temp dir)
-# and the private pueue daemon; then remove the temp dir.
+# from the session files, checked against their command line, which names our temp dir),
+# the private pueue daemon and the private tmux server; then remove the temp dir.
 cleanup() {
   reap_sessions
   pueue_stop
+  tmux_stop
   rm -rf "$work"
   # Write the deletions out: while the freed inodes' table blocks are dirty, ext4 without a
   # journal treats them as recently deleted for 6 minutes instead of 1, and every file
@@ -422,6 +423,90 @@ w_scale() {
   done
 }
 
+# 8. The live dashboard. (a) `status --watch` of a SCALE_N-task session, each frame (refresh
+# of what changed + draw of a 120x40 screen, off screen: the hidden `--bench-frames`) timed,
+# while the session runs (each frame reads what the run appended since the last) and once
+# it finished; the first frame reads it all. (b) Dispatch (DISPATCH_N x `true`) run in a
+# tmux pane of a private server, with the live view on and with --no-tui (its progress
+# lines go to the pane): the view must cost the run nothing measurable.
+w_dashboard() {
+  local plan="$work/dash-scale.toml" flat="$work/dash-flat.toml" s orch r rc
+  python3 "$gen" wide "$scale_roots" 99 "$plan"
+  python3 "$gen" flat "$dispatch_n" "$flat" "$work/dash-flat.mk"
+  have tmux || note dashboard "dispatch in tmux" "skipped: tmux not installed"
+  for r in $(seq 1 "$reps"); do
+    progress "dashboard: rep $r/$reps (status --watch frames of $scale_n tasks; dispatch of $dispatch_n in tmux)"
+    "$bin/orchestrator" run "$plan" --launcher background -q --sessions-dir "$work/sessions" \
+      >"$work/dash.out" 2>"$work/dash.err" &
+    orch=$!
+    for _ in $(seq 1 500); do [[ -s $work/dash.out ]] && break; sleep 0.02; done
+    s=$(head -n 1 "$work/dash.out")
+    dash_frames "$scale_n tasks, while it runs" "$s" 100 || true
+    rc=0
+    wait "$orch" || rc=$?
+    if ((rc != 0)); then
+      err dashboard "$scale_n tasks" "orchestrator run exited $rc: $(tail -n 1 "$work/dash.err")"
+    else
+      dash_frames "$scale_n tasks, finished" "$s" 50 || true
+    fi
+    reap_sessions
+    if have tmux; then
+      tmux_run dashboard "dispatch, live view (tmux)" "$flat" || true
+      tmux_run dashboard "dispatch, --no-tui (tmux)" "$flat" --no-tui || true
+    fi
+  done
+}
+
+# dash_frames CASE SESSION FRAMES: `status --watch --bench-frames` of SESSION; records the
+# first frame and the median and largest of the others, in ms.
+dash_frames() {
+  local case=$1 out
+  if ! out=$("$bin/orchestrator" status "$2" --watch --bench-frames "$3" 2>"$work/frames.err"); then
+    err dashboard "$case" "status --watch --bench-frames failed: $(tail -n 1 "$work/frames.err")"
+    return 1
+  fi
+  # shellcheck disable=SC2046
+  set -- $(python3 -c 'import json, sys; j = json.loads(sys.argv[1]); print(j["first_ms"], j["frame_ms_median"], j["frame_ms_max"])' "$out")
+  val dashboard "$case" "first frame" ms "$1"
+  val dashboard "$case" frame ms "$2"
+  val dashboard "$case" "frame max" ms "$3"
+}
+
+# tmux_run WORKLOAD CASE PLAN [ARGS...]: `orchestrator run` in a 120x40 pane of a private tmux
+# server (stdin and stdout a terminal, as a person's), timed inside the pane; records wall.
+tmux_sock="maestro-bench-$$"
+tmux_run() {
+  local wl=$1 case=$2 plan=$3 result="$work/tmux.result" res
+  shift 3
+  rm -f "$result"
+  cat >"$work/tmux-run.sh" <<EOF
+t0=\$(date +%s%N)
+"$bin/orchestrator" run "$plan" --launcher background --sessions-dir "$work/sessions" $*
+rc=\$?
+t1=\$(date +%s%N)
+echo "\$rc \$((t1 - t0))" >"$result.tmp" && mv "$result.tmp" "$result"
+EOF
+  sync
+  env -u TMUX tmux -L "$tmux_sock" -f /dev/null new-session -d -x 120 -y 40 "sh $work/tmux-run.sh"
+  for _ in $(seq 1 6000); do [[ -s $result ]] && break; sleep 0.05; done
+  tmux_stop
+  if [[ ! -s $result ]]; then
+    err "$wl" "$case" "no result from the tmux pane"
+    reap_sessions
+    return 1
+  fi
+  read -r -a res <"$result"
+  reap_sessions
+  if ((res[0] != 0)); then
+    err "$wl" "$case" "orchestrator run exited ${res[0]}"
+    return 1
+  fi
+  val "$wl" "$case" wall s "$(secs "${res[1]}")"
+}
+tmux_stop() {
+  if have tmux; then tmux -L "$tmux_sock" kill-server 2>/dev/null || true; fi
+}
+
 # --- main ------------------------------------------------------------------------------------
 started=$(ns)
 if ((build)); then
@@ -451,7 +536,7 @@ missing=()
 for tool in xargs make parallel pueue; do have "$tool" || missing+=("$tool"); done
 ((${#missing[@]})) && echo "  missing peer tools (skipped): ${missing[*]} (see docs/PERFORMANCE.md to install them)" >&2
 
-for w in dispatch dag recovery barrier idle scale pueue; do
+for w in dispatch dag recovery barrier idle scale dashboard pueue; do
   [[ -z $only || ,$only, == *,${w/pueue/dispatch},* ]] || continue
   # Each workload runs in a subshell with -e in force: a failure there becomes an error
   # row and the suite goes on.

@@ -11,6 +11,7 @@ pub mod attach;
 pub mod bell;
 pub mod cgroup;
 pub mod cli;
+pub mod dashboard;
 
 pub mod engine;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod launch;
 pub mod liveness;
 pub mod locks;
 pub mod message;
+pub mod model;
 pub mod names;
 pub mod orchestrator;
 pub mod plan;

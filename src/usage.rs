@@ -129,16 +129,46 @@ struct StatFields {
     pgrp: u32,
     ticks: u64,
     rss_pages: u64,
+    /// When it started, in clock ticks since boot (with the pid, its identity).
+    start: u64,
 }
 
 fn stat_fields(stat: &str) -> Option<StatFields> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state(0) ppid(1) pgrp(2) ... utime(11) stime(12) ... rss(21).
+    // After the name: state(0) ppid(1) pgrp(2) ... utime(11) stime(12) ... starttime(19)
+    // ... rss(21).
     Some(StatFields {
         pgrp: f.get(2)?.parse().ok()?,
         ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+        start: f.get(19)?.parse().ok()?,
         rss_pages: f.get(21)?.parse().ok()?,
+    })
+}
+
+/// One look at a single process (a task's main process, for the dashboard): its CPU
+/// time so far, its resident memory and its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessSample {
+    /// utime + stime, in clock ticks ([`ticks_per_second`]).
+    pub cpu_ticks: u64,
+    /// Resident memory (`/proc/PID/statm`'s second field, in bytes).
+    pub rss_bytes: u64,
+    /// Start time in clock ticks since boot: a different one means the pid was reused.
+    pub start: u64,
+}
+
+/// Process `pid` from `/proc/PID/stat` and `/proc/PID/statm`; `None` when it is gone
+/// (or there is no `/proc`).
+pub fn process_sample(pid: u32) -> Option<ProcessSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f = stat_fields(&stat)?;
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let resident: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(ProcessSample {
+        cpu_ticks: f.ticks,
+        rss_bytes: resident.saturating_mul(page_size()),
+        start: f.start,
     })
 }
 
@@ -156,7 +186,8 @@ fn page_size() -> u64 {
         .map_or(4096, |p| p as u64)
 }
 
-fn ticks_per_second() -> u64 {
+/// The kernel's clock ticks per second (`CLK_TCK`), the unit of CPU times in `/proc`.
+pub fn ticks_per_second() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
@@ -221,8 +252,19 @@ mod tests {
         let stat = "42 (a (weird) name) S 1 42 42 0 -1 4194304 100 0 0 0 7 3 0 0 20 0 1 0 \
                     100 1000000 250 18446744073709551615";
         let f = stat_fields(stat).unwrap();
-        assert_eq!((f.pgrp, f.ticks, f.rss_pages), (42, 10, 250));
+        assert_eq!((f.pgrp, f.ticks, f.rss_pages, f.start), (42, 10, 250, 100));
         assert!(stat_fields("garbage").is_none());
+    }
+
+    #[test]
+    fn a_single_process_is_sampled_with_its_identity() {
+        let me = process_sample(std::process::id()).unwrap();
+        assert!(me.rss_bytes > 0, "{me:?}");
+        assert_eq!(
+            Some(me.start),
+            crate::process::start_time(std::process::id())
+        );
+        assert!(process_sample(u32::MAX).is_none());
     }
 
     #[test]

@@ -168,6 +168,14 @@ def main(raw_path, out_path):
     rss = get("scale", f"run {scale_n} tasks", "rss")
     note = "quick size" if quick else ""
     target(f"{scale_n} tasks: orchestrator RSS < 30 MB", None if rss is None else f"{rss:.1f} MB", "30 MB", rss is not None and rss < 30, note)
+    for case in (f"{scale_n} tasks, while it runs", f"{scale_n} tasks, finished"):
+        f = get("dashboard", case, "frame")
+        target(f"status --watch of {case}: frame < 100 ms", None if f is None else f"{f:.1f} ms",
+               "100 ms", f is not None and f < 100, note)
+    tv = get("dashboard", "dispatch, live view (tmux)", "wall")
+    nt = get("dashboard", "dispatch, --no-tui (tmux)", "wall")
+    target("dispatch with the live view <= 1.1 x --no-tui (tmux)",
+           None if not (tv and nt) else f"{tv / nt:.2f}x", "1.1x", bool(tv and nt) and tv / nt <= 1.1)
     plan_n = meta.get("plan_tasks", "")
     pt = get("scale", f"plan {plan_n} tasks", "wall")
     target(f"{plan_n}-task plan validates < 1 s", None if pt is None else f"{pt:.3f} s", "1 s", pt is not None and pt < 1, note)

@@ -93,6 +93,9 @@ the session was cancelled, 2 bad plan or options (nothing created), 130 Ctrl-C."
         /// Print only the session path and the final line.
         #[arg(long, short)]
         quiet: bool,
+        /// Print progress lines instead of the live view (the default on a terminal).
+        #[arg(long)]
+        no_tui: bool,
         /// Check the plan and the options as a run would, then print what would run
         /// (settings, waves, each task's command and dependencies, races, checkpoints,
         /// signals, critical path) and exit: nothing is created, no process is started.
@@ -135,6 +138,9 @@ Refused (exit 2) when the session has a live orchestrator or has finished.")]
         /// Print only the session path and the final line.
         #[arg(long, short)]
         quiet: bool,
+        /// Print progress lines instead of the live view (the default on a terminal).
+        #[arg(long)]
+        no_tui: bool,
     },
     /// Re-run a failed, skipped or cancelled task (and its skipped dependents) in a
     /// finished session.
@@ -159,6 +165,9 @@ Refused (exit 2) when the session has a live orchestrator or has finished.")]
         /// Print only the session path and the final line.
         #[arg(long, short)]
         quiet: bool,
+        /// Print progress lines instead of the live view (the default on a terminal).
+        #[arg(long)]
+        no_tui: bool,
     },
     /// Stop a running task's current attempt and give it to another worker.
     #[command(after_help = "Examples:
@@ -276,6 +285,13 @@ Refused (exit 2) in a finished session.")]
         /// Only the tasks whose agent waits for a person.
         #[arg(long)]
         waiting: bool,
+        /// Show the live view of the session (of a finished or dead one too) until `q`.
+        #[arg(long, conflicts_with_all = ["json", "waiting"])]
+        watch: bool,
+        /// Measure the live view instead of showing it: N refreshes and draws off screen,
+        /// timed (one JSON line; for scripts/bench.sh).
+        #[arg(long, hide = true, requires = "watch", value_name = "N")]
+        bench_frames: Option<usize>,
     },
     /// Print a session's report (default: the newest session): what ran, how long, what
     /// failed and why, waves, the critical path as it ran, pools' peaks, and the sums of

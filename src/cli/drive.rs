@@ -14,7 +14,8 @@ use crate::session::Session;
 use crate::watch::WatchMode;
 
 /// Run an orchestrator to the session's end and report; the exit code says how it went.
-pub(super) fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
+/// `tui`: show the live view while it runs (not with `quiet`).
+pub(super) fn drive(mut orch: Orchestrator, quiet: bool, tui: bool) -> Result<i32> {
     if !quiet {
         if let Some(h) = orch.hint() {
             let _ = writeln!(std::io::stderr(), "{h}");
@@ -22,7 +23,14 @@ pub(super) fn drive(mut orch: Orchestrator, quiet: bool) -> Result<i32> {
         orch.set_progress(true);
     }
     let session = orch.session().clone();
-    let ended = orch.run()?;
+    // The view runs on its own thread while the orchestrator runs here; dropped, it gives
+    // the terminal back before anything below is printed.
+    let view = (tui && !quiet).then(|| {
+        crate::dashboard::Live::start(session.clone(), orch.watch_mode(), orch.progress_switch())
+    });
+    let ended = orch.run();
+    drop(view);
+    let ended = ended?;
     let state = ended.state;
     if state == SessionState::Interrupted {
         let _ = writeln!(
@@ -172,11 +180,11 @@ pub(super) fn take_over(
         // A rollback runs in the foreground: a person watches its steps.
         Ok(msg) if rollback => {
             println!("{msg}");
-            drive(orch, false)
+            drive(orch, false, false)
         }
         Ok(msg) => {
             println!("{msg}");
-            drive(orch, true).map(|_| 0)
+            drive(orch, true, false).map(|_| 0)
         }
         // Refused by a finished session (taken over to be rolled back): nothing to run.
         Err(msg) if orch.finished_before() => {
@@ -185,7 +193,7 @@ pub(super) fn take_over(
         }
         Err(msg) => {
             eprintln!("error: {msg}");
-            drive(orch, true).map(|_| 1)
+            drive(orch, true, false).map(|_| 1)
         }
     }
 }

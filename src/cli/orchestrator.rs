@@ -16,6 +16,11 @@ use crate::watch::WatchMode;
 use super::args::{OrchestratorArgs, OrchestratorCommand};
 use super::drive::{check_task, control, drive, gate_request, resume_config, take_over};
 
+/// Whether `run`, `resume` and `retry` show the live view: on a terminal, unless told not to.
+fn tui(no_tui: bool) -> bool {
+    !no_tui && crate::dashboard::usable()
+}
+
 fn cwd() -> Result<PathBuf> {
     std::env::current_dir().map_err(|e| Error::io(".", "read the current directory", e))
 }
@@ -59,6 +64,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             watch,
             durable,
             quiet,
+            no_tui,
             dry_run,
             json,
             only,
@@ -131,7 +137,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             let _ = writeln!(out, "{}", orch.session().root().display());
             let _ = out.flush();
             drop(out);
-            drive(orch, quiet)
+            drive(orch, quiet, tui(no_tui))
         }
         OrchestratorCommand::Resume {
             session,
@@ -140,6 +146,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             watch,
             durable,
             quiet,
+            no_tui,
         } => {
             let cfg = resume_config(
                 &root,
@@ -154,7 +161,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             let _ = writeln!(out, "{}", orch.session().root().display());
             let _ = out.flush();
             drop(out);
-            drive(orch, quiet)
+            drive(orch, quiet, tui(no_tui))
         }
         OrchestratorCommand::Retry {
             session,
@@ -163,13 +170,14 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             launcher,
             watch,
             quiet,
+            no_tui,
         } => {
             let cfg = resume_config(&root, &session, workers, launcher, watch, false, tasks)?;
             let orch = Orchestrator::resume(cfg)?;
             let _ = writeln!(out, "{}", orch.session().root().display());
             let _ = out.flush();
             drop(out);
-            drive(orch, quiet)
+            drive(orch, quiet, tui(no_tui))
         }
         OrchestratorCommand::Reassign { session, task } => {
             let s = Session::resolve(&root, Some(&session))?;
@@ -250,8 +258,23 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             session,
             json,
             waiting,
+            watch,
+            bench_frames,
         } => {
             let s = session_or_newest(&root, session)?;
+            if let Some(frames) = bench_frames {
+                let _ = writeln!(out, "{}", crate::dashboard::bench(s, frames)?);
+                return Ok(0);
+            }
+            if watch {
+                if !crate::dashboard::usable() {
+                    return Err(Error::Usage(
+                        "status --watch needs a terminal (stdin and stdout); `orchestrator status` prints once".into(),
+                    ));
+                }
+                drop(out);
+                return crate::dashboard::watch(s, WatchMode::from_env()?);
+            }
             let mut snap = status::snapshot(&s);
             if waiting {
                 status::only_waiting(&mut snap);

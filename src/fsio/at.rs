@@ -69,6 +69,9 @@ impl Anchor {
 
     /// The directory `rel`, if it was resolved less than [`FRESH`] ago.
     fn lookup(&self, rel: &Path, now: Instant) -> Option<Arc<OwnedFd>> {
+        if UNCACHED.get() {
+            return None;
+        }
         let recent = self.recent();
         let r = recent
             .iter()
@@ -78,6 +81,9 @@ impl Anchor {
 
     /// Keep `fd` as the directory `rel`, in place of a stale entry or the oldest one.
     fn keep(&self, rel: &Path, fd: Arc<OwnedFd>, now: Instant) {
+        if UNCACHED.get() {
+            return;
+        }
         let mut recent = self.recent();
         let fresh = Recent {
             rel: rel.to_path_buf(),
@@ -95,6 +101,19 @@ impl Anchor {
             *r = fresh;
         }
     }
+}
+
+thread_local! {
+    /// This thread resolves every path anew ([`uncached_thread`]).
+    static UNCACHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Resolve every path on this thread anew, neither using nor keeping the directories
+/// lately resolved. For a reader on a thread of its own in a process that dispatches (the
+/// live dashboard of `run`): reading every task's directory, it would evict the few the
+/// dispatch path uses again and again, and make it wait for their lock.
+pub fn uncached_thread() {
+    UNCACHED.set(true);
 }
 
 /// Whether `path` is an anchored root or a directory lately resolved below one (no

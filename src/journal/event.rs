@@ -118,6 +118,191 @@ impl Event {
         }
     }
 
+    /// The line a person watching the session reads for this event (the plain progress
+    /// lines of `run`, the dashboard's last events), or none for events that are only
+    /// bookkeeping. `session` is the session's id, for the commands a line suggests.
+    pub fn describe(&self, session: &str) -> Option<String> {
+        Some(match self {
+            Event::TaskStarted {
+                task,
+                attempt,
+                worker,
+                ..
+            } => format!("{task}: started on {worker} (attempt {attempt})"),
+            Event::TaskFinished {
+                task,
+                state,
+                reason,
+                ..
+            } => match reason {
+                None => format!("{task}: {}", state.as_str()),
+                Some(r) => format!("{task}: {}: {r}", state.as_str()),
+            },
+            Event::TaskSkipped { task, reason } => format!("{task}: skipped ({reason})"),
+            Event::TaskCancelled { task, reason } => format!("{task}: cancelled ({reason})"),
+            Event::TaskExcluded { task, reason } => format!("{task}: excluded ({reason})"),
+            Event::RetryScheduled {
+                task,
+                failed_attempt,
+                retry,
+                delay_ms,
+                reason,
+                ..
+            } => format!(
+                "{task}: attempt {failed_attempt} failed ({reason}); retry {retry} in {:.1}s",
+                *delay_ms as f64 / 1000.0
+            ),
+            Event::GateWaiting { gate } => format!(
+                "gate {gate} waits for approval: `orchestrator approve {session} {gate}` or \
+                 `orchestrator reject {session} {gate} --reason ...`"
+            ),
+            Event::AgentState {
+                task,
+                state,
+                message,
+                ..
+            } => match message {
+                Some(m) => format!("{task}: agent {}: {m}", state.as_str()),
+                None => format!("{task}: agent {}", state.as_str()),
+            },
+            Event::GateApproved { gate } => format!("gate {gate}: approved"),
+            Event::GatePassed { gate } => format!("gate {gate}: check passed"),
+            Event::GateFailed { gate, reason } => format!("gate {gate}: failed ({reason})"),
+            Event::WorktreeCreated {
+                task, branch, path, ..
+            } => format!("{task}: worktree {path} on branch {branch}"),
+            Event::SnapshotWritten { path } => format!("snapshot of the session's state: {path}"),
+            Event::RollbackRequested { tasks } if tasks.is_empty() => {
+                "rollback: no succeeded task has a rollback command".into()
+            }
+            Event::RollbackRequested { tasks } => format!(
+                "rollback: {} (in this order, one at a time)",
+                tasks.join(", ")
+            ),
+            Event::GateRejected { gate, reason } => format!("gate {gate}: rejected ({reason})"),
+            Event::WorkerLost { worker, how } => format!("worker {worker} lost ({how:?})"),
+            Event::AttemptStalled {
+                task,
+                attempt,
+                worker,
+                waited_ms,
+            } => format!(
+                "{task}: attempt {attempt} not started by {worker} within {:.1}s; worker lost",
+                *waited_ms as f64 / 1000.0
+            ),
+            Event::Quarantined {
+                task,
+                attempt,
+                path,
+                reason,
+                ..
+            } => format!("{task}: attempt {attempt}: {path} moved aside ({reason})"),
+            Event::RaceDecided { race, winner, .. } => match winner {
+                Some(w) => format!("race {race}: won by {w}"),
+                None => format!("race {race}: no member succeeded"),
+            },
+            Event::SignalRaised { signal } => format!("signal {signal} raised"),
+            Event::WorkersScaled { workers } => format!("worker limit now {workers}"),
+            Event::DeadlockDetected {
+                cycle,
+                victim,
+                lock,
+            } => format!("deadlock: {cycle}; {victim} gives up {lock}"),
+            Event::SessionState { state, why } => format!("session {}: {why}", state.as_str()),
+            ev => {
+                if let Some((kind, s)) = ev.as_aux_start() {
+                    format!(
+                        "{}: {} started on {} (run {})",
+                        s.of,
+                        kind.as_str(),
+                        s.worker,
+                        s.attempt
+                    )
+                } else if let Some((kind, e)) = ev.as_aux_end() {
+                    match &e.reason {
+                        None => format!("{}: {} {}", e.of, kind.as_str(), e.state.as_str()),
+                        Some(r) => format!("{}: {} {}: {r}", e.of, kind.as_str(), e.state.as_str()),
+                    }
+                } else {
+                    return None;
+                }
+            }
+        })
+    }
+
+    /// Call `f` with each task this event says something of (what a view of the tasks
+    /// reads again after it; a session-wide event names none).
+    pub fn for_each_task<'a>(&'a self, mut f: impl FnMut(&'a str)) {
+        match self {
+            Event::TasksAdded { tasks } | Event::RetryRequested { tasks } => {
+                tasks.iter().for_each(|t| f(t));
+            }
+            Event::Selection { excluded } => excluded.iter().for_each(|(t, _)| f(t)),
+            Event::AgentState { task, .. }
+            | Event::AttemptStalled { task, .. }
+            | Event::Quarantined { task, .. }
+            | Event::TaskAssigned { task, .. }
+            | Event::TaskWithdrawn { task, .. }
+            | Event::TaskAdopted { task, .. }
+            | Event::TaskStarted { task, .. }
+            | Event::AttemptEnded { task, .. }
+            | Event::StaleResult { task, .. }
+            | Event::RetryScheduled { task, .. }
+            | Event::TaskFinished { task, .. }
+            | Event::TaskSkipped { task, .. }
+            | Event::TaskCancelled { task, .. }
+            | Event::TaskExcluded { task, .. }
+            | Event::WorktreeCreated { task, .. }
+            | Event::CheckpointBroken { task, .. } => f(task),
+            Event::ControlRequest { task, .. } => task.iter().for_each(|t| f(t)),
+            Event::RaceDecided { winner, losers, .. } => {
+                winner.iter().chain(losers).for_each(|t| f(t));
+            }
+            Event::DeadlockDetected { victim, .. } => f(victim),
+            Event::AuxWithdrawn { of, .. } => f(of),
+            Event::CheckStarted(s)
+            | Event::CleanupStarted(s)
+            | Event::EmergencyStarted(s)
+            | Event::RollbackStarted(s) => f(&s.of),
+            Event::CheckEnded(e)
+            | Event::CleanupEnded(e)
+            | Event::EmergencyEnded(e)
+            | Event::RollbackEnded(e) => f(&e.of),
+            // Listed, not matched by `_`: a new event must be placed here on purpose.
+            Event::SessionStarted { .. }
+            | Event::SessionResumed { .. }
+            | Event::SessionRetried { .. }
+            | Event::WorkerSpawned { .. }
+            | Event::WorkerRegistered { .. }
+            | Event::WorkerAdopted { .. }
+            | Event::WorkerUnresponsive { .. }
+            | Event::StartsHeld { .. }
+            | Event::StartsResumed { .. }
+            | Event::GateWaiting { .. }
+            | Event::GateApproved { .. }
+            | Event::GatePassed { .. }
+            | Event::GateFailed { .. }
+            | Event::GateRejected { .. }
+            | Event::SessionFrozen { .. }
+            | Event::SessionThawed
+            | Event::WorkersScaled { .. }
+            | Event::SnapshotWritten { .. }
+            | Event::RollbackRequested { .. }
+            | Event::SessionDraining { .. }
+            | Event::ResourceLevel { .. }
+            | Event::WorkerExited { .. }
+            | Event::WorkerLost { .. }
+            | Event::SignalRaised { .. }
+            | Event::SignalNeverRaised { .. }
+            | Event::CheckpointReleased { .. }
+            | Event::SessionState { .. }
+            | Event::SessionFinished { .. }
+            | Event::Refused { .. }
+            | Event::CheckoutDirty { .. }
+            | Event::Unknown => {}
+        }
+    }
+
     /// The start line of an auxiliary command, with its kind.
     pub fn as_aux_start(&self) -> Option<(AuxKind, &AuxStart)> {
         Some(match self {

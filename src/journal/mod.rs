@@ -27,12 +27,17 @@ use crate::session::Session;
 
 /// Serialize one journal line: `{"ts":..., "event":..., fields...}` and a newline.
 fn line<T: Serialize>(ev: &T) -> Result<String> {
+    line_at(ev, &proto::now_rfc3339())
+}
+
+/// [`line`], stamped `ts` (tests write journals with fixed times through it).
+pub(crate) fn line_at<T: Serialize>(ev: &T, ts: &str) -> Result<String> {
     let body = serde_json::to_string(ev)
         .map_err(|e| Error::Session(format!("cannot encode a journal line: {e}")))?;
     // `ts` first, so a person reading the file sees when before what.
     let rest = body.strip_prefix('{').unwrap_or(&body);
     let sep = if rest == "}" { "" } else { "," };
-    Ok(format!("{{\"ts\":\"{}\"{sep}{rest}", proto::now_rfc3339()))
+    Ok(format!("{{\"ts\":\"{ts}\"{sep}{rest}"))
 }
 
 /// An append-only journal: the session's `events.jsonl` (only the orchestrator writes
@@ -131,6 +136,8 @@ pub struct Tail {
     /// The line being read is longer than `cap`: the rest of it is dropped as it comes.
     skipping: bool,
     cap: usize,
+    /// Bytes read from the file so far (complete lines, a partial one, skipped ones).
+    read: u64,
 }
 
 impl Tail {
@@ -142,7 +149,14 @@ impl Tail {
             line_start: 0,
             skipping: false,
             cap: LINE_CAP,
+            read: 0,
         }
+    }
+
+    /// How far into the file the lines returned so far go: where the next complete line
+    /// starts (a partial last line is read but not counted).
+    pub fn offset(&self) -> u64 {
+        self.read - (self.partial.len() - self.line_start) as u64
     }
 
     /// Keep what was read, dropping a line that grows past the cap.
@@ -182,6 +196,7 @@ impl Tail {
         let read = loop {
             match file.read(&mut chunk) {
                 Ok(n) => {
+                    self.read += n as u64;
                     self.take(&chunk[..n]);
                     if n < chunk.len() {
                         break Ok(());
@@ -230,6 +245,9 @@ impl Tail {
 pub struct Reader {
     tail: Tail,
     history: History,
+    /// Complete lines that were not an event (torn by a crash and written after, or
+    /// edited by hand): skipped, and counted so a view can say so.
+    malformed: usize,
 }
 
 impl Reader {
@@ -241,16 +259,51 @@ impl Reader {
         Reader {
             tail: Tail::new(path),
             history: History::default(),
+            malformed: 0,
         }
     }
 
     /// Read what was appended and fold it in; returns the new events.
     pub fn refresh(&mut self) -> Result<Vec<Event>> {
-        let evs = self.tail.read_events()?;
-        for e in &evs {
-            self.history.apply(e);
+        let mut evs = Vec::new();
+        for line in self.tail.read_lines()? {
+            match serde_json::from_slice::<Event>(&line) {
+                Ok(e) => {
+                    self.history.apply(&e);
+                    evs.push(e);
+                }
+                Err(_) => self.malformed += 1,
+            }
         }
         Ok(evs)
+    }
+
+    /// Read what was appended and fold it in, showing `seen` each new event with its line
+    /// (a live view marks what the event touched, and keeps the last lines to show);
+    /// returns how many events were read. Nothing is kept but the fold.
+    pub fn refresh_with(&mut self, mut seen: impl FnMut(&Event, &[u8])) -> Result<usize> {
+        let mut n = 0;
+        for line in self.tail.read_lines()? {
+            match serde_json::from_slice::<Event>(&line) {
+                Ok(e) => {
+                    self.history.apply(&e);
+                    seen(&e, &line);
+                    n += 1;
+                }
+                Err(_) => self.malformed += 1,
+            }
+        }
+        Ok(n)
+    }
+
+    /// Where in the journal the lines folded so far end.
+    pub fn offset(&self) -> u64 {
+        self.tail.offset()
+    }
+
+    /// Complete lines skipped because they were not events.
+    pub fn malformed(&self) -> usize {
+        self.malformed
     }
 
     pub fn history(&self) -> &History {
@@ -260,6 +313,14 @@ impl Reader {
     pub fn into_history(self) -> History {
         self.history
     }
+}
+
+/// The `ts` of a journal line as written (RFC 3339), read without parsing the line: it
+/// is always its first field ([`Journal`] puts it there).
+pub fn line_ts(line: &[u8]) -> Option<&str> {
+    let rest = line.strip_prefix(b"{\"ts\":\"")?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&rest[..end]).ok()
 }
 
 /// The whole journal of a session, folded (what `status` and `resume` start from).

@@ -560,156 +560,23 @@ impl Orchestrator {
 
     /// A progress line for the events a person running the session wants to see.
     pub(super) fn narrate(&self, ev: &Event) {
-        match ev {
-            Event::TaskStarted {
-                task,
-                attempt,
-                worker,
-                ..
-            } => self.say(format_args!(
-                "{task}: started on {worker} (attempt {attempt})"
-            )),
-            Event::TaskFinished {
-                task,
-                state,
-                reason,
-                ..
-            } => match reason {
-                None => self.say(format_args!("{task}: {}", state.as_str())),
-                Some(r) => self.say(format_args!("{task}: {}: {r}", state.as_str())),
-            },
-            Event::TaskSkipped { task, reason } => {
-                self.say(format_args!("{task}: skipped ({reason})"))
+        // A person is being asked for something: the bell, once per wait (the event is
+        // journalled once), even with -q.
+        let asks = match ev {
+            Event::GateWaiting { .. } => true,
+            Event::AgentState { state, .. } => *state == crate::agent::AgentState::Waiting,
+            _ => false,
+        };
+        if asks {
+            use std::io::{IsTerminal as _, Write as _};
+            if std::io::stderr().is_terminal() {
+                let _ = write!(std::io::stderr(), "\x07");
             }
-            Event::TaskCancelled { task, reason } => {
-                self.say(format_args!("{task}: cancelled ({reason})"))
-            }
-            Event::TaskExcluded { task, reason } => {
-                self.say(format_args!("{task}: excluded ({reason})"))
-            }
-            Event::RetryScheduled {
-                task,
-                failed_attempt,
-                retry,
-                delay_ms,
-                reason,
-                ..
-            } => self.say(format_args!(
-                "{task}: attempt {failed_attempt} failed ({reason}); retry {retry} in {:.1}s",
-                *delay_ms as f64 / 1000.0
-            )),
-            Event::GateWaiting { gate } => {
-                // The bell rings once per gate (the event is journalled once), even with
-                // -q: a person is being asked for something.
-                use std::io::{IsTerminal as _, Write as _};
-                if std::io::stderr().is_terminal() {
-                    let _ = write!(std::io::stderr(), "\x07");
-                }
-                self.say(format_args!(
-                    "gate {gate} waits for approval: `orchestrator approve {s} {gate}` or \
-                     `orchestrator reject {s} {gate} --reason ...`",
-                    s = self.session.id()
-                ))
-            }
-            Event::AgentState {
-                task,
-                state,
-                message,
-                ..
-            } => {
-                if *state == crate::agent::AgentState::Waiting {
-                    // A person is being asked for something: the bell, once per wait.
-                    use std::io::{IsTerminal as _, Write as _};
-                    if std::io::stderr().is_terminal() {
-                        let _ = write!(std::io::stderr(), "\x07");
-                    }
-                }
-                match message {
-                    Some(m) => self.say(format_args!("{task}: agent {}: {m}", state.as_str())),
-                    None => self.say(format_args!("{task}: agent {}", state.as_str())),
-                }
-            }
-            Event::GateApproved { gate } => self.say(format_args!("gate {gate}: approved")),
-            Event::GatePassed { gate } => self.say(format_args!("gate {gate}: check passed")),
-            Event::GateFailed { gate, reason } => {
-                self.say(format_args!("gate {gate}: failed ({reason})"))
-            }
-            Event::WorktreeCreated {
-                task, branch, path, ..
-            } => self.say(format_args!("{task}: worktree {path} on branch {branch}")),
-            Event::SnapshotWritten { path } => {
-                self.say(format_args!("snapshot of the session's state: {path}"))
-            }
-            Event::RollbackRequested { tasks } if tasks.is_empty() => self.say(format_args!(
-                "rollback: no succeeded task has a rollback command"
-            )),
-            Event::RollbackRequested { tasks } => self.say(format_args!(
-                "rollback: {} (in this order, one at a time)",
-                tasks.join(", ")
-            )),
-            Event::GateRejected { gate, reason } => {
-                self.say(format_args!("gate {gate}: rejected ({reason})"))
-            }
-            Event::WorkerLost { worker, how } => {
-                self.say(format_args!("worker {worker} lost ({how:?})"))
-            }
-            Event::AttemptStalled {
-                task,
-                attempt,
-                worker,
-                waited_ms,
-            } => self.say(format_args!(
-                "{task}: attempt {attempt} not started by {worker} within {:.1}s; worker lost",
-                *waited_ms as f64 / 1000.0
-            )),
-            Event::Quarantined {
-                task,
-                attempt,
-                path,
-                reason,
-                ..
-            } => self.say(format_args!(
-                "{task}: attempt {attempt}: {path} moved aside ({reason})"
-            )),
-            Event::RaceDecided { race, winner, .. } => match winner {
-                Some(w) => self.say(format_args!("race {race}: won by {w}")),
-                None => self.say(format_args!("race {race}: no member succeeded")),
-            },
-            Event::SignalRaised { signal } => self.say(format_args!("signal {signal} raised")),
-            Event::DeadlockDetected {
-                cycle,
-                victim,
-                lock,
-            } => self.say(format_args!("deadlock: {cycle}; {victim} gives up {lock}")),
-            Event::SessionState { state, why } => {
-                self.say(format_args!("session {}: {why}", state.as_str()))
-            }
-            ev => {
-                if let Some((kind, s)) = ev.as_aux_start() {
-                    self.say(format_args!(
-                        "{}: {} started on {} (run {})",
-                        s.of,
-                        kind.as_str(),
-                        s.worker,
-                        s.attempt
-                    ));
-                } else if let Some((kind, e)) = ev.as_aux_end() {
-                    match &e.reason {
-                        None => self.say(format_args!(
-                            "{}: {} {}",
-                            e.of,
-                            kind.as_str(),
-                            e.state.as_str()
-                        )),
-                        Some(r) => self.say(format_args!(
-                            "{}: {} {}: {r}",
-                            e.of,
-                            kind.as_str(),
-                            e.state.as_str()
-                        )),
-                    }
-                }
-            }
+        }
+        if self.progress()
+            && let Some(line) = ev.describe(self.session.id())
+        {
+            self.say(format_args!("{line}"));
         }
     }
 

@@ -148,7 +148,9 @@ pub struct Orchestrator {
     rx: Receiver<Wake>,
     started: Instant,
     started_at: String,
-    progress: bool,
+    /// Whether progress lines are printed: shared, so a live view that takes the
+    /// terminal can turn them off while it is up and on again when it leaves.
+    progress: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The git worktrees of tasks with `worktree = true` (none: no task has one).
     worktrees: Option<worktrees::Worktrees>,
     _lock: File,
@@ -254,7 +256,7 @@ impl Orchestrator {
             rx,
             started: Instant::now(),
             started_at: proto::now_rfc3339(),
-            progress: false,
+            progress: Default::default(),
             worktrees: None,
             _lock: lock,
         }
@@ -266,7 +268,23 @@ impl Orchestrator {
 
     /// Print a line to stderr as tasks start and end.
     pub fn set_progress(&mut self, on: bool) {
-        self.progress = on;
+        self.progress
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The switch of the progress lines ([`Orchestrator::set_progress`]), for a view on
+    /// another thread that takes the terminal while it is up.
+    pub fn progress_switch(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.progress.clone()
+    }
+
+    fn progress(&self) -> bool {
+        self.progress.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How changes are noticed (a live view watches the session the same way).
+    pub fn watch_mode(&self) -> WatchMode {
+        self.watch
     }
 
     /// Where a person can watch the workers (tmux), if anywhere.
@@ -735,7 +753,7 @@ impl Orchestrator {
     }
 
     fn say(&self, msg: std::fmt::Arguments) {
-        if self.progress {
+        if self.progress() {
             // Never panic on a closed stderr (`orchestrator run ... 2>&1 | head`): the
             // session matters more than its commentary.
             use std::io::Write as _;

@@ -51,22 +51,13 @@ pub fn logs(
             s.id()
         )));
     }
-    let path_of = |n: u32| {
-        if stderr {
-            s.stderr_log(task, n)
-        } else {
-            s.stdout_log(task, n)
-        }
-    };
-    let latest = || -> Result<Option<u32>> { Ok(attempt.or(s.attempts(task)?.last().copied())) };
+    let path_of = |n: u32| log_path(s, task, n, stderr);
+    let latest = || latest_attempt(s, task, attempt);
     let mut out = std::io::stdout().lock();
     let mut current = latest()?;
-    // An attempt that ran on a terminal (pty) has one stream: there is no stderr.log.
     if stderr
         && let Some(n) = current
-        && !crate::fsio::exists(&s.stderr_log(task, n))
-        && crate::fsio::exists(&s.stdout_log(task, n))
-        && crate::fsio::exists(&s.log_index(task, n))
+        && on_a_terminal(s, task, n)
         && !follow
     {
         return Err(Error::Usage(format!(
@@ -130,9 +121,69 @@ pub fn logs(
     }
 }
 
+/// The log of attempt `n` of `task`: its stdout's, or its stderr's.
+pub(crate) fn log_path(s: &Session, task: &str, n: u32, stderr: bool) -> std::path::PathBuf {
+    if stderr {
+        s.stderr_log(task, n)
+    } else {
+        s.stdout_log(task, n)
+    }
+}
+
+/// The attempt whose log to show: `attempt` when given, else the task's latest (none
+/// before its first).
+pub(crate) fn latest_attempt(s: &Session, task: &str, attempt: Option<u32>) -> Result<Option<u32>> {
+    Ok(attempt.or(s.attempts(task)?.last().copied()))
+}
+
+/// Whether attempt `n` of `task` ran on a terminal (pty): it has one stream, logged as
+/// stdout, and no stderr.log.
+pub(crate) fn on_a_terminal(s: &Session, task: &str, n: u32) -> bool {
+    !fsio::exists(&s.stderr_log(task, n))
+        && fsio::exists(&s.stdout_log(task, n))
+        && fsio::exists(&s.log_index(task, n))
+}
+
+/// The last `max` bytes of the log at `path` (a log may be any size: only its end is
+/// read), cut to start at a line, and the file's size; empty while there is no file.
+pub(crate) fn read_tail(path: &Path, max: u64) -> Result<(Vec<u8>, u64)> {
+    use std::io::{Seek, SeekFrom};
+    let Some(mut f) = fsio::open_read(path)? else {
+        return Ok((Vec::new(), 0));
+    };
+    let len = f.metadata().map_err(|e| Error::io(path, "read", e))?.len();
+    let from = len.saturating_sub(max);
+    f.seek(SeekFrom::Start(from))
+        .map_err(|e| Error::io(path, "seek", e))?;
+    let mut buf = Vec::with_capacity((len - from) as usize);
+    f.take(len - from)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(path, "read", e))?;
+    // A line cut by the start of the window is not shown half.
+    if from > 0
+        && let Some(nl) = buf.iter().position(|&b| b == b'\n')
+    {
+        buf.drain(..=nl);
+    }
+    Ok((buf, len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_tail_reads_whole_lines_from_the_end() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("stdout.log");
+        assert_eq!(read_tail(&p, 10).unwrap(), (Vec::new(), 0), "no file yet");
+        std::fs::write(&p, "one\ntwo\nthree\n").unwrap();
+        assert_eq!(
+            read_tail(&p, 100).unwrap(),
+            (b"one\ntwo\nthree\n".to_vec(), 14)
+        );
+        assert_eq!(read_tail(&p, 8).unwrap(), (b"three\n".to_vec(), 14));
+    }
 
     #[test]
     fn copy_streams_to_the_end_and_stops_at_a_closed_output() {

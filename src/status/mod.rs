@@ -13,20 +13,21 @@ mod worktrees;
 use serde::Serialize;
 
 pub use logs::logs;
+pub(crate) use logs::{latest_attempt, log_path, on_a_terminal, read_tail};
 pub use logs_all::{colour_wanted, logs_all};
 pub use render::{
     ListRow, list_json, list_rows, list_table, only_waiting, render, render_list, to_json,
 };
 pub use worktrees::{Conflict, WorktreeView};
+pub(crate) use worktrees::{conflicts, read as read_worktree};
 
 use crate::error::{Error, Result};
-use crate::fsio;
-use crate::journal::{self, EndReason, History, TaskHistory, WorkerEvent};
-use crate::orchestrator::{orchestrator_alive, worker_alive};
+use crate::journal::EndReason;
+use crate::model::SessionModel;
+#[cfg(test)]
+use crate::model::worker_status;
 use crate::plan::Plan;
-use crate::proto::{
-    ExitRecord, Outcome, SessionInfo, SessionState, Started, TaskState, WorkerInfo,
-};
+use crate::proto::{SessionState, TaskState};
 use crate::session::Session;
 
 /// One attempt of a task, from the journal: which worker ran it and why it ended (null
@@ -267,7 +268,7 @@ impl Snapshot {
 }
 
 /// The session's `plan.json`, read with the plan cap.
-fn required_plan(s: &Session) -> Result<Plan> {
+pub(crate) fn required_plan(s: &Session) -> Result<Plan> {
     let path = s.plan_json();
     Plan::read(&path)?.ok_or_else(|| Error::Session(format!("{}: missing", path.display())))
 }
@@ -293,375 +294,13 @@ pub fn session_state(
     }
 }
 
-/// Where the errors of one item (the session, a task, a worker) are gathered: a read
-/// that fails leaves its message here and gives nothing.
-#[derive(Default)]
-struct Errors(Vec<String>);
-
-impl Errors {
-    fn keep<T>(&mut self, r: Result<T>) -> Option<T> {
-        r.map_err(|e| self.0.push(e.to_string())).ok()
-    }
-
-    fn joined(self) -> Option<String> {
-        (!self.0.is_empty()).then(|| self.0.join("; "))
-    }
-}
-
 /// Read the whole session, every file on its own: one that cannot be read is reported
-/// and the rest is shown.
+/// and the rest is shown. One refresh of a new [`SessionModel`], the model the live
+/// dashboard keeps up to date: both show the same truth.
 pub fn snapshot(s: &Session) -> Snapshot {
-    let mut errors = Errors::default();
-    let info: Option<SessionInfo> = errors.keep(fsio::read_json(&s.session_json())).flatten();
-    let mut history = errors.keep(journal::read_history(s)).unwrap_or_default();
-    // Without the plan, the journal still has the tasks, in plan order.
-    let mut secrets = std::collections::HashMap::new();
-    let mut pools = std::collections::BTreeMap::new();
-    let mut gate_ids = Vec::new();
-    let mut claims = std::collections::HashMap::new();
-    let mut worktree_tasks = std::collections::HashSet::new();
-    let ids: Vec<String> = match errors.keep(required_plan(s)) {
-        Some(plan) => {
-            pools = plan.resources;
-            gate_ids = plan.gates.into_iter().map(|g| g.id).collect();
-            plan.tasks
-                .into_iter()
-                .map(|t| {
-                    if t.worktree {
-                        worktree_tasks.insert(t.id.clone());
-                    }
-                    if !t.resources.is_empty() {
-                        claims.insert(t.id.clone(), t.resources.clone());
-                    }
-                    if let Some(line) = t.secrets() {
-                        secrets.insert(t.id.clone(), line);
-                    }
-                    t.id
-                })
-                .collect()
-        }
-        None => history
-            .task_order
-            .iter()
-            .filter(|id| crate::names::is_valid(id))
-            .cloned()
-            .collect(),
-    };
-    let summary = errors.keep(crate::summary::read(s)).flatten();
-    let alive = orchestrator_alive(s);
-    // A summary that cannot be read: the journal's `session_finished` has the state.
-    let state = session_state(summary.map(|x| x.state), alive, history.state);
-    let finished = matches!(
-        state,
-        SessionState::Succeeded
-            | SessionState::Failed
-            | SessionState::Cancelled
-            | SessionState::RolledBack
-            | SessionState::RollbackFailed
-    );
-    let worker_ids = errors.keep(s.worker_ids()).unwrap_or_default();
-    let mut tasks = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let mut v = task_view(s, id, history.tasks.get(id), &worker_ids);
-        v.attempts = attempts_of(&mut history, &v);
-        v.secrets = secrets.remove(id);
-        v.agent = history.agents.get(id).map(|a| {
-            // Its process is gone (liveness, not its last word): exited.
-            let running = v.state == TaskState::Running && v.attempt == a.attempt;
-            AgentView {
-                state: if running {
-                    a.state
-                } else {
-                    crate::agent::AgentState::Exited
-                },
-                message: a.message.clone().filter(|_| running),
-                since: a.since.clone(),
-            }
-        });
-        if worktree_tasks.contains(id) {
-            match worktrees::read(s, id) {
-                Ok(w) => v.worktree = w,
-                Err(e) => {
-                    let e = e.to_string();
-                    v.error = Some(v.error.map_or(e.clone(), |old| format!("{old}; {e}")));
-                }
-            }
-        }
-        tasks.push(v);
-    }
-    let conflicts = (!worktree_tasks.is_empty()).then(|| worktrees::conflicts(&tasks));
-    let workers = worker_ids
-        .into_iter()
-        .map(|id| worker_view(s, id, finished))
-        .collect();
-    let mut gates: Vec<GateView> = gate_ids
-        .into_iter()
-        .map(|gate| {
-            use crate::journal::history::GateRecord;
-            let (state, reason) = match history.gates.get(&gate) {
-                None => (GateState::Pending, None),
-                Some(GateRecord::Waiting) => (GateState::Waiting, None),
-                Some(GateRecord::Approved) => (GateState::Approved, None),
-                Some(GateRecord::Rejected(r)) => (GateState::Rejected, Some(r.clone())),
-                Some(GateRecord::Checking) => (GateState::Checking, None),
-                Some(GateRecord::Passed) => (GateState::Passed, None),
-                Some(GateRecord::Failed(r)) => (GateState::Failed, Some(r.clone())),
-            };
-            GateView {
-                gate,
-                state,
-                reason,
-            }
-        })
-        .collect();
-    gates.sort_by_key(|g| g.state != GateState::Waiting);
-    let resources = pools
-        .into_iter()
-        .map(|(pool, p)| {
-            let used = tasks
-                .iter()
-                .filter(|t| t.state == TaskState::Running)
-                .filter_map(|t| claims.get(&t.id)?.get(&pool))
-                .fold(0u64, |a, n| a.saturating_add(*n));
-            PoolView {
-                level: p.level(used),
-                pool,
-                used,
-                max: p.max,
-                warn: p.warn,
-                critical: p.critical,
-            }
-        })
-        .collect();
-    Snapshot {
-        session: s.id().to_string(),
-        path: s.root().display().to_string(),
-        state,
-        orchestrator_alive: alive,
-        created_at: info.map(|i| i.created_at),
-        tasks,
-        workers,
-        resources,
-        gates,
-        held: history.held,
-        aux: history
-            .aux
-            .iter()
-            .map(|((kind, of, attempt), r)| AuxView {
-                kind: *kind,
-                of: of.clone(),
-                attempt: *attempt,
-                worker: r.worker.clone(),
-                state: r
-                    .end
-                    .as_ref()
-                    .map_or(AuxStatus::Running, |e| e.state.into()),
-                reason: r.end.as_ref().and_then(|e| e.reason.clone()),
-            })
-            .collect(),
-        rollback: history.rollback.clone(),
-        conflicts,
-        errors: errors.0,
-    }
-}
-
-fn worker_view(s: &Session, id: String, finished: bool) -> WorkerView {
-    let mut errors = Errors::default();
-    let info: Option<WorkerInfo> = errors.keep(fsio::read_json(&s.worker_json(&id))).flatten();
-    // What it does now is the last line of its own journal.
-    let last = errors
-        .keep(journal::last_worker_event(&s.worker_events(&id)))
-        .flatten();
-    let registered = info.is_some() || fsio::exists(&s.worker_json(&id));
-    let (state, task) = worker_status(registered, last, worker_alive(s, &id), finished);
-    // Only the running attempt's: the file stays after it ends.
-    let usage = match (&state, &task) {
-        (WorkerStatus::Running, Some(t)) => {
-            fsio::read_json::<crate::usage::Usage>(&s.worker_usage(&id))
-                .ok()
-                .flatten()
-                .filter(|u| &u.task == t)
-        }
-        _ => None,
-    };
-    WorkerView {
-        usage,
-        pid: info.as_ref().map(|i| i.pid),
-        terminal: info.and_then(|i| i.terminal),
-        id,
-        state,
-        task,
-        error: errors.joined(),
-    }
-}
-
-/// A worker's state (and its task, when running) from whether it registered, the last
-/// line of its journal and whether it lives.
-fn worker_status(
-    registered: bool,
-    last: Option<WorkerEvent>,
-    alive: bool,
-    finished: bool,
-) -> (WorkerStatus, Option<String>) {
-    match (registered, last, alive) {
-        (false, _, _) if !finished => (WorkerStatus::Starting, None),
-        (false, _, _) => (WorkerStatus::Lost, None),
-        (true, Some(WorkerEvent::Started(st)), true) => (WorkerStatus::Running, Some(st.task)),
-        (true, Some(WorkerEvent::Stopped {}), false) => (WorkerStatus::Exited, None),
-        (true, _, true) => (WorkerStatus::Idle, None),
-        (true, _, false) => (WorkerStatus::Lost, None),
-    }
-}
-
-/// Task `v`'s attempts as the journal tells them (taken out of `history`), plus its
-/// running attempt if the journal does not know it yet.
-fn attempts_of(history: &mut History, v: &TaskView) -> Vec<AttemptView> {
-    let mut attempts: Vec<AttemptView> = history
-        .tasks
-        .remove(&v.id)
-        .map(|h| h.attempts)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|a| AttemptView {
-            attempt: a.attempt,
-            worker: a.worker,
-            ended: a.ended,
-        })
-        .collect();
-    if v.state == TaskState::Running && !attempts.iter().any(|a| a.attempt == v.attempt) {
-        attempts.push(AttemptView {
-            attempt: v.attempt,
-            worker: v.worker.clone(),
-            ended: None,
-        });
-        attempts.sort_by_key(|a| a.attempt);
-    }
-    attempts
-}
-
-/// A task not decided yet (or whose outcome cannot be read).
-fn undecided(id: &str) -> TaskView {
-    TaskView {
-        id: id.into(),
-        state: TaskState::Pending,
-        attempt: 0,
-        worker: None,
-        exit_code: None,
-        started_at: None,
-        ended_at: None,
-        duration_ms: None,
-        reason: None,
-        attempts: Vec::new(),
-        progress: None,
-        secrets: None,
-        agent: None,
-        worktree: None,
-        error: None,
-    }
-}
-
-/// Task `id` from its files; `journal` is what the journal says of it (its decision, when
-/// the outcome file cannot be read).
-fn task_view(
-    s: &Session,
-    id: &str,
-    journal: Option<&TaskHistory>,
-    worker_ids: &[String],
-) -> TaskView {
-    let mut errors = Errors::default();
-    match fsio::read_json::<Outcome>(&s.outcome_json(id)) {
-        Ok(Some(o)) => {
-            return TaskView {
-                state: o.state,
-                attempt: o.attempt,
-                worker: o.worker,
-                exit_code: o.exit_code,
-                started_at: o.started_at,
-                ended_at: o.ended_at,
-                duration_ms: o.duration_ms,
-                reason: o.reason,
-                ..undecided(id)
-            };
-        }
-        Ok(None) => {}
-        Err(e) => {
-            let error = Some(e.to_string());
-            if let Some(state) = journal.and_then(|h| h.decided) {
-                let attempt = journal.map_or(0, |h| h.last_attempt);
-                return TaskView {
-                    state,
-                    attempt,
-                    error,
-                    ..undecided(id)
-                };
-            }
-            errors.0.push(e.to_string());
-        }
-    }
-    let mut v = undecided(id);
-    if let Some(r) = errors
-        .keep(fsio::read_json::<crate::proto::RetryPlan>(
-            &s.retry_json(id),
-        ))
-        .flatten()
-    {
-        let left = r
-            .not_before_unix_ms
-            .saturating_sub(crate::proto::now_unix_ms());
-        v.state = TaskState::Retrying;
-        v.attempt = r.failed_attempt;
-        v.reason = Some(format!(
-            "retrying (next in {}s): {}",
-            left.div_ceil(1000),
-            r.reason
-        ));
-        v.error = errors.joined();
-        return v;
-    }
-    if let Some(&n) = errors.keep(s.attempts(id)).unwrap_or_default().last() {
-        v.attempt = n;
-        if let Some(e) = errors
-            .keep(fsio::read_json::<ExitRecord>(&s.exit_json(id, n)))
-            .flatten()
-        {
-            v.state = TaskState::Running; // ended, not yet accepted by the orchestrator
-            v.worker = Some(e.worker);
-            v.exit_code = e.exit_code;
-            v.started_at = Some(e.started_at);
-            v.ended_at = Some(e.ended_at);
-            v.duration_ms = Some(e.duration_ms);
-        } else if let Some(st) = errors.keep(started(s, id, n, worker_ids)).flatten() {
-            v.state = TaskState::Running;
-            v.worker = Some(st.worker);
-            v.started_at = Some(st.started_at);
-            v.duration_ms = Some(crate::proto::now_unix_ms().saturating_sub(st.started_unix_ms));
-            v.progress = errors
-                .keep(fsio::read_json::<crate::shared::Progress>(
-                    &s.progress_json(id, n),
-                ))
-                .flatten();
-            if let Some(p) = &v.progress {
-                v.reason = Some(match &p.message {
-                    Some(m) => format!("{:.0}% {m}", p.pct),
-                    None => format!("{:.0}%", p.pct),
-                });
-            }
-        }
-    }
-    v.error = errors.joined();
-    v
-}
-
-/// The start of attempt `n` of task `id` if it is running: the worker holding its claimed
-/// assignment journalled it.
-fn started(s: &Session, id: &str, n: u32, worker_ids: &[String]) -> Result<Option<Started>> {
-    match worker_ids
-        .iter()
-        .find(|w| fsio::exists(&s.assignment_claimed(w, id, n)))
-    {
-        Some(w) => journal::started_record(s, w, id, n),
-        None => Ok(None),
-    }
+    let mut model = SessionModel::new(s.clone());
+    model.refresh();
+    model.into_snapshot()
 }
 
 #[cfg(test)]

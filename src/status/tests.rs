@@ -4,6 +4,8 @@ use std::time::{Duration, SystemTime};
 
 use super::render::attempts_note;
 use super::*;
+use crate::journal::WorkerEvent;
+use crate::proto::Started;
 use crate::session::Session;
 
 fn task(id: &str, state: TaskState) -> TaskView {

@@ -45,7 +45,7 @@ pub struct Conflict {
 }
 
 /// Task `id`'s worktree as its record has it: `Ok(None)` before it is made.
-pub(super) fn read(s: &Session, id: &str) -> crate::Result<Option<WorktreeView>> {
+pub(crate) fn read(s: &Session, id: &str) -> crate::Result<Option<WorktreeView>> {
     let record: Option<WorktreeRecord> = fsio::read_json(&s.worktree_json(id))?;
     Ok(record.map(|r| WorktreeView {
         branch: r.branch,
@@ -59,7 +59,7 @@ pub(super) fn read(s: &Session, id: &str) -> crate::Result<Option<WorktreeView>>
 }
 
 /// The files that the worktrees of more than one of `tasks` changed, sorted by file.
-pub(super) fn conflicts(tasks: &[TaskView]) -> Vec<Conflict> {
+pub(crate) fn conflicts(tasks: &[TaskView]) -> Vec<Conflict> {
     let mut by_file: BTreeMap<(&str, &PathBuf), Vec<String>> = BTreeMap::new();
     for t in tasks {
         let Some(w) = &t.worktree else { continue };

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::tmux::capture;
+use crate::tmux::capture_joined as capture;
 use crate::util::*;
 
 /// Start `plan` under tmux on a private server; the session and the socket.

@@ -9,6 +9,7 @@ mod aux;
 mod cgroup;
 mod cli;
 mod core;
+mod dashboard;
 mod data;
 mod dry_run;
 mod faults;

@@ -25,8 +25,8 @@ fn tmux_windows(sock: &str, target: &str) -> Vec<String> {
         .collect()
 }
 
-/// What a tmux pane shows now, wrapped lines joined.
-pub(crate) fn capture(sock: &str, pane: &str) -> String {
+/// What a tmux pane shows now, wrapped lines joined (a worker's long messages wrap).
+pub(crate) fn capture_joined(sock: &str, pane: &str) -> String {
     let o = Command::new("tmux")
         .args(["-L", sock, "capture-pane", "-p", "-J", "-t", pane])
         .output()
@@ -71,7 +71,7 @@ after = ["a", "b"]
     });
     // The task's output shows in its window (and in the log file).
     wait_until(Duration::from_secs(20), "task output in a pane", || {
-        let text = capture(&sock, &format!("{target}:w1"));
+        let text = capture_joined(&sock, &format!("{target}:w1"));
         text.contains("in-a") || text.contains("in-b")
     });
     std::fs::write(out.join("go"), "").unwrap();
@@ -127,10 +127,10 @@ run = "touch \"$OUT/long-started\"; while [ ! -e \"$OUT/go\" ]; do sleep 0.05; d
             .join(format!("workers/{bad_worker}/shutdown"))
             .exists()
     });
-    let text = capture(&sock, &format!("{target}:{bad_worker}"));
+    let text = capture_joined(&sock, &format!("{target}:{bad_worker}"));
     assert!(text.contains("broken"), "{text}");
     wait_until(Duration::from_secs(30), "the hold message", || {
-        capture(&sock, &format!("{target}:{bad_worker}"))
+        capture_joined(&sock, &format!("{target}:{bad_worker}"))
             .contains("this window stays open until the session ends")
     });
     assert!(tmux_windows(&sock, &target).contains(&bad_worker));
@@ -162,7 +162,7 @@ fn keep_windows_leaves_every_window_open_after_the_session() {
     // The dead panes still show what ran there.
     let shown: String = windows
         .iter()
-        .map(|w| capture(&sock, &format!("{target}:{w}")))
+        .map(|w| capture_joined(&sock, &format!("{target}:{w}")))
         .collect();
     assert!(
         shown.contains("kept-a") || shown.contains("kept-b"),
@@ -401,7 +401,7 @@ fn a_task_on_a_terminal_stopped_by_someone_is_noticed_not_taken_for_a_hang() {
     // The task itself (its pid is the recorded one), not its job-control parent.
     signal(pgid as u64, "-STOP");
     wait_until(Duration::from_secs(20), "the worker to say so", || {
-        capture(&sock, &target).contains(&format!(
+        capture_joined(&sock, &target).contains(&format!(
             "task a: stopped (Ctrl-Z or a stop signal); press Enter here to continue it, or \
              `kill -CONT {pgid}`"
         ))

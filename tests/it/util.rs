@@ -192,8 +192,12 @@ impl Drop for Sandbox {
             let _ = c.wait();
         }
         // Workers run in their own process groups: kill every one a session recorded.
+        // An orchestrator started in a tmux pane is no child of ours, and takes the
+        // SIGHUP of its pane's end as it takes a closed terminal: kill it too (if the
+        // recorded pid is still one of this sandbox's orchestrators).
         if let Ok(sessions) = fs::read_dir(self.sessions()) {
             for s in sessions.flatten() {
+                kill_orchestrator_of(&s.path(), self.path());
                 kill_workers(&s.path());
             }
         }
@@ -207,6 +211,140 @@ impl Drop for Sandbox {
                 .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
                 .join(format!("tmux-{}", nix::unistd::getuid()));
             let _ = fs::remove_file(dir.join(sock));
+        }
+    }
+}
+
+/// SIGKILL the orchestrator a session recorded, if that pid still runs our orchestrator
+/// binary with a command line naming `sandbox` (a pid may have been reused).
+fn kill_orchestrator_of(session: &Path, sandbox: &Path) {
+    let Some(pid) =
+        read_json(&session.join("orchestrator/info.json")).and_then(|v| v["pid"].as_u64())
+    else {
+        return;
+    };
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    if cmdline.starts_with(ORCH) && cmdline.contains(sandbox.to_str().unwrap_or("/nowhere")) {
+        unsafe_kill(&pid.to_string());
+    }
+}
+
+/// What a tmux pane (`target`, on the private server `sock`) shows now.
+pub fn capture(sock: &str, target: &str) -> String {
+    let o = Command::new("tmux")
+        .args(["-L", sock, "capture-pane", "-p", "-t", target])
+        .output()
+        .expect("tmux");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A shell (`sh -i`, prompt `$ `) in the only pane of a private tmux server, in the
+/// sandbox's directory with its environment: what a person at a terminal has.
+pub struct Pane {
+    pub sock: String,
+    target: String,
+}
+
+impl Sandbox {
+    /// A [`Pane`] of `width` x `height` cells; the sandbox kills its server when dropped.
+    pub fn pane(&mut self, width: u16, height: u16) -> Pane {
+        let sock = self.tmux_socket();
+        let env = self.write(
+            "pane-env.sh",
+            &format!(
+                "export MAESTRO_SESSIONS='{}' OUT='{}' PS1='$ '\n\
+                 [ -n \"$MAESTRO_CGROUP\" ] || export MAESTRO_CGROUP=off\n\
+                 unset TMUX TMUX_PANE MAESTRO_SESSION NO_COLOR\n\
+                 cd '{}'\n",
+                self.sessions().display(),
+                self.out().display(),
+                self.path().display()
+            ),
+        );
+        let shell = format!(". '{}'; exec sh -i", env.display());
+        let st = Command::new("tmux")
+            .args([
+                "-L",
+                &sock,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+            ])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .args(["sh", "-c", &shell])
+            .env_remove("TMUX")
+            .status()
+            .expect("tmux");
+        assert!(st.success(), "tmux new-session");
+        let pane = Pane {
+            sock,
+            target: "t".into(),
+        };
+        // (capture-pane drops trailing spaces: the prompt reads `$`.)
+        pane.wait_until(Duration::from_secs(10), "the prompt", |s| {
+            s.lines().any(|l| l == "$")
+        });
+        pane
+    }
+}
+
+impl Pane {
+    /// What the pane shows now.
+    pub fn capture(&self) -> String {
+        capture(&self.sock, &self.target)
+    }
+
+    /// Press keys (tmux key names: `Enter`, `Down`, `C-c`, or plain letters).
+    pub fn keys(&self, keys: &[&str]) {
+        let st = Command::new("tmux")
+            .args(["-L", &self.sock, "send-keys", "-t", &self.target])
+            .args(keys)
+            .status()
+            .expect("tmux");
+        assert!(st.success(), "tmux send-keys {keys:?}");
+    }
+
+    /// Type `line` and Enter.
+    pub fn line(&self, line: &str) {
+        let st = Command::new("tmux")
+            .args([
+                "-L",
+                &self.sock,
+                "send-keys",
+                "-t",
+                &self.target,
+                "-l",
+                line,
+            ])
+            .status()
+            .expect("tmux");
+        assert!(st.success(), "tmux send-keys -l");
+        self.keys(&["Enter"]);
+    }
+
+    /// Wait until the pane shows `text`; returns what it shows then.
+    pub fn wait_for(&self, text: &str, limit: Duration) -> String {
+        self.wait_until(limit, text, |screen| screen.contains(text))
+    }
+
+    /// Wait until `cond` holds of what the pane shows; returns it. Panics with the
+    /// screen, and `what`, when `limit` passes.
+    pub fn wait_until(&self, limit: Duration, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let screen = self.capture();
+            if cond(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what:?}; the pane shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

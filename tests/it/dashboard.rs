@@ -1,0 +1,166 @@
+//! The live dashboard in a real terminal: a shell in a tmux pane of a private server
+//! (120x40), `orchestrator run` and `orchestrator status --watch` typed into it as a
+//! person would, the screen read with `capture-pane`, keys sent with `send-keys`.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// A plan of slow tasks that wait for `$OUT/<file>`; `a` reports its progress.
+fn slow_plan(sb: &Sandbox) -> std::path::PathBuf {
+    sb.write(
+        "slow.toml",
+        &format!(
+            "name = \"slow\"\nworkers = 2\n\
+             [[task]]\nid = \"a\"\nrun = 'worker progress 50 halfway; {}'\n\
+             [[task]]\nid = \"b\"\nrun = '{}'\n\
+             [[task]]\nid = \"c\"\nrun = 'echo c'\nafter = [\"a\"]\n",
+            wait_for_file("go-a"),
+            wait_for_file("go-b"),
+        ),
+    )
+}
+
+/// The command line that runs `plan` with background workers, then says it ended.
+fn run_line(plan: &std::path::Path) -> String {
+    format!(
+        "{ORCH} run {} --launcher background; echo DONE-MARKER $?",
+        plan.display()
+    )
+}
+
+/// The live view of `run`: worker rows with their tasks and progress while it runs; at
+/// the end the view is gone, the summary is printed on the normal screen and the shell
+/// is back, in its normal mode.
+#[test]
+fn run_on_a_terminal_shows_the_live_view_then_the_summary_and_the_prompt() {
+    let mut sb = Sandbox::new();
+    let plan = slow_plan(&sb);
+    let pane = sb.pane(120, 40);
+    pane.line(&run_line(&plan));
+    let screen = pane.wait_until(LONG, "both workers running, a at 50%", |s| {
+        s.contains("workers: 2 running") && s.contains("50% halfway")
+    });
+    for want in [
+        "w1 ",
+        "w2 ",
+        "tasks 0/3",
+        "tasks 1-3 of 3",
+        "wave 2",
+        "q quit",
+    ] {
+        assert!(screen.contains(want), "{want:?} not shown:\n{screen}");
+    }
+    let rows = |task: &str| screen.lines().filter(|l| l.starts_with(task)).count();
+    assert_eq!((rows("a "), rows("b "), rows("c ")), (1, 1, 1), "{screen}");
+    touch(&sb, "go-a");
+    touch(&sb, "go-b");
+    let screen = pane.wait_for("DONE-MARKER 0", LONG);
+    assert!(
+        screen.contains("succeeded: 3/3 tasks succeeded"),
+        "the summary, on the normal screen:\n{screen}"
+    );
+    assert!(!screen.contains("q quit"), "the view is gone:\n{screen}");
+    // The shell reads a line again: the terminal is back in its normal mode.
+    pane.line("echo typed-$((6*7))");
+    pane.wait_for("typed-42", LONG);
+}
+
+/// `r` reassigns the selected task and `c` cancels it after a `y` (journalled as if
+/// `orchestrator reassign|cancel` asked), and `q` leaves the view while the run goes on,
+/// saying what happens in plain lines.
+#[test]
+fn keys_reassign_and_cancel_and_q_leaves_the_view_for_plain_lines() {
+    let mut sb = Sandbox::new();
+    let plan = slow_plan(&sb);
+    let pane = sb.pane(120, 40);
+    pane.line(&run_line(&plan));
+    pane.wait_until(LONG, "both tasks running", |s| {
+        s.contains("workers: 2 running")
+    });
+    let session = sb.only_session();
+    // The tasks' list ends with a, b, c: End selects c, Up b, Up a.
+    pane.keys(&["End", "Up", "Up", "r"]);
+    wait_until(LONG, "a's attempt 1 reassigned", || {
+        events(&session).iter().any(|e| {
+            e["event"] == "attempt_ended" && e["task"] == "a" && e["reason"] == "reassigned"
+        })
+    });
+    wait_started(&session, "a", 2);
+    pane.keys(&["Down", "c"]);
+    pane.wait_for("cancel task b and what depends on it? y/n", LONG);
+    pane.keys(&["y"]);
+    wait_until(LONG, "b cancelled", || {
+        read_json(&session.join("tasks/b/outcome.json")).is_some_and(|o| o["state"] == "cancelled")
+    });
+    let journalled = events(&session);
+    let requests: Vec<(&str, &str)> = journalled
+        .iter()
+        .filter(|e| e["event"] == "control_request")
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or(""),
+                e["task"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(requests, [("reassign", "a"), ("cancel", "b")]);
+    pane.keys(&["q"]);
+    pane.wait_until(LONG, "the view gone", |s| !s.contains("q quit"));
+    touch(&sb, "go-a");
+    let screen = pane.wait_for("DONE-MARKER 1", LONG);
+    assert!(screen.contains("] a: succeeded"), "a plain line:\n{screen}");
+    assert!(screen.contains("] c: succeeded"), "a plain line:\n{screen}");
+}
+
+/// `status --watch` of a finished session draws it and exits 0 on `q`; of a session
+/// whose orchestrator died it says so, and Ctrl-C exits as SIGINT would (130). Without a
+/// terminal it refuses.
+#[test]
+fn status_watch_shows_a_finished_session_until_q_and_says_when_its_orchestrator_is_dead() {
+    let mut sb = Sandbox::new();
+    let done = sb.run_ok(
+        "quick.toml",
+        "name = \"quick\"\n[[task]]\nid = \"one\"\nrun = \"echo one\"\n",
+    );
+    let o = sb.run(&["status", done.to_str().unwrap(), "--watch"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("needs a terminal"), "{}", stderr(&o));
+    let dead = sb.start_plan(
+        "held.toml",
+        &format!(
+            "name = \"held\"\n[[task]]\nid = \"hold\"\nrun = '{}'\n",
+            wait_for_file("never")
+        ),
+        &["-q"],
+    );
+    wait_started(&dead, "hold", 1);
+    sb.kill_orchestrator(&dead);
+    let pane = sb.pane(120, 40);
+    pane.line(&format!(
+        "{ORCH} status {} --watch; echo EXIT=$?",
+        done.display()
+    ));
+    let screen = pane.wait_for("finished", LONG);
+    for want in ["succeeded", "tasks 1/1", "one", "events"] {
+        assert!(screen.contains(want), "{want:?} not shown:\n{screen}");
+    }
+    pane.keys(&["q"]);
+    pane.wait_for("EXIT=0", LONG);
+    pane.line(&format!(
+        "{ORCH} status {} --watch; echo EXIT=$?",
+        dead.display()
+    ));
+    let screen = pane.wait_for("ORCHESTRATOR IS DEAD", LONG);
+    assert!(
+        screen.contains(&format!(
+            "its orchestrator is gone: `orchestrator resume {}` carries on",
+            session_id(&dead)
+        )),
+        "{screen}"
+    );
+    pane.keys(&["C-c"]);
+    pane.wait_for("EXIT=130", LONG);
+}
