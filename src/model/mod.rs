@@ -566,6 +566,7 @@ impl SessionModel {
             rollback: self.journal.history().rollback.clone(),
             conflicts: self.conflicts.clone(),
             errors: self.errors(),
+            counted: None,
         }
     }
 
@@ -588,6 +589,7 @@ impl SessionModel {
             rollback: history.rollback,
             conflicts: self.conflicts,
             errors,
+            counted: None,
         }
     }
 

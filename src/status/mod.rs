@@ -250,6 +250,10 @@ pub struct Snapshot {
     /// The session's own files that could not be read (`session.json`, `plan.json`,
     /// `summary.json`, the journal, the workers' directory), each message naming its file.
     pub errors: Vec<String>,
+    /// Set by [`only_waiting`]: the session's tasks done and in all, before the tasks
+    /// not waiting for a person were left out, so the header still counts the session.
+    #[serde(skip)]
+    pub counted: Option<(usize, usize)>,
 }
 
 impl Snapshot {

@@ -46,15 +46,24 @@ fn table(rows: &[Vec<String>]) -> String {
 /// The human form of `orchestrator status`.
 pub fn render(snap: &Snapshot) -> String {
     let mut out = String::new();
+    let (done, total) = snap.counted.unwrap_or((snap.done(), snap.tasks.len()));
     let _ = writeln!(
         out,
         "session {} ({}): {}/{} tasks done\n  {}\n",
         snap.session,
         snap.state.as_str(),
-        snap.done(),
-        snap.tasks.len(),
+        done,
+        total,
         snap.path
     );
+    if snap.counted.is_some() {
+        let n = snap.tasks.len();
+        let _ = writeln!(
+            out,
+            "  {n} task{} waiting for a person (--waiting shows only these)\n",
+            if n == 1 { "" } else { "s" }
+        );
+    }
     for e in &snap.errors {
         let _ = writeln!(out, "  unreadable: {e}");
     }
@@ -356,6 +365,7 @@ fn agent_note(t: &TaskView) -> String {
 
 /// Only the tasks whose agent waits for a person (`status --waiting`).
 pub fn only_waiting(snap: &mut Snapshot) {
+    snap.counted = Some((snap.done(), snap.tasks.len()));
     snap.tasks.retain(TaskView::waiting);
 }
 

@@ -45,6 +45,7 @@ fn snap(state: SessionState, tasks: Vec<TaskView>) -> Snapshot {
         rollback: None,
         conflicts: None,
         errors: Vec::new(),
+        counted: None,
     }
 }
 
@@ -581,4 +582,35 @@ fn worktrees_show_branches_counts_outside_owns_and_conflicts() {
             .get("conflicts")
             .is_none()
     );
+}
+
+/// `status --waiting` counted only the tasks it listed: "0/1 tasks done" for a session
+/// of three tasks with two done. The header counts the session; a line says why the
+/// list is short.
+#[test]
+fn status_waiting_header_counts_the_whole_session() {
+    let mut waiting = task("ask", TaskState::Running);
+    waiting.agent = Some(AgentView {
+        state: crate::agent::AgentState::Waiting,
+        message: Some("may I?".into()),
+        since: "2026-01-01T00:00:01.000Z".into(),
+    });
+    let mut s = snap(
+        SessionState::Running,
+        vec![
+            task("a", TaskState::Succeeded),
+            task("b", TaskState::Succeeded),
+            waiting,
+        ],
+    );
+    only_waiting(&mut s);
+    let text = render(&s);
+    assert!(
+        text.starts_with(
+            "session s-20260101-000000-1 (running): 2/3 tasks done\n  /r/s-20260101-000000-1\n\n  \
+             1 task waiting for a person (--waiting shows only these)\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(s.tasks.len(), 1);
 }
