@@ -46,6 +46,8 @@ pub enum Action {
     Quit,
     /// Ctrl-C: what SIGINT means where the view runs.
     Interrupt,
+    /// Ctrl-L: draw the whole screen anew (something else wrote on the terminal).
+    Repaint,
     /// A control request for a task, as `orchestrator reassign|cancel` sends it.
     Control {
         action: ControlAction,
@@ -176,8 +178,12 @@ impl App {
 
     /// Take a key; returns what the loop should do.
     pub fn key(&mut self, k: KeyEvent, model: &SessionModel) -> Action {
-        if k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL) {
-            return Action::Interrupt;
+        if k.modifiers.contains(KeyModifiers::CONTROL) {
+            match k.code {
+                KeyCode::Char('c') => return Action::Interrupt,
+                KeyCode::Char('l') => return Action::Repaint,
+                _ => {}
+            }
         }
         match std::mem::replace(&mut self.screen, Screen::Main) {
             Screen::Confirm { then, .. } => {

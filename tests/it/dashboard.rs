@@ -115,6 +115,34 @@ fn keys_reassign_and_cancel_and_q_leaves_the_view_for_plain_lines() {
     assert!(screen.contains("] c: succeeded"), "a plain line:\n{screen}");
 }
 
+/// Ctrl-C in the view is the terminal's Ctrl-C: the run is interrupted (exit 130, the
+/// session left `interrupted`, its tasks stopped), the view gone.
+#[test]
+fn ctrl_c_in_the_view_interrupts_the_run() {
+    let mut sb = Sandbox::new();
+    let plan = slow_plan(&sb);
+    let pane = sb.pane(120, 40);
+    pane.line(&run_line(&plan));
+    pane.wait_until(LONG, "both tasks running", |s| {
+        s.contains("workers: 2 running")
+    });
+    let session = sb.only_session();
+    let groups: Vec<(String, i64)> = ["a", "b"]
+        .iter()
+        .map(|t| (format!("task {t}"), pgid_of(&session, t, 1)))
+        .collect();
+    pane.keys(&["C-c"]);
+    let screen = pane.wait_for("DONE-MARKER 130", LONG);
+    assert!(screen.contains("interrupted;"), "{screen}");
+    wait_all_gone(
+        LONG,
+        "after Ctrl-C in the view",
+        &worker_pids(&session),
+        &groups,
+    );
+    assert_eq!(status_json(&sb, &session)["state"], "interrupted");
+}
+
 /// `status --watch` of a finished session draws it and exits 0 on `q`; of a session
 /// whose orchestrator died it says so, and Ctrl-C exits as SIGINT would (130). Without a
 /// terminal it refuses.
