@@ -107,7 +107,7 @@ pub struct History {
     /// The tasks of `succeeded_order`, to ask whether one is there without a pass over it
     /// (once per task that succeeds: a pass each made a 10 000-task journal's fold
     /// quadratic).
-    succeeded: std::collections::HashSet<String>,
+    succeeded: std::collections::BTreeSet<String>,
     /// The steps of the last rollback requested, in order.
     pub rollback: Option<Vec<String>>,
     /// A failure froze the session: the tasks running then whose emergency command has
