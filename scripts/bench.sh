@@ -505,6 +505,8 @@ EOF
 }
 tmux_stop() {
   if have tmux; then tmux -L "$tmux_sock" kill-server 2>/dev/null || true; fi
+  # A killed server leaves its socket file behind.
+  rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$tmux_sock"
 }
 
 # --- main ------------------------------------------------------------------------------------

@@ -269,7 +269,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             if watch {
                 if !crate::dashboard::usable() {
                     return Err(Error::Usage(
-                        "status --watch needs a terminal (stdin and stdout); `orchestrator status` prints once".into(),
+                        "status --watch needs a terminal (stdin and stdout, in the foreground); `orchestrator status` prints once".into(),
                     ));
                 }
                 drop(out);

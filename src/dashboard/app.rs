@@ -46,6 +46,8 @@ pub enum Action {
     Quit,
     /// Ctrl-C: what SIGINT means where the view runs.
     Interrupt,
+    /// Ctrl-L: draw the whole screen anew (something else wrote on the terminal).
+    Repaint,
     /// A control request for a task, as `orchestrator reassign|cancel` sends it.
     Control {
         action: ControlAction,
@@ -174,10 +176,22 @@ impl App {
         })
     }
 
+    /// Ask a question (y/n) before an action, or say there is nothing to act on.
+    fn confirm(&mut self, what: Option<(String, Action)>, nothing: &str) {
+        match what {
+            Some((question, then)) => self.screen = Screen::Confirm { question, then },
+            None => self.message = Some(nothing.into()),
+        }
+    }
+
     /// Take a key; returns what the loop should do.
     pub fn key(&mut self, k: KeyEvent, model: &SessionModel) -> Action {
-        if k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL) {
-            return Action::Interrupt;
+        if k.modifiers.contains(KeyModifiers::CONTROL) {
+            match k.code {
+                KeyCode::Char('c') => return Action::Interrupt,
+                KeyCode::Char('l') => return Action::Repaint,
+                _ => {}
+            }
         }
         match std::mem::replace(&mut self.screen, Screen::Main) {
             Screen::Confirm { then, .. } => {
@@ -222,27 +236,23 @@ impl App {
                 }
                 None => self.message = Some("no task selected to reassign".into()),
             },
-            KeyCode::Char('c') => match self.selected_task(model, &top) {
-                Some(task) => {
-                    self.screen = Screen::Confirm {
-                        question: format!("cancel task {task} and what depends on it? y/n"),
-                        then: Action::Control {
-                            action: ControlAction::Cancel,
-                            task,
-                        },
+            KeyCode::Char('c') => {
+                let what = self.selected_task(model, &top).map(|task| {
+                    let question = format!("cancel task {task} and what depends on it? y/n");
+                    let then = Action::Control {
+                        action: ControlAction::Cancel,
+                        task,
                     };
-                }
-                None => self.message = Some("no task selected to cancel".into()),
-            },
-            KeyCode::Char('a') => match self.gate(model, &top) {
-                Some(g) => {
-                    self.screen = Screen::Confirm {
-                        question: format!("approve gate {g}? y/n"),
-                        then: Action::Approve(g),
-                    };
-                }
-                None => self.message = Some("no gate waits for approval".into()),
-            },
+                    (question, then)
+                });
+                self.confirm(what, "no task selected to cancel");
+            }
+            KeyCode::Char('a') => {
+                let what = self
+                    .gate(model, &top)
+                    .map(|g| (format!("approve gate {g}? y/n"), Action::Approve(g)));
+                self.confirm(what, "no gate waits for approval");
+            }
             _ => {}
         }
         Action::None

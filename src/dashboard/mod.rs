@@ -175,7 +175,8 @@ impl Dash {
     fn act(&mut self, action: Action, host: Host) -> Option<Exit> {
         let session = self.model.session().clone();
         match action {
-            Action::None => {}
+            // The loop repaints: it owns the terminal.
+            Action::None | Action::Repaint => {}
             Action::Quit => return Some(Exit::Quit),
             Action::Interrupt if host == Host::Watch => return Some(Exit::Interrupted(130)),
             Action::Interrupt => {
@@ -276,6 +277,9 @@ fn run_view(
         match rx.recv_timeout(wait) {
             Ok(Wake::Key(k)) => {
                 let action = d.app.key(k, &d.model);
+                if action == Action::Repaint {
+                    let _ = screen.terminal.clear();
+                }
                 if let Some(exit) = d.act(action, host) {
                     return Ok(exit);
                 }

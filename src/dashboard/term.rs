@@ -19,12 +19,16 @@ use crate::error::{Error, Result};
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static HOOK: Once = Once::new();
 
-/// Whether a live view can be drawn here: stdin and stdout are terminals, and the
-/// terminal is not a dumb one.
+/// Whether a live view can be drawn here: stdin and stdout are terminals, the terminal is
+/// not a dumb one, and we are its foreground job. A job started in the background (`run
+/// plan &`) is stopped by the kernel (SIGTTOU, SIGTTIN) as soon as it sets raw mode or
+/// reads a key: it prints lines instead.
 pub fn usable() -> bool {
-    std::io::stdin().is_terminal()
+    let stdin = std::io::stdin();
+    stdin.is_terminal()
         && std::io::stdout().is_terminal()
         && std::env::var("TERM").map_or(true, |t| t != "dumb")
+        && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|fg| fg == nix::unistd::getpgrp())
 }
 
 /// Colour unless `NO_COLOR` is set to something (https://no-color.org).

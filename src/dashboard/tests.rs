@@ -287,6 +287,8 @@ fn keys_select_ask_before_cancelling_and_approve_the_waiting_gate() {
     );
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert_eq!(app.key(ctrl_c, &m), Action::Interrupt);
+    let ctrl_l = KeyEvent::new(KeyCode::Char('l'), KeyModifiers::CONTROL);
+    assert_eq!(app.key(ctrl_l, &m), Action::Repaint);
     assert_eq!(app.key(key(KeyCode::Char('q')), &m), Action::Quit);
 }
 

@@ -139,7 +139,7 @@ pub struct SessionModel {
     /// Without a plan, how much of the journal's task order has become tasks.
     order_seen: usize,
     /// Tasks to read at the next refresh whatever happens (new ones).
-    to_read: BTreeSet<usize>,
+    to_read: Vec<usize>,
     counts: [usize; STATES.len()],
     /// Tasks read again on every refresh (see the module's documentation).
     live: BTreeSet<usize>,
@@ -196,7 +196,7 @@ impl SessionModel {
             caches: Vec::new(),
             index: HashMap::new(),
             order_seen: 0,
-            to_read: BTreeSet::new(),
+            to_read: Vec::new(),
             counts: [0; STATES.len()],
             live: BTreeSet::new(),
             unreadable: BTreeSet::new(),
@@ -356,7 +356,7 @@ impl SessionModel {
         self.caches.push(read::TaskCache::default());
         self.index.insert(id.to_string(), i);
         self.counts[slot(TaskState::Pending)] += 1;
-        self.to_read.insert(i);
+        self.to_read.push(i);
     }
 
     fn read_workers(&mut self) {
@@ -387,6 +387,7 @@ impl SessionModel {
     /// end, so it is tied to none) and, every few seconds, the unreadable ones. Returns
     /// how many were read.
     fn read_tasks(&mut self, touched: Vec<usize>) -> usize {
+        // A sorted list, not a set: on a first read it holds every task.
         let mut todo = std::mem::take(&mut self.to_read);
         todo.extend(touched);
         todo.extend(self.live.iter().copied());
@@ -401,6 +402,8 @@ impl SessionModel {
             todo.extend(self.unreadable.iter().copied());
             self.unreadable_at = Some(now);
         }
+        todo.sort_unstable();
+        todo.dedup();
         for &i in &todo {
             self.read_task(i);
         }

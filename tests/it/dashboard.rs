@@ -31,11 +31,9 @@ fn run_line(plan: &std::path::Path) -> String {
     )
 }
 
-/// The live view of `run`: worker rows with their tasks and progress while it runs; at
-/// the end the view is gone, the summary is printed on the normal screen and the shell
-/// is back, in its normal mode.
-#[test]
-fn run_on_a_terminal_shows_the_live_view_then_the_summary_and_the_prompt() {
+/// The slow plan run in a new pane, once its view shows both tasks running and `a`'s
+/// progress: the sandbox, the pane, the session and what the pane shows.
+fn running_in_a_pane() -> (Sandbox, Pane, std::path::PathBuf, String) {
     let mut sb = Sandbox::new();
     let plan = slow_plan(&sb);
     let pane = sb.pane(120, 40);
@@ -43,6 +41,16 @@ fn run_on_a_terminal_shows_the_live_view_then_the_summary_and_the_prompt() {
     let screen = pane.wait_until(LONG, "both workers running, a at 50%", |s| {
         s.contains("workers: 2 running") && s.contains("50% halfway")
     });
+    let session = sb.only_session();
+    (sb, pane, session, screen)
+}
+
+/// The live view of `run`: worker rows with their tasks and progress while it runs; at
+/// the end the view is gone, the summary is printed on the normal screen and the shell
+/// is back, in its normal mode.
+#[test]
+fn run_on_a_terminal_shows_the_live_view_then_the_summary_and_the_prompt() {
+    let (sb, pane, _, screen) = running_in_a_pane();
     for want in [
         "w1 ",
         "w2 ",
@@ -73,14 +81,7 @@ fn run_on_a_terminal_shows_the_live_view_then_the_summary_and_the_prompt() {
 /// saying what happens in plain lines.
 #[test]
 fn keys_reassign_and_cancel_and_q_leaves_the_view_for_plain_lines() {
-    let mut sb = Sandbox::new();
-    let plan = slow_plan(&sb);
-    let pane = sb.pane(120, 40);
-    pane.line(&run_line(&plan));
-    pane.wait_until(LONG, "both tasks running", |s| {
-        s.contains("workers: 2 running")
-    });
-    let session = sb.only_session();
+    let (sb, pane, session, _) = running_in_a_pane();
     // The tasks' list ends with a, b, c: End selects c, Up b, Up a.
     pane.keys(&["End", "Up", "Up", "r"]);
     wait_until(LONG, "a's attempt 1 reassigned", || {
@@ -113,6 +114,27 @@ fn keys_reassign_and_cancel_and_q_leaves_the_view_for_plain_lines() {
     let screen = pane.wait_for("DONE-MARKER 1", LONG);
     assert!(screen.contains("] a: succeeded"), "a plain line:\n{screen}");
     assert!(screen.contains("] c: succeeded"), "a plain line:\n{screen}");
+}
+
+/// Ctrl-C in the view is the terminal's Ctrl-C: the run is interrupted (exit 130, the
+/// session left `interrupted`, its tasks stopped), the view gone.
+#[test]
+fn ctrl_c_in_the_view_interrupts_the_run() {
+    let (sb, pane, session, _) = running_in_a_pane();
+    let groups: Vec<(String, i64)> = ["a", "b"]
+        .iter()
+        .map(|t| (format!("task {t}"), pgid_of(&session, t, 1)))
+        .collect();
+    pane.keys(&["C-c"]);
+    let screen = pane.wait_for("DONE-MARKER 130", LONG);
+    assert!(screen.contains("interrupted;"), "{screen}");
+    wait_all_gone(
+        LONG,
+        "after Ctrl-C in the view",
+        &worker_pids(&session),
+        &groups,
+    );
+    assert_eq!(status_json(&sb, &session)["state"], "interrupted");
 }
 
 /// `status --watch` of a finished session draws it and exits 0 on `q`; of a session
