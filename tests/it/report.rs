@@ -214,10 +214,14 @@ fn an_unfinished_or_dead_session_is_reported_from_its_files_and_says_so() {
     // where the orchestrator writes it when it has read the worker's (under the poll
     // watcher, up to a rescan later).
     let mut r = Value::Null;
-    wait_until(Duration::from_secs(30), "the report to see attempt 2 run", || {
-        r = report_json(&sb, &session);
-        r["totals"]["by_state"]["running"] == 1
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the report to see attempt 2 run",
+        || {
+            r = report_json(&sb, &session);
+            r["totals"]["by_state"]["running"] == 1
+        },
+    );
     assert_eq!(r["finished"], false);
     assert_eq!(r["state"], "running");
     assert!(
