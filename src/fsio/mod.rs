@@ -749,6 +749,20 @@ pub fn raise_fd(file: File) -> File {
 
 /// Whether some process holds an flock on `path` (a non-blocking probe with a shared lock;
 /// a missing file is "not held"). This is how liveness is read (invariant 4).
+/// Take `f`'s exclusive lock unless someone holds it for good. A liveness probe
+/// ([`lock_held`], from `status`, a worker, the CLI) holds a shared lock for a few
+/// microseconds: the lock is tried again for a while before it counts as held, or a
+/// `resume` racing a probe would be refused as if an orchestrator lived.
+pub fn lock_exclusive_patiently(f: &File) -> bool {
+    for _ in 0..20 {
+        if f.try_lock().is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    f.try_lock().is_ok()
+}
+
 pub fn lock_held(path: &Path) -> bool {
     match open_read(path) {
         Ok(Some(f)) => match f.try_lock_shared() {
@@ -770,6 +784,30 @@ pub fn is_hidden(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `resume` was refused ("already has a live orchestrator") when a worker's or
+    /// `status`'s liveness probe held its brief shared lock at that instant (seen in CI).
+    #[test]
+    fn a_liveness_probe_does_not_make_a_resume_refuse() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("lock");
+        let mine = File::create(&path).unwrap();
+        let probe = File::open(&path).unwrap();
+        probe.try_lock_shared().unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            probe.unlock().unwrap();
+        });
+        assert!(lock_exclusive_patiently(&mine), "a probe's lock is let go");
+        t.join().unwrap();
+        // A lock held for good is held.
+        let other = File::open(&path).unwrap();
+        assert!(other.try_lock_shared().is_err(), "mine is exclusive now");
+        mine.unlock().unwrap();
+        let holder = File::open(&path).unwrap();
+        holder.try_lock().unwrap();
+        assert!(!lock_exclusive_patiently(&mine));
+    }
     use std::fs;
 
     #[test]

@@ -24,8 +24,6 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fs2::FileExt;
-
 use crate::engine::{self, Engine, Exit, Fact, Interrupt, WorkerState};
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -883,7 +881,7 @@ fn quarantine_exit(
 fn take_lock(session: &Session, fs: fsio::Fs) -> Result<File> {
     let path = session.orchestrator_lock();
     let f = fsio::open_lock_file(&path)?;
-    if f.try_lock_exclusive().is_err() {
+    if !fsio::lock_exclusive_patiently(&f) {
         let pid = fsio::read_json::<OrchestratorInfo>(&session.orchestrator_info())
             .ok()
             .flatten()
