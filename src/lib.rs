@@ -37,6 +37,7 @@ pub mod session;
 pub mod shared;
 pub mod status;
 pub mod summary;
+pub mod text;
 pub mod usage;
 pub mod watch;
 pub mod worker;

@@ -136,25 +136,7 @@ fn clean(line: &[u8]) -> String {
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         if c == '\x1b' {
-            // CSI (`ESC [ ... final`) and OSC (`ESC ] ... BEL`) sequences; any other
-            // escape drops the character after it.
-            match chars.next() {
-                Some('[') => {
-                    for c in chars.by_ref() {
-                        if ('@'..='~').contains(&c) {
-                            break;
-                        }
-                    }
-                }
-                Some(']') => {
-                    while let Some(c) = chars.next() {
-                        if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
-                            break;
-                        }
-                    }
-                }
-                _ => {}
-            }
+            crate::text::skip_escape(&mut chars);
         } else if c == '\t' || !c.is_control() {
             out.push(c);
         }
