@@ -40,6 +40,20 @@ fn session_or_newest(root: &std::path::Path, arg: Option<String>) -> Result<Sess
     }
 }
 
+/// The first line of stdout is the session's path, for scripts; then the session runs
+/// in the foreground to its end.
+fn announce_and_drive(
+    mut out: std::io::StdoutLock<'_>,
+    orch: Orchestrator,
+    quiet: bool,
+    tui: bool,
+) -> Result<i32> {
+    let _ = writeln!(out, "{}", orch.session().root().display());
+    let _ = out.flush();
+    drop(out);
+    drive(orch, quiet, tui)
+}
+
 pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
     let root = session::sessions_root(args.sessions_dir.as_deref(), &cwd()?);
     let mut out = std::io::stdout().lock();
@@ -132,12 +146,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 env,
                 excluded,
             };
-            let orch = Orchestrator::create(cfg)?;
-            // First line of stdout: the session path, for scripts.
-            let _ = writeln!(out, "{}", orch.session().root().display());
-            let _ = out.flush();
-            drop(out);
-            drive(orch, quiet, tui(no_tui))
+            announce_and_drive(out, Orchestrator::create(cfg)?, quiet, tui(no_tui))
         }
         OrchestratorCommand::Resume {
             session,
@@ -157,11 +166,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
                 durable,
                 Vec::new(),
             )?;
-            let orch = Orchestrator::resume(cfg)?;
-            let _ = writeln!(out, "{}", orch.session().root().display());
-            let _ = out.flush();
-            drop(out);
-            drive(orch, quiet, tui(no_tui))
+            announce_and_drive(out, Orchestrator::resume(cfg)?, quiet, tui(no_tui))
         }
         OrchestratorCommand::Retry {
             session,
@@ -173,11 +178,7 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             no_tui,
         } => {
             let cfg = resume_config(&root, &session, workers, launcher, watch, false, tasks)?;
-            let orch = Orchestrator::resume(cfg)?;
-            let _ = writeln!(out, "{}", orch.session().root().display());
-            let _ = out.flush();
-            drop(out);
-            drive(orch, quiet, tui(no_tui))
+            announce_and_drive(out, Orchestrator::resume(cfg)?, quiet, tui(no_tui))
         }
         OrchestratorCommand::Reassign { session, task } => {
             let s = Session::resolve(&root, Some(&session))?;

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use crate::error::{Error, Result};
 use crate::primitives::{self, TaskRef};
+
+use super::data::TaskArgs;
 use crate::session::Session;
 use crate::watch::{Wait, WatchMode};
 use crate::worker::{self, WorkerConfig};
@@ -60,7 +62,7 @@ enum WorkerVerb {
         #[arg(long, value_name = "FILE", conflicts_with = "value")]
         json: Option<PathBuf>,
         #[command(flatten)]
-        task: TaskFlags,
+        task: TaskArgs,
     },
     /// Arrive at a barrier and wait until every participant has.
     #[command(after_help = "Examples:
@@ -76,7 +78,7 @@ enum WorkerVerb {
         #[arg(long, value_parser = super::data::parse_duration)]
         timeout: Option<std::time::Duration>,
         #[command(flatten)]
-        task: TaskFlags,
+        task: TaskArgs,
     },
     /// Raise a named signal (tasks `after = ["signal:NAME"]` start).
     #[command(after_help = "Examples:
@@ -85,7 +87,7 @@ enum WorkerVerb {
         /// The signal's name.
         name: String,
         #[command(flatten)]
-        task: TaskFlags,
+        task: TaskArgs,
     },
     /// Block until a signal is raised.
     #[command(after_help = "Examples:
@@ -111,7 +113,7 @@ enum WorkerVerb {
         #[arg(long, value_parser = super::data::parse_duration)]
         timeout: Option<std::time::Duration>,
         #[command(flatten)]
-        task: TaskFlags,
+        task: TaskArgs,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
@@ -148,18 +150,8 @@ enum WorkerVerb {
         /// The name it was saved under.
         key: String,
         #[command(flatten)]
-        task: TaskFlags,
+        task: TaskArgs,
     },
-}
-
-#[derive(clap::Args, Debug)]
-struct TaskFlags {
-    /// The task (default: $MAESTRO_TASK).
-    #[arg(long, env = "MAESTRO_TASK")]
-    task: Option<String>,
-    /// This task's attempt (default: $MAESTRO_ATTEMPT).
-    #[arg(long, env = "MAESTRO_ATTEMPT")]
-    attempt: Option<u32>,
 }
 
 /// `worker` entry point; returns the process exit code.
