@@ -116,6 +116,14 @@ pub enum PlanErrorKind {
     BadBackoffJitter { scope: Scope, jitter: f64 },
     #[error("plan has no tasks")]
     NoTasks,
+    #[error("plan has no `name`")]
+    NoName,
+    /// A file of tasks added to a live session sets what only the session's plan may.
+    #[error("`{key}` cannot be added to a running session: {why}")]
+    NotAddable {
+        key: &'static str,
+        why: &'static str,
+    },
     /// A task's `matrix` has the wrong shape, or makes too many tasks; `key` is the
     /// parameter when the problem is one parameter's.
     #[error(
@@ -387,6 +395,8 @@ impl fmt::Display for DurationKey {
 pub enum FirstDefined {
     AtLine(usize),
     AsTask(usize),
+    /// By the plan of the session tasks are added to.
+    InSession,
 }
 
 impl fmt::Display for FirstDefined {
@@ -394,6 +404,7 @@ impl fmt::Display for FirstDefined {
         match self {
             FirstDefined::AtLine(line) => write!(f, "at line {line}"),
             FirstDefined::AsTask(n) => write!(f, "as task #{n}"),
+            FirstDefined::InSession => write!(f, "in the session's plan"),
         }
     }
 }

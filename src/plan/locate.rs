@@ -152,6 +152,16 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// Where the root key `key` is given, if anywhere.
+    pub(super) fn root_value_pos(&self, key: &str) -> Option<usize> {
+        let path = [Seg::Key(key)];
+        if self.is_toml {
+            toml_value_pos(self.text, &path)
+        } else {
+            super::locate_json::value_pos(self.text, &path)
+        }
+    }
+
     pub(super) fn is_toml(&self) -> bool {
         self.is_toml
     }

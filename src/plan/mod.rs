@@ -468,8 +468,47 @@ impl Plan {
             .and_then(|d| d.cwd.as_ref())
             .map(|c| base_cwd.join(c));
         let plan = validate::validate(&src, raw, base_cwd)?;
-        validate::check_dirs(&src, &plan, defaults_cwd.as_deref())?;
+        validate::check_dirs(&src, &plan.tasks, defaults_cwd.as_deref())?;
         Ok(plan)
+    }
+
+    /// Read and check a file of tasks to add to a live session whose plan is `self`
+    /// (`orchestrator add`): every check of [`Plan::load`] runs on the merged plan, with
+    /// errors pointing into the file. Returns the new tasks, in file order.
+    pub fn load_added(&self, path: &Path, base_cwd: &Path) -> Result<Vec<Task>, PlanError> {
+        let file = path.display().to_string();
+        let text = read_capped(path).map_err(|kind| PlanError::new(&file, None, kind))?;
+        self.added(&file, &text, base_cwd, true)
+    }
+
+    /// [`Plan::load_added`] of a text; `dirs`: check that working directories exist.
+    fn added(
+        &self,
+        file: &str,
+        text: &str,
+        base_cwd: &Path,
+        dirs: bool,
+    ) -> Result<Vec<Task>, PlanError> {
+        let mut src = locate::Source::new(file, text);
+        let raw = raw::parse(&src)?;
+        let raw = matrix::expand(&mut src, raw)?;
+        let defaults_cwd = raw
+            .defaults
+            .as_ref()
+            .and_then(|d| d.cwd.as_ref())
+            .map(|c| base_cwd.join(c));
+        let tasks = validate::added::validate_added(&src, raw, base_cwd, self)?;
+        if dirs {
+            validate::check_dirs(&src, &tasks, defaults_cwd.as_deref())?;
+        }
+        Ok(tasks)
+    }
+
+    /// `self` with `tasks` added, checked again without their text: ids, dependencies,
+    /// cycles, `owns` and sizes (the orchestrator's look at tasks checked against an older
+    /// version of its plan).
+    pub fn with_added(&self, tasks: Vec<Task>) -> Result<Plan, PlanError> {
+        validate::added::merge_checked(self, tasks)
     }
 
     /// A session's `plan.json` (`None`: missing), read with the plan cap.

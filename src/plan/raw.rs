@@ -19,7 +19,8 @@ use super::matrix::RawMatrix;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPlan {
-    pub(super) name: String,
+    /// Required of a plan; a file of tasks added to a session may leave it out.
+    pub(super) name: Option<String>,
     pub(super) workers: Option<i64>,
     pub(super) keep_windows: Option<bool>,
     pub(super) lease: Option<String>,

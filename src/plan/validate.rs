@@ -48,6 +48,9 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         limits: raw_limits,
         cleanup_workers,
     } = raw;
+    let Some(name) = name else {
+        return Err(src.error(None, K::NoName));
+    };
     if !names::is_valid(&name) {
         return Err(src.error(src.name_pos(), bad_name("plan name", &name, Scope::Plan)));
     }
@@ -98,33 +101,12 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
     };
 
     let tasks = raw_tasks.into_iter().zip(commands).enumerate();
-    let tasks = tasks.map(|(i, (mut t, command))| {
-        let aux = auxiliary::TaskAux::take(&mut t);
-        let claims = claims(src, i, &t, &resources)?;
-        let scope = Scope::Task(t.id.clone());
-        let policy = policy(src, Table::Task(i), scope.clone(), t.on_failure.as_deref())?;
-        let memory = size_of(src, Table::Task(i), scope, "memory", t.memory.as_deref())?;
-        if let (Some(m), Some(budget)) = (memory, limits.memory)
-            && m > budget
-        {
-            let kind = K::BadSize {
-                scope: Scope::Task(t.id.clone()),
-                key: "memory",
-                msg: format!(
-                    "{} is more than the [limits] memory budget of {}: it could never start",
-                    show_size(m),
-                    show_size(budget)
-                ),
-            };
-            return Err(src.error(src.size_pos(Table::Task(i), "memory"), kind));
-        }
-        let mut task = task(src, i, t, command, &defaults, base_cwd)?;
-        task.resources = claims;
-        task.on_failure = policy;
-        task.memory = memory;
-        aux.check_into(src, i, &defaults.cleanup, &mut task)?;
-        Ok(task)
-    });
+    let session = Session {
+        pools: &resources,
+        limits,
+        base_cwd,
+    };
+    let tasks = tasks.map(|(i, (t, command))| full_task(src, i, t, command, &defaults, &session));
     let plan = Plan {
         name,
         workers,
@@ -140,9 +122,54 @@ pub(super) fn validate(src: &Source, raw: RawPlan, base_cwd: &Path) -> Result<Pl
         limits,
         cleanup_workers,
     };
-    check_owns(src, &plan)?;
-    check_sizes(src, &plan)?;
+    check_owns(src, &plan, 0)?;
+    check_sizes(src, &plan, 0)?;
     Ok(plan)
+}
+
+/// What a task is checked against besides its own values: the plan's pools and limits,
+/// and the directory relative paths start from.
+struct Session<'p> {
+    pools: &'p BTreeMap<String, super::Pool>,
+    limits: super::Limits,
+    base_cwd: &'p Path,
+}
+
+/// Task `i` as written, every value of its own checked (claims, policy, memory,
+/// durations, auxiliary commands) and the defaults filled in.
+fn full_task(
+    src: &Source,
+    i: usize,
+    mut t: RawTask,
+    command: TaskCommand,
+    defaults: &Defaults,
+    session: &Session,
+) -> Result<Task, PlanError> {
+    let aux = auxiliary::TaskAux::take(&mut t);
+    let claims = claims(src, i, &t, session.pools)?;
+    let scope = Scope::Task(t.id.clone());
+    let policy = policy(src, Table::Task(i), scope.clone(), t.on_failure.as_deref())?;
+    let memory = size_of(src, Table::Task(i), scope, "memory", t.memory.as_deref())?;
+    if let (Some(m), Some(budget)) = (memory, session.limits.memory)
+        && m > budget
+    {
+        let kind = K::BadSize {
+            scope: Scope::Task(t.id.clone()),
+            key: "memory",
+            msg: format!(
+                "{} is more than the [limits] memory budget of {}: it could never start",
+                show_size(m),
+                show_size(budget)
+            ),
+        };
+        return Err(src.error(src.size_pos(Table::Task(i), "memory"), kind));
+    }
+    let mut task = task(src, i, t, command, defaults, session.base_cwd)?;
+    task.resources = claims;
+    task.on_failure = policy;
+    task.memory = memory;
+    aux.check_into(src, i, &defaults.cleanup, &mut task)?;
+    Ok(task)
 }
 
 /// The size of `value` as fsio writes it (pretty, with a newline), without writing it.
@@ -165,8 +192,11 @@ fn json_size<T: serde::Serialize>(value: &T) -> u64 {
 /// What maestro writes from the plan fits under what it reads back: each task's
 /// assignment (a task's record, and a few fields more) under [`TASK_CAP`], far below
 /// the 16 MiB a worker reads an assignment with; `plan.json` under [`PLAN_CAP`].
-fn check_sizes(src: &Source, plan: &Plan) -> Result<(), PlanError> {
-    for (i, t) in plan.tasks.iter().enumerate() {
+///
+/// The tasks from index `from` on are the text's (a file of tasks added to a session),
+/// numbered from 0 there; those before were checked when they came.
+fn check_sizes(src: &Source, plan: &Plan, from: usize) -> Result<(), PlanError> {
+    for (i, t) in plan.tasks.iter().enumerate().skip(from) {
         let size = json_size(t);
         if size > TASK_CAP {
             let kind = K::TaskTooLarge {
@@ -174,7 +204,7 @@ fn check_sizes(src: &Source, plan: &Plan) -> Result<(), PlanError> {
                 size,
                 limit: TASK_CAP,
             };
-            return Err(src.error(src.id_pos(i), kind));
+            return Err(src.error(src.id_pos(i - from), kind));
         }
     }
     let size = json_size(plan);
@@ -194,7 +224,7 @@ fn check_sizes(src: &Source, plan: &Plan) -> Result<(), PlanError> {
 /// only where it is loaded to run.
 pub(super) fn check_dirs(
     src: &Source,
-    plan: &Plan,
+    tasks: &[Task],
     defaults_cwd: Option<&Path>,
 ) -> Result<(), PlanError> {
     let mut seen: HashSet<&Path> = HashSet::new();
@@ -216,7 +246,7 @@ pub(super) fn check_dirs(
         check(d, Whose::DEFAULTS, src.cwd_pos(Table::Defaults))?;
         seen.insert(d);
     }
-    for (i, t) in plan.tasks.iter().enumerate() {
+    for (i, t) in tasks.iter().enumerate() {
         if !seen.insert(&t.cwd) {
             continue;
         }
@@ -866,7 +896,10 @@ fn task(
 /// Tasks are ordered by `after` alone, a race standing for its members: the edge lists
 /// are where another kind of ordering would join. The error points at the later task's
 /// pattern.
-fn check_owns(src: &Source, plan: &Plan) -> Result<(), PlanError> {
+///
+/// With `from` above 0, the tasks from there on are the text's (added to a session) and
+/// only a conflict that involves one of them can be new: it is reported at that task.
+fn check_owns(src: &Source, plan: &Plan, from: usize) -> Result<(), PlanError> {
     if plan.tasks.iter().filter(|t| !t.owns.is_empty()).count() < 2 {
         return Ok(());
     }
@@ -893,7 +926,11 @@ fn check_owns(src: &Source, plan: &Plan) -> Result<(), PlanError> {
         second_pattern: b.owns[c.second_pattern].clone(),
         path: c.path,
     };
-    Err(src.error(src.owns_pos(c.second, c.second_pattern), kind))
+    let pos = c
+        .second
+        .checked_sub(from)
+        .and_then(|i| src.owns_pos(i, c.second_pattern));
+    Err(src.error(pos, kind))
 }
 
 /// `env_from_parent` names must be variable names not also set in `env` (which value
@@ -934,6 +971,7 @@ fn secrets(
     Ok(())
 }
 
+pub(super) mod added;
 mod auxiliary;
 mod sizes;
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use super::super::test_util::{SUFFIX, err, json_err, parse, tasks};
 use super::super::{Plan, TaskCommand};
 
+mod added;
 mod auxiliary;
 
 /// `worktree` comes from `[defaults]` unless a task says otherwise; it is a boolean.
