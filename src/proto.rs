@@ -666,6 +666,8 @@ pub enum ControlAction {
     },
     /// Run at most `workers` tasks at once from now on.
     Scale { workers: usize },
+    /// Take `tasks` more tasks (the request's `tasks`, checked as a plan's would be).
+    Add { tasks: usize },
 }
 
 /// A person's word on a rollback step whose outcome is unknown.
@@ -690,6 +692,7 @@ impl ControlAction {
             ControlAction::Thaw => "thaw",
             ControlAction::Rollback { .. } => "rollback",
             ControlAction::Scale { .. } => "scale",
+            ControlAction::Add { .. } => "add",
         }
     }
 }
@@ -702,6 +705,9 @@ pub struct ControlRequest {
     pub action: ControlAction,
     pub task: Option<String>,
     pub requested_at: String,
+    /// For `add`: the tasks, as `orchestrator add` checked them against the plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<crate::plan::Task>,
 }
 
 /// `control/replies/<id>.json`: the orchestrator's answer to a request.

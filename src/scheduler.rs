@@ -233,6 +233,77 @@ impl Scheduler {
         skipped
     }
 
+    /// The scheduler of a larger graph (tasks added to a live session): node `o` of
+    /// `self` is node `map[o]` of `deps` and keeps its state; every other node is new and
+    /// waits, or is ready once every dependency succeeded. A new node with a dependency
+    /// that can no longer succeed is left waiting and returned with that dependency, for
+    /// the caller to decide (it is skipped or cancelled, with a reason only it can give).
+    pub fn grown(
+        &self,
+        deps: Vec<Vec<usize>>,
+        external: Vec<bool>,
+        map: &[usize],
+    ) -> (Scheduler, Vec<(usize, usize)>) {
+        let n = deps.len();
+        let mut dependents = vec![Vec::new(); n];
+        for (i, ds) in deps.iter().enumerate() {
+            for &d in ds {
+                dependents[d].push(i);
+            }
+        }
+        let height = heights(&deps, &dependents);
+        let mut state = vec![State::Waiting; n];
+        let mut old = vec![false; n];
+        for (o, &m) in map.iter().enumerate() {
+            state[m] = self.state[o];
+            old[m] = true;
+        }
+        let unmet = deps
+            .iter()
+            .map(|ds| ds.iter().filter(|&&d| state[d] != State::Succeeded).count())
+            .collect();
+        let terminal = state.iter().filter(|s| s.is_terminal()).count();
+        let not_started = (0..n)
+            .filter(|&i| !external[i] && matches!(state[i], State::Waiting | State::Ready))
+            .count();
+        let mut s = Scheduler {
+            dependents,
+            deps,
+            unmet,
+            height,
+            state,
+            ready: BinaryHeap::new(),
+            external,
+            terminal,
+            not_started,
+        };
+        let mut doomed = Vec::new();
+        for (i, &was) in old.iter().enumerate() {
+            if was {
+                if s.state[i] == State::Ready {
+                    s.ready.push((s.height[i], Reverse(i)));
+                }
+                continue;
+            }
+            let dead = s.deps[i]
+                .iter()
+                .copied()
+                .find(|&d| matches!(s.state[d], State::Failed | State::Skipped | State::Lost));
+            match dead {
+                Some(d) => doomed.push((i, d)),
+                None if s.unmet[i] == 0 => s.make_ready(i),
+                None => {}
+            }
+        }
+        (s, doomed)
+    }
+
+    /// Mark a waiting node skipped, with every waiting or ready node after it (a node
+    /// added after a dependency that failed); returns the nodes skipped after it.
+    pub fn skip(&mut self, t: usize) -> Vec<usize> {
+        self.end(t, State::Skipped)
+    }
+
     /// Mark a not-yet-started task as running without taking it from the queue in order:
     /// used on resume to adopt a task that a live worker is still running.
     pub fn adopt_running(&mut self, t: usize) {
@@ -446,7 +517,95 @@ mod tests {
         assert_eq!(s.height[0], n);
     }
 
+    #[test]
+    fn a_grown_graph_keeps_every_state_and_readies_the_new_nodes() {
+        // 0 -> 1 -> 2, and a signal node 3; 0 succeeded, 1 running, 2 waits.
+        let old = vec![vec![], vec![0], vec![1], vec![]];
+        let mut g = Scheduler::with_external(old, vec![false, false, false, true]);
+        g.pop_ready();
+        g.succeed(0);
+        assert_eq!(g.pop_ready(), Some(1));
+        // The signal node moves from 3 to 5: new tasks 3 (after 0) and 4 (after 1 and
+        // the signal).
+        let deps = vec![vec![], vec![0], vec![1], vec![0], vec![1, 5], vec![]];
+        let external = vec![false, false, false, false, false, true];
+        let (mut g, doomed) = g.grown(deps, external, &[0, 1, 2, 5]);
+        assert!(doomed.is_empty());
+        assert_eq!(g.state(0), State::Succeeded);
+        assert_eq!(g.state(1), State::Running);
+        assert_eq!(g.state(3), State::Ready);
+        assert_eq!(g.state(4), State::Waiting);
+        assert_eq!(g.not_started(), 3, "2, 3 and 4");
+        assert_eq!(g.pop_ready(), Some(3));
+        assert_eq!(g.pop_ready(), None);
+        assert_eq!(g.succeed(1), vec![2]);
+        assert_eq!(g.succeed(5), vec![4]);
+    }
+
+    #[test]
+    fn a_node_added_after_a_failure_is_returned_and_its_skip_reaches_new_dependents() {
+        let mut s = Scheduler::new(vec![vec![]]);
+        s.pop_ready();
+        s.fail(0);
+        assert!(s.finished());
+        // 1 after 0 (failed), 2 after 1.
+        let (mut g, doomed) = s.grown(vec![vec![], vec![0], vec![1]], vec![false; 3], &[0]);
+        assert_eq!(doomed, vec![(1, 0)]);
+        assert!(!g.finished());
+        assert_eq!(g.skip(1), vec![2]);
+        assert!(g.finished());
+        assert_eq!(g.not_started(), 0);
+    }
+
     proptest! {
+        /// Growing a half-run graph: every node ends terminal, runs only after its
+        /// dependencies succeeded, is skipped only behind a failure; the counts agree.
+        #[test]
+        fn random_grown_dags_respect_dependencies(
+            edges in proptest::collection::vec((0usize..40, 0usize..40), 0..100),
+            fails in proptest::collection::vec(any::<bool>(), 40),
+            n in 1usize..20,
+            m in 0usize..20,
+            steps in 0usize..20,
+        ) {
+            let total = n + m;
+            let mut deps = vec![Vec::new(); total];
+            for (a, b) in edges {
+                let (a, b) = (a % total, b % total);
+                // Old nodes only after old ones; new ones after anything earlier.
+                if a > b && (a >= n || b < n) && !deps[a].contains(&b) { deps[a].push(b); }
+            }
+            let mut s = Scheduler::new(deps[..n].to_vec());
+            let mut running = Vec::new();
+            let step = |s: &mut Scheduler, running: &mut Vec<usize>| -> Result<bool, TestCaseError> {
+                while let Some(t) = s.pop_ready() {
+                    for &d in &deps[t] { prop_assert_eq!(s.state(d), State::Succeeded); }
+                    running.push(t);
+                }
+                let Some(t) = running.pop() else { return Ok(false) };
+                if fails[t] { s.fail(t); } else { s.succeed(t); }
+                Ok(true)
+            };
+            for _ in 0..steps {
+                if !step(&mut s, &mut running)? { break; }
+            }
+            let map: Vec<usize> = (0..n).collect();
+            let (mut g, doomed) = s.grown(deps.clone(), vec![false; total], &map);
+            for (t, d) in doomed {
+                prop_assert!(t >= n);
+                prop_assert!(matches!(g.state(d), State::Failed | State::Skipped | State::Lost));
+                g.skip(t);
+            }
+            while step(&mut g, &mut running)? {}
+            prop_assert!(g.finished());
+            prop_assert_eq!(g.not_started(), 0);
+            for (t, ds) in deps.iter().enumerate() {
+                if g.state(t) == State::Skipped {
+                    prop_assert!(ds.iter().any(|&d| matches!(g.state(d), State::Failed | State::Skipped)));
+                }
+            }
+        }
+
         /// Model check: on a random DAG with random failures, every task ends terminal,
         /// a task runs only after all its deps succeeded, and a skipped task has a
         /// failed or skipped dependency.

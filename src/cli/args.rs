@@ -365,6 +365,21 @@ Refused (exit 2) in a finished session.")]
         /// The session (directory, id or unique id prefix).
         session: String,
     },
+    /// Add tasks to a running session: a file of `[[task]]` tables (templates too, and
+    /// `[defaults]` of its own), checked with every plan check on the merged plan. New
+    /// tasks may run after the session's tasks, races, gates and signals.
+    #[command(after_help = "Examples:
+  orchestrator add demo-2026 more.toml
+  orchestrator add demo-2026 hotfix.json    a JSON file of tasks works the same way
+
+Exit status: 0 added; 2 refused (a check failed, or the session is not running: the
+message says which).")]
+    Add {
+        /// The running session (directory, id or unique id prefix).
+        session: String,
+        /// The file of tasks (TOML, or JSON when it ends in .json).
+        file: PathBuf,
+    },
     /// Change how many workers a live session runs at once.
     #[command(after_help = "Examples:
   orchestrator scale demo-2026 8     more at once (new workers start now)

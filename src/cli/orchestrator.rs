@@ -353,6 +353,20 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             drop(out);
             crate::prune::wait(&s, WatchMode::from_env()?)
         }
+        OrchestratorCommand::Add { session, file } => {
+            let s = Session::resolve(&root, Some(&session))?;
+            let reply = crate::orchestrator::add_tasks(&s, &file, &cwd()?)?;
+            if !reply.ok {
+                return Err(Error::WrongState(format!(
+                    "session {}: tasks of {} not added: {}",
+                    s.id(),
+                    file.display(),
+                    reply.message
+                )));
+            }
+            println!("{}", reply.message);
+            Ok(0)
+        }
         OrchestratorCommand::Scale { session, workers } => {
             if workers == 0 {
                 return Err(Error::Usage("the worker limit must be at least 1".into()));

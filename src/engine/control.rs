@@ -80,6 +80,10 @@ impl Engine {
             (ControlAction::Rollback { unknown }, None) => self.rollback_requested(*unknown, now),
             (ControlAction::Scale { .. }, Some(_)) => Err("scale acts on the whole session".into()),
             (ControlAction::Scale { workers }, None) => self.scale(*workers),
+            // The tasks travel with the request (`Fact::Add`), never in an action alone.
+            (ControlAction::Add { .. }, _) => {
+                Err("tasks are added with `orchestrator add SESSION FILE`".into())
+            }
             (ControlAction::Approve | ControlAction::Reject { .. }, _) => {
                 unreachable!("handled above")
             }

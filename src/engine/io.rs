@@ -146,6 +146,12 @@ pub enum Fact {
     },
     /// A look at signals, barriers and locks.
     Primitives(PrimScan),
+    /// `orchestrator add`: tasks to take into the plan, checked against the plan by the
+    /// CLI (and again here: another addition may have come first).
+    Add {
+        id: String,
+        tasks: Vec<crate::plan::Task>,
+    },
     /// A person's request (from `control/` or the CLI directly).
     Control {
         id: String,
@@ -335,6 +341,9 @@ pub enum Command {
         victim: String,
         cycle: String,
     },
+    /// Write the engine's plan ([`crate::engine::Engine::plan`]) to `plan.json`: it grew
+    /// (tasks added), and the journal line that vouches for the new tasks comes next.
+    SavePlan,
     /// Answer a control request.
     Reply {
         id: String,

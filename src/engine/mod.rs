@@ -24,6 +24,7 @@ pub mod deadlock;
 mod decide;
 mod dispatch;
 mod gates;
+mod grow;
 mod io;
 mod policy;
 mod prims;
@@ -342,6 +343,7 @@ impl Engine {
                 }
             }
             Fact::Primitives(scan) => self.primitives(scan, now),
+            Fact::Add { id, tasks } => self.add(id, tasks),
             Fact::Control { id, action, task } => {
                 self.journal(Event::ControlRequest {
                     id: id.clone(),

@@ -70,6 +70,10 @@ impl TaskHistory {
 pub struct History {
     /// Task ids in the order they were added.
     pub task_order: Vec<String>,
+    /// How many tasks `tasks_added` lines named: the plan's first this many tasks are
+    /// the session's (a crash between writing a grown `plan.json` and its journal line
+    /// leaves more in the file, which a resume drops).
+    pub tasks_added: usize,
     pub tasks: BTreeMap<String, TaskHistory>,
     /// Workers ever spawned, and whether each was seen leaving.
     pub workers: BTreeMap<String, bool>,
@@ -185,6 +189,7 @@ impl History {
         match ev {
             Event::SessionStarted { .. } => self.state = Some(SessionState::Running),
             Event::TasksAdded { tasks } => {
+                self.tasks_added += tasks.len();
                 for t in tasks {
                     self.task(t);
                 }

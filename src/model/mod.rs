@@ -159,6 +159,9 @@ pub struct SessionModel {
     ended_at: Option<String>,
     /// The journal had lines about gates or auxiliary commands since they were derived.
     derive: bool,
+    /// A `tasks_added` line named tasks the plan read has not: it grew (`orchestrator
+    /// add`), and is read again.
+    grown: bool,
     refreshed: bool,
 }
 
@@ -212,6 +215,7 @@ impl SessionModel {
             recent: VecDeque::new(),
             ended_at: None,
             derive: true,
+            grown: false,
             refreshed: false,
         }
     }
@@ -238,6 +242,10 @@ impl SessionModel {
         }
         let mut touched: Vec<usize> = Vec::new();
         let events = self.read_journal(&mut touched);
+        if std::mem::take(&mut self.grown) && self.plan.is_some() {
+            self.plan = None;
+            touched.clear();
+        }
         if self.plan.is_none() {
             self.read_plan();
         }
@@ -271,9 +279,15 @@ impl SessionModel {
         let recent = &mut self.recent;
         let keep = self.live_view;
         let (derive, ended_at) = (&mut self.derive, &mut self.ended_at);
+        let grown = &mut self.grown;
         let r = self.journal.refresh_with(|ev, line| {
             ev.for_each_task(|t| touched.extend(index.get(t)));
             match ev {
+                // Lines naming the new tasks may come before the plan is read again: the
+                // new read reads every task.
+                Event::TasksAdded { tasks } if !index.is_empty() => {
+                    *grown |= tasks.iter().any(|t| !index.contains_key(t));
+                }
                 Event::SessionFinished { .. } => {
                     *ended_at = journal::line_ts(line).map(str::to_string);
                 }

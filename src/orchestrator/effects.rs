@@ -26,6 +26,7 @@ impl Orchestrator {
                 self.narrate(&ev);
                 self.after_journal(&ev)?;
             }
+            Command::SavePlan => self.save_plan()?,
             Command::SpawnWorker { worker } => self.spawn_worker(&worker)?,
             Command::Assign {
                 worker,
@@ -225,6 +226,21 @@ impl Orchestrator {
         for rec in ended {
             let fact = super::exited(&self.session, worker, rec);
             self.feedback.push_back(fact);
+        }
+        Ok(())
+    }
+
+    /// The plan grew (tasks added): `plan.json` before the journal line naming the new
+    /// tasks, and room for them in what the shell keeps per task.
+    fn save_plan(&mut self) -> Result<()> {
+        let plan = self.engine.plan();
+        self.fs.write_json(&self.session.plan_json(), plan)?;
+        let n = plan.tasks.len();
+        self.dir_made.resize(n, false);
+        self.retry_file.resize(n, false);
+        self.rows.resize(n, None);
+        if let Some(w) = &mut self.worktrees {
+            w.grow(plan);
         }
         Ok(())
     }

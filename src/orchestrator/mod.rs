@@ -13,6 +13,7 @@
 //! its history, the directory what happened meanwhile.
 
 mod agents;
+mod control;
 mod effects;
 mod recover;
 mod worktrees;
@@ -38,6 +39,8 @@ use crate::proto::{
 use crate::session::Session;
 use crate::watch::{self, WatchMode};
 use crate::worker::hostname;
+
+pub use control::{add_tasks, leave_control, send_control};
 
 /// How often a starting worker's registration is looked for without a native watcher.
 const STARTING_POLL: Duration = Duration::from_millis(5);
@@ -185,7 +188,8 @@ impl Orchestrator {
             &SessionInfo {
                 protocol: proto::PROTOCOL_VERSION,
                 id: session.id().to_string(),
-                plan_file: cfg.plan_file.clone(),
+                // Absolute: tasks added later are checked against its directory.
+                plan_file: std::fs::canonicalize(&cfg.plan_file).unwrap_or(cfg.plan_file.clone()),
                 created_at: started_at,
                 launcher: cfg.launcher.as_str().into(),
                 workers: cfg.workers,
@@ -675,7 +679,14 @@ impl Orchestrator {
     fn handle_control(&mut self) -> Result<()> {
         for rid in self.session.control_requests()? {
             let path = self.session.control_request(&rid);
-            match fsio::read_json::<ControlRequest>(&path) {
+            // An `add` carries its tasks: at most a plan's worth.
+            match fsio::read_json_capped::<ControlRequest>(&path, crate::plan::PLAN_CAP) {
+                Ok(Some(req)) if matches!(req.action, ControlAction::Add { .. }) => {
+                    self.feed(Fact::Add {
+                        id: rid,
+                        tasks: req.tasks,
+                    })?;
+                }
                 Ok(Some(req)) => {
                     self.feed(Fact::Control {
                         id: rid,
@@ -938,65 +949,4 @@ fn mem_available() -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
-}
-
-/// Leave a request for a session whose orchestrator is gone: the next `resume` carries
-/// it out (an approval given while nobody runs the session is not lost).
-pub fn leave_control(session: &Session, action: ControlAction, task: Option<&str>) -> Result<()> {
-    write_request(session, action, task).map(|_| ())
-}
-
-/// Write a control request under a new id (returned).
-fn write_request(session: &Session, action: ControlAction, task: Option<&str>) -> Result<String> {
-    let id = format!(
-        "{}-{}-{}",
-        proto::now_unix_ms(),
-        std::process::id(),
-        action.as_str()
-    );
-    let req = ControlRequest {
-        id: id.clone(),
-        action,
-        task: task.map(str::to_string),
-        requested_at: proto::now_rfc3339(),
-    };
-    if !fsio::create_json_once(&session.control_request(&id), &req)? {
-        return Err(Error::Session(format!(
-            "control request {id} already exists"
-        )));
-    }
-    Ok(id)
-}
-
-/// Send a control request to a session's live orchestrator and wait for its answer.
-pub fn send_control(
-    session: &Session,
-    action: ControlAction,
-    task: Option<&str>,
-) -> Result<ControlReply> {
-    if !orchestrator_alive(session) {
-        refuse_if_finished(session, action.as_str())?;
-        return Err(Error::WrongState(format!(
-            "session {} has no live orchestrator (`orchestrator resume {}` first)",
-            session.id(),
-            session.id()
-        )));
-    }
-    let id = write_request(session, action, task)?;
-    let reply_path = session.control_reply(&id);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(r) = fsio::read_json::<ControlReply>(&reply_path)? {
-            let _ = fsio::remove_file(&reply_path);
-            return Ok(r);
-        }
-        if Instant::now() > deadline || !orchestrator_alive(session) {
-            let _ = fsio::remove_file(&session.control_request(&id));
-            return Err(Error::Session(format!(
-                "session {}: the orchestrator did not answer request {id}",
-                session.id()
-            )));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -38,6 +38,7 @@ impl Orchestrator {
         plan.check_parent_env(|n| std::env::var_os(n).is_some())
             .map_err(Error::Usage)?;
         let mut history = crate::journal::read_history(&session)?;
+        let plan = vouched(&session, plan, &history, fs)?;
         let finished = finished_state(&session, &history)?;
         if let Some(state) = finished
             && cfg.retry.is_empty()
@@ -342,4 +343,27 @@ fn scan(
         }
     }
     Ok((found, tails))
+}
+
+/// The plan without tasks no `tasks_added` line vouches for: an `orchestrator add` whose
+/// orchestrator died between writing the grown `plan.json` and journalling it (its
+/// requester was told there was no answer). `plan.json` is written back without them,
+/// so the same tasks can be added again. A journal with no such line at all comes from
+/// before tasks were journalled: its plan is taken whole.
+fn vouched(session: &Session, mut plan: Plan, history: &History, fs: fsio::Fs) -> Result<Plan> {
+    let n = history.tasks_added;
+    if n == 0 || plan.tasks.len() <= n {
+        return Ok(plan);
+    }
+    let dropped: Vec<String> = plan.tasks.drain(n..).map(|t| t.id).collect();
+    eprintln!(
+        "warning: {} task{} added as the orchestrator died {} not taken ({}): add {} again",
+        dropped.len(),
+        if dropped.len() == 1 { "" } else { "s" },
+        if dropped.len() == 1 { "was" } else { "were" },
+        dropped.join(", "),
+        if dropped.len() == 1 { "it" } else { "them" },
+    );
+    fs.write_json(&session.plan_json(), &plan)?;
+    Ok(plan)
 }

@@ -71,6 +71,21 @@ impl Worktrees {
     }
 }
 
+impl Worktrees {
+    /// `plan` grew (tasks added after the session started): its new worktree tasks
+    /// start from the session's recorded bases too (`orchestrator add` refuses one in
+    /// another repository).
+    pub(super) fn grow(&mut self, plan: &Plan) {
+        let from = self.ready.len();
+        for (i, t) in plan.tasks.iter().enumerate().skip(from) {
+            if t.worktree {
+                self.index.insert(t.id.clone(), i);
+            }
+        }
+        self.ready.resize(plan.tasks.len(), None);
+    }
+}
+
 /// What `session.json` records for `plan`'s worktrees, found before the session is made
 /// (a task outside a repository refuses the run, exit 2, with nothing made); `None` when
 /// no task has `worktree = true`.

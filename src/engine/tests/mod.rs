@@ -12,6 +12,7 @@ mod dispatch;
 mod drain;
 mod freeze;
 mod gates;
+mod grow;
 mod memory;
 mod partial;
 mod prims;
@@ -313,6 +314,9 @@ impl Sim {
             }
             if let Command::SpawnWorker { worker } = c {
                 self.spawned.push(worker.clone());
+            }
+            if let Command::SavePlan = c {
+                self.ids = self.e.plan().tasks.iter().map(|t| t.id.clone()).collect();
             }
         }
         self.log.extend(cmds.iter().cloned());
