@@ -36,6 +36,7 @@ pub mod scheduler;
 pub mod session;
 pub mod shared;
 pub mod status;
+pub mod stderr;
 pub mod summary;
 pub mod text;
 pub mod usage;

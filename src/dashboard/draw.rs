@@ -3,7 +3,8 @@
 //! could not be read, malformed journal lines, a frozen or held session), what needs a
 //! person (waiting gates and agents, highlighted), the live workers with their task,
 //! attempt, elapsed time, progress, CPU and memory, the waves, the pools and gates, the
-//! tasks in plan order, the journal's last events, and a footer (keys, or a question).
+//! tasks in plan order, the newest lines the process wrote on its stderr (diverted while
+//! the view is up), the journal's last events, and a footer (keys, or a question).
 //!
 //! Only what fits is drawn: the tasks' list builds the rows of its window, never all of
 //! them, and counts come from the model, never from a pass over the tasks. Every text
@@ -105,6 +106,18 @@ pub struct View<'a> {
     pub procs: &'a Sampler,
     pub theme: Theme,
     pub now: SystemTime,
+    pub stderr: &'a Stderr,
+}
+
+/// How many of the newest lines on stderr the view shows.
+pub const STDERR_SHOWN: usize = 4;
+
+/// What the process wrote on its stderr while the view was up (`crate::stderr`): how many
+/// lines, and the newest few, as written.
+#[derive(Debug, Default, Clone)]
+pub struct Stderr {
+    pub count: u64,
+    pub newest: Vec<String>,
 }
 
 /// One line of text from a file, safe to draw: escape sequences (which would drive the
@@ -173,6 +186,7 @@ fn clock(ts: &str) -> &str {
 struct Heights {
     notes: u16,
     needs: u16,
+    stderr: u16,
     workers: u16,
     waves: u16,
     pools: u16,
@@ -217,14 +231,19 @@ pub fn draw(f: &mut Frame, app: &mut App, v: &View) {
             n => 1 + n.min(4) as u16,
         },
         tasks: 3,
+        stderr: match v.stderr.newest.len() {
+            0 => 0,
+            n => 1 + n.min(STDERR_SHOWN) as u16,
+        },
         events: 6,
     };
-    // Header 2 and footer 1; what does not fit gives way, events first.
+    // Header 2 and footer 1; what does not fit gives way, events first. The lines on
+    // stderr go late: they are warnings, and not in the journal the other parts come from.
     let fixed = 3;
     let sum = |h: &Heights| {
-        fixed + h.notes + h.needs + h.workers + h.waves + h.pools + h.tasks + h.events
+        fixed + h.notes + h.needs + h.workers + h.waves + h.pools + h.tasks + h.stderr + h.events
     };
-    for shrink in [0usize, 1, 2, 3, 4, 5] {
+    for shrink in [0usize, 1, 2, 3, 4, 5, 6] {
         while sum(&h) > area.height {
             let part = match shrink {
                 0 => &mut h.events,
@@ -232,6 +251,7 @@ pub fn draw(f: &mut Frame, app: &mut App, v: &View) {
                 2 => &mut h.pools,
                 3 => &mut h.workers,
                 4 => &mut h.needs,
+                5 => &mut h.stderr,
                 _ => &mut h.notes,
             };
             if *part == 0 {
@@ -255,6 +275,7 @@ pub fn draw(f: &mut Frame, app: &mut App, v: &View) {
     let waves_area = take(h.waves);
     let pools_area = take(h.pools);
     let tasks_area = take(h.tasks);
+    let stderr_area = take(h.stderr);
     let events_area = take(h.events);
     let footer = take(1);
     let selected = app.position(&top, m.tasks().len());
@@ -266,6 +287,7 @@ pub fn draw(f: &mut Frame, app: &mut App, v: &View) {
     draw_pools(f, pools_area, v);
     let sel_task = selected.checked_sub(top.len());
     draw_tasks(f, tasks_area, v, app, sel_task);
+    draw_stderr(f, stderr_area, v);
     draw_events(f, events_area, v);
     draw_footer(f, footer, app, v.theme);
 }
@@ -712,6 +734,27 @@ fn draw_tasks(f: &mut Frame, area: Rect, v: &View, app: &mut App, selected: Opti
             .block(panel(title, t)),
         area,
     );
+}
+
+/// The newest lines on stderr, oldest first, and that all of them are printed when the
+/// view closes (a person may wonder where the rest went).
+fn draw_stderr(f: &mut Frame, area: Rect, v: &View) {
+    if area.height == 0 {
+        return;
+    }
+    let t = v.theme;
+    let room = area.height as usize - 1;
+    let newest = &v.stderr.newest;
+    let lines: Vec<Line> = newest[newest.len().saturating_sub(room)..]
+        .iter()
+        .map(|l| Line::styled(clean(l).into_owned(), t.warn()))
+        .collect();
+    let n = v.stderr.count;
+    let title = format!(
+        "stderr: {n} line{}, printed when the view closes",
+        if n == 1 { "" } else { "s" }
+    );
+    f.render_widget(Paragraph::new(lines).block(panel(title, t)), area);
 }
 
 fn draw_events(f: &mut Frame, area: Rect, v: &View) {

@@ -18,8 +18,10 @@
 //!
 //! In `run` the view has a thread of its own ([`Live`]) and the orchestrator's loop stays
 //! on the main thread; the progress lines are off while the view is up and come back when
-//! it leaves (`q`), and the session's end closes it. The terminal is restored on every
-//! way out (`term.rs`).
+//! it leaves (`q`), and the session's end closes it. While it is up, the process's stderr
+//! is diverted (`crate::stderr`): warnings, and what a `notify` command says, are shown in
+//! a panel of their own instead of being drawn over the screen, and printed when the view
+//! closes. The terminal, and stderr, are restored on every way out (`term.rs`).
 
 mod app;
 mod draw;
@@ -49,7 +51,7 @@ use crate::watch::{self, WatchMode};
 pub use term::usable;
 
 use app::{Action, App, Screen};
-use draw::{Theme, View};
+use draw::{Stderr, Theme, View};
 
 /// How often the view refreshes without a change on disk (elapsed times, progress, CPU).
 const TICK: Duration = Duration::from_millis(500);
@@ -66,6 +68,8 @@ enum Wake {
     Files,
     /// The answer to a request the view sent.
     Reply(String),
+    /// Lines came on the process's stderr (diverted while the view is up).
+    Stderr,
     /// A signal to a `status --watch`: its exit code.
     Signal(i32),
     /// Leave (the session ended, in `run`; the input could not be read).
@@ -158,11 +162,15 @@ impl Dash {
     }
 
     fn draw<B: Backend>(&mut self, terminal: &mut Terminal<B>) -> Result<()> {
+        let stderr = crate::stderr::recent(draw::STDERR_SHOWN)
+            .map(|(count, newest)| Stderr { count, newest })
+            .unwrap_or_default();
         let view = View {
             model: &self.model,
             procs: &self.procs,
             theme: self.theme,
             now: SystemTime::now(),
+            stderr: &stderr,
         };
         let app = &mut self.app;
         terminal
@@ -253,6 +261,15 @@ fn run_view(
     crate::fsio::uncached_thread();
     let mut screen = term::Screen::enter()?;
     let _input = input::Input::start(tx.clone());
+    // Lines on stderr are drawn like file changes: at most four times a second, one
+    // wake-up pending however many lines come.
+    let stderr_pending = Arc::new(AtomicBool::new(false));
+    let (stx, spending) = (tx.clone(), stderr_pending.clone());
+    crate::stderr::on_lines(move || {
+        if !spending.swap(true, Ordering::AcqRel) {
+            let _ = stx.send(Wake::Stderr);
+        }
+    });
     let pending = Arc::new(AtomicBool::new(false));
     let mut d = Dash::new(session, tx);
     // Without a watcher, the timer is all there is: as often as a rescan.
@@ -291,6 +308,10 @@ fn run_view(
             Ok(Wake::Resize) => redraw = true,
             Ok(Wake::Files) => {
                 pending.store(false, Ordering::Release);
+                dirty = true;
+            }
+            Ok(Wake::Stderr) => {
+                stderr_pending.store(false, Ordering::Release);
                 dirty = true;
             }
             Ok(Wake::Reply(text)) => {

@@ -1,8 +1,10 @@
-//! The terminal while the dashboard is up: raw mode, the alternate screen and a hidden
-//! cursor, restored on every way out: the guard's drop (a normal return, an error, the
-//! unwinding of a panic on any thread that owns it) and a panic hook (so the panic's
-//! message is printed on the normal screen, in cooked mode, where it can be read).
-//! Whether to use colour is decided here too.
+//! The terminal while the dashboard is up: raw mode, the alternate screen, a hidden
+//! cursor and a diverted stderr (`crate::stderr`: what the process writes there is shown
+//! in the view, not drawn over it), restored on every way out: the guard's drop (a normal
+//! return, an error, the unwinding of a panic on any thread that owns it) and a panic hook
+//! (so the panic's message is printed on the normal screen, in cooked mode, after the
+//! lines stderr got meanwhile, where it can be read). Whether to use colour is decided
+//! here too.
 
 use std::io::{IsTerminal, Stdout, Write};
 use std::sync::Once;
@@ -54,7 +56,16 @@ impl Screen {
                 previous(info);
             }));
         });
-        terminal::enable_raw_mode().map_err(|e| term_err("enter raw mode", e))?;
+        // Before the screen is taken: from now on, what the process writes on stderr is
+        // shown in the view and printed when it closes, not drawn over it. Without a
+        // diversion the view still works, as it did before there was one.
+        if let Err(e) = crate::stderr::divert() {
+            eprintln!("warning: {e}; messages may be drawn over the live view (Ctrl-L redraws it)");
+        }
+        if let Err(e) = terminal::enable_raw_mode() {
+            restore();
+            return Err(term_err("enter raw mode", e));
+        }
         ACTIVE.store(true, Ordering::SeqCst);
         let mut out = std::io::stdout();
         if let Err(e) = execute!(out, terminal::EnterAlternateScreen, cursor::Hide) {
@@ -77,8 +88,10 @@ impl Drop for Screen {
     }
 }
 
-/// Give the terminal back as it was (cooked mode, the normal screen, the cursor), once.
-/// Errors are ignored: this runs on the way out, where nothing better can be done.
+/// Give the terminal back as it was (cooked mode, the normal screen, the cursor), once,
+/// then stderr, with what was written there meanwhile (printed now, on the normal screen,
+/// before a panic's message). Errors are ignored: this runs on the way out, where nothing
+/// better can be done.
 pub fn restore() {
     if ACTIVE.swap(false, Ordering::SeqCst) {
         let mut out = std::io::stdout();
@@ -86,4 +99,5 @@ pub fn restore() {
         let _ = terminal::disable_raw_mode();
         let _ = out.flush();
     }
+    crate::stderr::restore();
 }

@@ -121,6 +121,16 @@ fn session(root: &std::path::Path) -> (Session, Vec<std::fs::File>) {
 }
 
 fn frame(model: &SessionModel, app: &mut App, color: bool) -> Terminal<TestBackend> {
+    frame_with(model, app, color, &draw::Stderr::default())
+}
+
+/// [`frame`], with these lines on the process's stderr.
+fn frame_with(
+    model: &SessionModel,
+    app: &mut App,
+    color: bool,
+    stderr: &draw::Stderr,
+) -> Terminal<TestBackend> {
     let mut t = Terminal::new(TestBackend::new(120, 40)).unwrap();
     let mut procs = Sampler::default();
     let pids: Vec<(u32, Option<u64>)> = vec![(std::process::id(), None)];
@@ -130,6 +140,7 @@ fn frame(model: &SessionModel, app: &mut App, color: bool) -> Terminal<TestBacke
         procs: &procs,
         theme: Theme { color },
         now: SystemTime::now(),
+        stderr,
     };
     t.draw(|f| draw::draw(f, app, &view)).unwrap();
     t
@@ -199,6 +210,55 @@ fn a_frame_shows_workers_progress_waiting_things_waves_and_events() {
         buf[(0, row)]
             .modifier
             .contains(ratatui::style::Modifier::REVERSED)
+    );
+}
+
+/// Lines on the (diverted) stderr get a panel of their own above the events, the newest
+/// few, cleaned, with how many came and that they are printed when the view closes; none,
+/// no panel.
+#[test]
+fn lines_on_stderr_are_shown_in_a_panel_of_their_own() {
+    let d = tempfile::tempdir().unwrap();
+    let (s, _locks) = session(d.path());
+    let mut m = SessionModel::live(s);
+    m.refresh();
+    let screen = text(&frame(&m, &mut App::default(), true));
+    assert!(!screen.contains("stderr:"), "{screen}");
+    let stderr = draw::Stderr {
+        count: 7,
+        newest: vec![
+            "warning: two".into(),
+            "warning: three".into(),
+            "\x1b[33mwarning:\x1b[0m four".into(),
+            "notify says: five".into(),
+        ],
+    };
+    let t = frame_with(&m, &mut App::default(), true, &stderr);
+    let screen = text(&t);
+    let lines: Vec<&str> = screen.lines().collect();
+    let title = lines
+        .iter()
+        .position(|l| l.contains(" stderr: 7 lines, printed when the view closes "))
+        .unwrap_or_else(|| panic!("no stderr panel:\n{screen}"));
+    for (i, want) in [
+        "warning: two",
+        "warning: three",
+        "warning: four",
+        "notify says: five",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(
+            lines[title + 1 + i].starts_with(want),
+            "{want:?} not in its place:\n{screen}"
+        );
+    }
+    assert!(lines[title + 5].contains(" events "), "{screen}");
+    assert!(!screen.contains('\x1b'), "no escape sequence is drawn");
+    assert_eq!(
+        t.backend().buffer()[(0, title as u16 + 1)].fg,
+        Color::Yellow
     );
 }
 

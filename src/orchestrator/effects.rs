@@ -584,10 +584,8 @@ impl Orchestrator {
             _ => false,
         };
         if asks {
-            use std::io::{IsTerminal as _, Write as _};
-            if std::io::stderr().is_terminal() {
-                let _ = write!(std::io::stderr(), "\x07");
-            }
+            // On the terminal even while the live view has stderr diverted.
+            crate::stderr::ring_bell();
         }
         if self.progress()
             && let Some(line) = ev.describe(self.session.id())

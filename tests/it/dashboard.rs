@@ -186,3 +186,80 @@ fn status_watch_shows_a_finished_session_until_q_and_says_when_its_orchestrator_
     pane.keys(&["C-c"]);
     pane.wait_for("EXIT=130", LONG);
 }
+
+/// What the orchestrator's process writes on stderr while the view is up does not land on
+/// the view's screen: a warning of its own (git cannot list what a worktree task changed,
+/// its `.git` overwritten by the task) and what a `notify` command it starts says (the
+/// child inherits its stderr) are shown inside the view, in a panel of their own, the
+/// screen otherwise intact; when the session ends and the view closes, both are printed
+/// on the normal screen, in the shell's scrollback, before the summary.
+#[test]
+fn stderr_while_the_view_is_up_is_shown_inside_it_and_printed_when_it_closes() {
+    use crate::worktree::{GIT_ENV, repo};
+    let mut sb = Sandbox::new();
+    repo(&sb);
+    let plan = sb.write(
+        "noisy.toml",
+        &format!(
+            "name = \"noisy\"\nworkers = 3\n\
+             [[task]]\nid = \"wt\"\nworktree = true\ncwd = \"repo\"\nrun = 'echo junk > .git'\n\
+             [[task]]\nid = \"ask\"\nagent = \"generic\"\n\
+             notify = 'echo \"notify says: $MAESTRO_AGENT_MESSAGE\" >&2'\n\
+             run = 'worker state waiting \"pick one\"; {}'\n\
+             [[task]]\nid = \"hold\"\nrun = '{}'\n",
+            wait_for_file("go"),
+            wait_for_file("go"),
+        ),
+    );
+    let pane = sb.pane(120, 40);
+    // The sessions' git commands see no configuration of this machine's (as in worktree.rs).
+    let env: Vec<String> = GIT_ENV.iter().map(|(k, v)| format!("{k}='{v}'")).collect();
+    pane.line(&format!("{} {}", env.join(" "), run_line(&plan)));
+    let warning = "warning: task wt: cannot list what its worktree changed";
+    let notified = "notify says: pick one";
+    let screen = pane.wait_until(LONG, "both lines in the view", |s| {
+        s.contains(warning) && s.contains(notified)
+    });
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(
+        lines[0].starts_with("maestro noisy-"),
+        "the header:\n{screen}"
+    );
+    assert!(
+        lines.last().is_some_and(|l| l.contains("q quit")),
+        "the footer:\n{screen}"
+    );
+    let title = lines
+        .iter()
+        .position(|l| l.contains(" stderr: 2 lines, printed when the view closes "))
+        .unwrap_or_else(|| panic!("no stderr panel:\n{screen}"));
+    // Each line once, in the panel (drawn over the screen, it would be elsewhere too).
+    for want in [warning, notified] {
+        let at: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].contains(want))
+            .collect();
+        assert_eq!(at.len(), 1, "{want:?} shown once:\n{screen}");
+        assert!(
+            lines[at[0]].starts_with(want) && [title + 1, title + 2].contains(&at[0]),
+            "{want:?} in the panel:\n{screen}"
+        );
+    }
+    assert!(screen.contains("ask agent WAITING: pick one"), "{screen}");
+    touch(&sb, "go");
+    pane.wait_for("DONE-MARKER 0", LONG);
+    let scrollback = pane.history();
+    let at = |what: &str| {
+        scrollback
+            .find(what)
+            .unwrap_or_else(|| panic!("{what:?} not in the scrollback:\n{scrollback}"))
+    };
+    let summary = at("succeeded: 3/3 tasks succeeded");
+    assert!(
+        at(warning) < summary && at(notified) < summary,
+        "{scrollback}"
+    );
+    assert!(
+        !scrollback.contains("q quit"),
+        "the view is gone:\n{scrollback}"
+    );
+}

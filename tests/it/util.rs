@@ -298,6 +298,17 @@ impl Pane {
         capture(&self.sock, &self.target)
     }
 
+    /// What the pane shows now and its scrollback above, oldest first: what a person
+    /// scrolling back sees (the alternate screen leaves nothing there).
+    pub fn history(&self) -> String {
+        let o = Command::new("tmux")
+            .args(["-L", &self.sock, "capture-pane", "-p", "-S", "-", "-t"])
+            .arg(&self.target)
+            .output()
+            .expect("tmux");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     /// Press keys (tmux key names: `Enter`, `Down`, `C-c`, or plain letters).
     pub fn keys(&self, keys: &[&str]) {
         let st = Command::new("tmux")

@@ -48,7 +48,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 
 /// A repository at `repo/` in the sandbox with one commit (`README`, `common.txt`,
 /// `sub/keep`); its path (links resolved) and that commit.
-fn repo(sb: &Sandbox) -> (PathBuf, String) {
+pub fn repo(sb: &Sandbox) -> (PathBuf, String) {
     let r = sb.path().join("repo");
     fs::create_dir_all(r.join("sub")).unwrap();
     git(&r, &["init", "-q", "-b", "main"]);
