@@ -4,6 +4,7 @@
 
 mod util;
 
+mod add;
 mod agents;
 mod aux;
 mod cgroup;

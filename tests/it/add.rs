@@ -1,0 +1,193 @@
+//! `orchestrator add`: tasks added to a running session run after what they name, show in
+//! `status`, the report and `plan.json`; a refused file or session exits 2 with what to
+//! do; a resume drops tasks no journal line vouches for.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+/// `hold` waits for `$OUT/go`; `done` succeeds at once.
+fn base() -> String {
+    format!(
+        "name = \"grow\"\nworkers = 2\n\
+         [[task]]\nid = \"hold\"\nrun = '{}'\n\
+         [[task]]\nid = \"done\"\nrun = \"true\"\n",
+        wait_for_file("go")
+    )
+}
+
+fn add(sb: &Sandbox, session: &std::path::Path, file: &str, text: &str) -> std::process::Output {
+    let f = sb.write(file, text);
+    sb.run(&["add", session.to_str().unwrap(), f.to_str().unwrap()])
+}
+
+#[test]
+fn added_tasks_run_after_what_they_name_and_are_reported() {
+    let mut sb = Sandbox::new();
+    let s = sb.start_plan("plan.toml", &base(), &["-q"]);
+    wait_started(&s, "hold", 1);
+    wait_until(Duration::from_secs(20), "done decided", || {
+        outcome_exists(&s, "done")
+    });
+    let o = add(
+        &sb,
+        &s,
+        "more.toml",
+        "[[task]]\nid = \"after-hold\"\nrun = 'echo \"{\\\"metrics\\\": {\\\"rows\\\": 2}}\" > \"$MAESTRO_RESULT\"'\nafter = [\"hold\"]\n\
+         [[task]]\nid = \"now-{n}\"\nrun = \"echo $MAESTRO_TASK >> \\\"$OUT/ran\\\"\"\nafter = [\"done\"]\nmatrix = { n = [\"1\", \"2\"] }\n",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "added 3 tasks (after-hold, now-1, now-2): 2 ready\n"
+    );
+    // The two after `done` run while `hold` still holds; `after-hold` waits.
+    wait_until(Duration::from_secs(20), "now-1 and now-2 ran", || {
+        std::fs::read_to_string(sb.out().join("ran")).is_ok_and(|t| t.lines().count() == 2)
+    });
+    let st = status_json(&sb, &s);
+    assert_states(
+        &st,
+        &[
+            ("now-1", "succeeded"),
+            ("now-2", "succeeded"),
+            ("after-hold", "pending"),
+        ],
+    );
+    std::fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+    assert_status(&sb, &s, "succeeded", &[("after-hold", "succeeded")]);
+    let plan = read_json(&s.join("plan.json")).unwrap();
+    let ids: Vec<&str> = plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["hold", "done", "after-hold", "now-1", "now-2"]);
+    let added = added_lines(&s);
+    assert_eq!(added.len(), 2);
+    assert_eq!(
+        added[1]["tasks"],
+        serde_json::json!(["after-hold", "now-1", "now-2"])
+    );
+    let report = read_json(&s.join("report.json")).unwrap();
+    assert_eq!(report["totals"]["tasks"], 5, "{report:#}");
+    assert_eq!(report["metrics"]["rows"], 2);
+}
+
+fn outcome_exists(s: &std::path::Path, task: &str) -> bool {
+    s.join("tasks").join(task).join("outcome.json").exists()
+}
+
+#[test]
+fn a_refused_addition_exits_2_and_says_why() {
+    let mut sb = Sandbox::new();
+    let s = sb.start_plan("plan.toml", &base(), &["-q"]);
+    wait_started(&s, "hold", 1);
+    // A check of the merged plan: the line in the added file.
+    let o = add(
+        &sb,
+        &s,
+        "dup.toml",
+        "[[task]]\nid = \"x\"\nrun = \"true\"\n\n[[task]]\nid = \"done\"\nrun = \"true\"\n",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let dup = sb.path().join("dup.toml");
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}:6:6: duplicate task id \"done\" (first defined in the session's plan)\n",
+            dup.display()
+        )
+    );
+    let o = add(
+        &sb,
+        &s,
+        "race.toml",
+        "[[race]]\nid = \"r\"\ntasks = [\"hold\", \"done\"]\n",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).ends_with(
+            ":1:1: `race` cannot be added to a running session: a race's members are fixed\n"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // Nothing was added.
+    assert_eq!(added_lines(&s).len(), 1);
+    // A stopping session takes nothing new.
+    let o = sb.run(&["stop", s.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = add(
+        &sb,
+        &s,
+        "late.toml",
+        "[[task]]\nid = \"late\"\nrun = \"true\"\n",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: session {}: tasks of {} not added: the session is stopping: nothing new starts in it\n",
+            session_id(&s),
+            sb.path().join("late.toml").display()
+        )
+    );
+    std::fs::write(sb.out().join("go"), "").unwrap();
+    sb.wait_last(Duration::from_secs(30));
+    // An ended session: what to do instead.
+    let o = add(
+        &sb,
+        &s,
+        "late.toml",
+        "[[task]]\nid = \"late\"\nrun = \"true\"\n",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("has finished")
+            && stderr(&o).contains("nothing runs there to add tasks to"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sb.run(&["add", "no-such-session", "late.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// The orchestrator died after writing a grown `plan.json` and before journalling its
+/// tasks: the resume drops them (no one was told they were added) and says so.
+#[test]
+fn a_resume_drops_tasks_no_journal_line_vouches_for() {
+    let mut sb = Sandbox::new();
+    let s = sb.start_plan("plan.toml", &base(), &["-q"]);
+    wait_started(&s, "hold", 1);
+    sb.kill_orchestrator(&s);
+    let plan_path = s.join("plan.json");
+    let mut plan = read_json(&plan_path).unwrap();
+    let mut ghost = plan["tasks"][1].clone();
+    ghost["id"] = "ghost".into();
+    plan["tasks"].as_array_mut().unwrap().push(ghost);
+    std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan).unwrap()).unwrap();
+    std::fs::write(sb.out().join("go"), "").unwrap();
+    let o = sb.resume(&s);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "warning: 1 task added as the orchestrator died was not taken (ghost): add it again"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let plan = read_json(&plan_path).unwrap();
+    assert_eq!(plan["tasks"].as_array().unwrap().len(), 2);
+    assert!(!s.join("tasks").join("ghost").exists());
+}
+
+/// The session journal's `tasks_added` lines.
+fn added_lines(s: &std::path::Path) -> Vec<serde_json::Value> {
+    events(s)
+        .into_iter()
+        .filter(|e| e["event"] == "tasks_added")
+        .collect()
+}
