@@ -191,3 +191,90 @@ fn added_lines(s: &std::path::Path) -> Vec<serde_json::Value> {
         .filter(|e| e["event"] == "tasks_added")
         .collect()
 }
+
+/// A worktree task added to a session with worktrees starts from the session's base in
+/// its own worktree; one in another repository, or with `owns` from a file elsewhere, is
+/// refused.
+#[test]
+fn added_worktree_tasks_start_from_the_sessions_base() {
+    use crate::worktree::{GIT_ENV, git, repo};
+    let mut sb = Sandbox::new();
+    let (repo, base) = repo(&sb);
+    let plan = sb.write(
+        "p.toml",
+        &format!(
+            "name = \"wt\"\n[defaults]\nworktree = true\ncwd = \"repo\"\n\
+             [[task]]\nid = \"hold\"\nrun = '{}'\n",
+            wait_for_file("go")
+        ),
+    );
+    let s = sb.start_with(
+        &[
+            "run",
+            plan.to_str().unwrap(),
+            "--launcher",
+            "background",
+            "-q",
+        ],
+        GIT_ENV,
+    );
+    wait_started(&s, "hold", 1);
+    // The checkout moves on: an added task still starts from the session's base.
+    std::fs::write(repo.join("later.txt"), "x\n").unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "later"]);
+    let more = sb.write(
+        "more.toml",
+        "[defaults]\nworktree = true\ncwd = \"repo\"\n\
+         [[task]]\nid = \"late\"\nowns = [\"repo/l/**\"]\n\
+         run = 'mkdir l && echo l > l/x && git add -A && git commit -qm l'\n",
+    );
+    let add = |file: &std::path::Path| {
+        let mut c = sb.orch();
+        c.args(["add", s.to_str().unwrap(), file.to_str().unwrap()])
+            .envs(GIT_ENV.iter().copied());
+        run_with_deadline(c, Duration::from_secs(60))
+    };
+    let o = add(&more);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Another repository: refused, with the one the session knows.
+    let other = sb.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    git(&other, &["init", "-q", "-b", "main"]);
+    let elsewhere = sb.write(
+        "elsewhere.toml",
+        "[[task]]\nid = \"x\"\nworktree = true\ncwd = \"other\"\nrun = \"true\"\n",
+    );
+    let o = add(&elsewhere);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}: task \"x\" has worktree = true in {}, which is not a repository the session's worktrees start from ({}): run it in a session of its own\n",
+            elsewhere.display(),
+            other.display(),
+            repo.display()
+        )
+    );
+    // `owns` from a file in another directory than the plan's.
+    std::fs::create_dir_all(sb.path().join("sub")).unwrap();
+    let owns = sb.write(
+        "sub/owns.toml",
+        "[[task]]\nid = \"y\"\ncwd = \"repo\"\nowns = [\"y/**\"]\nrun = \"true\"\n",
+    );
+    let o = add(&owns);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("has `owns`, whose patterns are relative to the plan's directory"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
+    let sid = session_id(&s);
+    let branch = format!("maestro/{sid}/late");
+    assert_eq!(git(&repo, &["rev-parse", &format!("{branch}~1")]), base);
+    let rec = read_json(&s.join("tasks/late/worktree.json")).unwrap();
+    assert_eq!(rec["changed"], serde_json::json!(["l/x"]));
+    assert_eq!(rec["outside_owns"], serde_json::json!([]));
+}
