@@ -370,6 +370,7 @@ Refused (exit 2) in a finished session.")]
     /// tasks may run after the session's tasks, races, gates and signals.
     #[command(after_help = "Examples:
   orchestrator add demo-2026 more.toml
+  orchestrator add demo-2026 more.toml --dry-run    check only: what would be added
   orchestrator add demo-2026 hotfix.json    a JSON file of tasks works the same way
 
 Exit status: 0 added; 2 refused (a check failed, or the session is not running: the
@@ -379,6 +380,10 @@ message says which).")]
         session: String,
         /// The file of tasks (TOML, or JSON when it ends in .json).
         file: PathBuf,
+        /// Check the file against the session's plan and say what would be added; add
+        /// nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Change how many workers a live session runs at once.
     #[command(after_help = "Examples:

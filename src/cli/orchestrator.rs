@@ -353,9 +353,13 @@ pub(super) fn orchestrator(args: OrchestratorArgs) -> Result<i32> {
             drop(out);
             crate::prune::wait(&s, WatchMode::from_env()?)
         }
-        OrchestratorCommand::Add { session, file } => {
+        OrchestratorCommand::Add {
+            session,
+            file,
+            dry_run,
+        } => {
             let s = Session::resolve(&root, Some(&session))?;
-            let reply = crate::orchestrator::add_tasks(&s, &file, &cwd()?)?;
+            let reply = crate::orchestrator::add_tasks(&s, &file, &cwd()?, dry_run)?;
             if !reply.ok {
                 return Err(Error::WrongState(format!(
                     "session {}: tasks of {} not added: {}",

@@ -807,6 +807,13 @@ fn brief(ev: &crate::journal::Event) -> String {
         E::SessionStarted { tasks, workers, .. } => {
             format!("session started: {tasks} tasks, {workers} workers")
         }
+        E::TasksAdded { tasks } => {
+            let mut ids = tasks.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+            if tasks.len() > 3 {
+                ids.push_str(", ...");
+            }
+            format!("{} tasks added ({ids})", tasks.len())
+        }
         E::SessionResumed { .. } => "session resumed".into(),
         E::SessionFinished { state, .. } => format!("session {}", state.as_str()),
         E::ControlRequest { action, task, .. } => match task {

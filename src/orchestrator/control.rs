@@ -103,14 +103,31 @@ fn refuse_without_orchestrator(session: &Session, verb: &str) -> Result<()> {
 }
 
 /// `orchestrator add SESSION FILE`: the file's tasks, checked against the session's plan
-/// (relative paths from `cwd`), handed to its live orchestrator; its answer.
-pub fn add_tasks(session: &Session, file: &Path, cwd: &Path) -> Result<ControlReply> {
+/// (relative paths from `cwd`), handed to its live orchestrator; its answer. With
+/// `dry_run`, only checked: the answer says what would be added.
+pub fn add_tasks(
+    session: &Session,
+    file: &Path,
+    cwd: &Path,
+    dry_run: bool,
+) -> Result<ControlReply> {
     refuse_without_orchestrator(session, "add tasks to")?;
     let plan = crate::status::required_plan(session)?;
     let tasks = plan.load_added(file, cwd)?;
     let info: Option<SessionInfo> = fsio::read_json(&session.session_json())?;
     check_paths(session, info.as_ref(), &tasks, file)?;
     let n = tasks.len();
+    if dry_run {
+        let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        return Ok(ControlReply {
+            ok: true,
+            message: format!(
+                "would add {n} task{}: {}",
+                if n == 1 { "" } else { "s" },
+                ids.join(", ")
+            ),
+        });
+    }
     send(session, ControlAction::Add { tasks: n }, None, tasks)
 }
 

@@ -29,6 +29,10 @@ fn added_tasks_run_after_what_they_name_and_are_reported() {
     wait_until(Duration::from_secs(20), "done decided", || {
         outcome_exists(&s, "done")
     });
+    let f = sb.write("one.toml", "[[task]]\nid = \"x\"\nrun = \"true\"\n");
+    let o = sb.run(&["add", s.to_str().unwrap(), f.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "would add 1 task: x\n");
     let o = add(
         &sb,
         &s,
