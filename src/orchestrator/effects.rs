@@ -604,7 +604,8 @@ impl Orchestrator {
                 .map_or(0, |d| d.as_millis() as u64);
             // Before the summary: a session with a summary is finished for `resume`, so
             // a report that could not be written must leave it unfinished.
-            crate::report::write(self.fs, &self.session, self.engine.plan(), state, ended_ms)?;
+            let report =
+                crate::report::write(self.fs, &self.session, self.engine.plan(), state, ended_ms)?;
             let mut rows = crate::summary::Writer::new(self.fs, &self.session)?;
             for t in 0..self.engine.plan().tasks.len() {
                 let row = match self.rows[t].take() {
@@ -613,11 +614,15 @@ impl Orchestrator {
                 };
                 rows.add(&self.session, row)?;
             }
+            // The session's start and length, as the report has them (this orchestrator
+            // may be a resume's, started long after).
             let head = crate::summary::Head {
                 state,
-                started_at: self.started_at.clone(),
+                started_at: report.started_at.unwrap_or_else(|| self.started_at.clone()),
                 ended_at: humantime::format_rfc3339_millis(now).to_string(),
-                duration_ms: self.started.elapsed().as_millis() as u64,
+                duration_ms: report
+                    .duration_ms
+                    .unwrap_or_else(|| self.started.elapsed().as_millis() as u64),
             };
             let summary = rows.finish(self.fs, &self.session, head)?;
             self.journal.append(&Event::SessionFinished {

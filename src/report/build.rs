@@ -221,6 +221,10 @@ pub fn build(
             .started_ms
             .zip(end_or_now)
             .map(|(s, e)| e.saturating_sub(s)),
+        active_ms: tl
+            .started_ms
+            .zip(end_or_now)
+            .map(|(s, e)| e.saturating_sub(s).saturating_sub(tl.paused_ms)),
         totals,
         waves,
         waves_omitted,

@@ -90,9 +90,15 @@ fn head(out: &mut String, r: &Report) {
     }
     let t = &r.totals;
     let _ = writeln!(out, "- state: **{}**", r.state.as_str());
+    let active = match (r.duration_ms, r.active_ms) {
+        (Some(d), Some(a)) if a < d => {
+            format!("; {} of it with an orchestrator running", duration(a))
+        }
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "- started {}, ended {} ({})",
+        "- started {}, ended {} ({}{active})",
         r.started_at.as_deref().unwrap_or("-"),
         r.ended_at.as_deref().unwrap_or("-"),
         opt_duration(r.duration_ms)

@@ -44,6 +44,10 @@ pub struct Report {
     /// From start to end (or to `computed_at`), pauses between a crash and its resume
     /// included.
     pub duration_ms: Option<u64>,
+    /// Of that, the time an orchestrator ran the session: without the pauses from the
+    /// last line before a `resume` (or a `retry` of the ended session) to that resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_ms: Option<u64>,
     pub totals: Totals,
     pub waves: Vec<Wave>,
     #[serde(default, skip_serializing_if = "is_zero")]

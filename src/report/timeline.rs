@@ -85,6 +85,11 @@ pub struct Timeline {
     pub started_ms: Option<u64>,
     /// The last `session_finished`'s.
     pub finished_ms: Option<u64>,
+    /// The time no orchestrator ran the session: from the line before each resume (or
+    /// retry) to that resume's line.
+    pub paused_ms: u64,
+    /// The latest line's time.
+    last_ms: Option<u64>,
     /// The plan's pools, by name.
     pub pools: Vec<PoolUse>,
     /// The `[limits] memory` budget, when the plan has one.
@@ -160,6 +165,12 @@ impl Timeline {
         if self.started_ms.is_none() {
             self.started_ms = ts;
         }
+        if let (Event::SessionResumed { .. } | Event::SessionRetried { .. }, Some(at), Some(last)) =
+            (&ev, ts, self.last_ms)
+        {
+            self.paused_ms += at.saturating_sub(last);
+        }
+        self.last_ms = ts.or(self.last_ms);
         let ix = |task: &str| index.get(task).copied();
         match &ev {
             Event::SessionFinished { .. } => self.finished_ms = ts.or(self.finished_ms),
@@ -331,5 +342,41 @@ mod tests {
         );
         assert_eq!(db.used, 3, "b still holds its claim");
         assert_eq!(tl.history.tasks["a"].attempts.len(), 2);
+        assert_eq!(tl.paused_ms, 0);
+    }
+
+    /// The time between an orchestrator's last line and the resume that took over is a
+    /// pause (and so is the time between a session's end and its `retry`).
+    #[test]
+    fn pauses_run_from_the_last_line_to_each_resume() {
+        let plan = parse("name = \"p\"\n[[task]]\nid = \"a\"\ncmd = [\"true\"]\n");
+        let index: HashMap<&str, usize> = [("a", 0)].into();
+        let mut tl = Timeline::new(&plan);
+        let resumed = || Event::SessionResumed {
+            session: "s".into(),
+            retry: Vec::new(),
+        };
+        let retried = || Event::SessionRetried {
+            session: "s".into(),
+            retry: vec!["a".into()],
+        };
+        let assigned = || Event::TaskAssigned {
+            task: "a".into(),
+            attempt: 1,
+            worker: "w1".into(),
+            seq: 0,
+        };
+        for (ts, ev) in [
+            (100, assigned()),
+            (150, assigned()),
+            (1_150, resumed()),
+            (1_200, assigned()),
+            (5_200, retried()),
+            (5_300, assigned()),
+        ] {
+            tl.apply(&index, Some(ts), ev);
+        }
+        assert_eq!(tl.paused_ms, 1_000 + 4_000);
+        assert_eq!(tl.started_ms, Some(100));
     }
 }

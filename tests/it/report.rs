@@ -267,3 +267,39 @@ fn the_report_of_no_such_session_is_a_usage_error() {
     let o = sb.run(&["report", "x", "--format", "yaml"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Regression: `summary.json` of a resumed session gave the resume's start and length (the
+/// orchestrator that wrote it), while the report gave the session's. Both now give the
+/// session's, and the report also says how much of it an orchestrator ran.
+#[test]
+fn summary_of_a_resumed_session_starts_when_the_session_did() {
+    let mut sb = Sandbox::new();
+    let plan = format!(
+        "name = \"r\"\n[[task]]\nid = \"hold\"\nrun = '{}'\n",
+        wait_for_file("go")
+    );
+    let s = sb.start_plan("plan.toml", &plan, &["-q"]);
+    wait_started(&s, "hold", 1);
+    sb.kill_orchestrator(&s);
+    // The pause: long enough to tell apart from the time the session ran.
+    let paused_from = std::time::Instant::now();
+    wait_until(Duration::from_secs(5), "a pause of 300 ms", || {
+        paused_from.elapsed() >= Duration::from_millis(300)
+    });
+    fs::write(sb.out().join("go"), "").unwrap();
+    let o = sb.resume(&s);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let summary = read_json(&s.join("summary.json")).unwrap();
+    let report = read_json(&s.join("report.json")).unwrap();
+    let first = events(&s)[0]["ts"].as_str().unwrap().to_string();
+    assert_eq!(summary["started_at"], first.as_str());
+    assert_eq!(report["started_at"], first.as_str());
+    assert_eq!(summary["duration_ms"], report["duration_ms"]);
+    let (duration, active) = (
+        report["duration_ms"].as_u64().unwrap(),
+        report["active_ms"].as_u64().unwrap(),
+    );
+    assert!(duration >= active + 300, "{duration} {active}");
+    let md = fs::read_to_string(s.join("report.md")).unwrap();
+    assert!(md.contains("of it with an orchestrator running)"), "{md}");
+}
