@@ -372,13 +372,15 @@ Refused (exit 2) in a finished session.")]
   orchestrator add demo-2026 more.toml
   orchestrator add demo-2026 more.toml --dry-run    check only: what would be added
   orchestrator add demo-2026 hotfix.json    a JSON file of tasks works the same way
+  ./make-tasks.sh | orchestrator add demo-2026 -    tasks from stdin (TOML, or JSON)
 
 Exit status: 0 added; 2 refused (a check failed, or the session is not running: the
 message says which).")]
     Add {
         /// The running session (directory, id or unique id prefix).
         session: String,
-        /// The file of tasks (TOML, or JSON when it ends in .json).
+        /// The file of tasks (TOML, or JSON when it ends in .json); `-` reads them from
+        /// stdin (JSON when it starts with `{`).
         file: PathBuf,
         /// Check the file against the session's plan and say what would be added; add
         /// nothing.

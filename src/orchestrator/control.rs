@@ -102,8 +102,9 @@ fn refuse_without_orchestrator(session: &Session, verb: &str) -> Result<()> {
     )))
 }
 
-/// `orchestrator add SESSION FILE`: the file's tasks, checked against the session's plan
-/// (relative paths from `cwd`), handed to its live orchestrator; its answer. With
+/// `orchestrator add SESSION FILE`: the file's tasks (`-`: stdin's, whose directory is
+/// `cwd`), checked against the session's plan (relative paths from `cwd`), handed to its
+/// live orchestrator; its answer. With
 /// `dry_run`, only checked: the answer says what would be added.
 pub fn add_tasks(
     session: &Session,
@@ -113,9 +114,31 @@ pub fn add_tasks(
 ) -> Result<ControlReply> {
     refuse_without_orchestrator(session, "add tasks to")?;
     let plan = crate::status::required_plan(session)?;
-    let tasks = plan.load_added(file, cwd)?;
+    let (tasks, dir) = if file == Path::new("-") {
+        // From a script's pipe: TOML, or JSON when it starts as an object does.
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::io::stdin(), crate::plan::PLAN_CAP),
+            &mut text,
+        )
+        .map_err(|e| Error::io("-", "read the tasks from stdin", e))?;
+        let name = if text.trim_start().starts_with('{') {
+            "<stdin>.json"
+        } else {
+            "<stdin>"
+        };
+        (
+            plan.load_added_text(name, &text, cwd)?,
+            Some(cwd.to_path_buf()),
+        )
+    } else {
+        let dir = std::fs::canonicalize(file)
+            .ok()
+            .and_then(|f| f.parent().map(Path::to_path_buf));
+        (plan.load_added(file, cwd)?, dir)
+    };
     let info: Option<SessionInfo> = fsio::read_json(&session.session_json())?;
-    check_paths(session, info.as_ref(), &tasks, file)?;
+    check_paths(session, info.as_ref(), &tasks, file, dir.as_deref())?;
     let n = tasks.len();
     if dry_run {
         let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
@@ -139,18 +162,13 @@ fn check_paths(
     info: Option<&SessionInfo>,
     tasks: &[Task],
     file: &Path,
+    dir: Option<&Path>,
 ) -> Result<()> {
     let refuse = |msg: String| Err(Error::Usage(format!("{}: {msg}", file.display())));
-    let dir_of = |p: &Path| {
-        std::fs::canonicalize(p)
-            .ok()?
-            .parent()
-            .map(Path::to_path_buf)
-    };
     if let Some(t) = tasks.iter().find(|t| !t.owns.is_empty())
         && let Some(plan_file) = info.map(|i| &i.plan_file).filter(|p| p.is_absolute())
         && let Some(plan_dir) = plan_file.parent()
-        && dir_of(file).as_deref() != Some(plan_dir)
+        && dir.and_then(|d| std::fs::canonicalize(d).ok()).as_deref() != Some(plan_dir)
     {
         return refuse(format!(
             "task {:?} has `owns`, whose patterns are relative to the plan's directory: \

@@ -481,6 +481,17 @@ impl Plan {
         self.added(&file, &text, base_cwd, true)
     }
 
+    /// [`Plan::load_added`] of a text already read (`file` names it in errors and tells
+    /// JSON from TOML), working directories checked.
+    pub fn load_added_text(
+        &self,
+        file: &str,
+        text: &str,
+        base_cwd: &Path,
+    ) -> Result<Vec<Task>, PlanError> {
+        self.added(file, text, base_cwd, true)
+    }
+
     /// [`Plan::load_added`] of a text, as [`Plan::parse`] is of [`Plan::load`] (no look
     /// at the machine's directories).
     pub fn parse_added(

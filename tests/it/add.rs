@@ -282,3 +282,40 @@ fn added_worktree_tasks_start_from_the_sessions_base() {
     assert_eq!(rec["changed"], serde_json::json!(["l/x"]));
     assert_eq!(rec["outside_owns"], serde_json::json!([]));
 }
+
+/// `orchestrator add SESSION -`: tasks from a script's pipe, JSON or TOML, with errors
+/// located in `<stdin>`.
+#[test]
+fn tasks_can_be_added_from_stdin() {
+    use std::io::Write as _;
+    let mut sb = Sandbox::new();
+    let s = sb.start_plan("plan.toml", &base(), &["-q"]);
+    wait_started(&s, "hold", 1);
+    let piped = |text: &str| {
+        let mut c = sb.orch();
+        c.args(["add", s.to_str().unwrap(), "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = piped(r#"{"task": [{"id": "piped", "run": "true", "after": ["hold"]}]}"#);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "added 1 task (piped): 0 ready\n");
+    let o = piped("[[task]]\nid = \"bad\"\nrun = \"true\"\nafter = [\"nope\"]\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: <stdin>:4:10: task \"bad\" depends on unknown task \"nope\"\n"
+    );
+    std::fs::write(sb.out().join("go"), "").unwrap();
+    assert_eq!(sb.wait_last(Duration::from_secs(30)), 0);
+    assert_status(&sb, &s, "succeeded", &[("piped", "succeeded")]);
+}
