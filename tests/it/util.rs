@@ -884,6 +884,38 @@ pub fn touch(sb: &Sandbox, name: &str) {
     fs::write(sb.out().join(name), "").unwrap();
 }
 
+/// Whether process group `pgid` has live members, every one of them stopped by a
+/// SIGSTOP: stopped (`T`), or with the SIGSTOP pending. A shell that started a command
+/// with vfork (dash does) waits in `D` for its child to exec, and cannot stop before: when
+/// the group's SIGSTOP stops that child first, the shell stays in `D` with the SIGSTOP
+/// pending for as long as the group is stopped (its SIGCONT drops the pending stop and
+/// both go on). Checking the leader for `T` alone failed a freeze test 1 run in 6 under
+/// load.
+pub fn group_stopped(pgid: i64) -> bool {
+    let members = group_members(pgid);
+    !members.is_empty()
+        && members.iter().all(|&pid| {
+            proc_state(pid as i64) == Some('T') || sigstop_pending(pid).unwrap_or(false)
+        })
+}
+
+/// Whether SIGSTOP is pending for process `pid` (its own or its thread group's), from
+/// `/proc/PID/status`.
+fn sigstop_pending(pid: u64) -> Option<bool> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let bit = 1u64 << (nix::libc::SIGSTOP - 1);
+    let mut pending = false;
+    for l in status.lines() {
+        if let Some(mask) = l
+            .strip_prefix("SigPnd:")
+            .or_else(|| l.strip_prefix("ShdPnd:"))
+        {
+            pending |= u64::from_str_radix(mask.trim(), 16).ok()? & bit != 0;
+        }
+    }
+    Some(pending)
+}
+
 /// The state letter of process `pid` (`T` when stopped), from `/proc/PID/stat`.
 pub fn proc_state(pid: i64) -> Option<char> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
