@@ -173,6 +173,26 @@ pub fn anchor(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether `root`, a session root, is still the directory its path names. An anchored
+/// root's descriptor keeps its directory reachable after the path stopped leading there
+/// (the session removed, moved away, or its file system unmounted, even lazily as `umount
+/// -l` does, and its mount point removed), and every path resolved below it goes on
+/// working: only a lookup by path, compared with the anchor, can tell. A worker that
+/// looked below its anchor alone ran on for good in a session nobody could see.
+pub fn root_still_there(root: &Path) -> bool {
+    let Ok(st) = nix::sys::stat::lstat(root) else {
+        return false;
+    };
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
+        return false;
+    }
+    match anchored(root) {
+        Some((a, rel)) if rel.as_os_str().is_empty() => nix::sys::stat::fstat(&a.fd)
+            .is_ok_and(|at| (at.st_dev, at.st_ino) == (st.st_dev, st.st_ino)),
+        _ => true,
+    }
+}
+
 /// The anchor `path` lies under, and the rest of the path below it.
 fn anchored(path: &Path) -> Option<(Arc<Anchor>, &Path)> {
     if !path.is_absolute() {

@@ -32,7 +32,7 @@ mod at;
 mod fault;
 
 use at::Dir;
-pub use at::{anchor, uncached_thread};
+pub use at::{anchor, root_still_there, uncached_thread};
 
 /// Prefix of temp files; names in a session never start with a dot, so these never clash
 /// with real files and scanners skip them.

@@ -309,15 +309,23 @@ impl Worker {
 
     /// Our directory (or the whole session) was removed under us: nothing we do can be
     /// seen any more, so stop rather than run on unseen (the orchestrator sees our death
-    /// and gives the task to another worker).
+    /// and gives the task to another worker). The session's root is looked up by its path
+    /// first: below it we see through the descriptor we anchored it with, which still
+    /// reaches a session moved away or on a file system unmounted under us (a worker left
+    /// by a failed full-disk test ran on for good after the test's cleanup did that).
     fn check_dir(&self) -> Result<()> {
+        let root = self.session.root();
         let dir = self.session.worker_dir(&self.cfg.id);
-        if fsio::is_dir(&dir) {
+        let gone = if !fsio::root_still_there(root) {
+            root
+        } else if !fsio::is_dir(&dir) {
+            &dir
+        } else {
             return Ok(());
-        }
+        };
         Err(Error::Session(format!(
             "{}: removed while worker {} was running; stopping",
-            dir.display(),
+            gone.display(),
             self.cfg.id
         )))
     }

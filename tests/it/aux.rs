@@ -165,7 +165,7 @@ fn a_failure_freezes_the_session_and_a_rollback_from_another_process_undoes_it()
     });
     let pgid = pgid_of(&session, "b", 1);
     wait_until(Duration::from_secs(30), "b to be stopped", || {
-        proc_state(pgid) == Some('T')
+        group_stopped(pgid)
     });
     wait_until(Duration::from_secs(30), "b's emergency command", || {
         read(&sb, "emergency") == "b\n"
@@ -308,7 +308,7 @@ fn a_session_frozen_by_a_failure_stays_frozen_across_a_resume() {
     });
     let pgid = pgid_of(&session, "b", 1);
     wait_until(Duration::from_secs(30), "b to be stopped", || {
-        proc_state(pgid) == Some('T')
+        group_stopped(pgid)
     });
     sb.kill_orchestrator(&session);
     sb.start(&[
@@ -322,7 +322,7 @@ fn a_session_frozen_by_a_failure_stays_frozen_across_a_resume() {
         !lines(&session, "session_resumed").is_empty()
     });
     assert_eq!(status_json(&sb, &session)["state"], "frozen");
-    assert_eq!(proc_state(pgid), Some('T'), "b is still stopped");
+    assert!(group_stopped(pgid), "b is still stopped");
     // `go` is there, but b is stopped: it cannot see it until the thaw.
     touch(&sb, "go");
     let o = sb.run(&["thaw", session.to_str().unwrap()]);
@@ -335,4 +335,56 @@ fn a_session_frozen_by_a_failure_stays_frozen_across_a_resume() {
         "run once, not again on resume"
     );
     assert_eq!(lines(&session, "snapshot_written").len(), 1);
+}
+
+// The flaky freeze: both tests above timed out about 1 run in 6 under load, waiting for
+// b's process group to stop, though the worker had stopped it. dash starts each command
+// with vfork; a group SIGSTOP that lands between the vfork and the exec stops the child
+// first, and the shell, waiting in `D` for that child's exec, cannot stop: it keeps the
+// SIGSTOP pending for as long as the group stays stopped (seen: leader `D` with SIGSTOP
+// in ShdPnd, its child `T`). The group was frozen; the tests looked for `T` on the leader
+// alone. A shell starting commands in a loop is stopped and continued until it was caught
+// so a few times: each time its group counts as stopped, and it goes on after SIGCONT.
+#[test]
+fn a_group_stopped_while_its_shell_waits_on_a_vforked_child_counts_as_stopped() {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    use std::os::unix::process::CommandExt;
+
+    /// Kills the loop however the test ends.
+    struct Group(std::process::Child);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            let _ = killpg(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+    let g = Group(
+        std::process::Command::new("sh")
+            .args(["-c", "while :; do /bin/true; done"])
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let pgid = g.0.id() as i64;
+    let group = Pid::from_raw(pgid as i32);
+    let mut caught = 0;
+    for _ in 0..2000 {
+        killpg(group, Signal::SIGSTOP).unwrap();
+        wait_until(Duration::from_secs(10), "the group to stop", || {
+            group_stopped(pgid)
+        });
+        if proc_state(pgid) == Some('D') {
+            caught += 1;
+        }
+        killpg(group, Signal::SIGCONT).unwrap();
+        wait_until(Duration::from_secs(10), "the group to go on", || {
+            !group_stopped(pgid)
+        });
+        if caught == 3 {
+            return;
+        }
+    }
+    // bash forks rather than vforks: there the leader always stops.
+    eprintln!("note: sh was never caught waiting on a vforked child ({caught} times)");
 }

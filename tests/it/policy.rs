@@ -105,7 +105,7 @@ fn a_frozen_session_stops_its_tasks_where_they_are_and_thaw_lets_them_finish() {
         "session frozen: 1 running attempt stopped where it is; `thaw` goes on, `cancel` ends it\n"
     );
     wait_until(Duration::from_secs(30), "the task's group to stop", || {
-        proc_state(group) == Some('T')
+        group_stopped(group)
     });
     assert_eq!(status_json(&sb, &session)["state"], "frozen");
     // Released while frozen, the task cannot see it: it is stopped.

@@ -1,6 +1,6 @@
 //! Test helpers: a sandbox directory per test, commands for the real binaries with the
 //! sandbox's environment, polling with deadlines (never fixed sleeps), and a guard that
-//! kills everything a test started, even when it panics.
+//! kills everything a test started, even when it panics, wherever its sessions are.
 
 #![allow(dead_code)]
 
@@ -15,11 +15,13 @@ use serde_json::Value;
 pub const ORCH: &str = env!("CARGO_BIN_EXE_orchestrator");
 pub const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
-/// A temporary directory with a `sessions/` root; kills what it started on drop.
+/// A temporary directory with a `sessions/` root; kills what it started on drop, then
+/// unmounts what it mounted, then the directory goes.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
     children: Vec<Child>,
     tmux_sockets: Vec<String>,
+    mounts: Vec<PathBuf>,
 }
 
 impl Sandbox {
@@ -28,7 +30,49 @@ impl Sandbox {
             dir: tempfile::tempdir().expect("tempdir"),
             children: Vec::new(),
             tmux_sockets: Vec::new(),
+            mounts: Vec::new(),
         }
+    }
+
+    /// A tmpfs of `size` (mount's `size=`, e.g. `200k`) mounted at `name` in the sandbox,
+    /// or `None` where the host refuses (mounting needs root; CI runs as root). Unmounted
+    /// when the sandbox drops, once everything running there is killed.
+    pub fn tmpfs(&mut self, name: &str, size: &str) -> Option<PathBuf> {
+        let mnt = self.path().join(name);
+        fs::create_dir_all(&mnt).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&mnt)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return None;
+        }
+        self.mounts.push(mnt.clone());
+        Some(mnt)
+    }
+
+    /// Unmount `mnt`, a [`Sandbox::tmpfs`], lazily (`umount -l`): what still runs there
+    /// keeps it, unreachable by any path.
+    pub fn unmount(&mut self, mnt: &Path) {
+        let st = Command::new("umount").arg("-l").arg(mnt).status().unwrap();
+        assert!(st.success(), "umount -l {}", mnt.display());
+        self.mounts.retain(|m| m != mnt);
+    }
+
+    /// `worker ARGS` run by hand (as a person starts one), with the sandbox's environment.
+    pub fn worker(&self) -> Command {
+        let mut c = Command::new(WORKER);
+        c.current_dir(self.path())
+            .env("OUT", self.out())
+            .env_remove("TMUX")
+            .env_remove("MAESTRO_SESSION")
+            .stdin(Stdio::null());
+        if std::env::var_os("MAESTRO_CGROUP").is_none() {
+            c.env("MAESTRO_CGROUP", "off");
+        }
+        c
     }
 
     pub fn path(&self) -> &Path {
@@ -212,6 +256,67 @@ impl Drop for Sandbox {
                 .join(format!("tmux-{}", nix::unistd::getuid()));
             let _ = fs::remove_file(dir.join(sock));
         }
+        // What the session files could not name: a worker whose `worker.json` a full disk
+        // refused, sessions outside `sessions/` (a `--sessions-dir`, a project's own), a
+        // session whose file system is unmounted.
+        kill_everything_of(self.path());
+        for mnt in &self.mounts {
+            let _ = Command::new("umount").arg("-l").arg(mnt).status();
+        }
+    }
+}
+
+/// SIGKILL every process that names `dir` (or a path under it) in its command line or
+/// its environment, or runs in it, until none is left (10 s at most): every orchestrator,
+/// worker and task a test started there, whatever its session's files say (each gets
+/// `OUT=<sandbox>/out`, a worker `--session <dir>`, a task `MAESTRO_SESSION`). Several
+/// rounds: an orchestrator killed in the first may have started a worker meanwhile.
+fn kill_everything_of(dir: &Path) {
+    let mut names = vec![dir.to_string_lossy().into_owned()];
+    if let Ok(real) = dir.canonicalize()
+        && real != dir
+    {
+        names.push(real.to_string_lossy().into_owned());
+    }
+    // The directory itself or a path under it, in `\0`-separated text (`/tmp/.tmpAB` must
+    // not match `/tmp/.tmpABC`). std's string search, not a byte-window scan: this reads
+    // every process's environment, and the test binary is unoptimized where std is not.
+    let names_it = |text: &[u8]| {
+        let text = String::from_utf8_lossy(text);
+        names.iter().any(|n| {
+            text.match_indices(n.as_str())
+                .any(|(i, _)| matches!(text.as_bytes().get(i + n.len()), None | Some(b'/' | 0)))
+        })
+    };
+    let me = std::process::id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut found = 0;
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let read = |f: &str| fs::read(e.path().join(f)).unwrap_or_default();
+            let cwd = fs::read_link(e.path().join("cwd")).unwrap_or_default();
+            let ours = names_it(&read("cmdline"))
+                || names_it(&read("environ"))
+                || names_it(cwd.as_os_str().as_encoded_bytes());
+            // A zombie has no command line, environment or directory left: never ours.
+            if ours {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                found += 1;
+            }
+        }
+        if found == 0 || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -788,6 +893,38 @@ pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 /// Create the empty file `name` in the sandbox's `out/` (what a task waits for).
 pub fn touch(sb: &Sandbox, name: &str) {
     fs::write(sb.out().join(name), "").unwrap();
+}
+
+/// Whether process group `pgid` has live members, every one of them stopped by a
+/// SIGSTOP: stopped (`T`), or with the SIGSTOP pending. A shell that started a command
+/// with vfork (dash does) waits in `D` for its child to exec, and cannot stop before: when
+/// the group's SIGSTOP stops that child first, the shell stays in `D` with the SIGSTOP
+/// pending for as long as the group is stopped (its SIGCONT drops the pending stop and
+/// both go on). Checking the leader for `T` alone failed a freeze test 1 run in 6 under
+/// load.
+pub fn group_stopped(pgid: i64) -> bool {
+    let members = group_members(pgid);
+    !members.is_empty()
+        && members.iter().all(|&pid| {
+            proc_state(pid as i64) == Some('T') || sigstop_pending(pid).unwrap_or(false)
+        })
+}
+
+/// Whether SIGSTOP is pending for process `pid` (its own or its thread group's), from
+/// `/proc/PID/status`.
+fn sigstop_pending(pid: u64) -> Option<bool> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let bit = 1u64 << (nix::libc::SIGSTOP - 1);
+    let mut pending = false;
+    for l in status.lines() {
+        if let Some(mask) = l
+            .strip_prefix("SigPnd:")
+            .or_else(|| l.strip_prefix("ShdPnd:"))
+        {
+            pending |= u64::from_str_radix(mask.trim(), 16).ok()? & bit != 0;
+        }
+    }
+    Some(pending)
 }
 
 /// The state letter of process `pid` (`T` when stopped), from `/proc/PID/stat`.
