@@ -165,10 +165,11 @@ fn status_watch_shows_a_finished_session_until_q_and_says_when_its_orchestrator_
         "{ORCH} status {} --watch; echo EXIT=$?",
         done.display()
     ));
-    let screen = pane.wait_for("finished", LONG);
-    for want in ["succeeded", "tasks 1/1", "one", "events"] {
-        assert!(screen.contains(want), "{want:?} not shown:\n{screen}");
-    }
+    // The whole frame: tmux may show it half written.
+    let wants = ["finished", "succeeded", "tasks 1/1", "one", "events"];
+    pane.wait_until(LONG, "the finished session's frame", |screen| {
+        wants.iter().all(|w| screen.contains(w))
+    });
     pane.keys(&["q"]);
     pane.wait_for("EXIT=0", LONG);
     pane.line(&format!(
