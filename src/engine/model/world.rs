@@ -644,6 +644,18 @@ impl World {
                     .filter(|st| !exits_on_disk.contains_key(&(st.task.clone(), st.attempt)))
                     .cloned()
                     .collect(),
+                // Its `exited` lines, but those appended after the scan.
+                exited: exits_on_disk
+                    .iter()
+                    .filter(|(k, r)| {
+                        r.worker == *id
+                            && !w.unread.iter().any(|f| {
+                                matches!(f, Fact::AttemptExited { task, attempt, .. }
+                                    if (task, attempt) == (&k.0, &k.1))
+                            })
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect(),
             });
         }
         self.stats.cleanups_withdrawn += withdrawn_cleanups;
