@@ -402,6 +402,7 @@ fn found(history: &History, bits: u32) -> Found {
             withdrawn,
             started: Vec::new(),
             ran,
+            exited: Vec::new(),
         }
     });
     Found {

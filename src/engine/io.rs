@@ -89,6 +89,10 @@ pub struct FoundWorker {
     /// ran (`task_started` is journalled for the fence holder only) and the cleanup
     /// owed may not have been handed out before the orchestrator died.
     pub ran: Vec<(String, u32)>,
+    /// Every attempt (and auxiliary run) its journal shows ended (an `exited` line): a
+    /// claimed attempt with neither line is yet to run, or runs without a start line
+    /// yet.
+    pub exited: Vec<(String, u32)>,
 }
 
 /// What a resumed orchestrator found on disk beside the journal.

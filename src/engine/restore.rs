@@ -300,6 +300,8 @@ impl Engine {
         let mut adopted = BTreeSet::new();
         let mut claimed: BTreeSet<(String, String, u32)> = BTreeSet::new();
         let mut taken_back: BTreeSet<(String, String, u32)> = BTreeSet::new();
+        // Claimed attempts whose worker's journal shows neither a start nor an exit.
+        let mut unstarted: BTreeSet<(String, String, u32)> = BTreeSet::new();
         for fw in &found.workers {
             self.next_worker = self.next_worker.max(number_after(&fw.id));
             taken_back.extend(
@@ -329,6 +331,16 @@ impl Engine {
             }
             for (task, n) in &fw.claimed {
                 claimed.insert((fw.id.clone(), task.clone(), *n));
+                let key = (task.clone(), *n);
+                let began = fw.ran.contains(&key)
+                    || fw
+                        .started
+                        .iter()
+                        .any(|st| st.task == *task && st.attempt == *n);
+                let ended = fw.exited.contains(&key) || exits.contains_key(&key);
+                if !began && !ended {
+                    unstarted.insert((fw.id.clone(), task.clone(), *n));
+                }
             }
             if fw.alive && fw.registered && !fw.stopped && !fw.foreign {
                 self.workers
@@ -462,6 +474,32 @@ impl Engine {
                 attempt: n,
                 process: Some(process_of(&st)),
             });
+        }
+
+        // An adopted worker that claimed a superseded attempt and had not started it yet
+        // starts it (its kill file then stops it): it is busy with it until it reports,
+        // as it was before the crash. Taken for idle, its journal would not be followed
+        // until it is given work, which may never come (a stopping session gives none):
+        // the start would be read too late, or never, and the cleanup it owes not run.
+        for (w, task, n) in unstarted {
+            let Some(&t) = self.index.get(&task) else {
+                continue;
+            };
+            if adopted.contains(&w)
+                && let Some(wk) = self.workers.get_mut(&w)
+                && wk.state == WorkerState::Idle
+            {
+                wk.state = WorkerState::Busy {
+                    task: t,
+                    attempt: n,
+                };
+                self.out.push(Command::Kill {
+                    worker: w,
+                    task: t,
+                    attempt: n,
+                    reason: super::KillReason::Reassigned,
+                });
+            }
         }
 
         // Every other attempt that ran is over: its cleanup is owed (a cleanup owed

@@ -267,6 +267,7 @@ fn scan(
             match ev {
                 WorkerEvent::Started(st) => fw.started.push(st),
                 WorkerEvent::Exited(rec) => {
+                    fw.exited.push((rec.task.clone(), rec.attempt));
                     journalled.insert((rec.task.clone(), rec.attempt), (wid.clone(), rec));
                 }
                 _ => {}

@@ -108,6 +108,8 @@ impl World {
                     AuxState::Skipped => panic!("a cleanup skipped: {ev:?}"),
                 }
             }
+            Event::TasksAdded { tasks } => self.tasks_journalled(tasks),
+            Event::SessionDraining { .. } => self.stats.stops += 1,
             ev if ev.as_aux_start().is_some() || ev.as_aux_end().is_some() => {
                 panic!("no gate checks, emergency or rollback commands here: {ev:?}")
             }
@@ -191,6 +193,10 @@ impl World {
                 "{id} skipped while no dependency failed"
             ),
             TaskState::Failed => {}
+            // A stop's end: what did not start is cancelled, with what comes after it.
+            TaskState::Cancelled if self.history.draining.is_some() => {
+                self.stats.decided_by_stop += 1;
+            }
             s => panic!("{id} decided {s:?}: no one cancels and there are no races"),
         }
         if let Some(rec) = &d.exit {
@@ -221,6 +227,16 @@ impl World {
                     "{id} failed before its retries were used"
                 );
             }
+        } else if d.state == TaskState::Failed
+            && self.history.draining.is_some()
+            && d.reason.as_deref() == Some("not retried: the session was stopped")
+        {
+            // A stop's end: a task waiting to be retried fails.
+            assert!(
+                self.retries_used.get(&id).is_some_and(|&n| n > 0),
+                "{id} failed as not retried, but no retry was scheduled"
+            );
+            self.stats.decided_by_stop += 1;
         } else if d.state == TaskState::Failed {
             self.stats.lost_too_often += 1;
         }
@@ -296,6 +312,12 @@ impl World {
                 .map(|t| (self.id(t), self.e.fence(t), self.e.attempts(t)))
                 .collect::<Vec<_>>()
         );
+        // Every task counts, the added ones too: the engine's plan, the world's and its
+        // spec agree, and each task was decided.
+        assert_eq!(self.e.plan().tasks.len(), self.spec.n());
+        assert_eq!(self.plan.tasks.len(), self.spec.n());
+        assert_eq!(self.history.tasks_added, self.spec.n());
+        assert_eq!(self.decided.len(), self.spec.n());
         for t in 0..self.spec.n() {
             let id = self.id(t);
             let s = self.decided.get(&id).copied();
@@ -310,8 +332,11 @@ impl World {
             .decided
             .values()
             .any(|s| matches!(s, TaskState::Failed | TaskState::Skipped));
+        let cancelled = self.decided.values().any(|s| *s == TaskState::Cancelled);
         let want = if failed {
             SessionState::Failed
+        } else if cancelled {
+            SessionState::Cancelled
         } else {
             SessionState::Succeeded
         };

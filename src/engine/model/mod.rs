@@ -2,11 +2,24 @@
 //! with a `cleanup` (some after a delay) run on 1 or 2 `cleanup_workers`, driven
 //! through a simulated world by a random sequence of what the world does (a worker
 //! registers, claims, starts, exits, dies or gets stuck; the shell reads a worker's
-//! journal; time passes; a person reassigns; the orchestrator restarts from its journal
-//! and what is on disk), then a calm phase in which nothing is killed any more.
+//! journal; time passes; a person reassigns, adds tasks or stops the session; the
+//! orchestrator restarts from its journal and what is on disk), then a calm phase in
+//! which nothing is killed any more.
 //!
 //! This file holds the cases (the plan, the moves), the world's state and the property
-//! tests; `world.rs` plays the world and the shell; `check.rs` states what must hold.
+//! tests; `world.rs` plays the world and the shell; `grow.rs` a person's additions and
+//! stops; `check.rs` states what must hold.
+//!
+//! Additions (`Act::Add`, `orchestrator add`): one to three tasks, each after a random
+//! subset of the tasks there are (the plan's, those added before, and earlier ones of
+//! the same request), with random `retries` and `max_reassign` and maybe a cleanup, parsed
+//! from a file of `[[task]]` tables against the plan as `plan.json` holds it. The world's
+//! plan and spec grow on `SavePlan` (the shell writes `plan.json` then), so every check
+//! below covers the added tasks, and a restarted orchestrator is restored from the grown
+//! plan. A stop (`Act::Stop`) drains the session, sometimes with an addition read in the
+//! same look after it; and the case's last addition is fed once more after the session
+//! ended (a request read in the look that saw the end), so additions reach a stopping
+//! and an ended session too.
 //!
 //! The world is faithful: an assignment is claimed only by the worker it was written
 //! to, a worker runs one attempt at a time and claims the next only after recording the
@@ -21,9 +34,10 @@
 //! claimed, started, exits, or dies or is stuck with its worker. A restarted orchestrator
 //! gets what the shell's scan finds: the exits of undecided tasks' fence attempts, of
 //! attempts taken away and of cleanups the journal shows handed out and not ended; the
-//! starts without an exit, and every start (`FoundWorker::ran`); the claimed assignments
-//! (cleanups too); a worker's exit line may come after that scan read its journal,
-//! though its exit file was there: the exit is then read twice.
+//! starts without an exit, every start (`FoundWorker::ran`) and every exit line
+//! (`FoundWorker::exited`); the claimed assignments (cleanups too); a worker's exit line
+//! may come after that scan read its journal, though its exit file was there: the exit
+//! is then read twice.
 //!
 //! Checked after every step: workers running a current attempt never exceed the limit;
 //! each task decided once and never again (across restarts too); an outcome taken from
@@ -34,6 +48,14 @@
 //! did not; a task fails on its exits only once its retries are used up; `task_assigned`
 //! is journalled before the assignment is published; a refused withdrawal is never asked
 //! again; one orchestrator retires an attempt and kills its group once at most.
+//! Additions: `SavePlan`, then `tasks_added` naming the new tasks, then the reply, all
+//! in the batch of the request; a new task behind a dependency that did not succeed is
+//! decided (skipped) before that reply, the others are not; an addition is refused, and
+//! the plan left as it was, once the session ended or while it stops (`session_draining`
+//! journalled), and accepted otherwise; `plan.json` never holds a task no `tasks_added`
+//! line vouches for when the orchestrator dies. Stops: nothing is assigned once the
+//! session stops; at the drain's end what did not start is cancelled, and a task waiting
+//! for a retry fails (only after a retry was scheduled).
 //! Cleanups: at most `cleanup_workers` workers run them at once (as the engine counts,
 //! and in the world: cleanups running whose run is not ended), beside the `workers`;
 //! `cleanup_started` at most once per (task, attempt) over the whole run, every
@@ -44,9 +66,13 @@
 //! the one its decisions call for, every request was answered, every attempt that
 //! started had its cleanup started exactly once (save one that started on a worker
 //! given up on whose start line no orchestrator read before the end: no one can know
-//! it ran), and every cleanup started ended.
+//! it ran), and every cleanup started ended. The end counts the added tasks: the
+//! engine's plan, the world's and the spec hold the same tasks, `tasks_added` lines name
+//! them all, and every one was decided; the final state is failed with a failed or
+//! skipped task, else cancelled with a cancelled one, else succeeded.
 
 mod check;
+mod grow;
 mod world;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -180,22 +206,32 @@ enum Act {
     /// lines were appended after the new one read their journals, though their exit
     /// files were there when it looked: it reads those exits twice.
     Restart(bool),
+    /// A person adds one to three tasks to the live session (`orchestrator add`); the
+    /// number seeds what they are (see `grow.rs`).
+    Add(u8),
+    /// A person stops the session (`orchestrator stop`); `Some`: another adds tasks,
+    /// read in the same look, after the stop.
+    Stop(Option<u8>),
 }
 
 fn act() -> impl Strategy<Value = Act> {
+    // A stop is rare (a case stopped early runs little): about a third of the cases
+    // have one.
     prop_oneof![
-        3 => any::<u8>().prop_map(Act::Register),
-        4 => any::<u8>().prop_map(Act::Claim),
-        4 => any::<u8>().prop_map(Act::Begin),
-        5 => (any::<u8>(), prop::bool::weighted(0.7), any::<bool>())
+        12 => any::<u8>().prop_map(Act::Register),
+        16 => any::<u8>().prop_map(Act::Claim),
+        16 => any::<u8>().prop_map(Act::Begin),
+        20 => (any::<u8>(), prop::bool::weighted(0.7), any::<bool>())
             .prop_map(|(i, ok, claim)| Act::Exit(i, ok, claim)),
-        5 => (any::<u8>(), 0u8..6).prop_map(|(i, k)| Act::Read(i, k)),
-        1 => any::<u8>().prop_map(Act::Kill),
-        1 => any::<u8>().prop_map(Act::Stall),
-        1 => any::<u8>().prop_map(Act::Unstick),
-        2 => Just(Act::Time),
-        1 => any::<u8>().prop_map(Act::Reassign),
-        1 => any::<bool>().prop_map(Act::Restart),
+        20 => (any::<u8>(), 0u8..6).prop_map(|(i, k)| Act::Read(i, k)),
+        4 => any::<u8>().prop_map(Act::Kill),
+        4 => any::<u8>().prop_map(Act::Stall),
+        4 => any::<u8>().prop_map(Act::Unstick),
+        8 => Just(Act::Time),
+        4 => any::<u8>().prop_map(Act::Reassign),
+        4 => any::<bool>().prop_map(Act::Restart),
+        6 => any::<u8>().prop_map(Act::Add),
+        1 => prop::option::of(any::<u8>()).prop_map(Act::Stop),
     ]
 }
 
@@ -259,6 +295,18 @@ struct Stats {
     /// Cleanups published and not claimed when the orchestrator died: the resume's scan
     /// takes them back.
     cleanups_withdrawn: usize,
+    /// Tasks added to the live session, and of those, the ones behind a dependency that
+    /// had not succeeded, decided at once.
+    tasks_added: usize,
+    added_decided_at_once: usize,
+    /// Additions refused: the session had ended (a request read in the look that saw
+    /// its end), or was stopping.
+    adds_refused_ended: usize,
+    adds_refused_stopping: usize,
+    /// Sessions stopped (`session_draining`), and tasks a stop left undecided, decided
+    /// at the drain's end.
+    stops: usize,
+    decided_by_stop: usize,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -281,12 +329,20 @@ impl std::ops::AddAssign for Stats {
         self.cleanup_exits_ignored += o.cleanup_exits_ignored;
         self.unseen_starts += o.unseen_starts;
         self.cleanups_withdrawn += o.cleanups_withdrawn;
+        self.tasks_added += o.tasks_added;
+        self.added_decided_at_once += o.added_decided_at_once;
+        self.adds_refused_ended += o.adds_refused_ended;
+        self.adds_refused_stopping += o.adds_refused_stopping;
+        self.stops += o.stops;
+        self.decided_by_stop += o.decided_by_stop;
     }
 }
 
 /// The engine, the simulated world around it, and what the checks remember.
 struct World {
+    /// The plan's shape; it grows with the plan (tasks added).
     spec: Spec,
+    /// The plan as `plan.json` holds it: the engine's since its last `SavePlan`.
     plan: Plan,
     cfg: Config,
     e: Engine,
@@ -335,6 +391,10 @@ struct World {
     controls: u32,
     /// Requests without a reply yet.
     unanswered: usize,
+    /// The `add` request being fed, and what the world expects of it.
+    adding: Option<grow::Adding>,
+    /// Facts fed to the engine so far (each one's commands are a batch).
+    batches: u64,
     stats: Stats,
     /// Print every fact and command (to read a failing case).
     trace: bool,
@@ -355,6 +415,17 @@ fn run(spec: &Spec, acts: &[Act], trace: bool) -> Stats {
         eprintln!("calm");
     }
     w.calm();
+    // A request read in the look that saw the session end is fed after its end: the
+    // case's last addition comes once more, and is refused.
+    if let Some(k) = acts.iter().rev().find_map(|a| match a {
+        Act::Add(k) | Act::Stop(Some(k)) => Some(*k),
+        _ => None,
+    }) {
+        if trace {
+            eprintln!("Add({k}) after the end");
+        }
+        w.add(k);
+    }
     w.check_end();
     w.stats
 }
@@ -434,4 +505,10 @@ fn the_model_reaches_restarts_stale_exits_withdrawals_and_losses() {
     assert!(total.cleanups_failed > 0);
     assert!(total.cleanups_unknown > 0);
     assert!(total.cleanup_exits_ignored > 0);
+    assert!(total.tasks_added > 0);
+    assert!(total.added_decided_at_once > 0);
+    assert!(total.adds_refused_ended > 0);
+    assert!(total.adds_refused_stopping > 0);
+    assert!(total.stops > 0);
+    assert!(total.decided_by_stop > 0);
 }

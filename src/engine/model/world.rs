@@ -2,7 +2,8 @@
 //! order until the engine and the shell settle, commands carried out as the real shell
 //! does (`orchestrator/effects.rs`), and the world's moves (a worker registers, claims,
 //! starts, exits, dies or stalls; time passes; a person reassigns; the orchestrator
-//! restarts from its journal and what is on disk; the calm phase).
+//! restarts from its journal and what is on disk; the calm phase). A person's additions
+//! and stops are in `grow.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -51,9 +52,14 @@ impl World {
             finished: None,
             controls: 0,
             unanswered: 0,
+            adding: None,
+            batches: 0,
             stats: Stats::default(),
             trace,
         };
+        // The shell journals the plan's tasks before the engine starts.
+        let ids = w.plan.tasks.iter().map(|t| t.id.clone()).collect();
+        w.history.apply(&Event::TasksAdded { tasks: ids });
         w.feed(Fact::Start);
         w
     }
@@ -66,7 +72,7 @@ impl World {
         self.plan.tasks[t].id.clone()
     }
 
-    fn feed(&mut self, f: Fact) {
+    pub(super) fn feed(&mut self, f: Fact) {
         self.facts.push_back(f);
         let mut n = 0;
         loop {
@@ -77,6 +83,7 @@ impl World {
                     eprintln!("  @{} {}", self.at, fact_line(&f));
                 }
                 self.count_ignored(&f);
+                self.batches += 1;
                 let cmds = self.e.on(f, self.now());
                 for c in cmds {
                     if self.trace {
@@ -188,6 +195,10 @@ impl World {
                 assert!(
                     !self.decided.contains_key(&id),
                     "{id} assigned once decided"
+                );
+                assert!(
+                    self.history.draining.is_none(),
+                    "{id} assigned while the session stops"
                 );
                 let w = self
                     .workers
@@ -315,7 +326,11 @@ impl World {
                 }
             }
             Command::Decide(d) => self.decision(&d),
-            Command::Reply { .. } => self.unanswered -= 1,
+            Command::Reply { id, ok, message } => {
+                self.unanswered -= 1;
+                self.answered(&id, ok, &message);
+            }
+            Command::SavePlan => self.plan_saved(),
             Command::Finish(s) => {
                 assert!(self.finished.is_none(), "the session finished twice");
                 let open: Vec<&(String, u32)> = self
@@ -603,6 +618,13 @@ impl World {
     /// see [`Act::Restart`].
     fn restart(&mut self, late: bool) {
         self.stats.restarts += 1;
+        // `plan.json` holds only tasks a `tasks_added` line vouches for (a resume would
+        // drop the others): an addition saves its plan and journals it in one batch.
+        assert_eq!(
+            self.history.tasks_added,
+            self.plan.tasks.len(),
+            "plan.json and the tasks_added lines disagree"
+        );
         self.given.clear();
         let mut found = Found::default();
         let exits_on_disk = self.exits.clone();
@@ -643,6 +665,18 @@ impl World {
                     .iter()
                     .filter(|st| !exits_on_disk.contains_key(&(st.task.clone(), st.attempt)))
                     .cloned()
+                    .collect(),
+                // Its `exited` lines, but those appended after the scan.
+                exited: exits_on_disk
+                    .iter()
+                    .filter(|(k, r)| {
+                        r.worker == *id
+                            && !w.unread.iter().any(|f| {
+                                matches!(f, Fact::AttemptExited { task, attempt, .. }
+                                    if (task, attempt) == (&k.0, &k.1))
+                            })
+                    })
+                    .map(|(k, _)| k.clone())
                     .collect(),
             });
         }
@@ -778,6 +812,8 @@ impl World {
                 });
             }
             Act::Restart(late) => self.restart(late),
+            Act::Add(k) => self.add(k),
+            Act::Stop(then_add) => self.stop(then_add),
         }
     }
 
@@ -858,6 +894,13 @@ fn fact_line(f: &Fact) -> String {
                 .exits
                 .iter()
                 .map(|(t, a, _)| (t, a))
+                .collect::<Vec<_>>()
+        ),
+        Fact::Add { id, tasks } => format!(
+            "Add {{ {id} {:?} }}",
+            tasks
+                .iter()
+                .map(|t| (&t.id, &t.after, t.retries, t.cleanup.is_some()))
                 .collect::<Vec<_>>()
         ),
         f => format!("{f:?}"),

@@ -330,6 +330,51 @@ fn the_session_waits_for_an_attempt_being_stopped_to_run_its_cleanup() {
     assert_eq!(finish(&c), Some(SessionState::Succeeded));
 }
 
+// Regression (found by the model, with a stop): a resumed orchestrator took a worker
+// that had claimed an attempt superseded by a reassign, and not started it yet, for
+// idle. Its journal was then not followed, so the session could end (a stop gives an
+// idle worker no new work) before the start was read, and that attempt's cleanup never
+// ran.
+#[test]
+fn a_resume_waits_for_a_claimed_superseded_attempt_to_start_and_runs_its_cleanup() {
+    let mut s = sim_with("a", 1, cleanups);
+    s.control("c1", ControlAction::Reassign, Some("a"));
+    s.register_all();
+    s.begin("w2", "a", 2);
+    // w1 claimed attempt 1 (its kill file is there) and has not started it.
+    let (mut r, c) = s.resume(Found {
+        workers: vec![
+            FoundWorker {
+                claimed: vec![("a".into(), 1)],
+                ..found_worker("w1", true)
+            },
+            found_running_a("w2", 2, true),
+        ],
+        ..Found::default()
+    });
+    assert_eq!(r.runs("w1"), Some(("a", 1)), "{:?}", c.cmds);
+    assert!(has(&c, |c| matches!(
+        c,
+        Command::Kill { worker, attempt: 1, .. } if worker == "w1"
+    )));
+    let mut c = r.exit("w2", "a", 2, 0);
+    c.cmds.extend(r.register_all().cmds);
+    let w = aux_assigns(&r, &c)
+        .first()
+        .map(|(w, _, _)| w.clone())
+        .expect("attempt 2's cleanup is handed out");
+    let c = r.run(&w, "a+cleanup", 2, 0);
+    assert_eq!(finish(&c), None, "attempt 1 is still to start and end");
+    r.begin("w1", "a", 1);
+    let c = r.exit_rec(killed("a", 1, "w1", KillReason::Reassigned), None);
+    let w = aux_assigns(&r, &c)
+        .first()
+        .map(|(w, _, _)| w.clone())
+        .expect("attempt 1's cleanup is handed out");
+    let c = r.run(&w, "a+cleanup", 1, 0);
+    assert_eq!(finish(&c), Some(SessionState::Succeeded));
+}
+
 #[test]
 fn a_gate_check_opens_the_gate_or_fails_what_follows() {
     let more = "[[gate]]\nid = \"g\"\nafter = [\"a\"]\napprove = true\n";
