@@ -157,16 +157,29 @@ impl Dash {
         self.procs.sample(&procs, Instant::now());
     }
 
+    /// Draw a frame: first the files of the tasks it shows that the model deferred (the
+    /// decided ones, whose time and note come from their outcome), then the frame.
     fn draw<B: Backend>(&mut self, terminal: &mut Terminal<B>) -> Result<()> {
-        let view = View {
-            model: &self.model,
-            procs: &self.procs,
-            theme: self.theme,
-            now: SystemTime::now(),
-        };
-        let app = &mut self.app;
+        let (model, app) = (&mut self.model, &mut self.app);
+        let (procs, theme, now) = (&self.procs, self.theme, SystemTime::now());
         terminal
-            .draw(|f| draw::draw(f, app, &view))
+            .draw(|f| {
+                let view = View {
+                    model: &*model,
+                    procs,
+                    theme,
+                    now,
+                };
+                let shown = draw::tasks_shown(f.area(), app, &view);
+                model.read_rows(shown);
+                let view = View {
+                    model: &*model,
+                    procs,
+                    theme,
+                    now,
+                };
+                draw::draw(f, app, &view);
+            })
             .map(|_| ())
             .map_err(|e| Error::Session(format!("the terminal: cannot draw: {e}")))
     }
