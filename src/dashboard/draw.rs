@@ -7,11 +7,14 @@
 //! the view is up), the journal's last events, and a footer (keys, or a question).
 //!
 //! Only what fits is drawn: the tasks' list builds the rows of its window, never all of
-//! them, and counts come from the model, never from a pass over the tasks. Every text
+//! them (and [`tasks_shown`] tells the model which rows those are before a frame, so it
+//! reads the files of the tasks it deferred), and counts come from the model, never from
+//! a pass over the tasks. Every text
 //! that comes from a file (a progress message, a log line) is cleaned of control
 //! characters before it reaches the terminal.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::time::SystemTime;
 
 use ratatui::Frame;
@@ -194,12 +197,27 @@ struct Heights {
     events: u16,
 }
 
-pub fn draw(f: &mut Frame, app: &mut App, v: &View) {
-    let area = f.area();
-    if let Screen::Log(log) = &app.screen {
-        draw_log(f, area, log, v.theme);
-        return;
-    }
+/// Where each part of the main screen goes, with what the parts share.
+struct Layout {
+    /// The rows above the tasks' list.
+    top: Vec<Row>,
+    notes: Vec<Line<'static>>,
+    /// The selected row's place among `top` then the tasks.
+    selected: usize,
+    header: Rect,
+    notes_area: Rect,
+    needs: Rect,
+    workers: Rect,
+    waves: Rect,
+    pools: Rect,
+    tasks: Rect,
+    stderr: Rect,
+    events: Rect,
+    footer: Rect,
+}
+
+/// The main screen's layout in `area`: each part its lines, what does not fit giving way.
+fn layout(area: Rect, app: &App, v: &View) -> Layout {
     let m = v.model;
     let top = top_rows(m);
     let notes = notes(v);
@@ -268,28 +286,53 @@ pub fn draw(f: &mut Frame, app: &mut App, v: &View) {
         y += n;
         r
     };
-    let header = take(2);
-    let notes_area = take(h.notes);
-    let needs_area = take(h.needs);
-    let workers_area = take(h.workers);
-    let waves_area = take(h.waves);
-    let pools_area = take(h.pools);
-    let tasks_area = take(h.tasks);
-    let stderr_area = take(h.stderr);
-    let events_area = take(h.events);
-    let footer = take(1);
-    let selected = app.position(&top, m.tasks().len());
-    draw_header(f, header, v);
-    f.render_widget(Paragraph::new(notes), notes_area);
-    draw_needs(f, needs_area, v, &top, selected);
-    draw_workers(f, workers_area, v, &top, selected);
-    draw_waves(f, waves_area, v);
-    draw_pools(f, pools_area, v);
-    let sel_task = selected.checked_sub(top.len());
-    draw_tasks(f, tasks_area, v, app, sel_task);
-    draw_stderr(f, stderr_area, v);
-    draw_events(f, events_area, v);
-    draw_footer(f, footer, app, v.theme);
+    Layout {
+        selected: app.position(&top, m.tasks().len()),
+        top,
+        notes,
+        header: take(2),
+        notes_area: take(h.notes),
+        needs: take(h.needs),
+        workers: take(h.workers),
+        waves: take(h.waves),
+        pools: take(h.pools),
+        tasks: take(h.tasks),
+        stderr: take(h.stderr),
+        events: take(h.events),
+        footer: take(1),
+    }
+}
+
+/// The tasks (by index) that a frame of `area` draws rows of, as [`draw`] will (the
+/// list's window moved to keep the selection in view): the model reads their files
+/// first where it deferred them.
+pub fn tasks_shown(area: Rect, app: &mut App, v: &View) -> Range<usize> {
+    if let Screen::Log(_) = &app.screen {
+        return 0..0;
+    }
+    let l = layout(area, app, v);
+    let selected = l.selected.checked_sub(l.top.len());
+    task_window(l.tasks, app, selected, v.model.tasks().len())
+}
+
+pub fn draw(f: &mut Frame, app: &mut App, v: &View) {
+    let area = f.area();
+    if let Screen::Log(log) = &app.screen {
+        draw_log(f, area, log, v.theme);
+        return;
+    }
+    let l = layout(area, app, v);
+    draw_header(f, l.header, v);
+    f.render_widget(Paragraph::new(l.notes), l.notes_area);
+    draw_needs(f, l.needs, v, &l.top, l.selected);
+    draw_workers(f, l.workers, v, &l.top, l.selected);
+    draw_waves(f, l.waves, v);
+    draw_pools(f, l.pools, v);
+    let sel_task = l.selected.checked_sub(l.top.len());
+    draw_tasks(f, l.tasks, v, app, sel_task);
+    draw_stderr(f, l.stderr, v);
+    draw_events(f, l.events, v);
+    draw_footer(f, l.footer, app, v.theme);
 }
 
 /// Whether the session reached an end (its orchestrator is then not expected to run).
@@ -667,12 +710,12 @@ fn note(task: &TaskView) -> String {
         .unwrap_or_default()
 }
 
-fn draw_tasks(f: &mut Frame, area: Rect, v: &View, app: &mut App, selected: Option<usize>) {
+/// The tasks (by index) the list in `area` has room for, its top first moved to keep the
+/// selected task (if one is) in view.
+fn task_window(area: Rect, app: &mut App, selected: Option<usize>, len: usize) -> Range<usize> {
     if area.height < 2 {
-        return;
+        return 0..0;
     }
-    let (m, t) = (v.model, v.theme);
-    let tasks = m.tasks();
     let room = (area.height - 2) as usize;
     if let Some(s) = selected {
         if s < app.task_top {
@@ -681,8 +724,17 @@ fn draw_tasks(f: &mut Frame, area: Rect, v: &View, app: &mut App, selected: Opti
             app.task_top = s + 1 - room;
         }
     }
-    app.task_top = app.task_top.min(tasks.len().saturating_sub(room));
-    let window = &tasks[app.task_top..(app.task_top + room).min(tasks.len())];
+    app.task_top = app.task_top.min(len.saturating_sub(room));
+    app.task_top..(app.task_top + room).min(len)
+}
+
+fn draw_tasks(f: &mut Frame, area: Rect, v: &View, app: &mut App, selected: Option<usize>) {
+    if area.height < 2 {
+        return;
+    }
+    let (m, t) = (v.model, v.theme);
+    let tasks = m.tasks();
+    let window = &tasks[task_window(area, app, selected, tasks.len())];
     let id_width = window
         .iter()
         .map(|t| t.id.len())

@@ -161,20 +161,34 @@ impl Dash {
         self.procs.sample(&procs, Instant::now());
     }
 
+    /// Draw a frame: first the files of the tasks it shows that the model deferred (the
+    /// decided ones, whose time and note come from their outcome), then the frame.
     fn draw<B: Backend>(&mut self, terminal: &mut Terminal<B>) -> Result<()> {
         let stderr = crate::stderr::recent(draw::STDERR_SHOWN)
             .map(|(count, newest)| Stderr { count, newest })
             .unwrap_or_default();
-        let view = View {
-            model: &self.model,
-            procs: &self.procs,
-            theme: self.theme,
-            now: SystemTime::now(),
-            stderr: &stderr,
-        };
-        let app = &mut self.app;
+        let (model, app) = (&mut self.model, &mut self.app);
+        let (procs, theme, now) = (&self.procs, self.theme, SystemTime::now());
         terminal
-            .draw(|f| draw::draw(f, app, &view))
+            .draw(|f| {
+                let view = View {
+                    model: &*model,
+                    procs,
+                    theme,
+                    now,
+                    stderr: &stderr,
+                };
+                let shown = draw::tasks_shown(f.area(), app, &view);
+                model.read_rows(shown);
+                let view = View {
+                    model: &*model,
+                    procs,
+                    theme,
+                    now,
+                    stderr: &stderr,
+                };
+                draw::draw(f, app, &view);
+            })
             .map(|_| ())
             .map_err(|e| Error::Session(format!("the terminal: cannot draw: {e}")))
     }

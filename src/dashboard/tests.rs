@@ -417,3 +417,82 @@ fn a_large_session_refreshes_only_what_changed() {
     assert!(screen.contains("t9999"), "{screen}");
     assert!(screen.contains("of 10000"), "{screen}");
 }
+
+/// A finished session's frames read the files of the decided tasks they draw, and only
+/// those: each row drawn shows its outcome's time and reason, the others stay the
+/// journal's decision until they are scrolled to.
+#[test]
+fn a_frame_reads_the_decided_tasks_it_draws_and_only_those() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Session::create(d.path(), "done").unwrap();
+    let n = 200;
+    let mut toml = String::from("name = \"done\"\n");
+    for i in 0..n {
+        toml.push_str(&format!("[[task]]\nid = \"t{i}\"\nrun = \"true\"\n"));
+    }
+    let plan = crate::plan::Plan::parse("done.toml", &toml, d.path()).unwrap();
+    fsio::write_json(&s.plan_json(), &plan).unwrap();
+    let ids: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+    let mut journal = line(&Event::TasksAdded { tasks: ids.clone() });
+    for (i, id) in ids.iter().enumerate() {
+        let state = if i == 1 {
+            crate::proto::TaskState::Failed
+        } else {
+            crate::proto::TaskState::Succeeded
+        };
+        let reason = (i == 1).then(|| "exit 3: boom".to_string());
+        let outcome = crate::proto::Outcome {
+            task: id.clone(),
+            state,
+            attempt: 1,
+            worker: Some("w1".into()),
+            exit_code: Some(if i == 1 { 3 } else { 0 }),
+            signal: None,
+            started_at: Some("2026-01-01T10:00:00.000Z".into()),
+            ended_at: Some("2026-01-01T10:01:05.000Z".into()),
+            duration_ms: Some(65_000),
+            reason: reason.clone(),
+            result: None,
+            decided_at: "2026-01-01T10:01:05.000Z".into(),
+        };
+        fsio::create_dir_private(&s.task_dir(id)).unwrap();
+        fsio::write_json(&s.outcome_json(id), &outcome).unwrap();
+        journal.push_str(&line(&Event::TaskFinished {
+            task: id.clone(),
+            attempt: 1,
+            worker: Some("w1".into()),
+            state,
+            exit_code: Some(0),
+            reason,
+        }));
+    }
+    std::fs::write(s.events(), journal).unwrap();
+    let mut v = super::OffScreen::new(s.clone()).unwrap();
+    let screen = text(&v.terminal);
+    assert!(screen.contains("tasks 200/200"), "{screen}");
+    assert!(screen.contains("1 failed"), "{screen}");
+    assert!(screen.contains("199 succeeded"), "{screen}");
+    let row = |screen: &str, id: &str| {
+        let row = screen.lines().find(|l| l.starts_with(&format!("{id} ")));
+        row.unwrap_or_else(|| panic!("no row of {id}:\n{screen}"))
+            .to_string()
+    };
+    assert!(row(&screen, "t0").contains("1m05s"), "{screen}");
+    assert!(row(&screen, "t1").contains("exit 3: boom"), "{screen}");
+    let read = |v: &super::OffScreen| {
+        let tasks = v.d.model.tasks();
+        tasks.iter().filter(|t| t.duration_ms.is_some()).count()
+    };
+    let first = read(&v);
+    assert!(
+        (2..40).contains(&first),
+        "only the rows drawn were read: {first}"
+    );
+    // The last rows, once scrolled to, are read and drawn from their outcomes too.
+    v.d.app.key(key(KeyCode::End), &v.d.model);
+    v.d.draw(&mut v.terminal).unwrap();
+    let screen = text(&v.terminal);
+    assert!(row(&screen, "t199").contains("1m05s"), "{screen}");
+    let both = read(&v);
+    assert!(both > first && both <= 2 * first, "the two windows: {both}");
+}

@@ -47,6 +47,13 @@ impl TaskHistory {
         self.attempts.iter().find(|a| a.attempt == n)
     }
 
+    /// Decided `state`: the fence and any retry are over.
+    fn decide(&mut self, state: TaskState) {
+        self.decided = Some(state);
+        self.fence = None;
+        self.retry_at_unix_ms = None;
+    }
+
     fn attempt_mut(&mut self, n: u32) -> &mut AttemptHistory {
         if let Some(i) = self.attempts.iter().position(|a| a.attempt == n) {
             return &mut self.attempts[i];
@@ -176,11 +183,17 @@ impl GateRecord {
 }
 
 impl History {
-    fn task(&mut self, id: &str) -> &mut TaskHistory {
-        if !self.tasks.contains_key(id) {
-            self.task_order.push(id.to_string());
+    /// Apply `f` to task `id`'s history, made (and put in `task_order`) if it is new.
+    /// Nearly every line names a task already known: it is found with one search by
+    /// `&str` (a search of 10 000 string keys misses the cache at each step; `entry`
+    /// would also allocate the key), and a closure rather than a returned reference lets
+    /// that search's borrow end before a new task is inserted.
+    fn task<R>(&mut self, id: &str, f: impl FnOnce(&mut TaskHistory) -> R) -> R {
+        if let Some(h) = self.tasks.get_mut(id) {
+            return f(h);
         }
-        self.tasks.entry(id.to_string()).or_default()
+        self.task_order.push(id.to_string());
+        f(self.tasks.entry(id.to_string()).or_default())
     }
 
     /// Fold one event in.
@@ -191,7 +204,7 @@ impl History {
             Event::TasksAdded { tasks } => {
                 self.tasks_added += tasks.len();
                 for t in tasks {
-                    self.task(t);
+                    self.task(t, |_| ());
                 }
             }
             Event::SessionResumed { .. } => {
@@ -219,11 +232,12 @@ impl History {
                 let kept = &self.succeeded;
                 self.succeeded_order.retain(|s| kept.contains(s));
                 for t in tasks {
-                    let h = self.task(t);
-                    h.decided = None;
-                    h.failures = 0;
-                    h.reassigns = 0;
-                    h.retry_at_unix_ms = None;
+                    self.task(t, |h| {
+                        h.decided = None;
+                        h.failures = 0;
+                        h.reassigns = 0;
+                        h.retry_at_unix_ms = None;
+                    });
                 }
             }
             Event::WorkerSpawned { worker, .. } | Event::WorkerAdopted { worker } => {
@@ -242,31 +256,34 @@ impl History {
                 seq,
             } => {
                 self.max_seq = self.max_seq.max(*seq);
-                let h = self.task(task);
-                h.fence = Some((*attempt, worker.clone()));
-                h.last_attempt = h.last_attempt.max(*attempt);
-                h.retry_at_unix_ms = None;
-                let a = h.attempt_mut(*attempt);
-                a.worker = Some(worker.clone());
-                a.ended = None;
+                self.task(task, |h| {
+                    h.fence = Some((*attempt, worker.clone()));
+                    h.last_attempt = h.last_attempt.max(*attempt);
+                    h.retry_at_unix_ms = None;
+                    let a = h.attempt_mut(*attempt);
+                    a.worker = Some(worker.clone());
+                    a.ended = None;
+                });
             }
             Event::TaskWithdrawn { task, attempt, .. } => {
-                let h = self.task(task);
-                if h.fence.as_ref().is_some_and(|f| f.0 == *attempt) {
-                    h.fence = None;
-                }
-                h.attempts.retain(|a| a.attempt != *attempt);
-                h.last_attempt = h.attempts.iter().map(|a| a.attempt).max().unwrap_or(0);
+                self.task(task, |h| {
+                    if h.fence.as_ref().is_some_and(|f| f.0 == *attempt) {
+                        h.fence = None;
+                    }
+                    h.attempts.retain(|a| a.attempt != *attempt);
+                    h.last_attempt = h.attempts.iter().map(|a| a.attempt).max().unwrap_or(0);
+                });
             }
             Event::TaskAdopted {
                 task,
                 attempt,
                 worker,
             } => {
-                let h = self.task(task);
-                h.fence = Some((*attempt, worker.clone()));
-                h.last_attempt = h.last_attempt.max(*attempt);
-                h.attempt_mut(*attempt).worker = Some(worker.clone());
+                self.task(task, |h| {
+                    h.fence = Some((*attempt, worker.clone()));
+                    h.last_attempt = h.last_attempt.max(*attempt);
+                    h.attempt_mut(*attempt).worker = Some(worker.clone());
+                });
             }
             Event::TaskStarted {
                 task,
@@ -276,12 +293,13 @@ impl History {
                 proc_start,
                 boot_id,
             } => {
-                let h = self.task(task);
-                let a = h.attempt_mut(*attempt);
-                a.worker = Some(worker.clone());
-                a.pid = *pid;
-                a.proc_start = *proc_start;
-                a.boot_id.clone_from(boot_id);
+                self.task(task, |h| {
+                    let a = h.attempt_mut(*attempt);
+                    a.worker = Some(worker.clone());
+                    a.pid = *pid;
+                    a.proc_start = *proc_start;
+                    a.boot_id.clone_from(boot_id);
+                });
             }
             Event::AttemptEnded {
                 task,
@@ -289,35 +307,36 @@ impl History {
                 worker,
                 reason,
             } => {
-                let h = self.task(task);
-                // An accepted exit keeps the fence until what it decided is journalled
-                // (`task_finished` or `retry_scheduled`): a crash in between must leave
-                // that exit to be accepted again on resume, not orphan the task.
-                let accepted = matches!(
-                    reason,
-                    EndReason::Exited | EndReason::Failed | EndReason::TimedOut
-                );
-                if !accepted && h.fence.as_ref().is_some_and(|f| f.0 == *attempt) {
-                    h.fence = None;
-                }
-                if *reason == EndReason::WorkerLost {
-                    h.reassigns += 1;
-                }
-                let a = h.attempt_mut(*attempt);
-                if a.worker.is_none() {
-                    a.worker.clone_from(worker);
-                }
-                // A late `stale` follows `worker_lost`/`reassigned`: keep the first
-                // reason, why the attempt stopped counting.
-                if *reason == EndReason::Stale {
-                    a.stale = true;
-                }
-                if a.ended.is_none() {
-                    a.ended = Some(*reason);
-                }
+                self.task(task, |h| {
+                    // An accepted exit keeps the fence until what it decided is journalled
+                    // (`task_finished` or `retry_scheduled`): a crash in between must leave
+                    // that exit to be accepted again on resume, not orphan the task.
+                    let accepted = matches!(
+                        reason,
+                        EndReason::Exited | EndReason::Failed | EndReason::TimedOut
+                    );
+                    if !accepted && h.fence.as_ref().is_some_and(|f| f.0 == *attempt) {
+                        h.fence = None;
+                    }
+                    if *reason == EndReason::WorkerLost {
+                        h.reassigns += 1;
+                    }
+                    let a = h.attempt_mut(*attempt);
+                    if a.worker.is_none() {
+                        a.worker.clone_from(worker);
+                    }
+                    // A late `stale` follows `worker_lost`/`reassigned`: keep the first
+                    // reason, why the attempt stopped counting.
+                    if *reason == EndReason::Stale {
+                        a.stale = true;
+                    }
+                    if a.ended.is_none() {
+                        a.ended = Some(*reason);
+                    }
+                });
             }
             Event::StaleResult { task, attempt, .. } => {
-                self.task(task).attempt_mut(*attempt).stale = true;
+                self.task(task, |h| h.attempt_mut(*attempt).stale = true);
             }
             Event::RetryScheduled {
                 task,
@@ -325,38 +344,27 @@ impl History {
                 retry,
                 ..
             } => {
-                let h = self.task(task);
-                h.failures = (*retry).max(h.failures);
-                h.retry_at_unix_ms = Some(*not_before_unix_ms);
-                h.fence = None;
+                self.task(task, |h| {
+                    h.failures = (*retry).max(h.failures);
+                    h.retry_at_unix_ms = Some(*not_before_unix_ms);
+                    h.fence = None;
+                });
             }
             Event::TaskFinished { task, state, .. } => {
-                let h = self.task(task);
-                h.decided = Some(*state);
-                h.fence = None;
-                h.retry_at_unix_ms = None;
+                self.task(task, |h| h.decide(*state));
                 if *state == TaskState::Succeeded && self.succeeded.insert(task.clone()) {
                     self.succeeded_order.push(task.clone());
                 }
             }
             Event::TaskSkipped { task, .. } => {
-                let h = self.task(task);
-                h.decided = Some(TaskState::Skipped);
-                h.fence = None;
-                h.retry_at_unix_ms = None;
+                self.task(task, |h| h.decide(TaskState::Skipped));
             }
             Event::TaskCancelled { task, .. } => {
-                let h = self.task(task);
-                h.decided = Some(TaskState::Cancelled);
-                h.fence = None;
-                h.retry_at_unix_ms = None;
+                self.task(task, |h| h.decide(TaskState::Cancelled));
             }
             Event::Selection { excluded } => self.selection.clone_from(excluded),
             Event::TaskExcluded { task, .. } => {
-                let h = self.task(task);
-                h.decided = Some(TaskState::Excluded);
-                h.fence = None;
-                h.retry_at_unix_ms = None;
+                self.task(task, |h| h.decide(TaskState::Excluded));
             }
             Event::SessionState { state, .. } => {
                 self.state = Some(*state);

@@ -12,6 +12,14 @@
 //!   or assigned and not decided (a worker may start it without the journal knowing, when
 //!   the orchestrator is dead); a task whose files could not be read is tried again every
 //!   few seconds;
+//! - except, in a live model ([`SessionModel::live`]), a task the journal decided, or
+//!   knows only by name while an orchestrator runs the session (not a worktree task):
+//!   its state is the journal's (`task_finished` and the like are written after the
+//!   outcome; a task never assigned has no files but those a line then vouches for) and
+//!   its files are read only when it is shown ([`SessionModel::read_rows`], the rows a
+//!   frame draws) or a snapshot is taken, or, for a pending one, once no orchestrator
+//!   runs the session. The first frame of a 10 000-task session reads a screenful of
+//!   tasks, not 10 000;
 //! - a worker's journal when its size changed, its `worker.json` until it is read, its
 //!   liveness until it is seen dead (worker ids are never reused), its `usage.json`
 //!   while it runs an attempt;
@@ -19,15 +27,19 @@
 //!
 //! So a refresh costs what was appended plus what is running, not the size of the plan:
 //! a 10 000-task session whose journal grew by ten lines re-reads a few files. Counts by
-//! state and per wave are kept as views change, never recounted.
+//! state and per wave are kept as views change, never recounted (a deferred task counts
+//! in the state the journal decided, which is its outcome's: the outcome is written
+//! first, once).
 
+mod plan;
 mod read;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use plan::PlanFacts;
 use read::Errors;
 #[cfg(test)]
 pub(crate) use read::worker_status;
@@ -64,59 +76,6 @@ pub struct WaveCount {
     pub done: usize,
 }
 
-/// What the plan says that the model needs, read once from `plan.json`.
-struct PlanFacts {
-    ids: Vec<String>,
-    secrets: HashMap<String, String>,
-    pools: BTreeMap<String, crate::plan::Pool>,
-    gate_ids: Vec<String>,
-    claims: HashMap<String, BTreeMap<String, u64>>,
-    worktree: HashSet<String>,
-    /// Each task's wave (only for a model that keeps waves).
-    wave_of: Vec<usize>,
-    waves: usize,
-}
-
-impl PlanFacts {
-    fn of(plan: crate::plan::Plan, waves: bool) -> PlanFacts {
-        let (wave_of, n) = if waves {
-            let ws = plan.waves();
-            let mut of = vec![0; plan.tasks.len()];
-            for (w, tasks) in ws.iter().enumerate() {
-                for &t in tasks {
-                    of[t] = w;
-                }
-            }
-            (of, ws.len())
-        } else {
-            (Vec::new(), 0)
-        };
-        let mut facts = PlanFacts {
-            ids: Vec::with_capacity(plan.tasks.len()),
-            secrets: HashMap::new(),
-            pools: plan.resources,
-            gate_ids: plan.gates.into_iter().map(|g| g.id).collect(),
-            claims: HashMap::new(),
-            worktree: HashSet::new(),
-            wave_of,
-            waves: n,
-        };
-        for t in plan.tasks {
-            if t.worktree {
-                facts.worktree.insert(t.id.clone());
-            }
-            if !t.resources.is_empty() {
-                facts.claims.insert(t.id.clone(), t.resources.clone());
-            }
-            if let Some(line) = t.secrets() {
-                facts.secrets.insert(t.id.clone(), line);
-            }
-            facts.ids.push(t.id);
-        }
-        facts
-    }
-}
-
 /// A session as read from its directory, kept up to date by [`SessionModel::refresh`].
 pub struct SessionModel {
     session: Session,
@@ -135,6 +94,9 @@ pub struct SessionModel {
     state: SessionState,
     tasks: Vec<TaskView>,
     caches: Vec<read::TaskCache>,
+    /// Per task: its view is only the journal's decision, its files not read yet (a live
+    /// model's decided tasks, until shown).
+    unread: Vec<bool>,
     index: HashMap<String, usize>,
     /// Without a plan, how much of the journal's task order has become tasks.
     order_seen: usize,
@@ -170,7 +132,8 @@ pub struct SessionModel {
 pub struct Refreshed {
     /// Journal events read.
     pub events: usize,
-    /// Task views read again.
+    /// Task views read again from their files (not those a live model defers: see
+    /// [`SessionModel::read_rows`]).
     pub tasks: usize,
 }
 
@@ -197,6 +160,7 @@ impl SessionModel {
             state: SessionState::Interrupted,
             tasks: Vec::new(),
             caches: Vec::new(),
+            unread: Vec::new(),
             index: HashMap::new(),
             order_seen: 0,
             to_read: Vec::new(),
@@ -241,13 +205,27 @@ impl SessionModel {
             self.info_error = e.joined();
         }
         let mut touched: Vec<usize> = Vec::new();
+        // While the plan is not read, it is read on a thread of its own as the journal is
+        // folded: on a large session each takes tens of milliseconds (a 10 000-task
+        // `plan.json` is ~5 MB, its journal ~6 MB), and neither needs the other.
+        let plan = self
+            .plan
+            .is_none()
+            .then(|| plan::Reading::start(&self.session, self.live_view));
         let events = self.read_journal(&mut touched);
-        if std::mem::take(&mut self.grown) && self.plan.is_some() {
-            self.plan = None;
-            touched.clear();
-        }
-        if self.plan.is_none() {
-            self.read_plan();
+        // A grown plan (tasks added): read again, whole; every task is then read anew.
+        let plan = match plan {
+            None if std::mem::take(&mut self.grown) => {
+                touched.clear();
+                Some(plan::Reading::start(&self.session, self.live_view))
+            }
+            plan => {
+                self.grown = false;
+                plan
+            }
+        };
+        if let Some(plan) = plan {
+            self.read_plan(plan.finish());
         }
         if self.plan.is_none() {
             self.tasks_from_journal();
@@ -302,10 +280,16 @@ impl SessionModel {
                 _ => {}
             }
             if keep {
-                if recent.len() == RECENT {
-                    recent.pop_front();
-                }
-                recent.push_back(line.to_vec());
+                // The oldest line's buffer holds the newest: no allocation per line once
+                // full (a first read goes through the whole journal).
+                let mut kept = if recent.len() == RECENT {
+                    recent.pop_front().unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                kept.clear();
+                kept.extend_from_slice(line);
+                recent.push_back(kept);
             }
         });
         match r {
@@ -320,28 +304,35 @@ impl SessionModel {
         }
     }
 
-    /// Read `plan.json` (again, while it could not be read): on success the tasks are
-    /// the plan's, in plan order, and are all read.
-    fn read_plan(&mut self) {
+    /// Take what was read of `plan.json` (again, while it could not be read): on success
+    /// the tasks are the plan's, in plan order, and are all read (or deferred).
+    fn read_plan(&mut self, facts: crate::error::Result<PlanFacts>) {
         let mut e = Errors::default();
-        let Some(plan) = e.keep(crate::status::required_plan(&self.session)) else {
+        let Some(facts) = e.keep(facts) else {
             self.plan_error = e.joined();
             return;
         };
         self.plan_error = None;
-        let facts = PlanFacts::of(plan, self.live_view);
         self.waves = vec![WaveCount::default(); facts.waves];
         for &w in &facts.wave_of {
             self.waves[w].tasks += 1;
         }
         self.tasks.clear();
         self.caches.clear();
+        self.unread.clear();
         self.index.clear();
         self.counts = [0; STATES.len()];
         self.live.clear();
         self.unreadable.clear();
         self.to_read.clear();
         // Every task is read: a plan that became readable replaces the journal's list.
+        // (Room made first: 10 000 views grown by doubling were copied about twice.)
+        let n = facts.ids.len();
+        self.tasks.reserve(n);
+        self.caches.reserve(n);
+        self.unread.reserve(n);
+        self.index.reserve(n);
+        self.to_read.reserve(n);
         for id in &facts.ids {
             self.push_task(id);
         }
@@ -368,6 +359,7 @@ impl SessionModel {
         let i = self.tasks.len();
         self.tasks.push(read::undecided(id));
         self.caches.push(read::TaskCache::default());
+        self.unread.push(false);
         self.index.insert(id.to_string(), i);
         self.counts[slot(TaskState::Pending)] += 1;
         self.to_read.push(i);
@@ -398,8 +390,9 @@ impl SessionModel {
 
     /// Read again the new tasks, those the journal named, the live ones, worktree tasks
     /// (the orchestrator rewrites `worktree.json` after the journal lines of an attempt's
-    /// end, so it is tied to none) and, every few seconds, the unreadable ones. Returns
-    /// how many were read.
+    /// end, so it is tied to none) and, every few seconds, the unreadable ones; in a live
+    /// model, those of them the journal alone tells enough of (`deferrable`) wait
+    /// until shown. Returns how many were read.
     fn read_tasks(&mut self, touched: Vec<usize>) -> usize {
         // A sorted list, not a set: on a first read it holds every task.
         let mut todo = std::mem::take(&mut self.to_read);
@@ -409,6 +402,12 @@ impl SessionModel {
             todo.extend(p.worktree.iter().filter_map(|id| self.index.get(id)));
         }
         let now = Instant::now();
+        // Pending tasks left unread while an orchestrator ran: with none now, a crash may
+        // have left files that no journal line will vouch for, so they are read.
+        if self.live_view && !self.alive {
+            let unread = |&i: &usize| self.unread[i] && self.tasks[i].state == TaskState::Pending;
+            todo.extend((0..self.tasks.len()).filter(unread));
+        }
         if self
             .unreadable_at
             .is_none_or(|t| now.duration_since(t) >= RETRY_UNREADABLE)
@@ -418,27 +417,92 @@ impl SessionModel {
         }
         todo.sort_unstable();
         todo.dedup();
+        let mut read = 0;
         for &i in &todo {
-            self.read_task(i);
+            match self.deferrable(i) {
+                Some((state, attempt)) => self.defer(i, state, attempt),
+                None => {
+                    self.read_task(i);
+                    read += 1;
+                }
+            }
         }
         if self.plan.as_ref().is_some_and(|p| !p.worktree.is_empty()) {
             self.conflicts = Some(crate::status::conflicts(&self.tasks));
         }
-        todo.len()
+        read
     }
 
-    fn read_task(&mut self, i: usize) {
+    /// In a live model, task `i`'s state and attempt as the journal alone tells them,
+    /// when that is enough until it is shown: what it decided, or pending for a task it
+    /// knows only by name (never assigned) while an orchestrator runs the session (which
+    /// writes nothing of such a task but what a journal line then vouches for: a skip's
+    /// outcome, say). Not for a worktree task, whose `worktree.json` goes into the
+    /// session's conflicts.
+    fn deferrable(&self, i: usize) -> Option<(TaskState, u32)> {
+        if !self.live_view {
+            return None;
+        }
+        let id = &self.tasks[i].id;
+        if self.plan.as_ref().is_some_and(|p| p.worktree.contains(id)) {
+            return None;
+        }
+        let h = self.journal.history().tasks.get(id)?;
+        match h.decided {
+            Some(state) => Some((state, h.last_attempt)),
+            None if self.alive
+                && self.journal_error.is_none()
+                && *h == journal::TaskHistory::default() =>
+            {
+                Some((TaskState::Pending, 0))
+            }
+            None => None,
+        }
+    }
+
+    /// Task `i` as the journal tells it (`state`, `attempt`), its files left unread until
+    /// it is shown.
+    fn defer(&mut self, i: usize, state: TaskState, attempt: u32) {
+        let id = std::mem::take(&mut self.tasks[i].id);
+        self.caches[i] = read::TaskCache::default();
+        self.live.remove(&i);
+        self.unreadable.remove(&i);
+        self.unread[i] = true;
+        let v = TaskView {
+            id,
+            state,
+            attempt,
+            ..read::undecided("")
+        };
+        self.set(i, v);
+    }
+
+    /// Read the files of the tasks in `rows` (by index) that a live model deferred, so
+    /// that they can be shown as a full read shows them; returns how many were read.
+    pub fn read_rows(&mut self, rows: std::ops::Range<usize>) -> usize {
+        let rows = rows.start.min(self.tasks.len())..rows.end.min(self.tasks.len());
+        let mut read = 0;
+        for i in rows {
+            if self.unread[i] {
+                self.read_task(i);
+                read += 1;
+            }
+        }
+        read
+    }
+
+    /// Task `i`'s view from its files and the journal; `cache` is its cache.
+    fn view(&self, i: usize, cache: &mut read::TaskCache) -> TaskView {
         let history = self.journal.history();
-        let id = self.tasks[i].id.clone();
-        let h = history.tasks.get(&id);
-        let mut v = read::task_view(&self.session, &id, h, &self.worker_ids, &mut self.caches[i]);
+        let id = &self.tasks[i].id;
+        let h = history.tasks.get(id);
+        let mut v = read::task_view(&self.session, id, h, &self.worker_ids, cache);
         v.attempts = read::attempts_of(h, &v);
-        v.agent = read::agent_view(history.agents.get(&id), &v);
-        let fenced = h.is_some_and(|h| h.decided.is_none() && h.fence.is_some());
+        v.agent = read::agent_view(history.agents.get(id), &v);
         if let Some(p) = &self.plan {
-            v.secrets = p.secrets.get(&id).cloned();
-            if p.worktree.contains(&id) {
-                match crate::status::read_worktree(&self.session, &id) {
+            v.secrets = p.secrets.get(id).cloned();
+            if p.worktree.contains(id) {
+                match crate::status::read_worktree(&self.session, id) {
                     Ok(w) => v.worktree = w,
                     Err(e) => {
                         let e = e.to_string();
@@ -447,6 +511,15 @@ impl SessionModel {
                 }
             }
         }
+        v
+    }
+
+    fn read_task(&mut self, i: usize) {
+        let mut cache = std::mem::take(&mut self.caches[i]);
+        let v = self.view(i, &mut cache);
+        self.caches[i] = cache;
+        let h = self.journal.history().tasks.get(&v.id);
+        let fenced = h.is_some_and(|h| h.decided.is_none() && h.fence.is_some());
         let live = fenced || matches!(v.state, TaskState::Running | TaskState::Retrying);
         if live {
             self.live.insert(i);
@@ -458,6 +531,7 @@ impl SessionModel {
         } else {
             self.unreadable.remove(&i);
         }
+        self.unread[i] = false;
         self.set(i, v);
     }
 
@@ -566,15 +640,26 @@ impl SessionModel {
         .collect()
     }
 
-    /// The snapshot `status` draws, as the model stands.
+    /// The snapshot `status` draws, as the model stands (a deferred task's files read
+    /// for it).
     pub fn snapshot(&self) -> Snapshot {
+        let tasks = self
+            .tasks
+            .iter()
+            .zip(&self.unread)
+            .enumerate()
+            .map(|(i, (t, &unread))| match unread {
+                true => self.view(i, &mut read::TaskCache::default()),
+                false => t.clone(),
+            })
+            .collect();
         Snapshot {
             session: self.session.id().to_string(),
             path: self.session.root().display().to_string(),
             state: self.state,
             orchestrator_alive: self.alive,
             created_at: self.info.as_ref().map(|i| i.created_at.clone()),
-            tasks: self.tasks.clone(),
+            tasks,
             workers: self.workers.clone(),
             resources: self.resources.clone(),
             gates: self.gates.clone(),
@@ -588,7 +673,8 @@ impl SessionModel {
     }
 
     /// [`SessionModel::snapshot`], moving the views out rather than copying them.
-    pub fn into_snapshot(self) -> Snapshot {
+    pub fn into_snapshot(mut self) -> Snapshot {
+        self.read_rows(0..self.tasks.len());
         let errors = self.errors();
         let history = self.journal.into_history();
         Snapshot {

@@ -312,9 +312,17 @@ proptest! {
     fn an_incremental_refresh_ends_where_a_full_read_does(
         ops in prop::collection::vec(op(), 0..40),
         cuts in prop::collection::vec(0.0f64..1.0, 0..8),
+        alive in any::<bool>(),
     ) {
         let d = tempfile::tempdir().unwrap();
         let s = session(d.path());
+        // An orchestrator's lock held: the live model then defers tasks never assigned.
+        let _orchestrator = alive.then(|| {
+            fsio::create_dir_private(s.orchestrator_lock().parent().unwrap()).unwrap();
+            let f = fsio::open_lock_file(&s.orchestrator_lock()).unwrap();
+            fs2::FileExt::lock_exclusive(&f).unwrap();
+            f
+        });
         let steps = steps(&s, &ops);
         let total: usize = steps.iter().map(|st| st.line.len()).sum();
         let mut cuts: Vec<usize> = cuts.iter().map(|f| (f * total as f64) as usize).collect();
@@ -347,6 +355,14 @@ proptest! {
         prop_assert_eq!(live.done(), full.done());
         let waves: usize = live.waves().iter().map(|w| w.done).sum();
         prop_assert_eq!(waves, full.done());
+        // The tasks it deferred, read as a frame reads the rows it shows: its own views
+        // are then the full read's, and its counts still match them.
+        live.read_rows(0..TASKS.len());
+        prop_assert_eq!(json(&Snapshot { tasks: live.tasks().to_vec(), ..live.snapshot() }), json(&full));
+        for st in STATES {
+            let n = full.tasks.iter().filter(|t| t.state == st).count();
+            prop_assert_eq!(live.count(st), n, "{:?}", st);
+        }
     }
 }
 
@@ -358,7 +374,8 @@ fn states_are_in_declaration_order() {
 }
 
 /// Only what changed is read again: a decided task is not, a live one is, and the journal
-/// is read from where it stopped.
+/// is read from where it stopped. A live model reads a decided task's files only when it
+/// is shown (`read_rows`), once.
 #[test]
 fn a_refresh_reads_only_what_the_new_lines_name_and_live_tasks() {
     let d = tempfile::tempdir().unwrap();
@@ -371,8 +388,21 @@ fn a_refresh_reads_only_what_the_new_lines_name_and_live_tasks() {
     }
     let mut m = SessionModel::live(s.clone());
     let r = m.refresh();
-    assert_eq!(r.tasks, 4, "every task the first time");
+    assert_eq!(r.tasks, 3, "every task the first time, but a: decided");
     assert_eq!(m.count(TaskState::Succeeded), 1);
+    assert_eq!(
+        m.tasks()[0].duration_ms,
+        None,
+        "a's outcome is not read yet"
+    );
+    assert_eq!(m.read_rows(0..2), 1, "a, shown: its outcome read");
+    assert_eq!(m.tasks()[0].duration_ms, Some(1000));
+    assert_eq!(m.count(TaskState::Succeeded), 1);
+    assert_eq!(m.read_rows(0..4), 0, "read once");
+    // A model for `status` reads every task at once.
+    let mut whole = SessionModel::new(s.clone());
+    assert_eq!(whole.refresh().tasks, 4);
+    assert_eq!(whole.tasks()[0].duration_ms, Some(1000));
     let r = m.refresh();
     assert_eq!(
         (r.events, r.tasks),
@@ -395,15 +425,65 @@ fn a_refresh_reads_only_what_the_new_lines_name_and_live_tasks() {
     }))
     .unwrap();
     let r = m.refresh();
-    assert_eq!((r.events, r.tasks), (1, 1));
+    assert_eq!(
+        (r.events, r.tasks),
+        (1, 0),
+        "b decided: not read until shown"
+    );
     assert_eq!(m.count(TaskState::Failed), 1);
+    assert!(m.live_tasks().next().is_none());
     assert_eq!(m.refresh().tasks, 0);
+    assert_eq!(m.read_rows(1..2), 1);
+    assert_eq!(m.tasks()[1].exit_code, Some(1));
     let recent: Vec<_> = m.recent().filter_map(|(_, e)| e).collect();
     assert!(
         matches!(recent.last(), Some(Event::TaskFinished { .. })),
         "{recent:?}"
     );
     assert_eq!(m.waves().iter().map(|w| w.tasks).sum::<usize>(), 4);
+}
+
+/// Tasks added to the live session (`orchestrator add`): `plan.json` grows, then a
+/// `tasks_added` line names them; a live model shows them, in plan order, with their
+/// wave, and what it knew of the others is kept.
+#[test]
+fn a_grown_plan_is_read_again_when_a_line_names_its_new_tasks() {
+    let d = tempfile::tempdir().unwrap();
+    let s = session(d.path());
+    let mut j = fsio::open_append(&s.events()).unwrap();
+    for st in steps(&s, &[Op::Assign(0), Op::Finish(0, 0)]) {
+        apply_files(&st.files);
+        j.write_all(&st.line).unwrap();
+    }
+    let mut m = SessionModel::live(s.clone());
+    m.refresh();
+    assert_eq!(m.tasks().len(), 4);
+    let plan = crate::plan::Plan::read(&s.plan_json()).unwrap().unwrap();
+    let more = plan
+        .parse_added(
+            "more.toml",
+            "[[task]]\nid = \"e\"\nrun = \"true\"\nafter = [\"d\"]\n",
+            d.path(),
+        )
+        .unwrap();
+    let grown = plan.with_added(more).unwrap();
+    fsio::write_json(&s.plan_json(), &grown).unwrap();
+    // The plan alone changes nothing: no line vouches for `e` yet.
+    m.refresh();
+    assert_eq!(m.tasks().len(), 4);
+    j.write_all(&line(&Event::TasksAdded {
+        tasks: vec!["e".into()],
+    }))
+    .unwrap();
+    m.refresh();
+    let ids: Vec<&str> = m.tasks().iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d", "e"]);
+    assert_eq!(m.count(TaskState::Succeeded), 1);
+    assert_eq!(m.count(TaskState::Pending), 4);
+    assert_eq!(m.waves().len(), 4, "e is a wave after d");
+    let mut whole = SessionModel::new(s.clone());
+    whole.refresh();
+    assert_eq!(json(&whole.snapshot()), json(&m.snapshot()));
 }
 
 /// A journal cut in the middle of a line (a crash, or a read racing a write): the line

@@ -403,6 +403,35 @@ where
         .collect()
 }
 
+/// [`Plan::dep_indices`] from the parts of a plan it needs: each task's id and `after`,
+/// each race's id and members, each gate's id and `after`.
+fn deps_of<'a>(
+    tasks: &[(&'a str, &'a [String])],
+    races: impl Iterator<Item = (&'a str, &'a [String])>,
+    gates: impl Iterator<Item = (&'a str, &'a [String])>,
+) -> Vec<Vec<usize>> {
+    let index: HashMap<&str, usize> = tasks.iter().enumerate().map(|(i, t)| (t.0, i)).collect();
+    // A dependency on a gate is one on each task of its `after`, as on a race.
+    let gates: Vec<(String, &[String])> = gates
+        .map(|(id, after)| (super::gate_dep_name(id), after))
+        .collect();
+    let mut groups: HashMap<&str, &[String]> = races.collect();
+    groups.extend(gates.iter().map(|(n, after)| (n.as_str(), *after)));
+    task_deps(tasks.iter().map(|t| t.1), &index, &groups)
+}
+
+/// [`Plan::waves`] from the parts of a plan it needs (see [`deps_of`]): for a reader of
+/// `plan.json` that keeps only these rather than a whole [`Plan`] (the session model).
+pub fn waves_of<'a>(
+    tasks: &[(&'a str, &'a [String])],
+    races: impl Iterator<Item = (&'a str, &'a [String])>,
+    gates: impl Iterator<Item = (&'a str, &'a [String])>,
+) -> Vec<Vec<usize>> {
+    let g = Graph::of_tasks(deps_of(tasks, races, gates));
+    let tasks = |wave: Vec<_>| wave.into_iter().filter_map(|n| g.task_of(n)).collect();
+    g.waves().into_iter().map(tasks).collect()
+}
+
 impl Plan {
     /// Task ids and their indices.
     pub(super) fn task_index(&self) -> HashMap<&str, usize> {
@@ -413,20 +442,19 @@ impl Plan {
     /// For each task (by index), the indices of the tasks it depends on; a dependency on a
     /// race counts as one on each of its members (for waves, paths and cycle checks).
     pub fn dep_indices(&self) -> Vec<Vec<usize>> {
-        // A dependency on a gate is one on each task of its `after`, as on a race.
-        let gates: Vec<(String, &[String])> = self
+        let tasks = self
+            .tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.after.as_slice()));
+        let races = self
+            .races
+            .iter()
+            .map(|r| (r.id.as_str(), r.tasks.as_slice()));
+        let gates = self
             .gates
             .iter()
-            .map(|g| (g.dep_name(), g.after.as_slice()))
-            .collect();
-        let races = self.races.iter();
-        let races = races.map(|r| (r.id.as_str(), r.tasks.as_slice()));
-        let gates = gates.iter().map(|(n, after)| (n.as_str(), *after));
-        task_deps(
-            self.tasks.iter().map(|t| &t.after),
-            &self.task_index(),
-            &races.chain(gates).collect(),
-        )
+            .map(|g| (g.id.as_str(), g.after.as_slice()));
+        deps_of(&tasks.collect::<Vec<_>>(), races, gates)
     }
 
     /// The task graph: tasks only, races standing for their members.

@@ -36,7 +36,7 @@ use crate::scheduler::Backoff;
 
 pub use describe::RunSettings;
 pub use error::{DurationKey, FirstDefined, Location, PlanError, PlanErrorKind, Scope};
-pub use graph::{Graph, NodeId, NodeKind};
+pub use graph::{Graph, NodeId, NodeKind, waves_of};
 pub use matrix::MAX_MATRIX_TASKS;
 pub use select::Exclusion;
 pub use validate::{show_size, show_size_rounded};
@@ -238,22 +238,27 @@ impl Task {
     /// redacted (`PGPASSWORD=<from the caller>, TOKEN=<from /p/secret.env>`); none when
     /// it has none.
     pub fn secrets(&self) -> Option<String> {
-        let mut parts: Vec<String> = self
-            .env_from_parent
-            .iter()
-            .map(|n| format!("{n}=<from the caller>"))
-            .collect();
-        if let Some(f) = &self.env_file {
-            match env_file::read(f) {
-                Ok(kv) => parts.extend(
-                    kv.iter()
-                        .map(|(k, _)| format!("{k}=<from {}>", f.display())),
-                ),
-                Err(e) => parts.push(format!("<{e}>")),
-            }
-        }
-        (!parts.is_empty()).then(|| parts.join(", "))
+        secrets_of(&self.env_from_parent, self.env_file.as_deref())
     }
+}
+
+/// [`Task::secrets`] from the two fields it reads (the session model reads only these of
+/// a task's in `plan.json`).
+pub fn secrets_of(env_from_parent: &[String], env_file: Option<&Path>) -> Option<String> {
+    let mut parts: Vec<String> = env_from_parent
+        .iter()
+        .map(|n| format!("{n}=<from the caller>"))
+        .collect();
+    if let Some(f) = env_file {
+        match env_file::read(f) {
+            Ok(kv) => parts.extend(
+                kv.iter()
+                    .map(|(k, _)| format!("{k}=<from {}>", f.display())),
+            ),
+            Err(e) => parts.push(format!("<{e}>")),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 impl Plan {
@@ -352,10 +357,15 @@ pub struct Gate {
     pub cwd: Option<PathBuf>,
 }
 
+/// How tasks name gate `id` in `after`.
+pub(crate) fn gate_dep_name(id: &str) -> String {
+    format!("gate:{id}")
+}
+
 impl Gate {
     /// How tasks name it in `after`.
     pub fn dep_name(&self) -> String {
-        format!("gate:{}", self.id)
+        gate_dep_name(&self.id)
     }
 }
 
