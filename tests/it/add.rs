@@ -46,9 +46,11 @@ fn added_tasks_run_after_what_they_name_and_are_reported() {
         "added 3 tasks (after-hold, now-1, now-2): 2 ready\n"
     );
     // The two after `done` run while `hold` still holds; `after-hold` waits.
-    wait_until(Duration::from_secs(20), "now-1 and now-2 ran", || {
-        std::fs::read_to_string(sb.out().join("ran")).is_ok_and(|t| t.lines().count() == 2)
+    wait_until(Duration::from_secs(20), "now-1 and now-2 decided", || {
+        outcome_exists(&s, "now-1") && outcome_exists(&s, "now-2")
     });
+    let ran = std::fs::read_to_string(sb.out().join("ran")).unwrap();
+    assert_eq!(ran.lines().count(), 2, "{ran}");
     let st = status_json(&sb, &s);
     assert_states(
         &st,
