@@ -82,6 +82,12 @@ fn added_tasks_run_after_what_they_name_and_are_reported() {
     assert_eq!(report["metrics"]["rows"], 2);
 }
 
+/// The message of a refused `add`, which must exit 2.
+fn refused(o: &std::process::Output) -> String {
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(o));
+    stderr(o)
+}
+
 fn outcome_exists(s: &std::path::Path, task: &str) -> bool {
     s.join("tasks").join(task).join("outcome.json").exists()
 }
@@ -98,10 +104,9 @@ fn a_refused_addition_exits_2_and_says_why() {
         "dup.toml",
         "[[task]]\nid = \"x\"\nrun = \"true\"\n\n[[task]]\nid = \"done\"\nrun = \"true\"\n",
     );
-    assert_eq!(o.status.code(), Some(2));
     let dup = sb.path().join("dup.toml");
     assert_eq!(
-        stderr(&o),
+        refused(&o),
         format!(
             "error: {}:6:6: duplicate task id \"done\" (first defined in the session's plan)\n",
             dup.display()
@@ -113,13 +118,12 @@ fn a_refused_addition_exits_2_and_says_why() {
         "race.toml",
         "[[race]]\nid = \"r\"\ntasks = [\"hold\", \"done\"]\n",
     );
-    assert_eq!(o.status.code(), Some(2));
+    let msg = refused(&o);
     assert!(
-        stderr(&o).ends_with(
+        msg.ends_with(
             ":1:1: `race` cannot be added to a running session: a race's members are fixed\n"
         ),
-        "{}",
-        stderr(&o)
+        "{msg}"
     );
     // Nothing was added.
     assert_eq!(added_lines(&s).len(), 1);
@@ -132,9 +136,8 @@ fn a_refused_addition_exits_2_and_says_why() {
         "late.toml",
         "[[task]]\nid = \"late\"\nrun = \"true\"\n",
     );
-    assert_eq!(o.status.code(), Some(2));
     assert_eq!(
-        stderr(&o),
+        refused(&o),
         format!(
             "error: session {}: tasks of {} not added: the session is stopping: nothing new starts in it\n",
             session_id(&s),
@@ -150,12 +153,10 @@ fn a_refused_addition_exits_2_and_says_why() {
         "late.toml",
         "[[task]]\nid = \"late\"\nrun = \"true\"\n",
     );
-    assert_eq!(o.status.code(), Some(2));
+    let msg = refused(&o);
     assert!(
-        stderr(&o).contains("has finished")
-            && stderr(&o).contains("nothing runs there to add tasks to"),
-        "{}",
-        stderr(&o)
+        msg.contains("has finished") && msg.contains("nothing runs there to add tasks to"),
+        "{msg}"
     );
     let o = sb.run(&["add", "no-such-session", "late.toml"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -252,9 +253,8 @@ fn added_worktree_tasks_start_from_the_sessions_base() {
         "[[task]]\nid = \"x\"\nworktree = true\ncwd = \"other\"\nrun = \"true\"\n",
     );
     let o = add(&elsewhere);
-    assert_eq!(o.status.code(), Some(2));
     assert_eq!(
-        stderr(&o),
+        refused(&o),
         format!(
             "error: {}: task \"x\" has worktree = true in {}, which is not a repository the session's worktrees start from ({}): run it in a session of its own\n",
             elsewhere.display(),
@@ -269,11 +269,10 @@ fn added_worktree_tasks_start_from_the_sessions_base() {
         "[[task]]\nid = \"y\"\ncwd = \"repo\"\nowns = [\"y/**\"]\nrun = \"true\"\n",
     );
     let o = add(&owns);
-    assert_eq!(o.status.code(), Some(2));
+    let msg = refused(&o);
     assert!(
-        stderr(&o).contains("has `owns`, whose patterns are relative to the plan's directory"),
-        "{}",
-        stderr(&o)
+        msg.contains("has `owns`, whose patterns are relative to the plan's directory"),
+        "{msg}"
     );
     std::fs::write(sb.out().join("go"), "").unwrap();
     assert_eq!(sb.wait_last(Duration::from_secs(60)), 0);
@@ -312,9 +311,8 @@ fn tasks_can_be_added_from_stdin() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "added 1 task (piped): 0 ready\n");
     let o = piped("[[task]]\nid = \"bad\"\nrun = \"true\"\nafter = [\"nope\"]\n");
-    assert_eq!(o.status.code(), Some(2));
     assert_eq!(
-        stderr(&o),
+        refused(&o),
         "error: <stdin>:4:10: task \"bad\" depends on unknown task \"nope\"\n"
     );
     std::fs::write(sb.out().join("go"), "").unwrap();
